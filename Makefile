@@ -1,0 +1,45 @@
+# konflux-telemetry: every entry point a person or CI uses.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+BIN := target/release/konflux-telemetry
+SHARED ?= ../shared
+
+.PHONY: help build release test test-unit conformance lint fmt bench cluster-up cluster-down
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+build: ## debug build
+	$(CARGO) build
+
+release: ## optimised build of the binary
+	$(CARGO) build --release --bin konflux-telemetry
+
+test: release cluster-up ## every test: unit, conformance, integration on the local API server
+	$(CARGO) test --release --all-targets
+	@if [ -x $(SHARED)/conformance/check-conformance.sh ]; then \
+	  $(SHARED)/conformance/check-conformance.sh '$(BIN) transform'; \
+	else echo "conformance: $(SHARED) not beside the checkout, skipped"; fi
+
+test-unit: ## tests that need no API server
+	$(CARGO) test --release --lib --bins
+
+conformance: release ## the segment-bridge 2.0 vectors
+	$(SHARED)/conformance/check-conformance.sh '$(BIN) transform'
+
+lint: ## rustfmt and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+bench: ## benchmarks (figures printed, see docs/performance.md)
+	$(CARGO) bench --bench transform
+
+cluster-up: ## build (cached) and start etcd + kube-apiserver on loopback, install the CRDs
+	@bash e2e/control-plane/cluster-up.sh
+
+cluster-down: ## stop the local API server and remove its state
+	@bash e2e/control-plane/cluster-down.sh

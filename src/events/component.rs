@@ -1,0 +1,34 @@
+//! Where a Component becomes `Component Created`.
+
+use super::hash::h;
+use super::object::Component;
+use super::{ClusterIdentity, Event, EventName, Properties};
+
+pub fn created_id(uid: &str) -> String {
+    format!("{uid}-component-created")
+}
+
+pub fn events(c: &Component, identity: &ClusterIdentity) -> Option<Event> {
+    let created = c.meta.creation_timestamp.clone()?;
+    let namespace = c.meta.namespace.as_deref().unwrap_or("unknown");
+    let name = c.meta.name.as_deref().unwrap_or("");
+    let salt = identity.salt();
+    Some(Event {
+        properties: Properties {
+            namespace_hash: Some(identity.namespace_hash(c.meta.namespace.as_deref())),
+            component_hash: Some(h(&[name, namespace, salt])),
+            application_hash: Some(h(&[
+                c.application.as_deref().unwrap_or(""),
+                namespace,
+                salt,
+            ])),
+            ..Properties::common(identity)
+        },
+        ..Event::new(
+            EventName::ComponentCreated,
+            created_id(&c.meta.uid),
+            created,
+            identity,
+        )
+    })
+}

@@ -1,0 +1,12 @@
+//! `Segment Bridge Heartbeat`: the daemon is alive, once every `heartbeatInterval`.
+
+use super::{ClusterIdentity, Event, EventName, Timestamp};
+
+/// The heartbeat at `now` (whole seconds). Only the optional properties.
+pub fn event(identity: &ClusterIdentity, now: Timestamp) -> Event {
+    let message_id = match identity.cluster_id_hash() {
+        Some(hash) => format!("{hash}-heartbeat-{now}"),
+        None => format!("heartbeat-{now}"),
+    };
+    Event::new(EventName::Heartbeat, message_id, now, identity)
+}

@@ -1,0 +1,64 @@
+//! Who the cluster is, as far as events say: a hashed cluster id and optional versions.
+
+use super::hash::h;
+
+/// The salt of every hash when no cluster id is known, as the old bridge did.
+pub const ANONYMOUS_CLUSTER: &str = "anonymous";
+
+/// The cluster identity every event carries. Built once (and again when the
+/// `konflux-public-info` ConfigMap changes); cheap to clone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterIdentity {
+    cluster_id: Option<String>,
+    cluster_id_hash: Option<String>,
+    konflux_version: Option<String>,
+    kubernetes_version: Option<String>,
+}
+
+impl ClusterIdentity {
+    /// Empty strings count as unknown, as the old bridge's `${VAR:-}` did.
+    pub fn new(
+        cluster_id: Option<String>,
+        konflux_version: Option<String>,
+        kubernetes_version: Option<String>,
+    ) -> Self {
+        let cluster_id = cluster_id.filter(|s| !s.is_empty());
+        Self {
+            cluster_id_hash: cluster_id.as_deref().map(|c| h(&[c])),
+            cluster_id,
+            konflux_version: konflux_version.filter(|s| !s.is_empty()),
+            kubernetes_version: kubernetes_version.filter(|s| !s.is_empty()),
+        }
+    }
+
+    /// `C` of the catalogue's hashes.
+    pub fn salt(&self) -> &str {
+        self.cluster_id.as_deref().unwrap_or(ANONYMOUS_CLUSTER)
+    }
+
+    pub fn cluster_id_hash(&self) -> Option<&str> {
+        self.cluster_id_hash.as_deref()
+    }
+
+    pub fn konflux_version(&self) -> Option<&str> {
+        self.konflux_version.as_deref()
+    }
+
+    pub fn kubernetes_version(&self) -> Option<&str> {
+        self.kubernetes_version.as_deref()
+    }
+
+    pub fn has_cluster_id(&self) -> bool {
+        self.cluster_id.is_some()
+    }
+
+    /// `h(namespace + ":" + C)`, with `unknown` for a missing namespace.
+    pub fn namespace_hash(&self, namespace: Option<&str>) -> String {
+        h(&[namespace.unwrap_or("unknown"), self.salt()])
+    }
+
+    /// `h(username + ":" + C)`: the `userId` of an event whose actor is known.
+    pub fn user_hash(&self, username: &str) -> String {
+        h(&[username, self.salt()])
+    }
+}

@@ -1,0 +1,250 @@
+//! The event model: Segment `track` events, exactly as `shared/specs/events.md` defines them.
+//!
+//! Pure functions, no I/O: an object decoded by [`object::decode`] plus a
+//! [`ClusterIdentity`] gives its events through [`events_of`]. One file per source:
+//! [`pipelinerun`], [`component`], [`namespace`], [`konflux`], [`heartbeat`].
+
+pub mod component;
+pub mod hash;
+pub mod heartbeat;
+pub mod identity;
+pub mod konflux;
+mod lenient;
+pub mod namespace;
+pub mod object;
+pub mod pipelinerun;
+pub mod time;
+
+pub use identity::ClusterIdentity;
+pub use lenient::JsonType;
+pub use object::{DecodeError, Decoded, Kind, Object, decode, decode_one};
+pub use time::Timestamp;
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+/// The events an object implies now. Events whose time is not known yet (a run still
+/// going, a Konflux not yet Ready) are left out: they come when the object gets that time.
+pub fn events_of(object: &Object, identity: &ClusterIdentity) -> Vec<Event> {
+    match object {
+        Object::PipelineRun(run) => pipelinerun::events(run, identity),
+        Object::Component(c) => component::events(c, identity).into_iter().collect(),
+        Object::Namespace(ns) => namespace::events(ns, identity).into_iter().collect(),
+        Object::Konflux(k) => konflux::events(k, identity),
+    }
+}
+
+/// Every event name of the catalogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventName {
+    PipelineRunStarted,
+    PipelineRunCompleted,
+    ComponentCreated,
+    NamespaceCreated,
+    OperatorDeploymentStarted,
+    OperatorDeploymentCompleted,
+    OperatorRemovalStarted,
+    Heartbeat,
+}
+
+impl EventName {
+    pub const ALL: [EventName; 8] = [
+        EventName::PipelineRunStarted,
+        EventName::PipelineRunCompleted,
+        EventName::ComponentCreated,
+        EventName::NamespaceCreated,
+        EventName::OperatorDeploymentStarted,
+        EventName::OperatorDeploymentCompleted,
+        EventName::OperatorRemovalStarted,
+        EventName::Heartbeat,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventName::PipelineRunStarted => "PipelineRun Started",
+            EventName::PipelineRunCompleted => "PipelineRun Completed",
+            EventName::ComponentCreated => "Component Created",
+            EventName::NamespaceCreated => "Namespace Created",
+            EventName::OperatorDeploymentStarted => "Operator Deployment Started",
+            EventName::OperatorDeploymentCompleted => "Operator Deployment Completed",
+            EventName::OperatorRemovalStarted => "Operator Removal Started",
+            EventName::Heartbeat => "Segment Bridge Heartbeat",
+        }
+    }
+}
+
+/// Who acted, where admission saw it: the hashed user and what kind of user it was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    /// `h(username + ":" + C)`.
+    pub user_hash: String,
+    pub kind: ActorType,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorType {
+    User,
+    #[serde(rename = "serviceaccount")]
+    ServiceAccount,
+    System,
+}
+
+impl ActorType {
+    /// `system:serviceaccount:*` is a service account, any other `system:` user the
+    /// system, anyone else a person.
+    pub fn of_username(username: &str) -> Self {
+        if username.starts_with("system:serviceaccount:") {
+            ActorType::ServiceAccount
+        } else if username.starts_with("system:") {
+            ActorType::System
+        } else {
+            ActorType::User
+        }
+    }
+}
+
+impl Actor {
+    pub fn new(username: &str, identity: &ClusterIdentity) -> Self {
+        Self {
+            user_hash: identity.user_hash(username),
+            kind: ActorType::of_username(username),
+        }
+    }
+}
+
+/// A Segment `track` event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub name: EventName,
+    pub message_id: String,
+    pub timestamp: Timestamp,
+    /// `context.device.id`: the cluster hash, when a cluster id is known.
+    pub device_id: Option<String>,
+    pub actor: Option<Actor>,
+    pub properties: Properties,
+}
+
+/// Every property any event has; each event sets the ones the catalogue lists for it.
+/// `None` leaves a property out; `Some(None)` sends JSON `null`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Properties {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_id_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub konflux_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub has_pipeline_label: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline_type: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_type: Option<ActorType>,
+}
+
+impl Properties {
+    /// The optional properties every event carries: cluster hash and versions, when known.
+    pub fn common(identity: &ClusterIdentity) -> Self {
+        Self {
+            cluster_id_hash: identity.cluster_id_hash().map(str::to_owned),
+            konflux_version: identity.konflux_version().map(str::to_owned),
+            kubernetes_version: identity.kubernetes_version().map(str::to_owned),
+            ..Self::default()
+        }
+    }
+}
+
+impl Event {
+    /// An event with the identity's common properties; the caller adds its own.
+    pub fn new(
+        name: EventName,
+        message_id: String,
+        timestamp: Timestamp,
+        identity: &ClusterIdentity,
+    ) -> Self {
+        Self {
+            name,
+            message_id,
+            timestamp,
+            device_id: identity.cluster_id_hash().map(str::to_owned),
+            actor: None,
+            properties: Properties::common(identity),
+        }
+    }
+
+    /// Sets who acted (from admission). The `actorType` property goes with `userId`.
+    pub fn with_actor(mut self, actor: Option<Actor>) -> Self {
+        self.set_actor(actor);
+        self
+    }
+
+    pub fn set_actor(&mut self, actor: Option<Actor>) {
+        self.properties.actor_type = actor.as_ref().map(|a| a.kind);
+        self.actor = actor;
+    }
+
+    /// The event as one line of JSON, as Segment receives it.
+    pub fn to_json(&self) -> String {
+        // Serialising these types cannot fail: every key is a string, every value plain.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Library {
+            name: &'static str,
+            version: &'static str,
+        }
+        #[derive(Serialize)]
+        struct Device<'a> {
+            id: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Context<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            device: Option<Device<'a>>,
+            library: Library,
+        }
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("type", "track")?;
+        m.serialize_entry("anonymousId", "anonymous")?;
+        if let Some(actor) = &self.actor {
+            m.serialize_entry("userId", &actor.user_hash)?;
+        }
+        m.serialize_entry("messageId", &self.message_id)?;
+        m.serialize_entry("timestamp", self.timestamp.as_str())?;
+        m.serialize_entry("event", self.name.as_str())?;
+        m.serialize_entry(
+            "context",
+            &Context {
+                device: self.device_id.as_deref().map(|id| Device { id }),
+                library: Library {
+                    name: crate::LIBRARY_NAME,
+                    version: crate::LIBRARY_VERSION,
+                },
+            },
+        )?;
+        m.serialize_entry("properties", &self.properties)?;
+        m.end()
+    }
+}

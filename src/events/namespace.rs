@@ -1,0 +1,29 @@
+//! Where a tenant Namespace becomes `Namespace Created`.
+
+use super::object::Namespace;
+use super::{ClusterIdentity, Event, EventName, Properties};
+
+pub fn created_id(uid: &str) -> String {
+    format!("{uid}-namespace-created")
+}
+
+/// Only namespaces labelled `konflux-ci.dev/type=tenant` have an event.
+pub fn events(ns: &Namespace, identity: &ClusterIdentity) -> Option<Event> {
+    if !ns.is_tenant {
+        return None;
+    }
+    let created = ns.meta.creation_timestamp.clone()?;
+    Some(Event {
+        properties: Properties {
+            // A namespace's own name is its namespace.
+            namespace_hash: Some(identity.namespace_hash(ns.meta.name.as_deref())),
+            ..Properties::common(identity)
+        },
+        ..Event::new(
+            EventName::NamespaceCreated,
+            created_id(&ns.meta.uid),
+            created,
+            identity,
+        )
+    })
+}

@@ -1,0 +1,565 @@
+//! The objects the event model reads, with only the fields it reads.
+//!
+//! [`decode`] reads one JSON document (a `kubectl get -o json` object, or a `List` of them)
+//! in a single pass; every field that no event needs (a PipelineRun's spec, results,
+//! provenance... most of its 10 to 42 KB) is skipped without being stored. The domain types
+//! ([`PipelineRun`], [`Component`], [`Namespace`], [`Konflux`]) have nothing of Kubernetes'
+//! client types in them, so the mapping to events is tested with plain data.
+
+use super::lenient::{Count, JsonType, List, Obj, Str};
+use super::time::Timestamp;
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use std::fmt;
+
+/// Label whose presence is `hasPipelineLabel`.
+pub const PIPELINE_LABEL: &str = "tekton.dev/pipeline";
+/// Label whose value is `pipelineType`.
+pub const PIPELINE_TYPE_LABEL: &str = "pipelines.appstudio.openshift.io/type";
+/// Label (with value [`TENANT`]) that makes a Namespace a Konflux tenant.
+pub const NAMESPACE_TYPE_LABEL: &str = "konflux-ci.dev/type";
+pub const TENANT: &str = "tenant";
+/// The one Konflux CR that the operator reconciles.
+pub const KONFLUX_NAME: &str = "konflux";
+
+/// An object the event model has events for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Object {
+    PipelineRun(PipelineRun),
+    Component(Component),
+    Namespace(Namespace),
+    Konflux(Konflux),
+}
+
+/// What every object carries. Names stay in memory only as long as it takes to hash them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub uid: String,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub creation_timestamp: Option<Timestamp>,
+    pub deletion_timestamp: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelineRun {
+    pub meta: Meta,
+    pub has_pipeline_label: bool,
+    pub pipeline_type: Option<String>,
+    pub start_time: Option<Timestamp>,
+    pub completion_time: Option<Timestamp>,
+    /// Entries in `status.childReferences`.
+    pub task_count: usize,
+    /// `reason` of the condition of type `Succeeded`.
+    pub succeeded_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Component {
+    pub meta: Meta,
+    /// `spec.application`.
+    pub application: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespace {
+    pub meta: Meta,
+    /// Labelled `konflux-ci.dev/type=tenant`.
+    pub is_tenant: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Konflux {
+    pub meta: Meta,
+    /// The condition `Ready` when its status is `True`.
+    pub ready: Option<ReadyCondition>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadyCondition {
+    pub reason: Option<String>,
+    pub last_transition_time: Option<Timestamp>,
+}
+
+/// Why an object was skipped. Says which field and what was wrong with it, never the value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not JSON: {0}")]
+    Syntax(String),
+    #[error("not a JSON object (found {})", .0.name())]
+    NotAnObject(JsonType),
+    #[error("{kind}: missing {field}")]
+    Missing { kind: Kind, field: &'static str },
+    #[error("{kind}: {field} should be {expected}, found {}", .found.name())]
+    WrongType {
+        kind: Kind,
+        field: &'static str,
+        expected: &'static str,
+        found: JsonType,
+    },
+    #[error("{kind}: {field} is not an RFC 3339 timestamp")]
+    Timestamp { kind: Kind, field: &'static str },
+}
+
+impl DecodeError {
+    /// A short, fixed label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Syntax(_) => "not_json",
+            DecodeError::NotAnObject(_) => "not_object",
+            DecodeError::Missing { .. } => "missing_field",
+            DecodeError::WrongType { .. } => "wrong_type",
+            DecodeError::Timestamp { .. } => "bad_timestamp",
+        }
+    }
+}
+
+/// The kinds that have events, for messages and metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    PipelineRun,
+    Component,
+    Namespace,
+    Konflux,
+    /// A `List` or an object of unknown kind.
+    Other,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::PipelineRun => "PipelineRun",
+            Kind::Component => "Component",
+            Kind::Namespace => "Namespace",
+            Kind::Konflux => "Konflux",
+            Kind::Other => "object",
+        }
+    }
+
+    /// The kind an `apiVersion` and `kind` name, if it has events.
+    pub fn of(api_version: &str, kind: &str) -> Option<Kind> {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        match (group, kind) {
+            ("tekton.dev", "PipelineRun") => Some(Kind::PipelineRun),
+            ("appstudio.redhat.com", "Component") => Some(Kind::Component),
+            ("", "Namespace") => Some(Kind::Namespace),
+            ("konflux.konflux-ci.dev", "Konflux") => Some(Kind::Konflux),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One item of a decoded document: an object with events, a kind without events, or an
+/// object that was skipped and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    Object(Object),
+    NoEvents,
+    Skipped(DecodeError),
+}
+
+/// Decodes one JSON document: an object, or a `List` whose `items` are objects. Fails as a
+/// whole only when the document is not JSON or not an object; a malformed item of a `List`
+/// is one `Skipped` among the others.
+pub fn decode(json: &[u8]) -> Result<Vec<Decoded>, DecodeError> {
+    let doc: Obj<Wire> =
+        serde_json::from_slice(json).map_err(|e| DecodeError::Syntax(redact(&e)))?;
+    match doc {
+        Obj::Wrong(found) => Err(DecodeError::NotAnObject(found)),
+        Obj::Ok(wire) => {
+            let mut out = Vec::with_capacity(1);
+            wire.interpret_into(&mut out);
+            Ok(out)
+        }
+    }
+}
+
+/// Decodes a document known to be one object (a watch event, a Tekton Results record).
+pub fn decode_one(json: &[u8]) -> Decoded {
+    match decode(json) {
+        Err(e) => Decoded::Skipped(e),
+        Ok(mut items) if items.len() == 1 => items.pop().unwrap_or(Decoded::NoEvents),
+        Ok(_) => Decoded::Skipped(DecodeError::Missing {
+            kind: Kind::Other,
+            field: "a single object (found a List)",
+        }),
+    }
+}
+
+/// serde_json's syntax messages quote no input, but keep only the position to be sure.
+fn redact(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Eof => "unexpected end of input",
+        Category::Syntax => "invalid syntax",
+        Category::Data => "invalid data",
+        Category::Io => "read error",
+    };
+    let detail = e.to_string();
+    if detail.contains("recursion limit exceeded") {
+        return format!("nested too deeply at column {}", e.column());
+    }
+    format!("{what} at column {}", e.column())
+}
+
+// ---- the wire form: one struct that reads every kind's fields in one pass ----
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Wire {
+    api_version: Option<Str>,
+    kind: Option<Str>,
+    metadata: Option<Obj<WireMeta>>,
+    spec: Option<Obj<WireSpec>>,
+    status: Option<Obj<WireStatus>>,
+    items: Option<List<Obj<Wire>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct WireMeta {
+    uid: Option<Str>,
+    name: Option<Str>,
+    namespace: Option<Str>,
+    creation_timestamp: Option<Str>,
+    deletion_timestamp: Option<Str>,
+    labels: Option<WantedLabels>,
+}
+
+#[derive(Deserialize, Default)]
+struct WireSpec {
+    application: Option<Str>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct WireStatus {
+    start_time: Option<Str>,
+    completion_time: Option<Str>,
+    child_references: Option<Count>,
+    conditions: Option<List<Obj<WireCondition>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct WireCondition {
+    #[serde(rename = "type")]
+    type_: Option<Str>,
+    status: Option<Str>,
+    reason: Option<Str>,
+    last_transition_time: Option<Str>,
+}
+
+/// The three labels events read; every other label is skipped unread, however large.
+#[derive(Default)]
+struct WantedLabels {
+    has_pipeline: bool,
+    pipeline_type: Option<Str>,
+    namespace_type: Option<Str>,
+    wrong: Option<JsonType>,
+}
+
+impl<'de> Deserialize<'de> for WantedLabels {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = WantedLabels;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of labels")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WantedLabels, A::Error> {
+                let mut out = WantedLabels::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        PIPELINE_LABEL => {
+                            map.next_value::<IgnoredAny>()?;
+                            out.has_pipeline = true;
+                        }
+                        PIPELINE_TYPE_LABEL => out.pipeline_type = Some(map.next_value()?),
+                        NAMESPACE_TYPE_LABEL => out.namespace_type = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            fn visit_unit<E>(self) -> Result<WantedLabels, E> {
+                Ok(WantedLabels::default())
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<WantedLabels, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(wrong_labels(JsonType::Array))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<WantedLabels, E> {
+                Ok(wrong_labels(JsonType::String))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<WantedLabels, E> {
+                Ok(wrong_labels(JsonType::Bool))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<WantedLabels, E> {
+                Ok(wrong_labels(JsonType::Number))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<WantedLabels, E> {
+                Ok(wrong_labels(JsonType::Number))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<WantedLabels, E> {
+                Ok(wrong_labels(JsonType::Number))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn wrong_labels(found: JsonType) -> WantedLabels {
+    WantedLabels {
+        wrong: Some(found),
+        ..WantedLabels::default()
+    }
+}
+
+// ---- from the wire form to the domain types ----
+
+/// Field readers that know the kind and field path, for error messages.
+struct Reader {
+    kind: Kind,
+}
+
+impl Reader {
+    fn string(&self, field: &'static str, v: Option<Str>) -> Result<Option<String>, DecodeError> {
+        match v {
+            None => Ok(None),
+            Some(Str::Ok(s)) => Ok(Some(s)),
+            Some(Str::Wrong(found)) => Err(self.wrong(field, "a string", found)),
+        }
+    }
+
+    fn required(&self, field: &'static str, v: Option<Str>) -> Result<String, DecodeError> {
+        self.string(field, v)?
+            .filter(|s| !s.is_empty())
+            .ok_or(DecodeError::Missing {
+                kind: self.kind,
+                field,
+            })
+    }
+
+    fn time(&self, field: &'static str, v: Option<Str>) -> Result<Option<Timestamp>, DecodeError> {
+        match self.string(field, v)? {
+            None => Ok(None),
+            // An empty string is how some serialisers write an unset time.
+            Some(s) if s.is_empty() => Ok(None),
+            Some(s) => Timestamp::parse(&s)
+                .map(Some)
+                .map_err(|_| DecodeError::Timestamp {
+                    kind: self.kind,
+                    field,
+                }),
+        }
+    }
+
+    fn object<T: Default>(&self, field: &'static str, v: Option<Obj<T>>) -> Result<T, DecodeError> {
+        match v {
+            None => Ok(T::default()),
+            Some(Obj::Ok(t)) => Ok(t),
+            Some(Obj::Wrong(found)) => Err(self.wrong(field, "an object", found)),
+        }
+    }
+
+    fn wrong(&self, field: &'static str, expected: &'static str, found: JsonType) -> DecodeError {
+        DecodeError::WrongType {
+            kind: self.kind,
+            field,
+            expected,
+            found,
+        }
+    }
+
+    fn meta(&self, v: Option<Obj<WireMeta>>) -> Result<(Meta, WantedLabels), DecodeError> {
+        let Some(m) = v else {
+            return Err(DecodeError::Missing {
+                kind: self.kind,
+                field: "metadata",
+            });
+        };
+        let m = self.object("metadata", Some(m))?;
+        let labels = m.labels.unwrap_or_default();
+        if let Some(found) = labels.wrong {
+            return Err(self.wrong("metadata.labels", "an object", found));
+        }
+        Ok((
+            Meta {
+                uid: self.required("metadata.uid", m.uid)?,
+                name: self.string("metadata.name", m.name)?,
+                namespace: self.string("metadata.namespace", m.namespace)?,
+                creation_timestamp: self
+                    .time("metadata.creationTimestamp", m.creation_timestamp)?,
+                deletion_timestamp: self
+                    .time("metadata.deletionTimestamp", m.deletion_timestamp)?,
+            },
+            labels,
+        ))
+    }
+}
+
+impl Wire {
+    fn interpret_into(self, out: &mut Vec<Decoded>) {
+        if let Some(items) = self.items {
+            match items {
+                List::Ok(items) => {
+                    for item in items {
+                        match item {
+                            Obj::Ok(wire) => wire.interpret_into(out),
+                            Obj::Wrong(found) => {
+                                out.push(Decoded::Skipped(DecodeError::NotAnObject(found)))
+                            }
+                        }
+                    }
+                }
+                List::Wrong(found) => out.push(Decoded::Skipped(DecodeError::WrongType {
+                    kind: Kind::Other,
+                    field: "items",
+                    expected: "an array",
+                    found,
+                })),
+            }
+            return;
+        }
+        out.push(match self.interpret() {
+            Ok(Some(object)) => Decoded::Object(object),
+            Ok(None) => Decoded::NoEvents,
+            Err(e) => Decoded::Skipped(e),
+        });
+    }
+
+    fn interpret(self) -> Result<Option<Object>, DecodeError> {
+        let other = Reader { kind: Kind::Other };
+        let api_version = other.required("apiVersion", self.api_version)?;
+        let kind_name = other.required("kind", self.kind)?;
+        let Some(kind) = Kind::of(&api_version, &kind_name) else {
+            return Ok(None);
+        };
+        let r = Reader { kind };
+        let (meta, labels) = r.meta(self.metadata)?;
+        Ok(Some(match kind {
+            Kind::PipelineRun => {
+                let status = r.object("status", self.status)?;
+                let task_count = match status.child_references {
+                    None => 0,
+                    Some(Count::Ok(n)) => n,
+                    Some(Count::Wrong(found)) => {
+                        return Err(r.wrong("status.childReferences", "an array", found));
+                    }
+                };
+                let succeeded = r.condition("Succeeded", status.conditions)?;
+                Object::PipelineRun(PipelineRun {
+                    has_pipeline_label: labels.has_pipeline,
+                    pipeline_type: r.string("metadata.labels", labels.pipeline_type)?,
+                    start_time: r.time("status.startTime", status.start_time)?,
+                    completion_time: r.time("status.completionTime", status.completion_time)?,
+                    task_count,
+                    succeeded_reason: succeeded.and_then(|c| c.reason),
+                    meta,
+                })
+            }
+            Kind::Component => {
+                let spec = r.object("spec", self.spec)?;
+                Object::Component(Component {
+                    application: r.string("spec.application", spec.application)?,
+                    meta,
+                })
+            }
+            Kind::Namespace => Object::Namespace(Namespace {
+                is_tenant: r
+                    .string("metadata.labels", labels.namespace_type)?
+                    .as_deref()
+                    == Some(TENANT),
+                meta,
+            }),
+            Kind::Konflux => {
+                let status = r.object("status", self.status)?;
+                let ready = r
+                    .condition("Ready", status.conditions)?
+                    .filter(|c| c.status.as_deref() == Some("True"))
+                    .map(|c| -> Result<ReadyCondition, DecodeError> {
+                        Ok(ReadyCondition {
+                            reason: c.reason,
+                            last_transition_time: r.time(
+                                "status.conditions[Ready].lastTransitionTime",
+                                c.last_transition_time,
+                            )?,
+                        })
+                    })
+                    .transpose()?;
+                Object::Konflux(Konflux { meta, ready })
+            }
+            Kind::Other => return Ok(None),
+        }))
+    }
+}
+
+/// A condition with its strings checked; the time is left raw for the caller to parse.
+struct Condition {
+    status: Option<String>,
+    reason: Option<String>,
+    last_transition_time: Option<Str>,
+}
+
+impl Reader {
+    /// The first condition of type `wanted`, as Kubernetes' own helpers find it.
+    fn condition(
+        &self,
+        wanted: &str,
+        conditions: Option<List<Obj<WireCondition>>>,
+    ) -> Result<Option<Condition>, DecodeError> {
+        let list = match conditions {
+            None => return Ok(None),
+            Some(List::Ok(list)) => list,
+            Some(List::Wrong(found)) => {
+                return Err(self.wrong("status.conditions", "an array", found));
+            }
+        };
+        for c in list {
+            // A condition that is not an object, or has no string type, is not the one sought.
+            let Obj::Ok(c) = c else { continue };
+            let Some(Str::Ok(t)) = &c.type_ else { continue };
+            if t != wanted {
+                continue;
+            }
+            return Ok(Some(Condition {
+                status: self.string("status.conditions[].status", c.status)?,
+                reason: self.string("status.conditions[].reason", c.reason)?,
+                last_transition_time: c.last_transition_time,
+            }));
+        }
+        Ok(None)
+    }
+}
+
+impl Object {
+    pub fn meta(&self) -> &Meta {
+        match self {
+            Object::PipelineRun(o) => &o.meta,
+            Object::Component(o) => &o.meta,
+            Object::Namespace(o) => &o.meta,
+            Object::Konflux(o) => &o.meta,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::PipelineRun(_) => Kind::PipelineRun,
+            Object::Component(_) => Kind::Component,
+            Object::Namespace(_) => Kind::Namespace,
+            Object::Konflux(_) => Kind::Konflux,
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The `konflux-telemetry` command: wires the subcommands to the library.
+
+use clap::{Parser, Subcommand};
+use konflux_telemetry::events::{ClusterIdentity, Timestamp};
+use konflux_telemetry::transform;
+use std::io::Write;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "konflux-telemetry",
+    version,
+    about = "Anonymous usage events from a Konflux cluster, for Segment"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Objects as NDJSON on stdin (one `kubectl get -o json` object a line), events as NDJSON
+    /// on stdout, then the heartbeat. A drop-in for the old bridge's tekton-to-segment.sh.
+    Transform(TransformArgs),
+}
+
+#[derive(clap::Args)]
+struct TransformArgs {
+    /// Cluster id; hashed before use, never sent as is.
+    #[arg(long, env = "CLUSTER_ID")]
+    cluster_id: Option<String>,
+    /// Konflux version, sent as `konfluxVersion`.
+    #[arg(long, env = "KONFLUX_VERSION")]
+    konflux_version: Option<String>,
+    /// Kubernetes version, sent as `kubernetesVersion`.
+    #[arg(long, env = "KUBERNETES_VERSION")]
+    kubernetes_version: Option<String>,
+    /// Time of the heartbeat (RFC 3339); now, in whole seconds, by default.
+    #[arg(long, env = "HEARTBEAT_TIMESTAMP", value_parser = parse_timestamp)]
+    heartbeat_timestamp: Option<Timestamp>,
+}
+
+fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Transform(args) => run_transform(args),
+    }
+}
+
+fn run_transform(args: TransformArgs) -> ExitCode {
+    let identity = ClusterIdentity::new(
+        args.cluster_id,
+        args.konflux_version,
+        args.kubernetes_version,
+    );
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let mut stderr = std::io::stderr().lock();
+    match transform::run(
+        stdin,
+        stdout,
+        &mut stderr,
+        &identity,
+        args.heartbeat_timestamp,
+    ) {
+        Ok(s) => {
+            let _ = writeln!(
+                stderr,
+                "transform: {} objects read, {} events written, {} lines skipped",
+                s.objects, s.events, s.skipped
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = writeln!(stderr, "transform: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
