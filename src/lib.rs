@@ -6,6 +6,7 @@
 //! - [`transform`]: the offline NDJSON transformer (`konflux-telemetry transform`).
 
 pub mod events;
+pub mod observation;
 pub mod transform;
 
 /// Every error this crate returns to a caller.
