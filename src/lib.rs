@@ -7,6 +7,7 @@
 
 pub mod events;
 pub mod observation;
+pub mod segment;
 pub mod transform;
 
 /// Every error this crate returns to a caller.

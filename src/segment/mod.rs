@@ -1,0 +1,101 @@
+//! The Segment batch sender: events to `POST {api_url}/batch`, as
+//! `shared/specs/segment-api.md` requires.
+//!
+//! - [`batch`]: pure splitting of events into request-sized [`Batch`]es under the
+//!   [`Limits`]; events too large to send come back as [`Dropped`].
+//! - [`sender`]: the HTTP side. [`Sender::send`] sends one batch with retries, backoff,
+//!   `Retry-After` and a rate limit; [`Sender::send_all`] sends a flush's batches and
+//!   reports which `messageId`s went out.
+//! - [`metrics`]: the sender's Prometheus metrics.
+//!
+//! The write key is a [`WriteKey`]: it never shows in logs, errors or `Debug` output.
+
+pub mod backoff;
+pub mod batch;
+pub mod metrics;
+pub mod sender;
+
+pub use backoff::Backoff;
+pub use batch::{Batch, DropReason, Dropped, Limits, batches, batches_with};
+pub use metrics::SenderMetrics;
+pub use sender::{
+    ConfigError, DEFAULT_API_URL, Failure, FlushReport, SendError, Sender, SenderConfig,
+    normalize_api_url,
+};
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A Segment write key. Its `Debug` and `Display` print `***`: the key itself only
+/// leaves this type as the Basic-auth user name of a request.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WriteKey(String);
+
+impl WriteKey {
+    /// Wraps a key. Surrounding whitespace (a trailing newline from a mounted Secret) is
+    /// removed.
+    pub fn new(key: impl Into<String>) -> Self {
+        let key: String = key.into();
+        let trimmed = key.trim();
+        if trimmed.len() == key.len() {
+            Self(key)
+        } else {
+            Self(trimmed.to_owned())
+        }
+    }
+
+    /// True for an empty key (nothing to authenticate with).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The key itself, for the `Authorization` header only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for WriteKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for WriteKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// An empty write key. The error does not repeat the value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the write key is empty")]
+pub struct EmptyWriteKey;
+
+impl FromStr for WriteKey {
+    type Err = EmptyWriteKey;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let key = WriteKey::new(s);
+        if key.is_empty() {
+            Err(EmptyWriteKey)
+        } else {
+            Ok(key)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_key_is_hidden() {
+        let key = WriteKey::new("s3cr3t-key\n");
+        assert_eq!(format!("{key:?}"), "***");
+        assert_eq!(format!("{key}"), "***");
+        assert_eq!(key.expose(), "s3cr3t-key");
+        assert!("".parse::<WriteKey>().is_err());
+        assert!(" \n".parse::<WriteKey>().is_err());
+    }
+}
