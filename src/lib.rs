@@ -8,6 +8,7 @@
 pub mod events;
 pub mod observation;
 pub mod segment;
+pub mod sink;
 pub mod transform;
 
 /// Every error this crate returns to a caller.

@@ -22,6 +22,9 @@ enum Command {
     /// Objects as NDJSON on stdin (one `kubectl get -o json` object a line), events as NDJSON
     /// on stdout, then the heartbeat. A drop-in for the old bridge's tekton-to-segment.sh.
     Transform(TransformArgs),
+    /// A Segment-compatible receiver for tests and demos: accepts `POST /v1/batch`, writes
+    /// the events to a file, and takes injected faults on `/control/*`.
+    Sink(konflux_telemetry::sink::SinkArgs),
 }
 
 #[derive(clap::Args)]
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Transform(args) => run_transform(args),
+        Command::Sink(args) => konflux_telemetry::sink::run_command(args),
     }
 }
 
