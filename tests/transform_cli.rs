@@ -1,0 +1,170 @@
+//! `konflux-telemetry transform` as a user runs it: streams, warns per bad line, summarises,
+//! exits 0 whatever it skipped. Plus a property test: no input line makes it panic.
+
+use konflux_telemetry::events::{ClusterIdentity, Timestamp};
+use konflux_telemetry::transform::{self, Summary};
+use proptest::prelude::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const NS: &str = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team-a","uid":"ns-1","creationTimestamp":"2026-05-01T08:00:00Z","labels":{"konflux-ci.dev/type":"tenant"}}}"#;
+const RUN: &str = r#"{"apiVersion":"tekton.dev/v1","kind":"PipelineRun","metadata":{"name":"r","namespace":"team-a","uid":"pr-1"},"status":{"startTime":"2026-05-01T10:00:00Z","completionTime":"2026-05-01T10:00:30.5Z"}}"#;
+
+fn run_cli(input: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
+    cmd.arg("transform")
+        .env_remove("CLUSTER_ID")
+        .env_remove("KONFLUX_VERSION")
+        .env_remove("KUBERNETES_VERSION")
+        .env_remove("HEARTBEAT_TIMESTAMP")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write");
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).expect("utf8"),
+        String::from_utf8(out.stderr).expect("utf8"),
+    )
+}
+
+#[test]
+fn bad_lines_are_warned_by_number_and_the_rest_still_flows() {
+    let input = format!("{NS}\n\nnot json at all\n{{\"kind\":\"PipelineRun\"}}\n   \n{RUN}\n[1]\n");
+    let (code, out, err) = run_cli(&input, &[("CLUSTER_ID", "c1"), ("HEARTBEAT_TIMESTAMP", "2026-05-02T00:00:00Z")]);
+    assert_eq!(code, 0);
+    let ids: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line")["messageId"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids, ["ns-1-namespace-created", "pr-1-started", "pr-1-completed", "d0f631ca1ddb-heartbeat-2026-05-02T00:00:00Z"]);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings, [
+        "warning: line 3 skipped: not JSON: invalid syntax at column 2",
+        "warning: line 4 skipped: object: missing apiVersion",
+        "warning: line 7 skipped: not a JSON object (found an array)",
+    ]);
+    assert!(err.contains("transform: 2 objects read, 4 events written, 3 lines skipped"), "{err}");
+}
+
+#[test]
+fn flags_win_over_environment() {
+    let (code, out, _) = run_cli(
+        "",
+        &[("CLUSTER_ID", "from-env"), ("HEARTBEAT_TIMESTAMP", "2026-05-02T00:00:00Z")],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("\"clusterIdHash\""));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
+    let flagged = cmd
+        .args(["transform", "--cluster-id", "c1", "--konflux-version", "9", "--heartbeat-timestamp", "2026-05-02T00:00:00Z"])
+        .env("CLUSTER_ID", "from-env")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let hb: serde_json::Value = serde_json::from_slice(&flagged.stdout).expect("heartbeat");
+    assert_eq!(hb["properties"]["clusterIdHash"], "d0f631ca1ddb");
+    assert_eq!(hb["properties"]["konfluxVersion"], "9");
+}
+
+#[test]
+fn bad_heartbeat_flag_is_a_usage_error() {
+    let (code, _, err) = run_cli("", &[("HEARTBEAT_TIMESTAMP", "noon")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("RFC 3339"), "{err}");
+}
+
+#[test]
+fn read_error_is_a_failure() {
+    struct Broken;
+    impl std::io::Read for Broken {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk on fire"))
+        }
+    }
+    let err = transform::run(std::io::BufReader::new(Broken), Vec::new(), Vec::new(), &ClusterIdentity::default(), None)
+        .unwrap_err();
+    assert_eq!(err.to_string(), "reading input: disk on fire");
+}
+
+/// JSON values shaped like Kubernetes objects, with every field the model reads at times
+/// of the wrong type.
+fn any_json() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::{Value, json};
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| json!(f)),
+        ".{0,12}".prop_map(Value::from),
+        Just(json!("2026-05-01T10:00:00Z")),
+        Just(json!("2026-05-01T10:00:00.123456789+02:00")),
+        Just(json!("tekton.dev/v1")),
+        Just(json!("PipelineRun")),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        let keys = prop_oneof![
+            Just("apiVersion".to_owned()), Just("kind".to_owned()), Just("metadata".to_owned()),
+            Just("status".to_owned()), Just("spec".to_owned()), Just("uid".to_owned()),
+            Just("labels".to_owned()), Just("conditions".to_owned()), Just("startTime".to_owned()),
+            Just("completionTime".to_owned()), Just("childReferences".to_owned()), Just("items".to_owned()),
+            Just("type".to_owned()), Just("reason".to_owned()), Just("lastTransitionTime".to_owned()),
+            Just("creationTimestamp".to_owned()), Just("deletionTimestamp".to_owned()), "[a-z]{1,6}",
+        ];
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map(keys, inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn transform_lines(input: &[u8]) -> Summary {
+    transform::run(
+        input,
+        Vec::new(),
+        Vec::new(),
+        &ClusterIdentity::new(Some("c".into()), None, None),
+        Some(Timestamp::parse("2026-01-01T00:00:00Z").expect("time")),
+    )
+    .expect("in-memory I/O cannot fail")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn no_bytes_make_it_panic(lines in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..8)) {
+        let input = lines.join(&b'\n');
+        let s = transform_lines(&input);
+        prop_assert!(s.events >= 1);
+    }
+
+    #[test]
+    fn no_object_shape_makes_it_panic(values in prop::collection::vec(any_json(), 1..6)) {
+        let input: String = values.iter().map(|v| format!("{v}\n")).collect();
+        let s = transform_lines(input.as_bytes());
+        // a line without `items` is one object or one skip; a List is as many as its items
+        let singles = values.iter().filter(|v| v.get("items").is_none()).count() as u64;
+        prop_assert!(s.objects + s.skipped >= singles);
+        prop_assert_eq!(s.lines, values.len() as u64);
+    }
+
+    #[test]
+    fn kubernetes_shaped_objects_never_panic(
+        api in prop_oneof![Just("tekton.dev/v1"), Just("appstudio.redhat.com/v1alpha1"), Just("v1"), Just("konflux.konflux-ci.dev/v1alpha1")],
+        kind in prop_oneof![Just("PipelineRun"), Just("Component"), Just("Namespace"), Just("Konflux")],
+        metadata in any_json(), status in any_json(), spec in any_json(),
+    ) {
+        let object = serde_json::json!({"apiVersion": api, "kind": kind, "metadata": metadata, "status": status, "spec": spec});
+        let s = transform_lines(format!("{object}\n").as_bytes());
+        prop_assert_eq!(s.objects + s.skipped, 1);
+    }
+}
