@@ -30,7 +30,10 @@ impl Backoff {
     /// The largest wait before retry `retry` (0-based): `min(cap, base * 2^retry)`.
     pub fn ceiling(&self, retry: u32) -> Duration {
         let factor = 1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX);
-        self.base.checked_mul(factor).unwrap_or(self.cap).min(self.cap)
+        self.base
+            .checked_mul(factor)
+            .unwrap_or(self.cap)
+            .min(self.cap)
     }
 
     /// The wait before retry `retry`: uniform in `[0, ceiling(retry)]`, from `unit`, a

@@ -87,9 +87,7 @@ pub fn normalize_api_url(url: &str) -> Result<String, ConfigError> {
         });
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(ConfigError::ApiUrl {
-            reason: "no host",
-        });
+        return Err(ConfigError::ApiUrl { reason: "no host" });
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(ConfigError::ApiUrl {
@@ -207,11 +205,10 @@ impl Sender {
             return Err(EmptyWriteKey.into());
         }
         let base = normalize_api_url(&cfg.api_url)?;
-        let endpoint = reqwest::Url::parse(&format!("{base}/batch")).map_err(|_| {
-            ConfigError::ApiUrl {
+        let endpoint =
+            reqwest::Url::parse(&format!("{base}/batch")).map_err(|_| ConfigError::ApiUrl {
                 reason: "not a URL",
-            }
-        })?;
+            })?;
         // Fails only when a provider is already installed, which is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
@@ -391,9 +388,7 @@ impl Sender {
             };
             warn!(
                 status,
-                events,
-                hint,
-                "Segment rejected events; they stay buffered"
+                events, hint, "Segment rejected events; they stay buffered"
             );
         }
         report
@@ -532,7 +527,10 @@ mod tests {
     fn api_url_normalisation() {
         let ok = |s: &str| normalize_api_url(s).expect("valid URL");
         assert_eq!(ok("https://api.segment.io/v1"), "https://api.segment.io/v1");
-        assert_eq!(ok("https://api.segment.io/v1/"), "https://api.segment.io/v1");
+        assert_eq!(
+            ok("https://api.segment.io/v1/"),
+            "https://api.segment.io/v1"
+        );
         assert_eq!(
             ok("https://api.segment.io/v1/batch"),
             "https://api.segment.io/v1"

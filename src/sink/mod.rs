@@ -323,10 +323,7 @@ fn error_response(status: StatusCode, message: &str) -> HttpResponse {
     response(status, body)
 }
 
-async fn handle(
-    state: Arc<State>,
-    req: Request<Incoming>,
-) -> Result<HttpResponse, DropConnection> {
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<HttpResponse, DropConnection> {
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::POST, "/v1/batch" | "/batch") => batch(state, req, path).await,
@@ -342,12 +339,9 @@ async fn handle(
                 Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "stats"),
             })
         }
-        (_, "/v1/batch" | "/batch" | "/control/fault" | "/control/reset" | "/control/stats") => {
-            Ok(error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed",
-            ))
-        }
+        (_, "/v1/batch" | "/batch" | "/control/fault" | "/control/reset" | "/control/stats") => Ok(
+            error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        ),
         _ => Ok(error_response(StatusCode::NOT_FOUND, "not found")),
     }
 }
@@ -441,7 +435,10 @@ async fn batch(
         .get(CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    let wire = match Limited::new(req.into_body(), MAX_WIRE_BYTES).collect().await {
+    let wire = match Limited::new(req.into_body(), MAX_WIRE_BYTES)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
         Err(_) => {
             record.responded_ms = unix_ms();
@@ -473,7 +470,8 @@ async fn batch(
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut r = finish(&state, record, code, "injected fault");
         if let Some(seconds) = fault.as_ref().and_then(|f| f.retry_after) {
-            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         return Ok(r);
     }
@@ -512,7 +510,11 @@ async fn batch(
             "more than 2500 events",
         ));
     }
-    if envelope.batch.iter().any(|e| e.get().len() > MAX_EVENT_BYTES) {
+    if envelope
+        .batch
+        .iter()
+        .any(|e| e.get().len() > MAX_EVENT_BYTES)
+    {
         return Ok(finish(
             &state,
             record,
@@ -635,7 +637,10 @@ mod tests {
     #[test]
     fn compaction_keeps_strings() {
         let mut out = Vec::new();
-        compact_into("{ \"a b\" :\n [1, \"x \\\" y\"],\r\n\t\"c\": {} }", &mut out);
+        compact_into(
+            "{ \"a b\" :\n [1, \"x \\\" y\"],\r\n\t\"c\": {} }",
+            &mut out,
+        );
         assert_eq!(
             String::from_utf8(out).expect("utf8"),
             r#"{"a b":[1,"x \" y"],"c":{}}"#
@@ -649,10 +654,7 @@ mod tests {
         enc.write_all(&vec![b' '; MAX_BODY_BYTES + 10])
             .expect("compress");
         let gz = enc.finish().expect("compress");
-        assert_eq!(
-            gunzip(&gz).expect("gunzip").len(),
-            MAX_BODY_BYTES + 1
-        );
+        assert_eq!(gunzip(&gz).expect("gunzip").len(), MAX_BODY_BYTES + 1);
         assert!(gunzip(b"not gzip").is_err());
     }
 }
