@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# Start a real, local Kubernetes control plane for the integration tests:
+# etcd + kube-apiserver built from source (see build.sh), listening on free
+# loopback ports only, with generated certificates, RBAC, the TokenRequest API
+# and the CRDs in e2e/crds/ installed and Established.
+#
+# State (certificates, etcd data, logs, pids, kubeconfig) lives in .cluster/ at
+# the repository root. `source .cluster/env` to use it from a shell.
+#
+# Idempotent: when the cluster is already up and healthy, it does nothing.
+#
+# Environment knobs (all optional):
+#   CLUSTER_APISERVER_PORT, CLUSTER_ETCD_PORT, CLUSTER_ETCD_PEER_PORT
+#       fixed ports instead of free ones picked at random
+#   CLUSTER_READY_TIMEOUT   seconds to wait for /readyz (default 120)
+set -euo pipefail
+
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+start_time=$SECONDS
+ready_timeout="${CLUSTER_READY_TIMEOUT:-120}"
+
+for tool in openssl curl flock base64; do
+  command -v "$tool" >/dev/null 2>&1 ||
+    die "$tool not found: run 'bash e2e/control-plane/install-deps.sh' (or apt-get install ${tool/flock/util-linux})"
+done
+
+mkdir -p "$state_dir"
+# One cluster-up/cluster-down at a time (parallel test binaries, make, ...).
+exec 9>"$state_dir/lock"
+flock -w 900 9 || die "timed out waiting for another cluster-up/cluster-down (lock $state_dir/lock)"
+
+kubeconfig="$state_dir/kubeconfig"
+pki="$state_dir/pki"
+
+api_ready() {
+  local port
+  port="$(state_get KUBE_APISERVER_PORT)" || return 1
+  [[ -n $port ]] || return 1
+  curl -fsS --max-time 5 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+    "https://127.0.0.1:$port/readyz" >/dev/null 2>&1
+}
+
+# --- already running? -------------------------------------------------------
+if [[ -f $state_dir/env && -f $kubeconfig ]] &&
+  pid_alive "$state_dir/etcd.pid" && pid_alive "$state_dir/kube-apiserver.pid"; then
+  for ((i = 0; i < 20; i++)); do
+    if api_ready; then
+      log "already running: kube-apiserver $(state_get KUBE_APISERVER), etcd $(state_get ETCD_ENDPOINT) (pids $(<"$state_dir/kube-apiserver.pid"), $(<"$state_dir/etcd.pid"))"
+      log "use it with: source .cluster/env"
+      exit 0
+    fi
+    sleep 1
+  done
+  log "processes are alive but the API server is not ready; restarting from scratch"
+fi
+if compgen -G "$state_dir/*.pid" >/dev/null || [[ -e $state_dir/env || -d $state_dir/etcd-data ]]; then
+  log "found stale state in $state_dir; cleaning up"
+  stop_all
+fi
+# Fresh state (keep the lock file we hold).
+find "$state_dir" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
+mkdir -p "$state_dir/bin" "$pki" "$state_dir/logs"
+
+# --- binaries ---------------------------------------------------------------
+declare -A bin
+while read -r name path; do
+  bin[$name]="$path"
+  ln -sfn "$path" "$state_dir/bin/$name"
+done < <(bash "$cp_dir/build.sh" kube-apiserver etcd kubectl)
+for name in kube-apiserver etcd kubectl; do
+  [[ -x ${bin[$name]:-} ]] || die "build.sh did not produce $name"
+done
+
+# --- ports ------------------------------------------------------------------
+port_in_use() {
+  # Anything accepting connections on loopback (also catches 0.0.0.0 listeners).
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+declare -A taken
+pick_port() { # pick_port VAR_NAME ENV_OVERRIDE
+  local p
+  if [[ -n ${2:-} ]]; then
+    port_in_use "$2" && die "port $2 (from environment) is in use on 127.0.0.1; free it or pick another"
+    p="$2"
+  else
+    for ((i = 0; i < 200; i++)); do
+      p=$((20000 + RANDOM % 40000))
+      [[ -z ${taken[$p]:-} ]] && ! port_in_use "$p" && break
+      p=""
+    done
+    [[ -n $p ]] || die "could not find a free port on 127.0.0.1"
+  fi
+  taken[$p]=1
+  printf -v "$1" '%s' "$p"
+}
+pick_port etcd_port "${CLUSTER_ETCD_PORT:-}"
+pick_port etcd_peer_port "${CLUSTER_ETCD_PEER_PORT:-}"
+pick_port api_port "${CLUSTER_APISERVER_PORT:-}"
+
+# --- certificates -----------------------------------------------------------
+ossl() { openssl "$@" >>"$state_dir/logs/openssl.log" 2>&1 || die "openssl $1 failed (see $state_dir/logs/openssl.log)"; }
+ossl req -x509 -new -nodes -newkey rsa:2048 -keyout "$pki/ca.key" -out "$pki/ca.crt" \
+  -days 3650 -subj "/CN=konflux-telemetry-test-ca"
+cat >"$pki/ext.cnf" <<EOF
+[serving]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, IP:10.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+EOF
+issue() { # issue NAME SUBJECT EXT
+  ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/$1.key"
+  ossl req -new -key "$pki/$1.key" -subj "$2" -out "$pki/$1.csr"
+  ossl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$pki/ext.cnf" -extensions "$3" -out "$pki/$1.crt"
+}
+issue apiserver "/CN=kube-apiserver" serving
+issue admin "/O=system:masters/CN=konflux-telemetry-admin" client
+# Service-account token signing key pair (TokenRequest API).
+ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key"
+ossl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
+chmod 600 "$pki"/*.key
+
+# --- etcd -------------------------------------------------------------------
+etcd_url="http://127.0.0.1:$etcd_port"
+log "starting etcd on $etcd_url"
+# Plain HTTP on loopback only, so tests can reach the v3 JSON gateway
+# (e.g. POST /v3/kv/compaction) with curl.
+setsid "${bin[etcd]}" \
+  --name=konflux-telemetry-test \
+  --data-dir="$state_dir/etcd-data" \
+  --listen-client-urls="$etcd_url" \
+  --advertise-client-urls="$etcd_url" \
+  --listen-peer-urls="http://127.0.0.1:$etcd_peer_port" \
+  --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer_port" \
+  --initial-cluster="konflux-telemetry-test=http://127.0.0.1:$etcd_peer_port" \
+  --initial-cluster-state=new \
+  --unsafe-no-fsync \
+  --log-level=warn \
+  </dev/null >"$state_dir/logs/etcd.log" 2>&1 9>&- &
+echo $! >"$state_dir/etcd.pid"
+
+wait_for() { # wait_for WHAT PIDFILE LOGFILE DEADLINE_S CMD...
+  local what="$1" pidfile="$2" logfile="$3" deadline=$((SECONDS + $4))
+  shift 4
+  until "$@" >/dev/null 2>&1; do
+    if ! pid_alive "$pidfile"; then
+      echo "---- last lines of $logfile ----" >&2
+      tail -n 30 "$logfile" >&2
+      if grep -qi "address already in use" "$logfile"; then
+        die "$what could not start: port in use (see $logfile); run 'make cluster-up' again to pick other ports"
+      fi
+      die "$what exited during start-up (see $logfile)"
+    fi
+    if ((SECONDS > deadline)); then
+      tail -n 30 "$logfile" >&2
+      die "$what not ready after $(($4))s (see $logfile)"
+    fi
+    sleep 0.2
+  done
+}
+wait_for etcd "$state_dir/etcd.pid" "$state_dir/logs/etcd.log" 60 \
+  curl -fsS --max-time 2 "$etcd_url/health"
+
+# --- kube-apiserver ---------------------------------------------------------
+api_url="https://127.0.0.1:$api_port"
+issuer="https://kubernetes.default.svc.cluster.local"
+log "starting kube-apiserver on $api_url"
+setsid "${bin[kube-apiserver]}" \
+  --etcd-servers="$etcd_url" \
+  --bind-address=127.0.0.1 \
+  --advertise-address=127.0.0.1 \
+  --secure-port="$api_port" \
+  --endpoint-reconciler-type=none \
+  --tls-cert-file="$pki/apiserver.crt" \
+  --tls-private-key-file="$pki/apiserver.key" \
+  --client-ca-file="$pki/ca.crt" \
+  --cert-dir="$pki" \
+  --authorization-mode=RBAC \
+  --service-account-issuer="$issuer" \
+  --service-account-key-file="$pki/sa.pub" \
+  --service-account-signing-key-file="$pki/sa.key" \
+  --api-audiences="$issuer" \
+  --service-cluster-ip-range=10.0.0.0/24 \
+  --allow-privileged=true \
+  --profiling=false \
+  </dev/null >"$state_dir/logs/kube-apiserver.log" 2>&1 9>&- &
+echo $! >"$state_dir/kube-apiserver.pid"
+
+# The kubeconfig: admin client certificate (O=system:masters = cluster-admin).
+b64() { base64 -w0 <"$1"; }
+cat >"$kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: konflux-telemetry-test
+  cluster:
+    server: $api_url
+    certificate-authority-data: $(b64 "$pki/ca.crt")
+users:
+- name: konflux-telemetry-admin
+  user:
+    client-certificate-data: $(b64 "$pki/admin.crt")
+    client-key-data: $(b64 "$pki/admin.key")
+contexts:
+- name: konflux-telemetry-test
+  context:
+    cluster: konflux-telemetry-test
+    user: konflux-telemetry-admin
+current-context: konflux-telemetry-test
+EOF
+chmod 600 "$kubeconfig"
+
+cat >"$state_dir/env" <<EOF
+# Written by e2e/control-plane/cluster-up.sh. Use: source .cluster/env
+export KUBECONFIG=$kubeconfig
+export PATH=$state_dir/bin:\$PATH
+export KUBE_APISERVER=$api_url
+export KUBE_APISERVER_PORT=$api_port
+export ETCD_ENDPOINT=$etcd_url
+EOF
+
+wait_for kube-apiserver "$state_dir/kube-apiserver.pid" "$state_dir/logs/kube-apiserver.log" "$ready_timeout" \
+  api_ready
+
+# --- CRDs -------------------------------------------------------------------
+kubectl=("${bin[kubectl]}" --kubeconfig "$kubeconfig")
+"${kubectl[@]}" apply -f "$repo_root/e2e/crds/" >"$state_dir/logs/crds.log" 2>&1 ||
+  { cat "$state_dir/logs/crds.log" >&2; die "installing the CRDs in e2e/crds failed"; }
+"${kubectl[@]}" wait --for=condition=Established --timeout=60s -f "$repo_root/e2e/crds/" \
+  >>"$state_dir/logs/crds.log" 2>&1 ||
+  { cat "$state_dir/logs/crds.log" >&2; die "the CRDs in e2e/crds did not become Established"; }
+
+log "up in $((SECONDS - start_time))s: kube-apiserver $api_url, etcd $etcd_url"
+log "kube-apiserver $("${kubectl[@]}" version -o json 2>/dev/null | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n1), CRDs: $(cd "$repo_root/e2e/crds" && ls -- *.yaml | sed 's/\.yaml$//' | paste -sd' ')"
+log "use it with: source .cluster/env"

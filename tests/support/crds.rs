@@ -1,0 +1,49 @@
+//! `ApiResource`s of the custom resources the project watches. Their
+//! definitions for the local test cluster are in `e2e/crds/`.
+
+use kube::api::GroupVersionKind;
+use kube::discovery::{ApiResource, Scope};
+
+fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+/// `pipelineruns.tekton.dev/v1`, namespaced.
+pub fn pipelinerun() -> ApiResource {
+    ar("tekton.dev", "v1", "PipelineRun", "pipelineruns")
+}
+
+/// `components.appstudio.redhat.com/v1alpha1`, namespaced.
+pub fn component() -> ApiResource {
+    ar(
+        "appstudio.redhat.com",
+        "v1alpha1",
+        "Component",
+        "components",
+    )
+}
+
+/// `konfluxes.konflux.konflux-ci.dev/v1alpha1`, cluster-scoped.
+pub fn konflux() -> ApiResource {
+    ar("konflux.konflux-ci.dev", "v1alpha1", "Konflux", "konfluxes")
+}
+
+/// `clusterversions.config.openshift.io/v1`, cluster-scoped.
+pub fn cluster_version() -> ApiResource {
+    ar(
+        "config.openshift.io",
+        "v1",
+        "ClusterVersion",
+        "clusterversions",
+    )
+}
+
+/// All four, with their scope.
+pub fn all() -> Vec<(ApiResource, Scope)> {
+    vec![
+        (pipelinerun(), Scope::Namespaced),
+        (component(), Scope::Namespaced),
+        (konflux(), Scope::Cluster),
+        (cluster_version(), Scope::Cluster),
+    ]
+}
