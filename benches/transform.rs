@@ -60,22 +60,38 @@ fn pipelinerun(i: usize, target: usize) -> String {
 fn main() {
     // criterion-style filters are passed by `cargo bench`; this bench has one job.
     let sizes = [10_000usize, 20_000, 30_000, 40_000];
-    let objects: Vec<String> = (0..400).map(|i| pipelinerun(i, sizes[i % sizes.len()])).collect();
+    let objects: Vec<String> = (0..400)
+        .map(|i| pipelinerun(i, sizes[i % sizes.len()]))
+        .collect();
     let mut input = String::new();
     for o in &objects {
         input.push_str(o);
         input.push('\n');
     }
-    let identity = ClusterIdentity::new(Some("bench".into()), Some("1.0".into()), Some("1.33".into()));
+    let identity = ClusterIdentity::new(
+        Some("bench".into()),
+        Some("1.0".into()),
+        Some("1.33".into()),
+    );
     let at = Timestamp::parse("2026-03-04T08:00:00Z").ok();
     let avg = input.len() / objects.len();
-    println!("transform throughput, one thread, {} PipelineRuns of 10-40 KB (avg {} bytes)", objects.len(), avg);
+    println!(
+        "transform throughput, one thread, {} PipelineRuns of 10-40 KB (avg {} bytes)",
+        objects.len(),
+        avg
+    );
     let mut best = f64::MAX;
     let rounds = 25;
     for _ in 0..rounds {
         let t = Instant::now();
-        let s = transform::run(input.as_bytes(), std::io::sink(), std::io::sink(), &identity, at.clone())
-            .expect("in-memory transform");
+        let s = transform::run(
+            input.as_bytes(),
+            std::io::sink(),
+            std::io::sink(),
+            &identity,
+            at.clone(),
+        )
+        .expect("in-memory transform");
         let secs = t.elapsed().as_secs_f64();
         assert_eq!(s.events, 2 * objects.len() as u64 + 1);
         best = best.min(secs);
@@ -87,7 +103,10 @@ fn main() {
         best * 1e6 / objects.len() as f64
     );
 
-    let mb: usize = std::env::var("BENCH_INPUT_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let mb: usize = std::env::var("BENCH_INPUT_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let dir = std::env::temp_dir().join(format!("konflux-telemetry-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("input.ndjson");

@@ -4,11 +4,25 @@
 //! - [`events`]: the wire contract. Pure functions from decoded objects to Segment
 //!   `track` events; no I/O. `events::pipelinerun` is where a PipelineRun becomes events.
 //! - [`transform`]: the offline NDJSON transformer (`konflux-telemetry transform`).
+//! - [`capture`]: watchers and ConfigMaps at the edge; [`sweep`]: Tekton Results.
+//! - [`core`]: observations to events, de-duplicated in the [`ledger`], flushed by the
+//!   [`segment`] sender. [`daemon`] wires it all for `konflux-telemetry run`.
+//! - [`sink`]: a Segment-compatible receiver for tests and demos.
 
+pub mod capture;
+pub mod core;
+pub mod daemon;
 pub mod events;
+pub mod http;
+pub mod ledger;
+pub mod metrics;
 pub mod observation;
 pub mod segment;
+pub mod settings;
 pub mod sink;
+pub mod state;
+pub mod sweep;
+pub mod telemetry;
 pub mod transform;
 
 /// Every error this crate returns to a caller.
@@ -29,6 +43,10 @@ pub enum Error {
     /// A setting (flag, environment variable, ConfigMap key) has a value that cannot be used.
     #[error("invalid setting {key}: {reason}")]
     Config { key: String, reason: String },
+
+    /// The Kubernetes client could not be set up.
+    #[error("Kubernetes client: {0}")]
+    Kube(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -25,6 +25,8 @@ enum Command {
     /// A Segment-compatible receiver for tests and demos: accepts `POST /v1/batch`, writes
     /// the events to a file, and takes injected faults on `/control/*`.
     Sink(konflux_telemetry::sink::SinkArgs),
+    /// The daemon: watch the cluster, buffer events, send them to Segment.
+    Run(Box<konflux_telemetry::daemon::RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Transform(args) => run_transform(args),
         Command::Sink(args) => konflux_telemetry::sink::run_command(args),
+        Command::Run(args) => run_daemon(*args),
     }
 }
 
@@ -81,6 +84,26 @@ fn run_transform(args: TransformArgs) -> ExitCode {
         }
         Err(e) => {
             let _ = writeln!(stderr, "transform: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_daemon(args: konflux_telemetry::daemon::RunArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("run: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(konflux_telemetry::daemon::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("run: {e}");
             ExitCode::from(1)
         }
     }

@@ -98,17 +98,25 @@ fn finished_pipelinerun_gives_started_and_completed() {
     assert_eq!(
         events_json(run, &identity()),
         vec![
-            track("PipelineRun Started", "pr-1-started", "2026-05-01T10:00:01Z", pr_props(props.clone())),
+            track(
+                "PipelineRun Started",
+                "pr-1-started",
+                "2026-05-01T10:00:01Z",
+                pr_props(props.clone())
+            ),
             track(
                 "PipelineRun Completed",
                 "pr-1-completed",
                 "2026-05-01T10:05:31Z",
-                pr_props(with(props, json!({
-                    "startTime": "2026-05-01T10:00:01Z",
-                    "completionTime": "2026-05-01T10:05:31Z",
-                    "durationSeconds": 330,
-                    "status": "Succeeded"
-                })))
+                pr_props(with(
+                    props,
+                    json!({
+                        "startTime": "2026-05-01T10:00:01Z",
+                        "completionTime": "2026-05-01T10:05:31Z",
+                        "durationSeconds": 330,
+                        "status": "Succeeded"
+                    })
+                ))
             ),
         ]
     );
@@ -155,7 +163,10 @@ fn failed_run_and_run_without_conditions() {
         json!({"startTime": "2026-05-01T10:00:00Z", "completionTime": "2026-05-01T10:01:00Z"}),
         json!({}),
     );
-    assert_eq!(events_json(unknown, &identity())[1]["properties"]["status"], "Unknown");
+    assert_eq!(
+        events_json(unknown, &identity())[1]["properties"]["status"],
+        "Unknown"
+    );
 }
 
 #[test]
@@ -177,7 +188,10 @@ fn fractional_seconds_parse_and_pass_through() {
     let got = events_json(run, &identity());
     assert_eq!(got[0]["timestamp"], "2026-01-01T00:00:00.25Z");
     assert_eq!(got[1]["timestamp"], "2026-01-01T00:01:00.5Z");
-    assert_eq!(got[1]["properties"]["completionTime"], "2026-01-01T00:01:00.5Z");
+    assert_eq!(
+        got[1]["properties"]["completionTime"],
+        "2026-01-01T00:01:00.5Z"
+    );
     assert_eq!(got[1]["properties"]["durationSeconds"], 60);
 }
 
@@ -189,14 +203,24 @@ fn component_created_hashes_name_namespace_application() {
         "spec": {"application": "shop", "source": {"git": {"url": "https://example.com/x"}}}});
     assert_eq!(
         events_json(c, &identity()),
-        vec![track("Component Created", "c-1-component-created", "2026-05-01T09:00:00Z",
-            with(common(), json!({"namespaceHash": "35454fddc831", "componentHash": "36bec7780cc0",
-                                  "applicationHash": "fc341250d1e9"})))]
+        vec![track(
+            "Component Created",
+            "c-1-component-created",
+            "2026-05-01T09:00:00Z",
+            with(
+                common(),
+                json!({"namespaceHash": "35454fddc831", "componentHash": "36bec7780cc0",
+                                  "applicationHash": "fc341250d1e9"})
+            )
+        )]
     );
     let no_app = json!({"apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "Component",
         "metadata": {"name": "web", "namespace": "team-a", "uid": "c-2",
                      "creationTimestamp": "2026-05-01T09:00:00Z"}});
-    assert_eq!(events_json(no_app, &identity())[0]["properties"]["applicationHash"], "c9f5b8ed1051");
+    assert_eq!(
+        events_json(no_app, &identity())[0]["properties"]["applicationHash"],
+        "c9f5b8ed1051"
+    );
 }
 
 #[test]
@@ -206,8 +230,12 @@ fn only_tenant_namespaces_count() {
                      "labels": {"konflux-ci.dev/type": "tenant"}}});
     assert_eq!(
         events_json(tenant, &identity()),
-        vec![track("Namespace Created", "ns-1-namespace-created", "2026-05-01T08:00:00Z",
-            with(common(), json!({"namespaceHash": "fca5a0115ff2"})))]
+        vec![track(
+            "Namespace Created",
+            "ns-1-namespace-created",
+            "2026-05-01T08:00:00Z",
+            with(common(), json!({"namespaceHash": "fca5a0115ff2"}))
+        )]
     );
     let other = json!({"apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": "kube-public", "uid": "ns-2", "creationTimestamp": "2026-05-01T08:00:00Z",
@@ -229,28 +257,63 @@ fn konflux(status: Value, deletion: Option<&str>) -> Value {
 fn konflux_lifecycle() {
     let ns = json!({"namespaceHash": "6b97f573fc69"});
     // not Ready yet: only Started, never a Completed with a null timestamp
-    let not_ready = konflux(json!({"conditions": [{"type": "Ready", "status": "False",
-        "reason": "Reconciling", "lastTransitionTime": "2026-05-01T00:00:05Z"}]}), None);
+    let not_ready = konflux(
+        json!({"conditions": [{"type": "Ready", "status": "False",
+        "reason": "Reconciling", "lastTransitionTime": "2026-05-01T00:00:05Z"}]}),
+        None,
+    );
     assert_eq!(
         events_json(not_ready, &identity()),
-        vec![track("Operator Deployment Started", "k-1-started", "2026-05-01T00:00:00Z",
-                   with(common(), ns.clone()))]
+        vec![track(
+            "Operator Deployment Started",
+            "k-1-started",
+            "2026-05-01T00:00:00Z",
+            with(common(), ns.clone())
+        )]
     );
-    let ready = konflux(json!({"conditions": [{"type": "Ready", "status": "True",
+    let ready = konflux(
+        json!({"conditions": [{"type": "Ready", "status": "True",
         "reason": "AllComponentsReady", "lastTransitionTime": "2026-05-01T00:10:00Z"}]}),
-        Some("2026-06-01T00:00:00Z"));
+        Some("2026-06-01T00:00:00Z"),
+    );
     let got = events_json(ready, &identity());
     assert_eq!(got.len(), 3);
-    assert_eq!(got[1], track("Operator Deployment Completed", "k-1-completed", "2026-05-01T00:10:00Z",
-        with(common(), with(ns.clone(), json!({"startTime": "2026-05-01T00:00:00Z",
+    assert_eq!(
+        got[1],
+        track(
+            "Operator Deployment Completed",
+            "k-1-completed",
+            "2026-05-01T00:10:00Z",
+            with(
+                common(),
+                with(
+                    ns.clone(),
+                    json!({"startTime": "2026-05-01T00:00:00Z",
             "completionTime": "2026-05-01T00:10:00Z", "durationSeconds": 600,
-            "status": "AllComponentsReady"})))));
-    assert_eq!(got[2], track("Operator Removal Started", "k-1-removal-started", "2026-06-01T00:00:00Z",
-        with(common(), ns)));
+            "status": "AllComponentsReady"})
+                )
+            )
+        )
+    );
+    assert_eq!(
+        got[2],
+        track(
+            "Operator Removal Started",
+            "k-1-removal-started",
+            "2026-06-01T00:00:00Z",
+            with(common(), ns)
+        )
+    );
     // Ready without a reason
-    let no_reason = konflux(json!({"conditions": [{"type": "Ready", "status": "True",
-        "lastTransitionTime": "2026-05-01T00:10:00Z"}]}), None);
-    assert_eq!(events_json(no_reason, &identity())[1]["properties"]["status"], "Unknown");
+    let no_reason = konflux(
+        json!({"conditions": [{"type": "Ready", "status": "True",
+        "lastTransitionTime": "2026-05-01T00:10:00Z"}]}),
+        None,
+    );
+    assert_eq!(
+        events_json(no_reason, &identity())[1]["properties"]["status"],
+        "Unknown"
+    );
     // another Konflux CR than `konflux` is not the deployment
     let mut other = konflux(json!({}), None);
     other["metadata"]["name"] = json!("konflux-2");
@@ -261,8 +324,15 @@ fn konflux_lifecycle() {
 fn heartbeat_with_and_without_cluster_id() {
     let at = Timestamp::parse("2026-03-04T08:00:00Z").unwrap();
     let hb = to_value(&events::heartbeat::event(&identity(), at.clone()));
-    assert_eq!(hb, track("Segment Bridge Heartbeat", "d0f631ca1ddb-heartbeat-2026-03-04T08:00:00Z",
-        "2026-03-04T08:00:00Z", common()));
+    assert_eq!(
+        hb,
+        track(
+            "Segment Bridge Heartbeat",
+            "d0f631ca1ddb-heartbeat-2026-03-04T08:00:00Z",
+            "2026-03-04T08:00:00Z",
+            common()
+        )
+    );
     let anon = to_value(&events::heartbeat::event(&ClusterIdentity::default(), at));
     assert_eq!(anon["messageId"], "heartbeat-2026-03-04T08:00:00Z");
     assert_eq!(anon["properties"], json!({}));
@@ -275,55 +345,83 @@ fn unknown_cluster_salts_with_anonymous_and_sends_no_cluster_hash() {
         "metadata": {"name": "team-a", "uid": "ns-1", "creationTimestamp": "2026-05-01T08:00:00Z",
                      "labels": {"konflux-ci.dev/type": "tenant"}}});
     let got = events_json(c, &ClusterIdentity::new(Some(String::new()), None, None));
-    assert_eq!(got[0]["properties"], json!({"namespaceHash": "fdd9bc2e3a0e"}));
+    assert_eq!(
+        got[0]["properties"],
+        json!({"namespaceHash": "fdd9bc2e3a0e"})
+    );
 }
 
 #[test]
 fn actor_adds_user_id_and_type_only() {
     let id = identity();
     let run = pipelinerun(json!({"startTime": "2026-05-01T10:00:01Z"}), json!({}));
-    let Decoded::Object(o) = events::decode_one(run.to_string().as_bytes()) else { panic!() };
-    let e = events_of(&o, &id).remove(0).with_actor(Some(Actor::new("alice", &id)));
+    let Decoded::Object(o) = events::decode_one(run.to_string().as_bytes()) else {
+        panic!()
+    };
+    let e = events_of(&o, &id)
+        .remove(0)
+        .with_actor(Some(Actor::new("alice", &id)));
     let v = to_value(&e);
     assert_eq!(v["userId"], "9cc84632cf74");
     assert_eq!(v["properties"]["actorType"], "user");
     let sa = Actor::new("system:serviceaccount:team-a:builder", &id);
     assert_eq!(sa.user_hash, "a854792fb180");
-    assert_eq!(to_value(&e.clone().with_actor(Some(sa)))["properties"]["actorType"], "serviceaccount");
-    assert_eq!(Actor::new("system:admin", &id).kind, events::ActorType::System);
+    assert_eq!(
+        to_value(&e.clone().with_actor(Some(sa)))["properties"]["actorType"],
+        "serviceaccount"
+    );
+    assert_eq!(
+        Actor::new("system:admin", &id).kind,
+        events::ActorType::System
+    );
     assert!(to_value(&e.with_actor(None)).get("userId").is_none());
 }
 
 #[test]
 fn malformed_objects_say_which_field_and_never_the_value() {
     let cases = [
-        (json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+        (
+            json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
                 "metadata": {"name": "secret-run", "namespace": "secret-ns"}}),
-         "PipelineRun: missing metadata.uid"),
-        (json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+            "PipelineRun: missing metadata.uid",
+        ),
+        (
+            json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
                 "metadata": {"uid": "u", "namespace": "secret-ns"},
                 "status": {"startTime": "secret-time"}}),
-         "PipelineRun: status.startTime is not an RFC 3339 timestamp"),
-        (json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+            "PipelineRun: status.startTime is not an RFC 3339 timestamp",
+        ),
+        (
+            json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
                 "metadata": {"uid": "u"}, "status": {"childReferences": "secret-children"}}),
-         "PipelineRun: status.childReferences should be an array, found a string"),
-        (json!({"apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "Component",
+            "PipelineRun: status.childReferences should be an array, found a string",
+        ),
+        (
+            json!({"apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "Component",
                 "metadata": {"uid": "u", "name": 7}}),
-         "Component: metadata.name should be a string, found a number"),
-        (json!({"apiVersion": "v1", "kind": "Namespace", "metadata": ["secret-list"]}),
-         "Namespace: metadata should be an object, found an array"),
+            "Component: metadata.name should be a string, found a number",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": ["secret-list"]}),
+            "Namespace: metadata should be an object, found an array",
+        ),
         (json!({"kind": "Namespace"}), "object: missing apiVersion"),
     ];
     for (object, want) in cases {
         let items = decode(object.to_string().as_bytes()).expect("JSON");
-        let [Decoded::Skipped(e)] = items.as_slice() else { panic!("not skipped: {items:?}") };
+        let [Decoded::Skipped(e)] = items.as_slice() else {
+            panic!("not skipped: {items:?}")
+        };
         assert_eq!(e.to_string(), want);
         assert!(!e.to_string().contains("secret"));
     }
     let not_json = decode(b"{\"kind\": \"secret").unwrap_err().to_string();
     assert!(not_json.starts_with("not JSON"), "{not_json}");
     assert!(!not_json.contains("secret"));
-    assert_eq!(decode(b"[1,2]").unwrap_err().to_string(), "not a JSON object (found an array)");
+    assert_eq!(
+        decode(b"[1,2]").unwrap_err().to_string(),
+        "not a JSON object (found an array)"
+    );
 }
 
 #[test]
@@ -352,11 +450,24 @@ fn deep_nesting_is_skipped_not_a_crash() {
         "{{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{{\"uid\":\"u\",\"labels\":{open}{close}}}}}"
     );
     let items = decode(in_labels.as_bytes()).expect("JSON");
-    let [Decoded::Skipped(e)] = items.as_slice() else { panic!("{items:?}") };
-    assert_eq!(e.to_string(), "Namespace: metadata.labels should be an object, found an array");
+    let [Decoded::Skipped(e)] = items.as_slice() else {
+        panic!("{items:?}")
+    };
+    assert_eq!(
+        e.to_string(),
+        "Namespace: metadata.labels should be an object, found an array"
+    );
     // a whole document of nothing but nesting
     let bare = format!("{open}{close}");
-    assert_eq!(decode(bare.as_bytes()).unwrap_err().to_string(), "not a JSON object (found an array)");
+    assert_eq!(
+        decode(bare.as_bytes()).unwrap_err().to_string(),
+        "not a JSON object (found an array)"
+    );
     // nesting left open
-    assert!(decode(open.as_bytes()).unwrap_err().to_string().starts_with("not JSON"));
+    assert!(
+        decode(open.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .starts_with("not JSON")
+    );
 }

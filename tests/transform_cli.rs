@@ -38,33 +38,69 @@ fn run_cli(input: &str, env: &[(&str, &str)]) -> (i32, String, String) {
 #[test]
 fn bad_lines_are_warned_by_number_and_the_rest_still_flows() {
     let input = format!("{NS}\n\nnot json at all\n{{\"kind\":\"PipelineRun\"}}\n   \n{RUN}\n[1]\n");
-    let (code, out, err) = run_cli(&input, &[("CLUSTER_ID", "c1"), ("HEARTBEAT_TIMESTAMP", "2026-05-02T00:00:00Z")]);
+    let (code, out, err) = run_cli(
+        &input,
+        &[
+            ("CLUSTER_ID", "c1"),
+            ("HEARTBEAT_TIMESTAMP", "2026-05-02T00:00:00Z"),
+        ],
+    );
     assert_eq!(code, 0);
     let ids: Vec<String> = out
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line")["messageId"].as_str().expect("id").to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("JSON line")["messageId"]
+                .as_str()
+                .expect("id")
+                .to_owned()
+        })
         .collect();
-    assert_eq!(ids, ["ns-1-namespace-created", "pr-1-started", "pr-1-completed", "d0f631ca1ddb-heartbeat-2026-05-02T00:00:00Z"]);
+    assert_eq!(
+        ids,
+        [
+            "ns-1-namespace-created",
+            "pr-1-started",
+            "pr-1-completed",
+            "d0f631ca1ddb-heartbeat-2026-05-02T00:00:00Z"
+        ]
+    );
     let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
-    assert_eq!(warnings, [
-        "warning: line 3 skipped: not JSON: invalid syntax at column 2",
-        "warning: line 4 skipped: object: missing apiVersion",
-        "warning: line 7 skipped: not a JSON object (found an array)",
-    ]);
-    assert!(err.contains("transform: 2 objects read, 4 events written, 3 lines skipped"), "{err}");
+    assert_eq!(
+        warnings,
+        [
+            "warning: line 3 skipped: not JSON: invalid syntax at column 2",
+            "warning: line 4 skipped: object: missing apiVersion",
+            "warning: line 7 skipped: not a JSON object (found an array)",
+        ]
+    );
+    assert!(
+        err.contains("transform: 2 objects read, 4 events written, 3 lines skipped"),
+        "{err}"
+    );
 }
 
 #[test]
 fn flags_win_over_environment() {
     let (code, out, _) = run_cli(
         "",
-        &[("CLUSTER_ID", "from-env"), ("HEARTBEAT_TIMESTAMP", "2026-05-02T00:00:00Z")],
+        &[
+            ("CLUSTER_ID", "from-env"),
+            ("HEARTBEAT_TIMESTAMP", "2026-05-02T00:00:00Z"),
+        ],
     );
     assert_eq!(code, 0);
     assert!(out.contains("\"clusterIdHash\""));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
     let flagged = cmd
-        .args(["transform", "--cluster-id", "c1", "--konflux-version", "9", "--heartbeat-timestamp", "2026-05-02T00:00:00Z"])
+        .args([
+            "transform",
+            "--cluster-id",
+            "c1",
+            "--konflux-version",
+            "9",
+            "--heartbeat-timestamp",
+            "2026-05-02T00:00:00Z",
+        ])
         .env("CLUSTER_ID", "from-env")
         .stdin(Stdio::null())
         .output()
@@ -89,8 +125,14 @@ fn read_error_is_a_failure() {
             Err(std::io::Error::other("disk on fire"))
         }
     }
-    let err = transform::run(std::io::BufReader::new(Broken), Vec::new(), Vec::new(), &ClusterIdentity::default(), None)
-        .unwrap_err();
+    let err = transform::run(
+        std::io::BufReader::new(Broken),
+        Vec::new(),
+        Vec::new(),
+        &ClusterIdentity::default(),
+        None,
+    )
+    .unwrap_err();
     assert_eq!(err.to_string(), "reading input: disk on fire");
 }
 
@@ -111,12 +153,24 @@ fn any_json() -> impl Strategy<Value = serde_json::Value> {
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         let keys = prop_oneof![
-            Just("apiVersion".to_owned()), Just("kind".to_owned()), Just("metadata".to_owned()),
-            Just("status".to_owned()), Just("spec".to_owned()), Just("uid".to_owned()),
-            Just("labels".to_owned()), Just("conditions".to_owned()), Just("startTime".to_owned()),
-            Just("completionTime".to_owned()), Just("childReferences".to_owned()), Just("items".to_owned()),
-            Just("type".to_owned()), Just("reason".to_owned()), Just("lastTransitionTime".to_owned()),
-            Just("creationTimestamp".to_owned()), Just("deletionTimestamp".to_owned()), "[a-z]{1,6}",
+            Just("apiVersion".to_owned()),
+            Just("kind".to_owned()),
+            Just("metadata".to_owned()),
+            Just("status".to_owned()),
+            Just("spec".to_owned()),
+            Just("uid".to_owned()),
+            Just("labels".to_owned()),
+            Just("conditions".to_owned()),
+            Just("startTime".to_owned()),
+            Just("completionTime".to_owned()),
+            Just("childReferences".to_owned()),
+            Just("items".to_owned()),
+            Just("type".to_owned()),
+            Just("reason".to_owned()),
+            Just("lastTransitionTime".to_owned()),
+            Just("creationTimestamp".to_owned()),
+            Just("deletionTimestamp".to_owned()),
+            "[a-z]{1,6}",
         ];
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),

@@ -239,6 +239,7 @@ shaped!(Obj, visit_map, MapAccess, T, Obj::Ok);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
     #[derive(Deserialize, Debug, PartialEq)]
     struct Probe {

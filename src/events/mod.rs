@@ -17,7 +17,7 @@ pub mod time;
 
 pub use identity::ClusterIdentity;
 pub use lenient::JsonType;
-pub use object::{DecodeError, Decoded, Kind, Object, decode, decode_one};
+pub use object::{DecodeError, Decoded, Kind, Object, Watched, decode, decode_one};
 pub use time::Timestamp;
 
 use serde::Serialize;

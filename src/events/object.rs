@@ -192,6 +192,46 @@ pub fn decode_one(json: &[u8]) -> Decoded {
     }
 }
 
+/// An object of a known kind, as a watch or a list delivers it: what the event model reads,
+/// and the `resourceVersion` the watch resumes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watched {
+    pub decoded: Decoded,
+    pub resource_version: Option<String>,
+}
+
+impl Watched {
+    /// Reads one object of `kind` from any serde deserializer, in one pass. Fails only when
+    /// the input is not JSON; an object of the wrong shape is `Decoded::Skipped`.
+    pub fn deserialize_as<'de, D: Deserializer<'de>>(d: D, kind: Kind) -> Result<Self, D::Error> {
+        let doc: Obj<Wire> = Deserialize::deserialize(d)?;
+        Ok(match doc {
+            Obj::Wrong(found) => Watched {
+                decoded: Decoded::Skipped(DecodeError::NotAnObject(found)),
+                resource_version: None,
+            },
+            Obj::Ok(mut wire) => {
+                let resource_version = match wire.metadata.as_mut() {
+                    Some(Obj::Ok(m)) => match m.resource_version.take() {
+                        Some(Str::Ok(rv)) => Some(rv),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let decoded = match wire.interpret_as(kind) {
+                    Ok(Some(object)) => Decoded::Object(object),
+                    Ok(None) => Decoded::NoEvents,
+                    Err(e) => Decoded::Skipped(e),
+                };
+                Watched {
+                    decoded,
+                    resource_version,
+                }
+            }
+        })
+    }
+}
+
 /// serde_json's syntax messages quote no input, but keep only the position to be sure.
 fn redact(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
@@ -229,6 +269,7 @@ struct WireMeta {
     namespace: Option<Str>,
     creation_timestamp: Option<Str>,
     deletion_timestamp: Option<Str>,
+    resource_version: Option<Str>,
     labels: Option<WantedLabels>,
 }
 
@@ -440,13 +481,19 @@ impl Wire {
         });
     }
 
-    fn interpret(self) -> Result<Option<Object>, DecodeError> {
+    fn interpret(mut self) -> Result<Option<Object>, DecodeError> {
         let other = Reader { kind: Kind::Other };
-        let api_version = other.required("apiVersion", self.api_version)?;
-        let kind_name = other.required("kind", self.kind)?;
+        let api_version = other.required("apiVersion", self.api_version.take())?;
+        let kind_name = other.required("kind", self.kind.take())?;
         let Some(kind) = Kind::of(&api_version, &kind_name) else {
             return Ok(None);
         };
+        self.interpret_as(kind)
+    }
+
+    /// Reads the object as `kind`, whatever its `apiVersion` and `kind` say (list items of
+    /// built-in types carry neither).
+    fn interpret_as(self, kind: Kind) -> Result<Option<Object>, DecodeError> {
         let r = Reader { kind };
         let (meta, labels) = r.meta(self.metadata)?;
         Ok(Some(match kind {

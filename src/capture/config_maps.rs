@@ -1,0 +1,57 @@
+//! Watching one named ConfigMap: the daemon's own settings, and `konflux-public-info`.
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Calls `on_change` with the ConfigMap each time it changes, and with `None` when it is
+/// absent (after the first list) or deleted, until `stop`.
+pub async fn watch_one(
+    client: Client,
+    namespace: &str,
+    name: &str,
+    stop: CancellationToken,
+    mut on_change: impl FnMut(Option<&ConfigMap>),
+) {
+    let api: Api<ConfigMap> = Api::namespaced(client, namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let mut seen_in_list = false;
+    let mut failing = false;
+    loop {
+        let item = tokio::select! {
+            () = stop.cancelled() => return,
+            item = stream.next() => item,
+        };
+        let Some(item) = item else { return };
+        match item {
+            Ok(event) => {
+                if failing {
+                    info!("watch of ConfigMap {namespace}/{name} recovered");
+                    failing = false;
+                }
+                match event {
+                    Event::Init => seen_in_list = false,
+                    Event::InitApply(cm) => {
+                        seen_in_list = true;
+                        on_change(Some(&cm));
+                    }
+                    Event::InitDone if !seen_in_list => on_change(None),
+                    Event::InitDone => {}
+                    Event::Apply(cm) => on_change(Some(&cm)),
+                    Event::Delete(_) => on_change(None),
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    warn!("cannot watch ConfigMap {namespace}/{name} (retrying): {e}");
+                    failing = true;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The cluster identity events carry: cluster id and versions, resolved at start and again
+//! whenever the `konflux-public-info` ConfigMap changes (`shared/specs/events.md`).
+
+use crate::events::ClusterIdentity;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use serde::Deserialize;
+use tracing::{debug, warn};
+
+pub const PUBLIC_INFO_NAMESPACE: &str = "konflux-info";
+pub const PUBLIC_INFO_NAME: &str = "konflux-public-info";
+
+/// What was configured (flags or environment); each wins over what the cluster says.
+#[derive(Clone, Debug, Default)]
+pub struct Configured {
+    pub cluster_id: Option<String>,
+    pub konflux_version: Option<String>,
+    pub kubernetes_version: Option<String>,
+}
+
+/// What the cluster says, apart from `konflux-public-info`; read once at start.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterFacts {
+    pub openshift_cluster_id: Option<String>,
+    pub kube_system_uid: Option<String>,
+    pub server_version: Option<String>,
+}
+
+/// `info.json` of `konflux-public-info`; only the keys events use.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicInfo {
+    pub cluster_id: Option<String>,
+    pub konflux_version: Option<String>,
+    pub kubernetes_version: Option<String>,
+}
+
+impl PublicInfo {
+    /// From the ConfigMap; a missing or malformed `info.json` counts as empty (logged).
+    pub fn from_config_map(cm: &ConfigMap) -> Self {
+        let Some(text) = cm.data.as_ref().and_then(|d| d.get("info.json")) else {
+            return Self::default();
+        };
+        serde_json::from_str(text).unwrap_or_else(|e| {
+            warn!("{PUBLIC_INFO_NAMESPACE}/{PUBLIC_INFO_NAME}: info.json is not usable ({e}); ignoring it");
+            Self::default()
+        })
+    }
+}
+
+/// The catalogue's order: configured, `info.json`, OpenShift's ClusterVersion, the
+/// `kube-system` namespace's uid.
+pub fn combine(
+    configured: &Configured,
+    info: &PublicInfo,
+    facts: &ClusterFacts,
+) -> ClusterIdentity {
+    let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    ClusterIdentity::new(
+        non_empty(&configured.cluster_id)
+            .or_else(|| non_empty(&info.cluster_id))
+            .or_else(|| non_empty(&facts.openshift_cluster_id))
+            .or_else(|| non_empty(&facts.kube_system_uid)),
+        non_empty(&configured.konflux_version).or_else(|| non_empty(&info.konflux_version)),
+        non_empty(&configured.kubernetes_version)
+            .or_else(|| non_empty(&info.kubernetes_version))
+            .or_else(|| non_empty(&facts.server_version)),
+    )
+}
+
+/// Reads the facts the daemon may need. Each one that cannot be read (not OpenShift, no
+/// RBAC) is left out, with a debug line.
+pub async fn cluster_facts(client: &Client) -> ClusterFacts {
+    let mut facts = ClusterFacts::default();
+    let gvk = GroupVersionKind::gvk("config.openshift.io", "v1", "ClusterVersion");
+    let cv: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
+    match cv.get_opt("version").await {
+        Ok(Some(o)) => {
+            facts.openshift_cluster_id = o.data["spec"]["clusterID"].as_str().map(str::to_owned);
+        }
+        Ok(None) => {}
+        Err(e) => debug!("no ClusterVersion: {e}"),
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    match namespaces.get_opt("kube-system").await {
+        Ok(Some(ns)) => facts.kube_system_uid = ns.metadata.uid,
+        Ok(None) => {}
+        Err(e) => warn!("cannot read namespace kube-system for the cluster id: {e}"),
+    }
+    match client.apiserver_version().await {
+        Ok(v) => facts.server_version = Some(v.git_version),
+        Err(e) => debug!("no server version: {e}"),
+    }
+    facts
+}
+
+pub async fn public_info(client: &Client) -> PublicInfo {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), PUBLIC_INFO_NAMESPACE);
+    match api.get_opt(PUBLIC_INFO_NAME).await {
+        Ok(Some(cm)) => PublicInfo::from_config_map(&cm),
+        Ok(None) => PublicInfo::default(),
+        Err(e) => {
+            debug!("cannot read {PUBLIC_INFO_NAMESPACE}/{PUBLIC_INFO_NAME}: {e}");
+            PublicInfo::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_of_precedence() {
+        let facts = ClusterFacts {
+            openshift_cluster_id: Some("ocp".into()),
+            kube_system_uid: Some("uid".into()),
+            server_version: Some("v1.34.4".into()),
+        };
+        let none = combine(&Configured::default(), &PublicInfo::default(), &facts);
+        assert_eq!(none.salt(), "ocp");
+        assert_eq!(none.kubernetes_version(), Some("v1.34.4"));
+        let k8s = combine(
+            &Configured::default(),
+            &PublicInfo::default(),
+            &ClusterFacts {
+                openshift_cluster_id: None,
+                ..facts.clone()
+            },
+        );
+        assert_eq!(k8s.salt(), "uid");
+        let info = PublicInfo {
+            cluster_id: Some("info".into()),
+            konflux_version: Some("v0.1".into()),
+            kubernetes_version: Some("v1.33.1".into()),
+        };
+        let with_info = combine(&Configured::default(), &info, &facts);
+        assert_eq!(
+            (with_info.salt(), with_info.konflux_version()),
+            ("info", Some("v0.1"))
+        );
+        assert_eq!(with_info.kubernetes_version(), Some("v1.33.1"));
+        let configured = Configured {
+            cluster_id: Some("cfg".into()),
+            konflux_version: Some(String::new()),
+            kubernetes_version: None,
+        };
+        let c = combine(&configured, &info, &facts);
+        assert_eq!((c.salt(), c.konflux_version()), ("cfg", Some("v0.1")));
+    }
+
+    #[test]
+    fn malformed_info_json_is_empty() {
+        let cm = ConfigMap {
+            data: Some([("info.json".to_owned(), "{not json".to_owned())].into()),
+            ..ConfigMap::default()
+        };
+        assert_eq!(PublicInfo::from_config_map(&cm), PublicInfo::default());
+    }
+}

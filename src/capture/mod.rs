@@ -1,0 +1,8 @@
+//! The capture paths at the edge of the daemon: watchers on the API server
+//! ([`watch`]), the cluster identity ([`identity`]) and the live ConfigMaps
+//! ([`config_maps`]). They turn what the cluster says into [`crate::observation`]s and
+//! settings; the mapping to events is [`crate::events`].
+
+pub mod config_maps;
+pub mod identity;
+pub mod watch;

@@ -1,0 +1,286 @@
+//! kube-runtime watchers that turn object changes into [`Observation`]s.
+//!
+//! No reflector stores: each object is decoded into only the fields the event model reads
+//! ([`Watched`]) and handed on, so memory does not grow with the number of objects. A kind
+//! whose CRD is missing, or that RBAC forbids, is logged once and retried with backoff; it
+//! never stops the other kinds.
+
+use crate::events::{Decoded, Kind, Object, Timestamp, Watched};
+use crate::metrics::{CoreMetrics, KindLabel};
+use crate::observation::{Observation, ObservationTx, Source};
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use serde::{Deserialize, Deserializer};
+use std::borrow::Cow;
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// A kind the daemon watches: where it lives in the API and which objects count.
+pub trait WatchedKind: Clone + Debug + Send + Sync + 'static {
+    const KIND: Kind;
+    const GROUP: &'static str;
+    const VERSION: &'static str;
+    const KIND_NAME: &'static str;
+    const PLURAL: &'static str;
+    /// Only objects with these labels are watched.
+    const LABEL_SELECTOR: Option<&'static str> = None;
+}
+
+macro_rules! watched_kind {
+    ($name:ident, $kind:expr, $group:expr, $version:expr, $kind_name:expr, $plural:expr $(, $selector:expr)?) => {
+        #[derive(Clone, Debug)]
+        pub struct $name;
+        impl WatchedKind for $name {
+            const KIND: Kind = $kind;
+            const GROUP: &'static str = $group;
+            const VERSION: &'static str = $version;
+            const KIND_NAME: &'static str = $kind_name;
+            const PLURAL: &'static str = $plural;
+            $(const LABEL_SELECTOR: Option<&'static str> = Some($selector);)?
+        }
+    };
+}
+
+watched_kind!(
+    PipelineRuns,
+    Kind::PipelineRun,
+    "tekton.dev",
+    "v1",
+    "PipelineRun",
+    "pipelineruns"
+);
+watched_kind!(
+    Components,
+    Kind::Component,
+    "appstudio.redhat.com",
+    "v1alpha1",
+    "Component",
+    "components"
+);
+watched_kind!(
+    TenantNamespaces,
+    Kind::Namespace,
+    "",
+    "v1",
+    "Namespace",
+    "namespaces",
+    "konflux-ci.dev/type=tenant"
+);
+watched_kind!(
+    Konfluxes,
+    Kind::Konflux,
+    "konflux.konflux-ci.dev",
+    "v1alpha1",
+    "Konflux",
+    "konfluxes"
+);
+
+/// One watched object: its `resourceVersion` (all the watcher needs) and what the event
+/// model read from it.
+#[derive(Clone, Debug)]
+pub struct Lite<K> {
+    meta: ObjectMeta,
+    pub decoded: Decoded,
+    _kind: PhantomData<K>,
+}
+
+impl<'de, K: WatchedKind> Deserialize<'de> for Lite<K> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = Watched::deserialize_as(d, K::KIND)?;
+        Ok(Lite {
+            meta: ObjectMeta {
+                resource_version: w.resource_version,
+                ..ObjectMeta::default()
+            },
+            decoded: w.decoded,
+            _kind: PhantomData,
+        })
+    }
+}
+
+impl<K: WatchedKind> Resource for Lite<K> {
+    type DynamicType = ();
+    type Scope = kube::core::DynamicResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        K::KIND_NAME.into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        K::GROUP.into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        K::VERSION.into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        K::PLURAL.into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.meta
+    }
+}
+
+/// Where one kind's watch stands, for `/readyz`.
+#[derive(Debug, Default)]
+pub struct WatchState(AtomicU8);
+
+const LISTING: u8 = 0;
+const LISTED: u8 = 1;
+const UNAVAILABLE: u8 = 2;
+
+impl WatchState {
+    /// Listed once, or known not to be listable (CRD missing, forbidden): either way the
+    /// daemon is not waiting on it.
+    pub fn settled(&self) -> bool {
+        self.0.load(Ordering::Relaxed) != LISTING
+    }
+    fn set(&self, v: u8) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Watches kind `K` across the cluster until `stop`, sending what it sees to `tx`.
+pub async fn run<K: WatchedKind>(
+    client: Client,
+    tx: ObservationTx,
+    metrics: CoreMetrics,
+    state: Arc<WatchState>,
+    stop: CancellationToken,
+) {
+    let api: Api<Lite<K>> = Api::all(client);
+    let mut config = watcher::Config::default().page_size(500);
+    if let Some(selector) = K::LABEL_SELECTOR {
+        config = config.labels(selector);
+    }
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let kind = K::KIND;
+    let mut failing: Option<String> = None;
+    loop {
+        let item = tokio::select! {
+            () = stop.cancelled() => return,
+            item = stream.next() => item,
+        };
+        let Some(item) = item else { return };
+        match item {
+            Ok(event) => {
+                if let Some(problem) = failing.take() {
+                    info!(kind = kind.as_str(), "watch recovered after: {problem}");
+                }
+                let (lite, deleted) = match event {
+                    Event::Apply(o) | Event::InitApply(o) => (o, false),
+                    Event::Delete(o) => (o, true),
+                    Event::Init => continue,
+                    Event::InitDone => {
+                        state.set(LISTED);
+                        continue;
+                    }
+                };
+                match lite.decoded {
+                    Decoded::Object(mut object) => {
+                        if deleted {
+                            mark_deleted(&mut object);
+                        }
+                        let observation = Observation {
+                            source: Source::Watch,
+                            object,
+                            actor: None,
+                        };
+                        if tx.send(observation).await.is_err() {
+                            return; // the core has stopped
+                        }
+                    }
+                    Decoded::NoEvents => {}
+                    Decoded::Skipped(e) => {
+                        metrics.skipped(kind, e.reason());
+                        warn!(kind = kind.as_str(), "object skipped: {e}");
+                    }
+                }
+            }
+            Err(e) => {
+                metrics
+                    .watch_restarts
+                    .get_or_create(&KindLabel {
+                        kind: kind.as_str(),
+                    })
+                    .inc();
+                let problem = describe::<K>(&e);
+                if let Some(p) = &problem.unavailable {
+                    state.set(UNAVAILABLE);
+                    if failing.as_deref() != Some(p.as_str()) {
+                        warn!(
+                            kind = kind.as_str(),
+                            "{p}; retrying with backoff, other kinds go on"
+                        );
+                    }
+                    failing = Some(p.clone());
+                } else {
+                    if failing.as_deref() != Some(problem.text.as_str()) {
+                        warn!(
+                            kind = kind.as_str(),
+                            "watch failed, restarting: {}", problem.text
+                        );
+                    }
+                    failing = Some(problem.text);
+                }
+            }
+        }
+    }
+}
+
+/// A deleted object's last state may lack `deletionTimestamp` (no finalizers): its
+/// deletion happened now.
+fn mark_deleted(object: &mut Object) {
+    if let Object::Konflux(k) = object
+        && k.meta.deletion_timestamp.is_none()
+    {
+        k.meta.deletion_timestamp = Some(Timestamp::now());
+    }
+}
+
+struct Problem {
+    text: String,
+    /// Set when the kind cannot be listed at all: CRD not installed, or forbidden.
+    unavailable: Option<String>,
+}
+
+fn describe<K: WatchedKind>(e: &watcher::Error) -> Problem {
+    let resource = if K::GROUP.is_empty() {
+        K::PLURAL.to_owned()
+    } else {
+        format!("{}.{}", K::PLURAL, K::GROUP)
+    };
+    let status = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s)) => Some(s.as_ref()),
+        watcher::Error::WatchError(s) => Some(s.as_ref()),
+        _ => None,
+    };
+    let unavailable = status.and_then(|s| match s.code {
+        404 => Some(format!(
+            "{resource} ({}/{}) is not served: is its CRD installed?",
+            K::GROUP,
+            K::VERSION
+        )),
+        403 => Some(format!(
+            "forbidden to list/watch {resource} at cluster scope: the ServiceAccount needs \
+             RBAC verbs get, list, watch on {resource}"
+        )),
+        _ => None,
+    });
+    Problem {
+        // The API server's messages name the resource, not objects; kube's error text is
+        // kept as is.
+        text: e.to_string(),
+        unavailable,
+    }
+}

@@ -1,0 +1,419 @@
+//! `konflux-telemetry run`: wires the capture paths, the core, the flusher, the heartbeat
+//! and the HTTP endpoints, and drains on SIGTERM.
+
+use crate::capture::identity::{self, ClusterFacts, Configured, PublicInfo};
+use crate::capture::{config_maps, watch};
+use crate::core::Core;
+use crate::events::Timestamp;
+use crate::http::{self, Endpoints};
+use crate::metrics::{self, CoreMetrics, OutcomeLabel};
+use crate::observation::ObservationRx;
+use crate::segment::{self, Backoff, Sender, SenderConfig, SenderMetrics, WriteKey};
+use crate::settings::{self, Settings};
+use crate::{Error, Result, state, telemetry};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::watch as live;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// Flags of `run`, each with an environment fallback; the old bridge's variable names work.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Kubeconfig to use; in-cluster config (or KUBECONFIG) when unset.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Segment API base URL, without /batch.
+    #[arg(long, env = "SEGMENT_API_URL")]
+    pub segment_api_url: Option<String>,
+    /// The old bridge's full batch URL (with /batch); used when --segment-api-url is unset.
+    #[arg(long, env = "SEGMENT_BATCH_API", hide = true)]
+    pub segment_batch_api: Option<String>,
+    /// Segment write key. Without one, events are captured and previewed but never sent.
+    #[arg(long, env = "SEGMENT_WRITE_KEY", hide_env_values = true)]
+    pub segment_write_key: Option<String>,
+    /// Cluster id (hashed before it leaves); found in the cluster when unset.
+    #[arg(long, env = "CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+    #[arg(long, env = "KONFLUX_VERSION")]
+    pub konflux_version: Option<String>,
+    #[arg(long, env = "KUBERNETES_VERSION")]
+    pub kubernetes_version: Option<String>,
+    /// Default flush interval (the ConfigMap's flushInterval wins).
+    #[arg(long, env = "FLUSH_INTERVAL", value_parser = settings::parse_duration)]
+    pub flush_interval: Option<Duration>,
+    /// Default lookback (the ConfigMap's lookback wins).
+    #[arg(long, env = "LOOKBACK", value_parser = settings::parse_duration)]
+    pub lookback: Option<Duration>,
+    /// Address of /healthz, /readyz, /metrics and /preview.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// The live settings ConfigMap, as NAMESPACE/NAME.
+    #[arg(
+        long,
+        env = "CONFIG_MAP",
+        default_value = "segment-bridge/konflux-telemetry"
+    )]
+    pub config_map: String,
+    /// Where the record of produced events is kept across restarts, as NAMESPACE/NAME of a
+    /// ConfigMap; empty to keep nothing.
+    #[arg(
+        long,
+        env = "STATE_CONFIG_MAP",
+        default_value = "segment-bridge/konflux-telemetry-state"
+    )]
+    pub state_config_map: String,
+    /// Longest the final flush may take on SIGTERM.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = settings::parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Logs as JSON lines.
+    #[arg(long, env = "LOG_JSON")]
+    pub log_json: bool,
+}
+
+fn split_name(text: &str, flag: &str) -> Result<(String, String)> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err(Error::Config {
+            key: flag.to_owned(),
+            reason: "expected NAMESPACE/NAME".to_owned(),
+        }),
+    }
+}
+
+async fn client(args: &RunArgs) -> Result<kube::Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| Error::Kube(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .map_err(|e| Error::Kube(e.to_string()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| Error::Kube(e.to_string()))?,
+    };
+    kube::Client::try_from(config).map_err(|e| Error::Kube(e.to_string()))
+}
+
+fn sender_for(
+    api_url: &str,
+    key: &WriteKey,
+    s: &Settings,
+    metrics: &SenderMetrics,
+) -> Result<Sender> {
+    let mut cfg = SenderConfig::new(api_url, key.clone());
+    cfg.requests_per_second = s.requests_per_second;
+    cfg.backoff = Backoff {
+        base: s.retry_base_delay,
+        cap: s.retry_max_delay,
+        deadline: s.retry_deadline,
+    };
+    Sender::new(cfg, metrics.clone()).map_err(|e| Error::Config {
+        key: "segment-api-url".to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Runs until SIGTERM or Ctrl-C, then flushes (within the shutdown timeout) and returns.
+pub async fn run(args: RunArgs) -> Result<()> {
+    let stop = CancellationToken::new();
+    let signals = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signals.cancel();
+    });
+    run_until(args, stop).await
+}
+
+/// [`run`] with the stop signal given: tests and embedders cancel `stop`.
+pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
+    let mut base = Settings::default();
+    if let Some(d) = args.flush_interval {
+        base.flush_interval = d;
+    }
+    if let Some(d) = args.lookback {
+        base.lookback = d;
+    }
+    let log_level = telemetry::init(&base.log_level, args.log_json);
+    let (cm_namespace, cm_name) = split_name(&args.config_map, "config-map")?;
+    let state_store = if args.state_config_map.is_empty() {
+        None
+    } else {
+        let (ns, name) = split_name(&args.state_config_map, "state-config-map")?;
+        Some((ns, name))
+    };
+
+    let api_url = match (&args.segment_api_url, &args.segment_batch_api) {
+        (Some(url), _) => segment::normalize_api_url(url),
+        (None, Some(batch)) => segment::normalize_api_url(batch),
+        (None, None) => Ok(segment::DEFAULT_API_URL.to_owned()),
+    }
+    .map_err(|e| Error::Config {
+        key: "segment-api-url".to_owned(),
+        reason: e.to_string(),
+    })?;
+    let write_key = args
+        .segment_write_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(WriteKey::new);
+    if write_key.is_none() {
+        warn!("no Segment write key: events are captured and shown at /preview, never sent");
+    }
+
+    let client = client(&args).await?;
+    let configured = Configured {
+        cluster_id: args.cluster_id.clone(),
+        konflux_version: args.konflux_version.clone(),
+        kubernetes_version: args.kubernetes_version.clone(),
+    };
+    let facts: ClusterFacts = identity::cluster_facts(&client).await;
+    let info = identity::public_info(&client).await;
+    let core_metrics = CoreMetrics::default();
+    let sender_metrics = SenderMetrics::new();
+    let core = Arc::new(Core::new(
+        identity::combine(&configured, &info, &facts),
+        base.max_buffered_events,
+        base.lookback.as_secs() as i64,
+        core_metrics.clone(),
+    ));
+    info!(
+        cluster_id_known = core.identity().has_cluster_id(),
+        "konflux-telemetry {} starting",
+        crate::LIBRARY_VERSION
+    );
+    if let Some((ns, name)) = &state_store {
+        let n = state::load(&client, ns, name)
+            .await
+            .map(|bytes| core.import_produced(&bytes));
+        info!(entries = n.unwrap_or(0), "record of produced events loaded");
+    }
+
+    // Live settings.
+    let (settings_tx, settings_rx) = live::channel(base.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let client = client.clone();
+        let stop = stop.clone();
+        let metrics = core_metrics.clone();
+        let core = Arc::clone(&core);
+        let base = base.clone();
+        let log_level = log_level.clone();
+        tasks.spawn(async move {
+            let last_good = Mutex::new(base.clone());
+            config_maps::watch_one(client, &cm_namespace, &cm_name, stop, |cm| {
+                let empty = BTreeMap::new();
+                let data = cm.and_then(|c| c.data.as_ref()).unwrap_or(&empty);
+                let mut last = last_good.lock().unwrap_or_else(PoisonError::into_inner);
+                let (next, rejected) = Settings::apply(&base, &last, data);
+                for r in &rejected {
+                    warn!(key = %r.key, "ConfigMap {cm_namespace}/{cm_name}: {} rejected: {}; keeping the last good value", r.key, r.reason);
+                }
+                let outcome = if rejected.is_empty() { "applied" } else { "rejected" };
+                metrics.config_reloads.get_or_create(&OutcomeLabel { outcome }).inc();
+                if next != *last {
+                    info!("settings changed: {}", describe(&next));
+                    log_level.set(&next.log_level);
+                    core.set_lookback(next.lookback.as_secs() as i64);
+                    core.set_max_buffered(next.max_buffered_events);
+                    *last = next.clone();
+                    settings_tx.send_replace(next);
+                }
+            })
+            .await;
+        });
+    }
+    {
+        let client = client.clone();
+        let stop = stop.clone();
+        let core = Arc::clone(&core);
+        tasks.spawn(async move {
+            config_maps::watch_one(
+                client,
+                identity::PUBLIC_INFO_NAMESPACE,
+                identity::PUBLIC_INFO_NAME,
+                stop,
+                |cm| {
+                    let info = cm.map(PublicInfo::from_config_map).unwrap_or_default();
+                    core.set_identity(identity::combine(&configured, &info, &facts));
+                },
+            )
+            .await;
+        });
+    }
+
+    // Capture.
+    let (obs_tx, obs_rx) = tokio::sync::mpsc::channel(1024);
+    let states: Vec<Arc<watch::WatchState>> = (0..4).map(|_| Arc::default()).collect();
+    macro_rules! spawn_watch {
+        ($kind:ty, $i:expr) => {{
+            let (client, tx, m, s, stop) = (
+                client.clone(),
+                obs_tx.clone(),
+                core_metrics.clone(),
+                Arc::clone(&states[$i]),
+                stop.clone(),
+            );
+            tasks.spawn(async move { watch::run::<$kind>(client, tx, m, s, stop).await });
+        }};
+    }
+    spawn_watch!(watch::PipelineRuns, 0);
+    spawn_watch!(watch::Components, 1);
+    spawn_watch!(watch::TenantNamespaces, 2);
+    spawn_watch!(watch::Konfluxes, 3);
+    drop(obs_tx);
+    let consumer = tokio::spawn(consume(Arc::clone(&core), obs_rx));
+
+    // HTTP.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| Error::Io {
+            context: "binding the HTTP listener",
+            source,
+        })?;
+    info!(
+        "serving /healthz /readyz /metrics /preview on http://{}",
+        listener.local_addr().unwrap_or(args.listen)
+    );
+    let ready_states = states.clone();
+    let endpoints = Arc::new(Endpoints {
+        core: Arc::clone(&core),
+        registry: metrics::registry(&core_metrics, &sender_metrics),
+        ready: Box::new(move || ready_states.iter().all(|s| s.settled())),
+    });
+    tasks.spawn(http::serve(listener, endpoints, stop.clone()));
+
+    // Heartbeat.
+    {
+        let core = Arc::clone(&core);
+        let mut settings = settings_rx.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            loop {
+                core.heartbeat(Timestamp::now());
+                let every = settings.borrow_and_update().heartbeat_interval;
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                    Ok(()) = settings.changed() => {}
+                }
+            }
+        });
+    }
+
+    // Flush until stopped, then once more within the deadline.
+    let mut settings = settings_rx.clone();
+    let mut current = settings.borrow_and_update().clone();
+    let mut sender = match &write_key {
+        Some(key) => Some(sender_for(&api_url, key, &current, &sender_metrics)?),
+        None => None,
+    };
+    let mut next_flush = tokio::time::Instant::now() + current.flush_interval;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep_until(next_flush) => {}
+            () = core.full.notified() => {}
+            Ok(()) = settings.changed() => {
+                let next = settings.borrow_and_update().clone();
+                if let Some(key) = &write_key
+                    && (next.requests_per_second, next.retry_base_delay, next.retry_max_delay, next.retry_deadline)
+                        != (current.requests_per_second, current.retry_base_delay, current.retry_max_delay, current.retry_deadline)
+                {
+                    match sender_for(&api_url, key, &next, &sender_metrics) {
+                        Ok(s) => sender = Some(s),
+                        Err(e) => error!("keeping the previous sender settings: {e}"),
+                    }
+                }
+                next_flush = tokio::time::Instant::now().min(next_flush) + next.flush_interval.min(next_flush.saturating_duration_since(tokio::time::Instant::now()).max(next.flush_interval));
+                if next.flush_interval != current.flush_interval {
+                    next_flush = tokio::time::Instant::now() + next.flush_interval;
+                }
+                current = next;
+                continue;
+            }
+        }
+        let flushed = core.flush(sender.as_ref()).await;
+        if flushed.sent > 0 {
+            info!(sent = flushed.sent, unsent = flushed.unsent, "flushed");
+            if let Some((ns, name)) = &state_store {
+                save_state(&client, ns, name, &core).await;
+            }
+        }
+        core.expire(Timestamp::now().unix_seconds());
+        next_flush = tokio::time::Instant::now() + current.flush_interval;
+    }
+
+    info!("stopping: flushing what is buffered");
+    tasks.shutdown().await;
+    let _ = consumer.await;
+    match tokio::time::timeout(args.shutdown_timeout, core.flush(sender.as_ref())).await {
+        Ok(f) => info!(sent = f.sent, unsent = f.unsent, "final flush done"),
+        Err(_) => warn!(
+            buffered = core.buffered(),
+            "final flush did not finish within the shutdown timeout; events lost"
+        ),
+    }
+    if let Some((ns, name)) = &state_store {
+        save_state(&client, ns, name, &core).await;
+    }
+    Ok(())
+}
+
+async fn consume(core: Arc<Core>, mut rx: ObservationRx) {
+    while let Some(obs) = rx.recv().await {
+        core.observe(obs, Timestamp::now().unix_seconds());
+    }
+}
+
+async fn save_state(client: &kube::Client, ns: &str, name: &str, core: &Core) {
+    let bytes = core.export_produced(state::MAX_ENTRIES);
+    if let Err(e) = state::save(client, ns, name, bytes).await {
+        warn!(
+            "cannot keep the record of produced events in ConfigMap {ns}/{name} (a restart may resend some; Segment drops those): {e}"
+        );
+    }
+}
+
+fn describe(s: &Settings) -> String {
+    format!(
+        "flushInterval={:?} heartbeatInterval={:?} lookback={:?} maxBufferedEvents={} requestsPerSecond={} logLevel={} sweepInterval={:?}",
+        s.flush_interval,
+        s.heartbeat_interval,
+        s.lookback,
+        s.max_buffered_events,
+        s.requests_per_second,
+        s.log_level,
+        s.sweep_interval
+    )
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
