@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 #[derive(Debug, PartialEq)]
 pub enum Offer {
     /// New: it waits to be sent. `evicted` is the oldest event, dropped to make room.
-    New { evicted: Option<Event> },
+    New { evicted: Option<Box<Event>> },
     /// It was waiting already and its properties changed.
     Updated,
     /// It was waiting already, unchanged.
@@ -110,7 +110,7 @@ impl Ledger {
         self.waiting
             .insert(event.message_id.clone(), Waiting { seq, event });
         let evicted = if self.waiting.len() > self.max {
-            self.evict_oldest()
+            self.evict_oldest().map(Box::new)
         } else {
             None
         };
@@ -186,7 +186,7 @@ impl Ledger {
     /// then the event time as unsigned seconds), newest first, at most `limit` entries.
     pub fn export_produced(&self, limit: usize) -> Vec<u8> {
         let mut entries: Vec<(u64, i64)> = self.produced.iter().map(|(f, t)| (*f, *t)).collect();
-        entries.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+        entries.sort_unstable_by_key(|e| std::cmp::Reverse(e.1));
         let mut out = Vec::with_capacity(entries.len().min(limit) * 12);
         for (f, t) in entries.into_iter().take(limit) {
             out.extend_from_slice(&f.to_be_bytes());

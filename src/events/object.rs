@@ -157,6 +157,9 @@ impl fmt::Display for Kind {
 
 /// One item of a decoded document: an object with events, a kind without events, or an
 /// object that was skipped and why.
+// Decoded values are made and consumed one at a time; boxing would cost an allocation
+// per object for no saving.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decoded {
     Object(Object),
