@@ -327,3 +327,44 @@ async fn expired_watch_answers_410_and_watcher_relists() {
 
     ns.cleanup().await;
 }
+
+#[tokio::test]
+async fn service_account_token_is_subject_to_rbac() {
+    let cluster = support::cluster().await;
+    let ns = cluster.namespace("rbac").await;
+    let sa = ns.service_account_client("reader").await;
+    let prs: Api<DynamicObject> = Api::namespaced_with(sa.clone(), ns.name(), &crds::pipelinerun());
+    let components: Api<DynamicObject> =
+        Api::namespaced_with(sa.clone(), ns.name(), &crds::component());
+
+    let forbidden = |r: kube::Result<_>| matches!(r, Err(kube::Error::Api(s)) if s.code == 403);
+    assert!(
+        forbidden(prs.list(&Default::default()).await.map(|_| ())),
+        "a fresh ServiceAccount must not list PipelineRuns"
+    );
+
+    let rule: k8s_openapi::api::rbac::v1::PolicyRule = serde_json::from_value(json!({
+        "apiGroups": ["tekton.dev"], "resources": ["pipelineruns"], "verbs": ["get", "list", "watch"],
+    }))
+    .expect("a valid PolicyRule");
+    ns.grant("reader", vec![rule]).await;
+
+    // The RBAC authorizer reads roles from an informer: allow it a moment.
+    support::eventually(
+        "the Role to take effect",
+        Duration::from_secs(30),
+        || async { prs.list(&Default::default()).await.ok() },
+    )
+    .await;
+    assert!(
+        forbidden(components.list(&Default::default()).await.map(|_| ())),
+        "the grant covers PipelineRuns only"
+    );
+    let all_prs: Api<DynamicObject> = Api::all_with(sa, &crds::pipelinerun());
+    assert!(
+        forbidden(all_prs.list(&Default::default()).await.map(|_| ())),
+        "a Role does not grant cluster-wide reads"
+    );
+
+    ns.cleanup().await;
+}

@@ -14,7 +14,9 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::{ApiResource, Discovery, Scope, verbs};
 use kube::{Client, Config, Resource};
@@ -82,6 +84,75 @@ impl TestNamespace {
     /// A dynamic API for this namespace, e.g. for `crds::pipelinerun()`.
     pub fn dynamic_api(&self, ar: &ApiResource) -> Api<DynamicObject> {
         Api::namespaced_with(self.client(), &self.name, ar)
+    }
+
+    /// A client that authenticates as ServiceAccount `name` of this namespace
+    /// (created if missing) with a token from the TokenRequest API, as a pod
+    /// would. It has only what RBAC grants it: see [`TestNamespace::grant`].
+    pub async fn service_account_client(&self, name: &str) -> Client {
+        let accounts: Api<ServiceAccount> = self.api();
+        let mut sa = ServiceAccount::default();
+        sa.metadata.name = Some(name.to_string());
+        match accounts.create(&PostParams::default(), &sa).await {
+            Ok(_) => {}
+            Err(e) if is_not_found_or_conflict(&e) => {}
+            Err(e) => panic!("creating ServiceAccount {}/{name}: {e}", self.name),
+        }
+        let request: TokenRequest = serde_json::from_value(serde_json::json!({
+            "spec": { "expirationSeconds": 3600 }
+        }))
+        .expect("a valid TokenRequest");
+        let token = match accounts
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+        {
+            Ok(tr) => tr.status.map(|s| s.token).unwrap_or_default(),
+            Err(e) => panic!("TokenRequest for ServiceAccount {}/{name}: {e}", self.name),
+        };
+        assert!(
+            !token.is_empty(),
+            "TokenRequest for {}/{name} returned no token",
+            self.name
+        );
+        let mut config = self.config.clone();
+        config.auth_info = serde_json::from_value(serde_json::json!({ "token": token }))
+            .expect("an AuthInfo with a token");
+        match Client::try_from(config) {
+            Ok(c) => c,
+            Err(e) => panic!(
+                "building a client for ServiceAccount {}/{name}: {e}",
+                self.name
+            ),
+        }
+    }
+
+    /// Grants ServiceAccount `service_account` of this namespace `rules` in
+    /// this namespace (a Role and a RoleBinding, both named after it).
+    pub async fn grant(&self, service_account: &str, rules: Vec<PolicyRule>) {
+        let role_name = format!("{service_account}-test");
+        let mut role = Role::default();
+        role.metadata.name = Some(role_name.clone());
+        role.rules = Some(rules);
+        if let Err(e) = self
+            .api::<Role>()
+            .create(&PostParams::default(), &role)
+            .await
+        {
+            panic!("creating Role {}/{role_name}: {e}", self.name);
+        }
+        let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": role_name },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name },
+            "subjects": [{ "kind": "ServiceAccount", "name": service_account, "namespace": self.name }],
+        }))
+        .expect("a valid RoleBinding");
+        if let Err(e) = self
+            .api::<RoleBinding>()
+            .create(&PostParams::default(), &binding)
+            .await
+        {
+            panic!("creating RoleBinding {}/{role_name}: {e}", self.name);
+        }
     }
 
     /// Deletes the namespace and everything in it, and waits until it is gone.
