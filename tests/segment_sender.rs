@@ -511,7 +511,7 @@ async fn the_sink_enforces_segment_limits() {
     let status = |r: reqwest::Result<reqwest::Response>| r.expect("answer").status().as_u16();
     let body = |events: &[String]| format!(r#"{{"batch":[{}]}}"#, events.join(",")).into_bytes();
     let small = event(1, 1).to_json();
-    assert_eq!(status(post(body(&[small.clone()])).await), 200);
+    assert_eq!(status(post(body(std::slice::from_ref(&small))).await), 200);
     let tiny = r#"{"messageId":"t"}"#.to_owned();
     assert_eq!(
         status(post(body(&vec![tiny.clone(); 2_501])).await),

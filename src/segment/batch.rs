@@ -278,12 +278,18 @@ mod tests {
 
     #[test]
     fn count_limit_exactly_and_one_over() {
+        // 2,500 events of ~250 bytes exceed 475,000 bytes: lift the body limit only.
+        let limits = Limits {
+            max_body_bytes: usize::MAX,
+            ..Limits::default()
+        };
+        assert_eq!(limits.max_events, 2_500);
         let events: Vec<Event> = (0..2_501).map(|i| event(i, 0)).collect();
-        let (b, d) = batches(&events[..2_500]);
+        let (b, d) = batches_with(&events[..2_500], &limits);
         assert!(d.is_empty());
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].len(), 2_500);
-        let (b, _) = batches(&events);
+        let (b, _) = batches_with(&events, &limits);
         assert_eq!(b.iter().map(Batch::len).collect::<Vec<_>>(), [2_500, 1]);
     }
 
