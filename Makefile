@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/konflux-telemetry
 SHARED ?= ../shared
 
-.PHONY: help build release test test-unit conformance lint fmt bench cluster-up cluster-down
+.PHONY: help build release test test-unit conformance lint fmt bench cluster-up cluster-down demo
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -43,3 +43,6 @@ cluster-up: ## build (cached) and start etcd + kube-apiserver on loopback, insta
 
 cluster-down: ## stop the local API server and remove its state
 	@bash e2e/control-plane/cluster-down.sh
+
+demo: ## local API server + sink + daemon, plays a small Konflux and prints events; Ctrl-C stops it all
+	@bash e2e/demo/demo.sh
