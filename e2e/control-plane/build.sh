@@ -71,8 +71,8 @@ build_one() {
   go="$(find_go)" || die "Go not found: install Go >= 1.24 (https://go.dev/dl) or put it on PATH (tried PATH, /usr/local/go/bin)"
   local avail_kb
   avail_kb="$(df -Pk "$HOME" | awk 'NR==2 {print $4}')"
-  if [[ -n $avail_kb && $avail_kb -lt 3000000 ]]; then
-    die "not enough disk: the first build needs about 3 GiB free under $HOME (module and build caches), only $((avail_kb / 1024)) MiB free"
+  if [[ -n $avail_kb && $avail_kb -lt 4000000 ]]; then
+    die "not enough disk: the first build needs about 4 GiB free under $HOME (Go module and build caches), only $((avail_kb / 1024)) MiB free"
   fi
 
   local ldflags="-s -w"

@@ -11,7 +11,7 @@ if [[ ! -d $state_dir ]]; then
   exit 0
 fi
 exec 9>"$state_dir/lock"
-flock -w 900 9 || die "timed out waiting for another cluster-up/cluster-down (lock $state_dir/lock)"
+flock -w 3600 9 || die "timed out waiting for another cluster-up/cluster-down (lock $state_dir/lock)"
 
 stop_all
 

@@ -29,7 +29,7 @@ done
 mkdir -p "$state_dir"
 # One cluster-up/cluster-down at a time (parallel test binaries, make, ...).
 exec 9>"$state_dir/lock"
-flock -w 900 9 || die "timed out waiting for another cluster-up/cluster-down (lock $state_dir/lock)"
+flock -w 3600 9 || die "timed out waiting for another cluster-up/cluster-down (lock $state_dir/lock)"
 
 kubeconfig="$state_dir/kubeconfig"
 pki="$state_dir/pki"
@@ -95,6 +95,7 @@ pick_port() { # pick_port VAR_NAME ENV_OVERRIDE
   taken[$p]=1
   printf -v "$1" '%s' "$p"
 }
+etcd_port="" etcd_peer_port="" api_port=""
 pick_port etcd_port "${CLUSTER_ETCD_PORT:-}"
 pick_port etcd_peer_port "${CLUSTER_ETCD_PEER_PORT:-}"
 pick_port api_port "${CLUSTER_APISERVER_PORT:-}"
@@ -238,5 +239,5 @@ kubectl=("${bin[kubectl]}" --kubeconfig "$kubeconfig")
   { cat "$state_dir/logs/crds.log" >&2; die "the CRDs in e2e/crds did not become Established"; }
 
 log "up in $((SECONDS - start_time))s: kube-apiserver $api_url, etcd $etcd_url"
-log "kube-apiserver $("${kubectl[@]}" version -o json 2>/dev/null | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n1), CRDs: $(cd "$repo_root/e2e/crds" && ls -- *.yaml | sed 's/\.yaml$//' | paste -sd' ')"
+log "kube-apiserver $("${kubectl[@]}" version -o json 2>/dev/null | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n1), CRDs: $(cd "$repo_root/e2e/crds" && for f in *.yaml; do printf '%s ' "${f%.yaml}"; done)"
 log "use it with: source .cluster/env"
