@@ -88,6 +88,36 @@ state_get() {
   sed -n "s/^export $key=//p" "$state_dir/env" | head -n1
 }
 
+# Processes of an earlier results-up of this checkout whose state directory was removed
+# under them (e.g. by cluster-down/cluster-up, which clear .cluster/): found by their
+# exact command line (this checkout's paths), stopped by pid. The API server first.
+reap_orphans() {
+  local pid argv0 cmd found=()
+  for cmd in /proc/[0-9]*/cmdline; do
+    pid="${cmd#/proc/}"
+    pid="${pid%/cmdline}"
+    argv0="$(tr '\0' '\n' 2>/dev/null <"$cmd" | head -n1)" || continue
+    [[ $argv0 == "$state_dir/bin/tekton-results-api" ]] && found+=("$pid")
+  done
+  for pid in "${found[@]}"; do
+    log "stopping an orphaned API server (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  found=()
+  for cmd in /proc/[0-9]*/cmdline; do
+    pid="${cmd#/proc/}"
+    pid="${pid%/cmdline}"
+    # The postmaster: `.../postgres -D <state>/pg ...`.
+    if tr '\0' ' ' 2>/dev/null <"$cmd" | grep -qE "^/[^ ]*/postgres -D $state_dir/pg "; then
+      found+=("$pid")
+    fi
+  done
+  for pid in "${found[@]}"; do
+    log "stopping an orphaned PostgreSQL (pid $pid)"
+    kill -INT "$pid" 2>/dev/null || true # fast shutdown
+  done
+}
+
 stop_all() {
   stop_pidfile "$state_dir/api.pid" tekton-results
   local pgdata

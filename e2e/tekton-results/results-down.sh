@@ -6,9 +6,12 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-[[ -d $state_dir ]] || { log "not running (no $state_dir)"; exit 0; }
+mkdir -p "$cluster_dir"
 exec 8>"$lock_file"
 flock -w 900 8 || die "timed out waiting for another results-up/results-down (lock $lock_file)"
-stop_all
-rm -rf "$state_dir"
+if [[ -d $state_dir ]]; then
+  stop_all
+  rm -rf "$state_dir"
+fi
+reap_orphans
 log "stopped; removed $state_dir"

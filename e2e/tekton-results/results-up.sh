@@ -38,7 +38,8 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 
 mkdir -p "$cluster_dir"
-# One results-up/results-down at a time (parallel test binaries, make, ...).
+# One results-up/results-down at a time (parallel test binaries, make, ...). The
+# servers started below must not inherit this descriptor (they would hold the lock).
 exec 8>"$lock_file"
 flock -w 900 8 || die "timed out waiting for another results-up/results-down (lock $lock_file)"
 
@@ -69,6 +70,7 @@ if [[ -d $state_dir ]]; then
   stop_all
   rm -rf "$state_dir"
 fi
+reap_orphans
 mkdir -p "$state_dir/logs" "$state_dir/tls" "$state_dir/api" "$state_dir/bin"
 
 # --- binary -----------------------------------------------------------------
@@ -143,7 +145,7 @@ as_pg "$pg_bindir/initdb" -D "$pgdata" --auth=trust -U postgres -E UTF8 --locale
 log "starting PostgreSQL on 127.0.0.1:$pg_port"
 as_pg "$pg_bindir/pg_ctl" -D "$pgdata" -l "$pglog" -w -t 60 \
   -o "-c listen_addresses=127.0.0.1 -c port=$pg_port -c unix_socket_directories='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-  start >/dev/null 2>&1 || {
+  start >/dev/null 2>&1 8>&- || {
   tail -n 20 "$pglog" >&2
   die "PostgreSQL did not start (see $pglog)"
 }
@@ -218,7 +220,7 @@ api_url="https://127.0.0.1:$api_port"
 log "starting Tekton Results API server $version on $api_url"
 (cd "$state_dir/api" && exec env -i PATH=/usr/bin:/bin HOME="$state_dir/api" \
   setsid "$state_dir/bin/tekton-results-api" \
-  </dev/null >"$state_dir/logs/api.log" 2>&1) &
+  </dev/null >"$state_dir/logs/api.log" 2>&1 8>&-) &
 echo $! >"$state_dir/api.pid"
 
 deadline=$((SECONDS + ready_timeout))

@@ -1,0 +1,491 @@
+//! The reconciliation sweep against a REAL Tekton Results API server (built from source and
+//! started by `e2e/tekton-results/results-up.sh`, on first use): records created through
+//! the REST API are delivered as observations, exactly once, within the lookback only,
+//! across pages; failures are survived and counted.
+//!
+//! Tests share one server and run one at a time (`SERIAL`); each one only looks at the
+//! records it created (uids with a per-test prefix) and at records updated after it started.
+
+use base64::Engine as _;
+use konflux_telemetry::events::Object;
+use konflux_telemetry::observation::{Observation, Source};
+use konflux_telemetry::sweep::{
+    ErrorKind, ResultsClient, ResultsConfig, SweepMetrics, SweepReport, SweepSettings, Sweeper,
+    TokenSource,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const PIPELINERUN_TYPE: &str = "tekton.dev/v1.PipelineRun";
+
+#[derive(Clone, Debug)]
+struct Server {
+    addr: String,
+    ca: PathBuf,
+}
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read_env(path: &Path) -> Option<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    )
+}
+
+/// The server of `.cluster/results/env`, started by `results-up.sh` (idempotent, under a
+/// file lock, so parallel test binaries are fine) once per test binary.
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let env_file = repo_root().join(".cluster/results/env");
+        let status = Command::new("bash")
+            .arg(repo_root().join("e2e/tekton-results/results-up.sh"))
+            .current_dir(repo_root())
+            .status()
+            .expect("run e2e/tekton-results/results-up.sh");
+        assert!(
+            status.success(),
+            "e2e/tekton-results/results-up.sh failed ({status}); see its output above"
+        );
+        let env = read_env(&env_file).expect(".cluster/results/env after results-up.sh");
+        Server {
+            addr: env["TEKTON_RESULTS_API_ADDR"].clone(),
+            ca: PathBuf::from(&env["TEKTON_RESULTS_CA_FILE"]),
+        }
+    })
+}
+
+fn config(server: &Server) -> ResultsConfig {
+    let mut c = ResultsConfig::new(&server.addr);
+    c.ca_file = Some(server.ca.clone());
+    // Auth is disabled on the test server; a token must still be accepted.
+    c.token = TokenSource::Fixed("test-token-not-checked".into());
+    c.timeout = Duration::from_secs(20);
+    c
+}
+
+/// A plain HTTP client trusting the test CA, to create records as the watcher would.
+fn admin(server: &Server) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(&server.ca).expect("read CA");
+    reqwest::Client::builder()
+        .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).expect("CA PEM"))
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+fn pipelinerun_json(ns: &str, uid: &str, name: &str) -> Vec<u8> {
+    let template = include_str!("fixtures/results/pipelinerun.json");
+    let now = jiff::Timestamp::now();
+    let started = now
+        .checked_sub(jiff::SignedDuration::from_secs(300))
+        .unwrap();
+    let fmt = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let json = template
+        .replace("__NAMESPACE__", ns)
+        .replace("__UID__", uid)
+        .replace("__NAME__", name)
+        .replace("__CREATED__", &fmt(started))
+        .replace("__STARTED__", &fmt(started))
+        .replace("__COMPLETED__", &fmt(now));
+    // Compact, as the watcher sends it.
+    let v: serde_json::Value = serde_json::from_str(&json).expect("fixture is JSON");
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// Creates a Result and one Record under it, with `value` as the record's data.
+async fn create_record(http: &reqwest::Client, server: &Server, ns: &str, id: &str, value: &[u8]) {
+    let base = format!("{}/apis/results.tekton.dev/v1alpha2/parents", server.addr);
+    let result = serde_json::json!({ "name": format!("{ns}/results/{id}") });
+    let r = http
+        .post(format!("{base}/{ns}/results"))
+        .header("Content-Type", "application/json")
+        .body(result.to_string())
+        .send()
+        .await
+        .expect("POST result");
+    let status = r.status();
+    assert!(
+        status.is_success(),
+        "create result: {status}: {}",
+        r.text().await.unwrap_or_default()
+    );
+    let record = serde_json::json!({
+        "name": format!("{ns}/results/{id}/records/{id}"),
+        "data": {
+            "type": PIPELINERUN_TYPE,
+            "value": base64::engine::general_purpose::STANDARD.encode(value),
+        }
+    });
+    let r = http
+        .post(format!("{base}/{ns}/results/{id}/records"))
+        .header("Content-Type", "application/json")
+        .body(record.to_string())
+        .send()
+        .await
+        .expect("POST record");
+    let status = r.status();
+    assert!(
+        status.is_success(),
+        "create record: {status}: {}",
+        r.text().await.unwrap_or_default()
+    );
+}
+
+async fn create_runs(server: &Server, ns: &str, uids: &[String]) {
+    let http = admin(server);
+    for (i, uid) in uids.iter().enumerate() {
+        let value = pipelinerun_json(ns, uid, &format!("sample-on-push-{i:03}"));
+        create_record(&http, server, ns, uid, &value).await;
+    }
+}
+
+fn uids(prefix: &str, n: usize) -> Vec<String> {
+    // Records' uids are the PipelineRuns' uids; they only need to be unique.
+    (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
+}
+
+fn unique(tag: &str) -> String {
+    let nanos = jiff::Timestamp::now().as_nanosecond();
+    format!("{tag}-{:x}", nanos % 0xffff_ffff_ffff)
+}
+
+fn pipelinerun_uid(o: &Observation) -> String {
+    assert_eq!(o.source, Source::Sweep);
+    assert_eq!(o.actor, None);
+    match &o.object {
+        Object::PipelineRun(run) => run.meta.uid.clone(),
+        other => panic!("expected a PipelineRun, got {other:?}"),
+    }
+}
+
+/// Runs one sweep since `since` and returns its report and what it delivered.
+async fn sweep(
+    config: &ResultsConfig,
+    since: jiff::Timestamp,
+) -> (SweepReport, Vec<Observation>, SweepMetrics) {
+    let client = ResultsClient::new(config).expect("client");
+    let (tx, mut rx) = mpsc::channel(8); // small: the sweep must wait for the core, not grow
+    let (_settings_tx, settings_rx) = watch::channel(SweepSettings::default());
+    let metrics = SweepMetrics::new();
+    let sweeper = Sweeper::new(client, settings_rx, tx, metrics.clone());
+    let collect = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(o) = rx.recv().await {
+            got.push(o);
+        }
+        got
+    });
+    let report = sweeper.sweep_since(since).await;
+    drop(sweeper);
+    let got = collect.await.unwrap();
+    (report, got, metrics)
+}
+
+/// Counts of each of our uids among the delivered observations.
+fn delivered_counts(got: &[Observation], prefix: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for o in got {
+        let uid = pipelinerun_uid(o);
+        if uid.starts_with(prefix) {
+            *counts.entry(uid).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+fn past(d: Duration) -> jiff::Timestamp {
+    jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::try_from(d).unwrap())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_in_the_window_is_delivered_once_across_namespaces() {
+    let _serial = SERIAL.lock().await;
+    let server = server();
+    let prefix = unique("window");
+
+    // Before the window.
+    let old = uids(&format!("{prefix}-old"), 3);
+    create_runs(server, &format!("{prefix}-ns-a"), &old).await;
+    // The server stamps update_time itself (microseconds); leave a clear gap.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let since = jiff::Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let mut expected = BTreeSet::new();
+    for ns in ["a", "b", "c"] {
+        let batch = uids(&format!("{prefix}-new-{ns}"), 4);
+        create_runs(server, &format!("{prefix}-ns-{ns}"), &batch).await;
+        expected.extend(batch);
+    }
+
+    let (report, got, metrics) = sweep(&config(server), since).await;
+    assert_eq!(report.error, None, "{report:?}");
+    let counts = delivered_counts(&got, &prefix);
+    let delivered: BTreeSet<_> = counts.keys().cloned().collect();
+    assert_eq!(
+        delivered, expected,
+        "exactly the records updated within the window"
+    );
+    assert!(counts.values().all(|&n| n == 1), "each once: {counts:?}");
+    for o in &old {
+        assert!(
+            !counts.contains_key(o),
+            "record before the window delivered: {o}"
+        );
+    }
+    assert_eq!(metrics.errors(ErrorKind::UndecodableRecord), 0);
+    assert!(metrics.records_read() >= expected.len() as u64);
+
+    // A wider window (the lookback as the daemon computes it) takes the older ones too.
+    let (report, got, _) = sweep(&config(server), past(Duration::from_secs(3600))).await;
+    assert_eq!(report.error, None);
+    let counts = delivered_counts(&got, &prefix);
+    assert_eq!(counts.len(), expected.len() + old.len());
+    assert!(counts.values().all(|&n| n == 1), "each once: {counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_pages_lose_and_repeat_nothing() {
+    let _serial = SERIAL.lock().await;
+    let server = server();
+    let prefix = unique("pages");
+    let ns = format!("{prefix}-ns");
+    let since = jiff::Timestamp::now();
+    let all = uids(&prefix, 23);
+    create_runs(server, &ns, &all).await;
+
+    for parent in [ns.as_str(), "-"] {
+        let mut config = config(server);
+        config.page_size = 5;
+        config.parent = parent.to_owned();
+        let (report, got, _) = sweep(&config, since).await;
+        assert_eq!(report.error, None, "{report:?}");
+        let counts = delivered_counts(&got, &prefix);
+        assert_eq!(counts.len(), 23, "parent {parent}: {counts:?}");
+        assert!(
+            counts.values().all(|&n| n == 1),
+            "parent {parent}: each once: {counts:?}"
+        );
+        assert!(
+            report.pages >= 5,
+            "parent {parent}: 23 records in pages of 5: {report:?}"
+        );
+        if parent != "-" {
+            assert_eq!(report.delivered, 23);
+            assert_eq!(report.pages, 5, "{report:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_record_values_are_skipped_and_counted() {
+    let _serial = SERIAL.lock().await;
+    let server = server();
+    let prefix = unique("malformed");
+    let ns = format!("{prefix}-ns");
+    let since = jiff::Timestamp::now();
+    let good = uids(&format!("{prefix}-good"), 3);
+    create_runs(server, &ns, &good[..2]).await;
+    // The server takes any JSON for this type; these are not PipelineRuns we can read.
+    let http = admin(server);
+    create_record(
+        &http,
+        server,
+        &ns,
+        &format!("{prefix}-bad-list"),
+        b"[1,2,3]",
+    )
+    .await;
+    create_record(
+        &http,
+        server,
+        &ns,
+        &format!("{prefix}-bad-nouid"),
+        br#"{"apiVersion":"tekton.dev/v1","kind":"PipelineRun","metadata":{"name":"x","namespace":"y"}}"#,
+    )
+    .await;
+    create_runs(server, &ns, &good[2..]).await;
+
+    let mut config = config(server);
+    config.parent = ns.clone();
+    config.page_size = 5; // the server's smallest
+    let (report, got, metrics) = sweep(&config, since).await;
+    assert_eq!(report.error, None, "{report:?}");
+    assert_eq!(report.undecodable, 2, "{report:?}");
+    assert_eq!(metrics.errors(ErrorKind::UndecodableRecord), 2);
+    assert_eq!(metrics.sweeps("ok"), 1);
+    let counts = delivered_counts(&got, &prefix);
+    assert_eq!(counts.keys().cloned().collect::<Vec<_>>(), good);
+    assert!(counts.values().all(|&n| n == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_and_error_answers_are_survived_and_counted() {
+    let _serial = SERIAL.lock().await;
+    let server = server();
+
+    // Nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut unreachable = config(server);
+    unreachable.addr = format!("https://127.0.0.1:{port}");
+    unreachable.timeout = Duration::from_secs(5);
+    let client = ResultsClient::new(&unreachable).unwrap();
+    let (tx, _rx) = mpsc::channel(8);
+    let (_stx, srx) = watch::channel(SweepSettings::default());
+    let metrics = SweepMetrics::new();
+    let sweeper = Sweeper::new(client, srx, tx, metrics.clone());
+    let report = sweeper.sweep_once(Duration::from_secs(3600)).await;
+    assert_eq!(report.error, Some(ErrorKind::Unreachable), "{report:?}");
+    assert_eq!(metrics.errors(ErrorKind::Unreachable), 1);
+    assert_eq!(metrics.sweeps("error"), 1);
+    // And again: nothing is stuck.
+    let report = sweeper.sweep_once(Duration::from_secs(3600)).await;
+    assert_eq!(report.error, Some(ErrorKind::Unreachable));
+    assert_eq!(metrics.errors(ErrorKind::Unreachable), 2);
+
+    // A certificate not signed by a trusted CA: no CA file, system roots only.
+    let mut untrusted = config(server);
+    untrusted.ca_file = None;
+    let (report, _, metrics) = sweep(&untrusted, past(Duration::from_secs(60))).await;
+    assert_eq!(report.error, Some(ErrorKind::Unreachable), "{report:?}");
+    assert_eq!(metrics.errors(ErrorKind::Unreachable), 1);
+
+    // ... unless verification is explicitly off.
+    let mut insecure = untrusted.clone();
+    insecure.insecure_skip_tls_verify = true;
+    let (report, _, _) = sweep(&insecure, past(Duration::from_secs(60))).await;
+    assert_eq!(report.error, None, "{report:?}");
+
+    // A path the server does not serve: an HTTP error status.
+    let mut wrong_path = config(server);
+    wrong_path.addr = format!("{}/not-the-api", server.addr);
+    let (report, _, metrics) = sweep(&wrong_path, past(Duration::from_secs(60))).await;
+    assert_eq!(report.error, Some(ErrorKind::HttpStatus), "{report:?}");
+    assert_eq!(metrics.errors(ErrorKind::HttpStatus), 1);
+    assert_eq!(metrics.sweeps("error"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_sweeps_at_start_then_on_the_live_interval_and_stops_on_shutdown() {
+    let _serial = SERIAL.lock().await;
+    let server = server();
+    let prefix = unique("run");
+    let ns = format!("{prefix}-ns");
+    let mine = uids(&prefix, 2);
+    create_runs(server, &ns, &mine).await;
+
+    let mut config = config(server);
+    config.parent = ns.clone();
+    let client = ResultsClient::new(&config).unwrap();
+    let (tx, mut rx) = mpsc::channel(64);
+    let (settings_tx, settings_rx) = watch::channel(SweepSettings {
+        interval: Duration::from_secs(3600),
+        lookback: Duration::from_secs(600),
+    });
+    let metrics = SweepMetrics::new();
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let sweeper = Sweeper::new(client, settings_rx, tx, metrics.clone());
+    let task = tokio::spawn(sweeper.run(async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+
+    // The sweep at start.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let o = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("first sweep delivers")
+            .expect("channel open");
+        seen.push(pipelinerun_uid(&o));
+    }
+    seen.sort();
+    assert_eq!(seen, mine);
+    // Nothing more for now: the next sweep is an hour away.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), rx.recv())
+            .await
+            .is_err(),
+        "no second sweep before the interval"
+    );
+    assert_eq!(metrics.sweeps("ok"), 1);
+
+    // A shorter interval applies at once (the hour since the last sweep is long over).
+    settings_tx
+        .send(SweepSettings {
+            interval: Duration::from_secs(1),
+            lookback: Duration::from_secs(600),
+        })
+        .unwrap();
+    for _ in 0..4 {
+        let o = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("sweeps on the new interval")
+            .expect("channel open");
+        assert!(mine.contains(&pipelinerun_uid(&o)));
+    }
+    assert!(metrics.sweeps("ok") >= 3, "{}", metrics.sweeps("ok"));
+
+    // A lookback that excludes the records: sweeps go on, deliver nothing.
+    settings_tx
+        .send(SweepSettings {
+            interval: Duration::from_secs(1),
+            lookback: Duration::from_millis(1),
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    while rx.try_recv().is_ok() {}
+    let before = metrics.sweeps("ok");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(2500), rx.recv())
+            .await
+            .is_err(),
+        "nothing within a 1 ms lookback"
+    );
+    assert!(metrics.sweeps("ok") > before, "sweeps continue");
+
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("run returns on shutdown")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_exposed() {
+    let metrics = SweepMetrics::new();
+    let mut registry = prometheus_client::registry::Registry::with_prefix("sweep");
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for needle in [
+        "sweep_sweeps_total{outcome=\"ok\"} 0",
+        "sweep_sweeps_total{outcome=\"error\"} 0",
+        "sweep_records_read_total 0",
+        "sweep_errors_total{kind=\"unreachable\"} 0",
+        "sweep_errors_total{kind=\"http_status\"} 0",
+        "sweep_errors_total{kind=\"malformed_page\"} 0",
+        "sweep_errors_total{kind=\"undecodable_record\"} 0",
+        "sweep_sweep_duration_seconds_count 0",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in:\n{text}");
+    }
+}
