@@ -241,7 +241,9 @@ impl Sweeper {
     /// are logged, counted, and in the report.
     pub async fn sweep_once(&self, lookback: Duration) -> SweepReport {
         let since = jiff::Timestamp::now()
-            .checked_sub(jiff::SignedDuration::try_from(lookback).unwrap_or(jiff::SignedDuration::MAX))
+            .checked_sub(
+                jiff::SignedDuration::try_from(lookback).unwrap_or(jiff::SignedDuration::MAX),
+            )
             .unwrap_or(jiff::Timestamp::MIN);
         self.sweep_since(since).await
     }
@@ -255,7 +257,11 @@ impl Sweeper {
             .0
             .sweep_duration_seconds
             .observe(elapsed.as_secs_f64());
-        let outcome = if report.error.is_some() { "error" } else { "ok" };
+        let outcome = if report.error.is_some() {
+            "error"
+        } else {
+            "ok"
+        };
         self.metrics
             .0
             .sweeps

@@ -206,6 +206,8 @@ impl SweepError {
 }
 
 /// One record of a page, decoded.
+// Mostly `Object`s, each moved on into an `Observation`: boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum RecordOutcome {
     /// An object the event model reads.
@@ -756,7 +758,8 @@ mod tests {
         let client = ResultsClient::new(&config(&addr)).unwrap();
         let mut pages = client.records_since(since("2026-01-01T00:00:00Z"));
         let (uids, err) = drain(&mut pages).await;
-        assert_eq!(uids, ["a", "a"]);
+        // The page that repeats its token is not trusted.
+        assert_eq!(uids, ["a"]);
         assert!(matches!(err, Some(SweepError::MalformedPage(_))), "{err:?}");
         assert_eq!(seen.lock().unwrap().len(), 2);
     }
