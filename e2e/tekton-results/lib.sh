@@ -5,6 +5,7 @@ tr_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd "$tr_dir/../.." && pwd)"
 cluster_dir="$repo_root/.cluster"
 state_dir="$cluster_dir/results"
+# shellcheck disable=SC2034 # used by the scripts that source this file
 lock_file="$cluster_dir/results.lock"
 
 die() { echo "tekton-results: error: $*" >&2; exit 1; }

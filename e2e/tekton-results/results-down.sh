@@ -3,7 +3,7 @@
 # and remove their state (.cluster/results/). Safe to run when nothing is running.
 set -euo pipefail
 
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 mkdir -p "$cluster_dir"

@@ -19,7 +19,7 @@
 #   PG_BINDIR               directory with initdb/pg_ctl/postgres
 set -euo pipefail
 
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 start_time=$SECONDS
@@ -52,9 +52,7 @@ api_ready() {
 }
 
 # --- already running? -------------------------------------------------------
-pgdata_prev="$(cat "$state_dir/pgdata.path" 2>/dev/null || true)"
-if [[ -f $state_dir/env ]] && pid_alive "$state_dir/api.pid" &&
-  [[ -n $pgdata_prev ]] && pid_alive "$pgdata_prev/postmaster.pid"; then
+if [[ -f $state_dir/env ]] && pid_alive "$state_dir/api.pid" && pid_alive "$state_dir/postgres.pid"; then
   for ((i = 0; i < 10; i++)); do
     if api_ready; then
       log "already running: $(state_get TEKTON_RESULTS_API_ADDR) (pid $(<"$state_dir/api.pid"))"
@@ -88,6 +86,7 @@ port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 declare -A taken
+pg_port="" api_port="" metrics_port="" # set by pick_port
 pick_port() { # pick_port VAR_NAME ENV_OVERRIDE
   local p
   if [[ -n ${2:-} ]]; then
@@ -113,6 +112,7 @@ pick_port metrics_port "${RESULTS_METRICS_PORT:-}"
 # `postgres`, which must be able to reach it: when the checkout is not traversable by
 # other users (e.g. under /root), the data goes to a private directory in /tmp instead.
 pgdata="$state_dir/pg"
+pglog="$state_dir/logs/postgres.log"
 mkdir -p "$pgdata"
 if [[ $(id -u) -eq 0 ]]; then
   chown postgres: "$pgdata"
@@ -126,13 +126,15 @@ if [[ $(id -u) -eq 0 ]]; then
     mkdir -p "$pgdata"
     chown postgres: "$pgdata"
     chmod 700 "$pgdata"
+    # The server log too: PostgreSQL opens it as the postgres user.
+    pglog="$tmp/postgres.log"
+    ln -sfn "$pglog" "$state_dir/logs/postgres.log"
     log "the postgres user cannot reach $state_dir; PostgreSQL data in $pgdata instead"
   fi
 fi
 echo "$pgdata" >"$state_dir/pgdata.path"
-pglog="$state_dir/logs/postgres.log"
 touch "$pglog"
-[[ $(id -u) -eq 0 ]] && chown postgres: "$pglog"
+if [[ $(id -u) -eq 0 ]]; then chown postgres: "$pglog"; fi
 
 log "initialising PostgreSQL $("$pg_bindir/postgres" --version | awk '{print $3}') in $pgdata"
 as_pg "$pg_bindir/initdb" -D "$pgdata" --auth=trust -U postgres -E UTF8 --locale=C --no-sync \
