@@ -255,3 +255,122 @@ fn actor_applies(name: EventName) -> bool {
             | EventName::Heartbeat
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Actor, Decoded};
+
+    const NOW: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+    fn run(uid: &str, start: &str, completion: Option<&str>) -> Object {
+        let mut status = serde_json::json!({"startTime": start});
+        if let Some(c) = completion {
+            status["completionTime"] = c.into();
+        }
+        let json = serde_json::json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+            "metadata": {"uid": uid, "namespace": "ns"}, "status": status});
+        match events::decode_one(json.to_string().as_bytes()) {
+            Decoded::Object(o) => o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn watch(object: Object) -> Observation {
+        Observation {
+            source: Source::Watch,
+            object,
+            actor: None,
+        }
+    }
+
+    fn core() -> Core {
+        Core::new(
+            ClusterIdentity::new(Some("c".into()), None, None),
+            100,
+            4 * 3600,
+            CoreMetrics::default(),
+        )
+    }
+
+    fn ids(core: &Core) -> Vec<String> {
+        core.ledger()
+            .waiting()
+            .into_iter()
+            .map(|e| e.message_id)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_relist_after_a_flush_produces_nothing_again() {
+        let core = core();
+        let objects = [
+            run("a", "2025-12-31T23:00:00Z", Some("2025-12-31T23:30:00Z")),
+            run("b", "2025-12-31T23:50:00Z", None),
+            run("old", "2025-12-31T10:00:00Z", Some("2025-12-31T11:00:00Z")),
+        ];
+        for o in &objects {
+            core.observe(watch(o.clone()), NOW);
+        }
+        assert_eq!(ids(&core), ["a-started", "a-completed", "b-started"]);
+        let flushed = core.flush(None).await;
+        assert_eq!(flushed.sent, 3);
+        // kube-runtime replays every object after a 410 or a restart of the watch
+        for o in &objects {
+            core.observe(watch(o.clone()), NOW + 60);
+        }
+        assert!(ids(&core).is_empty(), "{:?}", ids(&core));
+        // and a run that completed meanwhile gives only its new event
+        core.observe(
+            watch(run(
+                "b",
+                "2025-12-31T23:50:00Z",
+                Some("2026-01-01T00:00:30Z"),
+            )),
+            NOW + 60,
+        );
+        assert_eq!(ids(&core), ["b-completed"]);
+    }
+
+    #[tokio::test]
+    async fn the_admission_actor_follows_the_run() {
+        let core = core();
+        let identity = core.identity();
+        let alice = Actor::new("alice", &identity);
+        let created = run("r", "2025-12-31T23:59:00Z", None);
+        let Object::PipelineRun(mut pending) = created else {
+            panic!()
+        };
+        pending.start_time = None;
+        core.observe(
+            Observation {
+                source: Source::Admission,
+                object: Object::PipelineRun(pending),
+                actor: Some(alice.clone()),
+            },
+            NOW,
+        );
+        assert!(ids(&core).is_empty());
+        core.observe(
+            watch(run(
+                "r",
+                "2025-12-31T23:59:00Z",
+                Some("2026-01-01T00:00:00Z"),
+            )),
+            NOW,
+        );
+        let waiting = core.ledger().waiting();
+        assert_eq!(waiting.len(), 2);
+        assert!(waiting.iter().all(|e| e.actor.as_ref() == Some(&alice)));
+    }
+
+    #[tokio::test]
+    async fn without_a_key_flush_lets_events_go_and_preview_shows_them_first() {
+        let core = core();
+        core.observe(watch(run("a", "2025-12-31T23:00:00Z", None)), NOW);
+        let preview: serde_json::Value = serde_json::from_str(&core.preview()).unwrap();
+        assert_eq!(preview["batch"][0]["messageId"], "a-started");
+        core.flush(None).await;
+        assert_eq!(core.preview(), r#"{"batch":[]}"#);
+    }
+}

@@ -10,6 +10,9 @@ use crate::metrics::{self, CoreMetrics, OutcomeLabel};
 use crate::observation::ObservationRx;
 use crate::segment::{self, Backoff, Sender, SenderConfig, SenderMetrics, WriteKey};
 use crate::settings::{self, Settings};
+use crate::sweep::{
+    ResultsClient, ResultsConfig, SweepMetrics, SweepSettings, Sweeper, TokenSource,
+};
 use crate::{Error, Result, state, telemetry};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -72,6 +75,43 @@ pub struct RunArgs {
     /// Logs as JSON lines.
     #[arg(long, env = "LOG_JSON")]
     pub log_json: bool,
+    /// Tekton Results API (`https://host:port`); without it there is no sweep.
+    #[arg(long, env = "TEKTON_RESULTS_API_ADDR")]
+    pub tekton_results_api_addr: Option<String>,
+    /// Bearer token for the Results API; else the token file below is read (and re-read).
+    #[arg(long, env = "TEKTON_RESULTS_TOKEN", hide_env_values = true)]
+    pub tekton_results_token: Option<String>,
+    /// Service account token file for the Results API.
+    #[arg(long, env = "SA_TOKEN_PATH")]
+    pub sa_token_path: Option<PathBuf>,
+    /// PEM bundle of CAs trusted for the Results API (on OpenShift, the service CA).
+    #[arg(long, env = "TEKTON_RESULTS_CA_FILE")]
+    pub tekton_results_ca_file: Option<PathBuf>,
+    /// Accept any certificate from the Results API. Off by default; not for production.
+    #[arg(long, env = "TEKTON_RESULTS_INSECURE_SKIP_TLS_VERIFY")]
+    pub tekton_results_insecure_skip_tls_verify: bool,
+}
+
+fn results_config(args: &RunArgs) -> Option<ResultsConfig> {
+    let addr = args
+        .tekton_results_api_addr
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())?;
+    let mut c = ResultsConfig::new(addr);
+    if let Some(token) = args
+        .tekton_results_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        c.token = TokenSource::Fixed(token.to_owned());
+    } else if let Some(path) = &args.sa_token_path {
+        c.token = TokenSource::File(path.clone());
+    }
+    c.ca_file.clone_from(&args.tekton_results_ca_file);
+    c.insecure_skip_tls_verify = args.tekton_results_insecure_skip_tls_verify;
+    Some(c)
 }
 
 fn split_name(text: &str, flag: &str) -> Result<(String, String)> {
@@ -269,6 +309,42 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     spawn_watch!(watch::Components, 1);
     spawn_watch!(watch::TenantNamespaces, 2);
     spawn_watch!(watch::Konfluxes, 3);
+    // The sweep over Tekton Results, feeding the same core.
+    let sweep_metrics = SweepMetrics::new();
+    match results_config(&args).map(|c| ResultsClient::new(&c)) {
+        None => info!("no Tekton Results address: no reconciliation sweep"),
+        Some(Err(e)) => warn!("no reconciliation sweep: {e}"),
+        Some(Ok(results)) => {
+            if args.tekton_results_insecure_skip_tls_verify {
+                warn!(
+                    "Tekton Results TLS verification is off (--tekton-results-insecure-skip-tls-verify)"
+                );
+            }
+            let to_sweep = |s: &Settings| SweepSettings {
+                interval: s.sweep_interval,
+                lookback: s.lookback,
+            };
+            let (sweep_tx, sweep_rx) = live::channel(to_sweep(&base));
+            let mut settings = settings_rx.clone();
+            let stop_relay = stop.clone();
+            tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = stop_relay.cancelled() => return,
+                        changed = settings.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            let next = to_sweep(&settings.borrow_and_update());
+                            sweep_tx.send_if_modified(|cur| std::mem::replace(cur, next) != next);
+                        }
+                    }
+                }
+            });
+            let sweeper = Sweeper::new(results, sweep_rx, obs_tx.clone(), sweep_metrics.clone());
+            tasks.spawn(sweeper.run(stop.clone().cancelled_owned()));
+        }
+    }
     drop(obs_tx);
     let consumer = tokio::spawn(consume(Arc::clone(&core), obs_rx));
 
@@ -286,7 +362,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     let ready_states = states.clone();
     let endpoints = Arc::new(Endpoints {
         core: Arc::clone(&core),
-        registry: metrics::registry(&core_metrics, &sender_metrics),
+        registry: metrics::registry(&core_metrics, &sender_metrics, &sweep_metrics),
         ready: Box::new(move || ready_states.iter().all(|s| s.settled())),
     });
     tasks.spawn(http::serve(listener, endpoints, stop.clone()));

@@ -156,9 +156,14 @@ impl CoreMetrics {
 
 /// Builds the one registry: `konflux_telemetry_*` for the core, `konflux_telemetry_segment_*`
 /// for the sender, and what else registers a sub-registry.
-pub fn registry(core: &CoreMetrics, sender: &crate::segment::SenderMetrics) -> Registry {
+pub fn registry(
+    core: &CoreMetrics,
+    sender: &crate::segment::SenderMetrics,
+    sweep: &crate::sweep::SweepMetrics,
+) -> Registry {
     let mut registry = Registry::with_prefix("konflux_telemetry");
     core.register(&mut registry);
     sender.register(registry.sub_registry_with_prefix("segment"));
+    sweep.register(registry.sub_registry_with_prefix("sweep"));
     registry
 }

@@ -263,6 +263,20 @@ async fn live_capture_restart_and_sigterm() {
     let (ok, log1) = daemon.terminate();
     assert!(ok, "daemon exit status; log:\n{log1}");
 
+    // While the daemon is down: a Component is created; it is caught up at start.
+    let late = components
+        .create(
+            &PostParams::default(),
+            &support::object(
+                &crds::component(),
+                "secret-late",
+                json!({"application": "secret-app"}),
+            ),
+        )
+        .await
+        .expect("late component");
+    let late_id = format!("{}-component-created", late.metadata.uid.expect("uid"));
+
     // Restart: everything is relisted, nothing is produced twice.
     let before = sent_events(&out).len();
     let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
@@ -282,9 +296,9 @@ async fn live_capture_restart_and_sigterm() {
     .await
     .expect("probe start");
     let probe_id = format!("{}-started", probe.metadata.uid.expect("uid"));
-    let events = wait_for_ids(&out, std::slice::from_ref(&probe_id)).await;
+    let events = wait_for_ids(&out, &[probe_id.clone(), late_id.clone()]).await;
     assert!(events.len() > before);
-    for id in ids.iter().chain([&started, &probe_id]) {
+    for id in ids.iter().chain([&started, &probe_id, &late_id]) {
         assert_eq!(
             count(&events, id),
             1,
@@ -337,6 +351,121 @@ async fn live_capture_restart_and_sigterm() {
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client())
         .delete(&ns, &DeleteParams::default())
         .await;
+    sink.shutdown().await;
+    tenant.cleanup().await;
+    home.cleanup().await;
+}
+
+/// A long flush interval holds events in the buffer (visible at /preview, not at the sink);
+/// shortening it in the ConfigMap sends them without a restart; SIGTERM sends what waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_flush_interval_and_sigterm_flush() {
+    let cluster = support::cluster().await;
+    let dir = tempdir("daemon-flush");
+    let out = dir.join("sink.ndjson");
+    let (addr, sink) = Sink::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        WriteKey::new(KEY),
+        out.clone(),
+    )
+    .await
+    .expect("sink");
+    let sink_url = format!("http://{addr}/v1");
+    let home = cluster.namespace("daemon-flush-home").await;
+    let tenant = cluster
+        .namespace_with_labels("flush-tenant", &[("konflux-ci.dev/type", "tenant")])
+        .await;
+    let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
+    let settings_with = |flush: &str, rv: Option<String>| -> ConfigMap {
+        serde_json::from_value(json!({
+            "metadata": {"name": "settings", "resourceVersion": rv},
+            "data": {"flushInterval": flush, "heartbeatInterval": "1h"}
+        }))
+        .expect("ConfigMap")
+    };
+    settings
+        .create(&PostParams::default(), &settings_with("1h", None))
+        .await
+        .expect("settings");
+    let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
+    daemon.wait_ready().await;
+
+    let components = tenant.dynamic_api(&crds::component());
+    let make =
+        |name: &'static str| support::object(&crds::component(), name, json!({"application": "a"}));
+    let first = components
+        .create(&PostParams::default(), &make("held"))
+        .await
+        .expect("component");
+    let first_id = format!("{}-component-created", first.metadata.uid.expect("uid"));
+    eventually("the event to wait in /preview", WAIT, || async {
+        let (_, preview) = daemon.get("/preview").await?;
+        preview.contains(&first_id).then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(&sent_events(&out), &first_id),
+        0,
+        "sent before the flush interval"
+    );
+
+    let rv = settings
+        .get("settings")
+        .await
+        .expect("get")
+        .metadata
+        .resource_version;
+    settings
+        .replace(
+            "settings",
+            &PostParams::default(),
+            &settings_with("500ms", rv),
+        )
+        .await
+        .expect("shorten the flush interval");
+    wait_for_ids(&out, std::slice::from_ref(&first_id)).await;
+
+    // Back to an hour; an event waits; SIGTERM must send it before exit.
+    let rv = settings
+        .get("settings")
+        .await
+        .expect("get")
+        .metadata
+        .resource_version;
+    settings
+        .replace("settings", &PostParams::default(), &settings_with("1h", rv))
+        .await
+        .expect("lengthen the flush interval");
+    eventually("the longer interval to apply", WAIT, || async {
+        let (_, m) = daemon.get("/metrics").await?;
+        m.contains("konflux_telemetry_config_reloads_total{outcome=\"applied\"} 3")
+            .then_some(())
+    })
+    .await;
+    let second = components
+        .create(&PostParams::default(), &make("buffered"))
+        .await
+        .expect("component");
+    let second_id = format!("{}-component-created", second.metadata.uid.expect("uid"));
+    eventually("the second event to wait in /preview", WAIT, || async {
+        let (_, preview) = daemon.get("/preview").await?;
+        preview.contains(&second_id).then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(&sent_events(&out), &second_id),
+        0,
+        "sent before SIGTERM"
+    );
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "exit status; log:\n{log}");
+    assert_eq!(
+        count(&sent_events(&out), &second_id),
+        1,
+        "SIGTERM did not flush; log:\n{log}"
+    );
+    assert!(log.contains("final flush done"), "{log}");
+
     sink.shutdown().await;
     tenant.cleanup().await;
     home.cleanup().await;
