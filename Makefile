@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/konflux-telemetry
 SHARED ?= ../shared
 
-.PHONY: help build release test test-unit conformance lint fmt bench cluster-up cluster-down demo
+.PHONY: help build release test test-unit conformance lint fmt bench cluster-up cluster-down demo image kind-e2e
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -46,3 +46,15 @@ cluster-down: ## stop the local API server and remove its state
 
 demo: ## local API server + sink + daemon, plays a small Konflux and prints events; Ctrl-C stops it all
 	@bash e2e/demo/demo.sh
+
+IMAGE ?= konflux-telemetry:dev
+
+image: ## container image $(IMAGE) from Containerfile (podman, else docker)
+	@if command -v podman >/dev/null 2>&1; then engine=podman; \
+	elif command -v docker >/dev/null 2>&1; then engine=docker; \
+	else echo "make image: neither podman nor docker is installed; install one of them" >&2; exit 1; fi; \
+	echo "$$engine build -f Containerfile -t $(IMAGE) ."; \
+	$$engine build -f Containerfile -t $(IMAGE) .
+
+kind-e2e: ## kind cluster + image + deploy/overlays/kind + in-cluster sink, e2e suite, cluster deleted
+	@bash e2e/kind/kind-e2e.sh
