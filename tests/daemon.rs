@@ -471,6 +471,203 @@ async fn live_flush_interval_and_sigterm_flush() {
     home.cleanup().await;
 }
 
+/// Serialises the tests that create the one cluster-scoped `konflux` CR.
+fn konflux_lock() -> std::fs::File {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cluster");
+    std::fs::create_dir_all(&dir).expect(".cluster");
+    let path = dir.join("konflux-cr.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .expect("lock file");
+    file.lock().expect("lock the konflux CR");
+    file
+}
+
+/// Without a write key nothing is sent (the sink sees no request) and /preview shows the
+/// events; the Konflux CR's lifecycle; the cluster id from kube-system, then from
+/// `konflux-public-info` once it appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_konflux_lifecycle_and_identity_refresh() {
+    use konflux_telemetry::events::hash::h;
+    let cluster = support::cluster().await;
+    let dir = tempdir("daemon-nokey");
+    let out = dir.join("sink.ndjson");
+    let (addr, sink) = Sink::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        WriteKey::new(KEY),
+        out.clone(),
+    )
+    .await
+    .expect("sink");
+    let home = cluster.namespace("daemon-nokey-home").await;
+    let _lock = konflux_lock();
+    let konfluxes: Api<kube::api::DynamicObject> =
+        Api::all_with(cluster.client(), &crds::konflux());
+    let _ = konfluxes.delete("konflux", &DeleteParams::default()).await;
+    let info_ns = "konflux-info";
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client());
+    let _ = namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": info_ns}})).expect("ns"),
+        )
+        .await;
+    let infos: Api<ConfigMap> = Api::namespaced(cluster.client(), info_ns);
+    let _ = infos
+        .delete("konflux-public-info", &DeleteParams::default())
+        .await;
+    let kube_system = namespaces
+        .get("kube-system")
+        .await
+        .expect("kube-system")
+        .metadata
+        .uid
+        .expect("uid");
+
+    // No --segment-write-key; flushes hourly so /preview keeps what it captured.
+    let port = free_port();
+    let log = dir.join("daemon.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
+    cmd.args([
+        "run",
+        "--segment-api-url",
+        &format!("http://{addr}/v1"),
+        "--flush-interval",
+        "1h",
+    ])
+    .args(["--listen", &format!("127.0.0.1:{port}")])
+    .args([
+        "--config-map",
+        &format!("{}/settings", home.name()),
+        "--state-config-map",
+        "",
+    ])
+    .env_remove("SEGMENT_WRITE_KEY")
+    .env_remove("CLUSTER_ID")
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).expect("log"));
+    if let ClusterSource::Local(kubeconfig) = cluster.source() {
+        cmd.arg("--kubeconfig").arg(kubeconfig);
+    }
+    let daemon = Daemon {
+        child: cmd.spawn().expect("daemon"),
+        log,
+        http: format!("http://127.0.0.1:{port}"),
+    };
+    daemon.wait_ready().await;
+
+    let k = konfluxes
+        .create(
+            &PostParams::default(),
+            &support::object(&crds::konflux(), "konflux", json!({})),
+        )
+        .await
+        .expect("konflux CR");
+    let uid = k.metadata.uid.clone().expect("uid");
+    let created = k
+        .metadata
+        .creation_timestamp
+        .clone()
+        .expect("created")
+        .0
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let ready_at = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    set_status(&konfluxes, "konflux", json!({"conditions": [
+        {"type": "Ready", "status": "True", "reason": "AllComponentsReady", "lastTransitionTime": ready_at}
+    ]}))
+    .await
+    .expect("ready");
+    konfluxes
+        .delete("konflux", &DeleteParams::default())
+        .await
+        .expect("delete konflux");
+    let preview = |want: Vec<String>| {
+        let daemon = &daemon;
+        async move {
+            eventually(&format!("{want:?} in /preview"), WAIT, || async {
+                let (_, p) = daemon.get("/preview").await?;
+                let v: Value = serde_json::from_str(&p).ok()?;
+                let batch = v["batch"].as_array()?.clone();
+                want.iter()
+                    .all(|id| batch.iter().any(|e| e["messageId"] == **id))
+                    .then_some(batch)
+            })
+            .await
+        }
+    };
+    let ids = vec![
+        format!("{uid}-started"),
+        format!("{uid}-completed"),
+        format!("{uid}-removal-started"),
+    ];
+    let batch = preview(ids.clone()).await;
+    let get = |id: &str| {
+        batch
+            .iter()
+            .find(|e| e["messageId"] == id)
+            .cloned()
+            .expect("event")
+    };
+    let (started, completed, removal) = (get(&ids[0]), get(&ids[1]), get(&ids[2]));
+    assert_eq!(started["event"], "Operator Deployment Started");
+    assert_eq!(started["timestamp"], created);
+    assert_eq!(started["properties"]["clusterIdHash"], h(&[&kube_system]));
+    assert_eq!(completed["event"], "Operator Deployment Completed");
+    assert_eq!(completed["timestamp"], ready_at);
+    assert_eq!(completed["properties"]["status"], "AllComponentsReady");
+    assert_eq!(removal["event"], "Operator Removal Started");
+
+    // konflux-public-info appears: later events carry its cluster id and versions.
+    infos
+        .create(&PostParams::default(), &serde_json::from_value(json!({
+            "metadata": {"name": "konflux-public-info"},
+            "data": {"info.json": "{\"clusterId\": \"from-info\", \"konfluxVersion\": \"v9.9\"}"}
+        })).expect("ConfigMap"))
+        .await
+        .expect("public info");
+    let tenant_id = eventually(
+        "a tenant namespace event with the new identity",
+        WAIT,
+        || async {
+            let t = cluster
+                .namespace_with_labels("nokey-tenant", &[("konflux-ci.dev/type", "tenant")])
+                .await;
+            let uid = namespaces.get(t.name()).await.ok()?.metadata.uid?;
+            let id = format!("{uid}-namespace-created");
+            let batch = preview(vec![id.clone()]).await;
+            let e = batch
+                .iter()
+                .find(|e| e["messageId"] == id.as_str())?
+                .clone();
+            t.cleanup().await;
+            (e["properties"]["clusterIdHash"] == h(&["from-info"])).then_some(e)
+        },
+    )
+    .await;
+    assert_eq!(tenant_id["properties"]["konfluxVersion"], "v9.9");
+    assert_eq!(tenant_id["context"]["device"]["id"], h(&["from-info"]));
+
+    let _ = infos
+        .delete("konflux-public-info", &DeleteParams::default())
+        .await;
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "{log}");
+    assert!(log.contains("no Segment write key"), "{log}");
+    assert_eq!(
+        sink.stats().requests,
+        0,
+        "a request reached the sink without a write key"
+    );
+    sink.shutdown().await;
+    home.cleanup().await;
+}
+
 fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("konflux-telemetry-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
