@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/konflux-telemetry
 SHARED ?= ../shared
 
-.PHONY: help build release test test-unit conformance lint fmt bench cluster-up cluster-down demo image kind-e2e
+.PHONY: help build release test test-unit conformance lint fmt bench cluster-up cluster-down results-up results-down demo image kind-e2e
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ build: ## debug build
 release: ## optimised build of the binary
 	$(CARGO) build --release --bin konflux-telemetry
 
-test: release cluster-up ## every test: unit, conformance, integration on the local API server
+test: release results-up ## every test: unit, conformance, integration on the local API server
 	$(CARGO) test --release --all-targets
 	@if [ -x $(SHARED)/conformance/check-conformance.sh ]; then \
 	  $(SHARED)/conformance/check-conformance.sh '$(BIN) transform'; \
@@ -43,6 +43,12 @@ cluster-up: ## build (cached) and start etcd + kube-apiserver on loopback, insta
 
 cluster-down: ## stop the local API server and remove its state
 	@bash e2e/control-plane/cluster-down.sh
+
+results-up: cluster-up ## build (cached) and start the Tekton Results API server and its PostgreSQL
+	@bash e2e/tekton-results/results-up.sh
+
+results-down: ## stop the Tekton Results API server and PostgreSQL, remove their state
+	@bash e2e/tekton-results/results-down.sh
 
 demo: ## local API server + sink + daemon, plays a small Konflux and prints events; Ctrl-C stops it all
 	@bash e2e/demo/demo.sh
