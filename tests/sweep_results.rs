@@ -435,7 +435,9 @@ async fn run_sweeps_at_start_then_on_the_live_interval_and_stops_on_shutdown() {
             lookback: Duration::from_secs(600),
         })
         .unwrap();
-    for _ in 0..4 {
+    // Three more sweeps' worth: the first two of them are over (and counted) by the time
+    // the third delivers.
+    for _ in 0..6 {
         let o = tokio::time::timeout(Duration::from_secs(30), rx.recv())
             .await
             .expect("sweeps on the new interval")
