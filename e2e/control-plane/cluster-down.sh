@@ -29,5 +29,9 @@ for pid in $(grep -lsF -e "--data-dir=$state_dir/etcd-data" -e "--cert-dir=$stat
   stop_pidfile "$state_dir/orphan.pid" "$name"
 done
 
+# Tekton Results (make results-up) keeps its state under .cluster/results: stop it first.
+if [[ -d $state_dir/results && -f $repo_root/e2e/tekton-results/results-down.sh ]]; then
+  bash "$repo_root/e2e/tekton-results/results-down.sh" || log "results-down failed; removing its state anyway"
+fi
 rm -rf "$state_dir"
 log "stopped and removed $state_dir"

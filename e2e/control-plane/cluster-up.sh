@@ -59,8 +59,9 @@ if compgen -G "$state_dir/*.pid" >/dev/null || [[ -e $state_dir/env || -d $state
   log "found stale state in $state_dir; cleaning up"
   stop_all
 fi
-# Fresh state (keep the lock file we hold).
-find "$state_dir" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
+# Fresh state (keep the lock file we hold, and Tekton Results' state: it does not
+# depend on the API server and has its own up/down scripts).
+find "$state_dir" -mindepth 1 -maxdepth 1 ! -name lock ! -name 'results*' ! -name konflux-cr.lock -exec rm -rf {} +
 mkdir -p "$state_dir/bin" "$pki" "$state_dir/logs"
 
 # --- binaries ---------------------------------------------------------------
