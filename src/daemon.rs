@@ -90,6 +90,16 @@ pub struct RunArgs {
     /// Accept any certificate from the Results API. Off by default; not for production.
     #[arg(long, env = "TEKTON_RESULTS_INSECURE_SKIP_TLS_VERIFY")]
     pub tekton_results_insecure_skip_tls_verify: bool,
+    /// Address of the admission webhook (HTTPS, `POST /validate`); no webhook when unset.
+    #[arg(long, env = "WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<SocketAddr>,
+    /// Directory with the webhook's tls.crt and tls.key, re-read when they change.
+    #[arg(
+        long,
+        env = "WEBHOOK_CERT_DIR",
+        default_value = "/etc/konflux-telemetry/webhook-certs"
+    )]
+    pub webhook_cert_dir: PathBuf,
 }
 
 fn results_config(args: &RunArgs) -> Option<ResultsConfig> {
@@ -345,6 +355,19 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
             tasks.spawn(sweeper.run(stop.clone().cancelled_owned()));
         }
     }
+    // The admission webhook (optional), feeding the same core.
+    let admission_metrics = crate::admission::AdmissionMetrics::default();
+    if let Some(listen) = args.webhook_listen {
+        let webhook = crate::admission::Webhook::bind(
+            listen,
+            &args.webhook_cert_dir,
+            obs_tx.clone(),
+            Arc::clone(&core),
+            admission_metrics.clone(),
+        )
+        .await?;
+        tasks.spawn(webhook.run(stop.clone()));
+    }
     drop(obs_tx);
     let consumer = tokio::spawn(consume(Arc::clone(&core), obs_rx));
 
@@ -360,9 +383,11 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
         listener.local_addr().unwrap_or(args.listen)
     );
     let ready_states = states.clone();
+    let mut registry = metrics::registry(&core_metrics, &sender_metrics, &sweep_metrics);
+    admission_metrics.register(registry.sub_registry_with_prefix("admission"));
     let endpoints = Arc::new(Endpoints {
         core: Arc::clone(&core),
-        registry: metrics::registry(&core_metrics, &sender_metrics, &sweep_metrics),
+        registry,
         ready: Box::new(move || ready_states.iter().all(|s| s.settled())),
     });
     tasks.spawn(http::serve(listener, endpoints, stop.clone()));

@@ -9,6 +9,7 @@
 //!   [`segment`] sender. [`daemon`] wires it all for `konflux-telemetry run`.
 //! - [`sink`]: a Segment-compatible receiver for tests and demos.
 
+pub mod admission;
 pub mod capture;
 pub mod core;
 pub mod daemon;

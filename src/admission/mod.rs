@@ -1,0 +1,229 @@
+//! Admission capture: a validating webhook that sees creations and removals as they happen,
+//! and who asked.
+//!
+//! The API server calls `POST /validate` with an `AdmissionReview` v1 for CREATE of
+//! PipelineRuns, Components and Namespaces, and DELETE of the Konflux CR. The webhook is an
+//! observer, never a gate: it always allows, and its request path does no network call: it
+//! decodes the object ([`review`]), puts an [`Observation`](crate::observation::Observation)
+//! with the hashed actor on the core's queue (`try_send`: a full queue drops, counts and
+//! still allows) and answers. The core turns it into the same events, with the same
+//! `messageId`s, as the watch does, so the ledger merges the two sightings; a PipelineRun's
+//! creation has no event of its own, its actor is remembered and goes on the run's
+//! `Started` and `Completed` events.
+//!
+//! TLS (rustls, ring) with the certificate of `--webhook-cert-dir`, reloaded when the
+//! files change ([`tls`]). `webhook-certs/` makes a CA and certificate for tests and small
+//! installations; `webhook-certs/README.md` has the production alternatives.
+
+pub mod metrics;
+pub mod review;
+pub mod tls;
+
+pub use metrics::{AdmissionMetrics, Outcome};
+pub use review::{Handler, Reply};
+pub use tls::CertStore;
+
+use crate::core::Core;
+use crate::observation::ObservationTx;
+use crate::{Error, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// The path the webhook configuration calls.
+pub const PATH: &str = "/validate";
+/// How often the certificate files are looked at.
+pub const CERT_POLL: Duration = Duration::from_secs(2);
+/// Largest body read: an object is at most 1.5 MB in etcd, and a review may hold two.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+/// A connection that has not finished its TLS handshake by then is closed.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The webhook server, bound and with its first certificate tried.
+pub struct Webhook {
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    certs: Arc<CertStore>,
+    acceptor: TlsAcceptor,
+    cert_poll: Duration,
+}
+
+impl Webhook {
+    /// Binds `listen` and loads the certificate of `cert_dir`. A missing or bad certificate
+    /// is not fatal (a Secret may be mounted late): it is logged, and handshakes fail until
+    /// a good one appears. `core` gives the cluster identity at each request.
+    pub async fn bind(
+        listen: SocketAddr,
+        cert_dir: &Path,
+        tx: ObservationTx,
+        core: Arc<Core>,
+        metrics: AdmissionMetrics,
+    ) -> Result<Self> {
+        let handler = Handler::new(tx, move || core.identity(), metrics.clone());
+        Self::bind_with(listen, cert_dir, handler, CERT_POLL).await
+    }
+
+    /// [`Webhook::bind`] with a handler and polling interval of the caller's (benchmarks).
+    pub async fn bind_with(
+        listen: SocketAddr,
+        cert_dir: &Path,
+        handler: Handler,
+        cert_poll: Duration,
+    ) -> Result<Self> {
+        let certs = Arc::new(CertStore::new(cert_dir, handler.metrics().clone()));
+        certs.reload();
+        let config = tls::server_config(&certs).map_err(|e| Error::Config {
+            key: "webhook-cert-dir".to_owned(),
+            reason: e.to_string(),
+        })?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| Error::Io {
+                context: "binding the webhook listener",
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            handler: Arc::new(handler),
+            certs,
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            cert_poll,
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves until `stop`; in-flight connections are dropped then (the API server's
+    /// `failurePolicy: Ignore` lets their requests through).
+    pub async fn run(self, stop: CancellationToken) {
+        let addr = self.local_addr();
+        info!(
+            "admission webhook on https://{}{PATH}",
+            addr.map_or_else(|| "?".to_owned(), |a| a.to_string())
+        );
+        let mut connections = JoinSet::new();
+        let mut poll = tokio::time::interval(self.cert_poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = poll.tick() => {
+                    let certs = Arc::clone(&self.certs);
+                    // File reads: off the async workers.
+                    let _ = tokio::task::spawn_blocking(move || certs.reload()).await;
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        let acceptor = self.acceptor.clone();
+                        let handler = Arc::clone(&self.handler);
+                        connections.spawn(serve_connection(stream, acceptor, handler));
+                    }
+                    Err(e) => {
+                        warn!("webhook accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        connections.shutdown().await;
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    acceptor: TlsAcceptor,
+    handler: Arc<Handler>,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            handler.metrics().tls_handshake_failures.inc();
+            debug!("webhook TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            handler.metrics().tls_handshake_failures.inc();
+            debug!("webhook TLS handshake timed out");
+            return;
+        }
+    };
+    let service = hyper::service::service_fn(move |req| {
+        let handler = Arc::clone(&handler);
+        async move { Ok::<_, Infallible>(handle(&handler, req).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(tls), service)
+        .await;
+}
+
+/// Routes one HTTP request: `POST /validate`, and `GET /healthz` (for a probe over TLS).
+pub async fn handle<B>(handler: &Handler, req: Request<B>) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, PATH) => {}
+        (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
+        (_, PATH) => return text(StatusCode::METHOD_NOT_ALLOWED, "POST an AdmissionReview\n"),
+        _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let too_large = e.is::<http_body_util::LengthLimitError>();
+            handler
+                .metrics()
+                .count("other", "other", Outcome::BadRequest);
+            return if too_large {
+                text(StatusCode::PAYLOAD_TOO_LARGE, "body over 8 MiB\n")
+            } else {
+                text(StatusCode::BAD_REQUEST, "the body could not be read\n")
+            };
+        }
+    };
+    let reply = handler.review(&body);
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+    *response.status_mut() = status;
+    let content_type = if status == StatusCode::OK {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    handler
+        .metrics()
+        .request_duration_seconds
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}

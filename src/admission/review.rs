@@ -1,0 +1,652 @@
+//! One `AdmissionReview` in, one answer out: the webhook's request path, with no I/O but a
+//! `try_send` on the core's queue.
+//!
+//! The review is read in two steps: the envelope with each field of `request` kept as raw
+//! JSON (borrowed from the body, not copied), then only the fields needed, the object
+//! through the event model's own decoder ([`Watched::deserialize_as`]), which skips all
+//! that no event reads (most of a PipelineRun's 10 to 42 KB).
+
+use super::metrics::{AdmissionMetrics, Outcome};
+use crate::events::object::KONFLUX_NAME;
+use crate::events::{
+    Actor, ClusterIdentity, DecodeError, Decoded, Kind, Object, Timestamp, Watched,
+};
+use crate::observation::{Observation, ObservationTx, Source};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use tokio::sync::mpsc::error::TrySendError;
+use tracing::{debug, warn};
+
+/// `apiVersion` of the answer when the request's cannot be echoed.
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+
+/// An answer to the API server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// 200 with an `AdmissionReview` that allows; 400 for a body that is not one.
+    pub status: u16,
+    /// JSON (200) or a one-line plain-text reason (400).
+    pub body: Vec<u8>,
+    pub outcome: Outcome,
+}
+
+/// The request path: decodes, hands an observation to the core, allows.
+pub struct Handler {
+    tx: ObservationTx,
+    identity: Box<dyn Fn() -> Arc<ClusterIdentity> + Send + Sync>,
+    metrics: AdmissionMetrics,
+    /// Unix second of the last warning per outcome, so a misconfigured webhook sending
+    /// thousands of unexpected requests logs one line per outcome and interval.
+    last_warned: [AtomicI64; Outcome::ALL.len()],
+}
+
+/// Seconds between two warnings about the same outcome.
+const WARN_EVERY_SECONDS: i64 = 10;
+
+impl Handler {
+    /// `identity` is read at each request, so a changed cluster identity applies at once.
+    pub fn new(
+        tx: ObservationTx,
+        identity: impl Fn() -> Arc<ClusterIdentity> + Send + Sync + 'static,
+        metrics: AdmissionMetrics,
+    ) -> Self {
+        Self {
+            tx,
+            identity: Box::new(identity),
+            metrics,
+            last_warned: Default::default(),
+        }
+    }
+
+    pub fn metrics(&self) -> &AdmissionMetrics {
+        &self.metrics
+    }
+
+    /// Answers one request body. Never blocks, never fails: a body that is not an
+    /// `AdmissionReview` gets a 400, anything else an allow.
+    pub fn review(&self, body: &[u8]) -> Reply {
+        let (operation, kind, outcome, reply) = match Envelope::read(body) {
+            Err(reason) => {
+                self.warn(
+                    Outcome::BadRequest,
+                    format_args!("not an AdmissionReview: {reason}"),
+                );
+                let reply = Reply {
+                    status: 400,
+                    body: format!("not an AdmissionReview: {reason}\n").into_bytes(),
+                    outcome: Outcome::BadRequest,
+                };
+                ("other", "other", Outcome::BadRequest, reply)
+            }
+            Ok(env) => {
+                let outcome = self.observe(&env);
+                let reply = Reply {
+                    status: 200,
+                    body: env.allow(),
+                    outcome,
+                };
+                (env.operation.label(), env.kind_label(), outcome, reply)
+            }
+        };
+        self.metrics.count(operation, kind, outcome);
+        reply
+    }
+
+    fn observe(&self, env: &Envelope<'_>) -> Outcome {
+        if env.dry_run {
+            return Outcome::DryRun;
+        }
+        if env.sub_resource {
+            self.warn(
+                Outcome::Unexpected,
+                format_args!(
+                    "a {} of a {} subresource: the webhook is registered for objects only",
+                    env.operation.label(),
+                    env.kind_label()
+                ),
+            );
+            return Outcome::Unexpected;
+        }
+        let (kind, raw) = match (env.operation, env.kind) {
+            (
+                Operation::Create,
+                Some(kind @ (Kind::PipelineRun | Kind::Component | Kind::Namespace)),
+            ) => (kind, env.object),
+            (Operation::Delete, Some(Kind::Konflux)) => (Kind::Konflux, env.old_object),
+            _ => {
+                self.warn(
+                    Outcome::Unexpected,
+                    format_args!(
+                        "a {} of a {}: the webhook is registered for CREATE of PipelineRuns, Components and Namespaces and DELETE of the Konflux CR",
+                        env.operation.label(),
+                        env.kind_label()
+                    ),
+                );
+                return Outcome::Unexpected;
+            }
+        };
+        let field = if kind == Kind::Konflux {
+            "request.oldObject"
+        } else {
+            "request.object"
+        };
+        let Some(raw) = raw else {
+            self.warn(Outcome::Undecodable, format_args!("{kind}: no {field}"));
+            return Outcome::Undecodable;
+        };
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        let decoded = match Watched::deserialize_as(&mut de, kind) {
+            Ok(w) => w.decoded,
+            // Cannot happen: the raw value was read as JSON already.
+            Err(_) => Decoded::Skipped(DecodeError::Syntax(format!("{field} is not JSON"))),
+        };
+        let mut object = match decoded {
+            Decoded::Object(o) => o,
+            Decoded::NoEvents => return Outcome::Ignored,
+            Decoded::Skipped(e) => {
+                self.warn(Outcome::Undecodable, format_args!("{field}: {e}"));
+                return Outcome::Undecodable;
+            }
+        };
+        match &mut object {
+            Object::Namespace(ns) if !ns.is_tenant => return Outcome::Ignored,
+            Object::Konflux(k) => {
+                if k.meta.name.as_deref() != Some(KONFLUX_NAME) {
+                    return Outcome::Ignored;
+                }
+                // Admission sees the request to delete, before any finalizer holds the
+                // object: the removal starts now.
+                if k.meta.deletion_timestamp.is_none() {
+                    k.meta.deletion_timestamp = Some(Timestamp::now());
+                }
+            }
+            _ => {}
+        }
+        let actor = env
+            .username
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .map(|u| Actor::new(u, &(self.identity)()));
+        match self.tx.try_send(Observation {
+            source: Source::Admission,
+            object,
+            actor,
+        }) {
+            Ok(()) => Outcome::Observed,
+            Err(TrySendError::Full(_)) => {
+                self.warn(Outcome::Dropped, format_args!("the core's queue is full: an observation is lost (the watch still sees the object)"));
+                Outcome::Dropped
+            }
+            Err(TrySendError::Closed(_)) => {
+                debug!("admission: the core is stopping; observation not taken");
+                Outcome::Dropped
+            }
+        }
+    }
+
+    /// At most one warning per outcome every [`WARN_EVERY_SECONDS`]; the rest at debug.
+    /// Messages name kinds, operations and fields, never a value from the request.
+    fn warn(&self, outcome: Outcome, message: std::fmt::Arguments<'_>) {
+        let i = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
+        let now = Timestamp::now().unix_seconds();
+        let last = self.last_warned[i].load(Ordering::Relaxed);
+        if now - last >= WARN_EVERY_SECONDS
+            && self.last_warned[i]
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            warn!(
+                outcome = outcome.as_str(),
+                "admission: {message} (allowed; see konflux_telemetry_admission_requests_total)"
+            );
+        } else {
+            debug!(outcome = outcome.as_str(), "admission: {message}");
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+    Other,
+}
+
+impl Operation {
+    fn of(s: &str) -> Self {
+        match s {
+            "CREATE" => Operation::Create,
+            "UPDATE" => Operation::Update,
+            "DELETE" => Operation::Delete,
+            "CONNECT" => Operation::Connect,
+            _ => Operation::Other,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+            Operation::Other => "other",
+        }
+    }
+}
+
+/// The review's outer layer, every field raw.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireReview<'a> {
+    #[serde(borrow)]
+    api_version: Option<&'a RawValue>,
+    #[serde(borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    request: Option<&'a RawValue>,
+}
+
+/// `request`, every field raw: a field of an unexpected type is treated as absent rather
+/// than failing the whole review.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequest<'a> {
+    #[serde(borrow)]
+    uid: Option<&'a RawValue>,
+    #[serde(borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    sub_resource: Option<&'a RawValue>,
+    #[serde(borrow)]
+    operation: Option<&'a RawValue>,
+    #[serde(borrow)]
+    user_info: Option<&'a RawValue>,
+    #[serde(borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(borrow)]
+    old_object: Option<&'a RawValue>,
+    #[serde(borrow)]
+    dry_run: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct WireGvk {
+    group: Option<String>,
+    version: Option<String>,
+    kind: Option<String>,
+}
+
+/// Of `userInfo`, the user name only: groups, uid and extra are never read.
+#[derive(Deserialize)]
+struct WireUserInfo {
+    username: Option<String>,
+}
+
+/// What the webhook reads of a review.
+struct Envelope<'a> {
+    api_version: String,
+    uid: String,
+    kind: Option<Kind>,
+    sub_resource: bool,
+    operation: Operation,
+    username: Option<String>,
+    object: Option<&'a RawValue>,
+    old_object: Option<&'a RawValue>,
+    dry_run: bool,
+}
+
+fn lenient<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
+    raw.and_then(|r| serde_json::from_str(r.get()).ok())
+}
+
+impl<'a> Envelope<'a> {
+    /// Fails, with a reason naming the field (never a value), when the body is not an
+    /// `AdmissionReview` with a request and its uid.
+    fn read(body: &'a [u8]) -> Result<Self, String> {
+        let review: WireReview<'a> = serde_json::from_slice(body).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => "not a JSON object".to_owned(),
+                Category::Eof => "unexpected end of input".to_owned(),
+                _ => format!(
+                    "not JSON (invalid syntax at line {} column {})",
+                    e.line(),
+                    e.column()
+                ),
+            }
+        })?;
+        let kind: Option<String> = lenient(review.kind);
+        if kind.as_deref() != Some("AdmissionReview") {
+            return Err("kind is not AdmissionReview".to_owned());
+        }
+        let api_version: String = lenient(review.api_version)
+            .filter(|v: &String| v.starts_with("admission.k8s.io/"))
+            .ok_or("apiVersion is not admission.k8s.io/*")?;
+        let request = review.request.ok_or("no request")?;
+        let request: WireRequest<'a> = serde_json::from_str(request.get())
+            .map_err(|_| "request is not an object".to_owned())?;
+        let uid: String = lenient(request.uid)
+            .filter(|u: &String| !u.is_empty())
+            .ok_or("no request.uid")?;
+        let gvk: Option<WireGvk> = lenient(request.kind);
+        let kind = gvk.and_then(|g| {
+            let group = g.group.unwrap_or_default();
+            let version = g.version.unwrap_or_default();
+            let api_version = if group.is_empty() {
+                version
+            } else {
+                format!("{group}/{version}")
+            };
+            Kind::of(&api_version, g.kind.as_deref()?)
+        });
+        let sub_resource = lenient::<String>(request.sub_resource).is_some_and(|s| !s.is_empty());
+        let operation =
+            lenient::<String>(request.operation).map_or(Operation::Other, |o| Operation::of(&o));
+        let username = lenient::<WireUserInfo>(request.user_info).and_then(|u| u.username);
+        Ok(Envelope {
+            api_version,
+            uid,
+            kind,
+            sub_resource,
+            operation,
+            username,
+            object: request.object,
+            old_object: request.old_object,
+            dry_run: lenient::<bool>(request.dry_run).unwrap_or(false),
+        })
+    }
+
+    fn kind_label(&self) -> &'static str {
+        self.kind.map_or("other", Kind::as_str)
+    }
+
+    /// The allowing `AdmissionReview`, with the request's uid and `apiVersion`.
+    fn allow(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": self.api_version,
+            "kind": "AdmissionReview",
+            "response": {"uid": self.uid, "allowed": true},
+        }))
+        .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::ActorType;
+    use serde_json::{Value, json};
+    use tokio::sync::mpsc;
+
+    fn handler(capacity: usize) -> (Handler, mpsc::Receiver<Observation>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let identity = Arc::new(ClusterIdentity::new(Some("c1".into()), None, None));
+        (
+            Handler::new(
+                tx,
+                move || Arc::clone(&identity),
+                AdmissionMetrics::default(),
+            ),
+            rx,
+        )
+    }
+
+    fn review(operation: &str, gvk: (&str, &str, &str), object: Value, user: &str) -> Value {
+        let (group, version, kind) = gvk;
+        let mut request = json!({
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": "x"},
+            "operation": operation,
+            "userInfo": {"username": user, "groups": ["g-secret"], "uid": "u-secret", "extra": {"e": ["x-secret"]}},
+            "dryRun": false,
+        });
+        let field = if operation == "DELETE" {
+            "oldObject"
+        } else {
+            "object"
+        };
+        request[field] = object;
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
+    }
+
+    fn component() -> Value {
+        json!({
+            "apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "Component",
+            "metadata": {"name": "web", "namespace": "tenant-a", "uid": "c-uid", "creationTimestamp": "2026-03-03T10:00:00Z"},
+            "spec": {"application": "app"}
+        })
+    }
+
+    const COMPONENT: (&str, &str, &str) = ("appstudio.redhat.com", "v1alpha1", "Component");
+
+    fn allowed(reply: &Reply) -> Value {
+        assert_eq!(reply.status, 200);
+        let v: Value = serde_json::from_slice(&reply.body).expect("JSON");
+        assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(v["kind"], "AdmissionReview");
+        assert_eq!(v["response"]["allowed"], true);
+        v
+    }
+
+    #[test]
+    fn a_component_creation_is_observed_with_its_actor() {
+        let (h, mut rx) = handler(4);
+        let body = review("CREATE", COMPONENT, component(), "alice").to_string();
+        let reply = h.review(body.as_bytes());
+        let v = allowed(&reply);
+        assert_eq!(v["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert_eq!(reply.outcome, Outcome::Observed);
+        let obs = rx.try_recv().expect("an observation");
+        assert_eq!(obs.source, Source::Admission);
+        assert_eq!(obs.object.meta().uid, "c-uid");
+        let identity = ClusterIdentity::new(Some("c1".into()), None, None);
+        assert_eq!(obs.actor, Some(Actor::new("alice", &identity)));
+        assert_eq!(obs.actor.map(|a| a.kind), Some(ActorType::User));
+    }
+
+    #[test]
+    fn actor_types() {
+        let (h, mut rx) = handler(4);
+        for (user, kind) in [
+            (
+                "system:serviceaccount:ns:builder",
+                ActorType::ServiceAccount,
+            ),
+            ("system:admin", ActorType::System),
+        ] {
+            let body = review("CREATE", COMPONENT, component(), user).to_string();
+            h.review(body.as_bytes());
+            assert_eq!(
+                rx.try_recv().expect("observation").actor.map(|a| a.kind),
+                Some(kind)
+            );
+        }
+    }
+
+    #[test]
+    fn dry_run_allows_and_observes_nothing() {
+        let (h, mut rx) = handler(4);
+        let mut r = review("CREATE", COMPONENT, component(), "alice");
+        r["request"]["dryRun"] = json!(true);
+        let reply = h.review(r.to_string().as_bytes());
+        allowed(&reply);
+        assert_eq!(reply.outcome, Outcome::DryRun);
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn konflux_deletion_starts_the_removal_now() {
+        let (h, mut rx) = handler(4);
+        let konflux = json!({
+            "apiVersion": "konflux.konflux-ci.dev/v1alpha1", "kind": "Konflux",
+            "metadata": {"name": "konflux", "uid": "k-uid", "creationTimestamp": "2026-03-03T10:00:00Z"}
+        });
+        let body = review(
+            "DELETE",
+            ("konflux.konflux-ci.dev", "v1alpha1", "Konflux"),
+            konflux,
+            "bob",
+        )
+        .to_string();
+        let reply = h.review(body.as_bytes());
+        allowed(&reply);
+        assert_eq!(reply.outcome, Outcome::Observed);
+        let obs = rx.try_recv().expect("observation");
+        let Object::Konflux(k) = &obs.object else {
+            panic!("{obs:?}")
+        };
+        let at = k
+            .meta
+            .deletion_timestamp
+            .as_ref()
+            .expect("deletion time")
+            .unix_seconds();
+        assert!((Timestamp::now().unix_seconds() - at).abs() <= 2);
+        let events = crate::events::events_of(&obs.object, &ClusterIdentity::default());
+        assert!(
+            events
+                .iter()
+                .any(|e| e.name == crate::events::EventName::OperatorRemovalStarted)
+        );
+    }
+
+    #[test]
+    fn namespaces_only_when_tenant() {
+        let (h, mut rx) = handler(4);
+        let ns = |labels: Value| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "uid": "n-uid", "labels": labels}});
+        let gvk = ("", "v1", "Namespace");
+        let reply = h.review(
+            review("CREATE", gvk, ns(json!({"a": "b"})), "alice")
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(reply.outcome, Outcome::Ignored);
+        assert!(rx.try_recv().is_err());
+        let reply = h.review(
+            review(
+                "CREATE",
+                gvk,
+                ns(json!({"konflux-ci.dev/type": "tenant"})),
+                "alice",
+            )
+            .to_string()
+            .as_bytes(),
+        );
+        assert_eq!(reply.outcome, Outcome::Observed);
+        assert!(matches!(
+            rx.try_recv().expect("observation").object,
+            Object::Namespace(_)
+        ));
+    }
+
+    #[test]
+    fn unexpected_requests_are_allowed() {
+        let (h, mut rx) = handler(4);
+        let cases = [
+            review("UPDATE", COMPONENT, component(), "alice"),
+            review(
+                "CREATE",
+                ("apps", "v1", "Deployment"),
+                json!({"metadata": {"uid": "d"}}),
+                "alice",
+            ),
+            review("DELETE", COMPONENT, component(), "alice"),
+            {
+                let mut r = review("CREATE", COMPONENT, component(), "alice");
+                r["request"]["subResource"] = json!("status");
+                r
+            },
+        ];
+        for r in cases {
+            let reply = h.review(r.to_string().as_bytes());
+            allowed(&reply);
+            assert_eq!(reply.outcome, Outcome::Unexpected, "{r}");
+        }
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn undecodable_objects_are_allowed() {
+        let (h, mut rx) = handler(4);
+        for object in [
+            json!({"metadata": {"name": "no-uid"}}),
+            json!({"metadata": "x"}),
+            json!(null),
+            json!(3),
+        ] {
+            let reply = h.review(
+                review("CREATE", COMPONENT, object.clone(), "alice")
+                    .to_string()
+                    .as_bytes(),
+            );
+            allowed(&reply);
+            assert_eq!(reply.outcome, Outcome::Undecodable, "{object}");
+        }
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_still_allows() {
+        let (h, _rx) = handler(1);
+        let body = review("CREATE", COMPONENT, component(), "alice").to_string();
+        assert_eq!(h.review(body.as_bytes()).outcome, Outcome::Observed);
+        let reply = h.review(body.as_bytes());
+        allowed(&reply);
+        assert_eq!(reply.outcome, Outcome::Dropped);
+    }
+
+    #[test]
+    fn bodies_that_are_not_reviews_get_400() {
+        let (h, _rx) = handler(4);
+        let mut no_uid = review("CREATE", COMPONENT, component(), "alice");
+        no_uid["request"]["uid"] = json!(7);
+        let mut other_kind = review("CREATE", COMPONENT, component(), "alice");
+        other_kind["kind"] = json!("ConversionReview");
+        for body in [
+            b"".to_vec(),
+            b"{".to_vec(),
+            b"not json".to_vec(),
+            b"[1,2]".to_vec(),
+            b"{\"kind\":\"AdmissionReview\",\"apiVersion\":\"admission.k8s.io/v1\"}".to_vec(),
+            b"{\"kind\":\"AdmissionReview\",\"apiVersion\":\"admission.k8s.io/v1\",\"request\":5}"
+                .to_vec(),
+            no_uid.to_string().into_bytes(),
+            other_kind.to_string().into_bytes(),
+        ] {
+            let reply = h.review(&body);
+            assert_eq!(reply.status, 400, "{}", String::from_utf8_lossy(&body));
+            assert_eq!(reply.outcome, Outcome::BadRequest);
+            let text = String::from_utf8(reply.body).expect("text");
+            assert!(text.starts_with("not an AdmissionReview: "), "{text}");
+        }
+    }
+
+    #[test]
+    fn v1beta1_is_echoed_and_odd_uids_are_escaped() {
+        let (h, _rx) = handler(4);
+        let mut r = review("CREATE", COMPONENT, component(), "alice");
+        r["apiVersion"] = json!("admission.k8s.io/v1beta1");
+        r["request"]["uid"] = json!("a\"b\\c");
+        let reply = h.review(r.to_string().as_bytes());
+        let v: Value = serde_json::from_slice(&reply.body).expect("JSON");
+        assert_eq!(v["apiVersion"], "admission.k8s.io/v1beta1");
+        assert_eq!(v["response"]["uid"], "a\"b\\c");
+    }
+
+    #[test]
+    fn nothing_from_user_info_but_the_hash_is_kept() {
+        let (h, mut rx) = handler(4);
+        let body = review("CREATE", COMPONENT, component(), "alice").to_string();
+        h.review(body.as_bytes());
+        let obs = rx.try_recv().expect("observation");
+        let text = format!("{obs:?}");
+        for secret in ["alice", "g-secret", "u-secret", "x-secret"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+}
