@@ -1,0 +1,342 @@
+//! The daemon with the reconciliation sweep, on the real API server and the real Tekton
+//! Results API: runs that finished and were pruned while the daemon was down are
+//! recovered from Results, exactly once; what the watch already sent is not sent again;
+//! records older than the lookback are ignored; an unreachable Results API is survived.
+
+mod support;
+
+use base64::Engine as _;
+use konflux_telemetry::segment::WriteKey;
+use konflux_telemetry::sink::Sink;
+use kube::api::{DeleteParams, PostParams};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::{ClusterSource, TestCluster, crds, eventually, set_status};
+
+const KEY: &str = "wk-sweep-test";
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Results {
+    addr: String,
+    ca: PathBuf,
+}
+
+fn results() -> Results {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new("bash")
+        .arg(root.join("e2e/tekton-results/results-up.sh"))
+        .current_dir(root)
+        .status()
+        .expect("results-up.sh");
+    assert!(status.success(), "results-up.sh failed");
+    let env: BTreeMap<String, String> = std::fs::read_to_string(root.join(".cluster/results/env"))
+        .expect(".cluster/results/env")
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    Results {
+        addr: env["TEKTON_RESULTS_API_ADDR"].clone(),
+        ca: PathBuf::from(&env["TEKTON_RESULTS_CA_FILE"]),
+    }
+}
+
+/// Records a PipelineRun in Results through the REST API, as Tekton's watcher would.
+async fn record(results: &Results, ns: &str, run: &Value) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(&results.ca).expect("CA");
+    let http = reqwest::Client::builder()
+        .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"))
+        .no_proxy()
+        .build()
+        .expect("client");
+    let id = run["metadata"]["uid"].as_str().expect("uid").to_owned();
+    let base = format!(
+        "{}/apis/results.tekton.dev/v1alpha2/parents/{ns}/results",
+        results.addr
+    );
+    for (url, body) in [
+        (base.clone(), json!({"name": format!("{ns}/results/{id}")})),
+        (
+            format!("{base}/{id}/records"),
+            json!({"name": format!("{ns}/results/{id}/records/{id}"), "data": {
+                "type": "tekton.dev/v1.PipelineRun",
+                "value": base64::engine::general_purpose::STANDARD.encode(run.to_string()),
+            }}),
+        ),
+    ] {
+        let r = http
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("POST");
+        assert!(
+            r.status().is_success(),
+            "{}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+}
+
+fn start(
+    cluster: &TestCluster,
+    sink: &str,
+    home: &str,
+    results_addr: &str,
+    ca: &Path,
+    log: &Path,
+) -> Child {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
+    cmd.args([
+        "run",
+        "--segment-api-url",
+        sink,
+        "--segment-write-key",
+        KEY,
+        "--cluster-id",
+        "sweep-test",
+    ])
+    .args([
+        "--flush-interval",
+        "300ms",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .args([
+        "--config-map",
+        &format!("{home}/settings"),
+        "--state-config-map",
+        &format!("{home}/state"),
+    ])
+    .args([
+        "--tekton-results-api-addr",
+        results_addr,
+        "--tekton-results-token",
+        "not-checked",
+    ])
+    .arg("--tekton-results-ca-file")
+    .arg(ca)
+    .env_remove("SEGMENT_WRITE_KEY")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(log).expect("log"));
+    if let ClusterSource::Local(kubeconfig) = cluster.source() {
+        cmd.arg("--kubeconfig").arg(kubeconfig);
+    }
+    cmd.spawn().expect("daemon")
+}
+
+fn stop(mut child: Child, log: &Path) -> String {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(status.success(), "daemon exit; log:\n{text}");
+    text
+}
+
+fn sent(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn count(out: &Path, id: &str) -> usize {
+    sent(out).iter().filter(|e| e["messageId"] == id).count()
+}
+
+async fn arrive(out: &Path, ids: &[String]) {
+    eventually(&format!("{ids:?} at the sink"), WAIT, || async {
+        ids.iter().all(|id| count(out, id) > 0).then_some(())
+    })
+    .await;
+}
+
+fn at(offset_seconds: i64) -> String {
+    jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(offset_seconds))
+        .expect("time")
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruned_while_down_is_recovered_once() {
+    let cluster = support::cluster().await;
+    let results = results();
+    let dir = std::env::temp_dir().join(format!("konflux-telemetry-sweep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = dir.join("sink.ndjson");
+    let (addr, sink) = Sink::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        WriteKey::new(KEY),
+        out.clone(),
+    )
+    .await
+    .expect("sink");
+    let sink_url = format!("http://{addr}/v1");
+    let home = cluster.namespace("sweep-home").await;
+    let tenant = cluster.namespace("sweep-tenant").await;
+    let ns = tenant.name().to_owned();
+    let runs = tenant.dynamic_api(&crds::pipelinerun());
+
+    // 1. The daemon runs; a run starts and completes; the watch sends it; Results records it.
+    let log1 = dir.join("d1.log");
+    let d1 = start(
+        &cluster,
+        &sink_url,
+        home.name(),
+        &results.addr,
+        &results.ca,
+        &log1,
+    );
+    let seen = runs
+        .create(
+            &PostParams::default(),
+            &support::object(&crds::pipelinerun(), "seen", json!({})),
+        )
+        .await
+        .expect("run");
+    let status = json!({"startTime": at(-120), "completionTime": at(-60), "childReferences": [{"name": "a"}],
+                        "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]});
+    let seen = set_status(&runs, "seen", status.clone())
+        .await
+        .expect("status");
+    let seen_uid = seen.metadata.uid.clone().expect("uid");
+    let seen_ids = [
+        format!("{seen_uid}-started"),
+        format!("{seen_uid}-completed"),
+    ];
+    arrive(&out, &seen_ids).await;
+    record(
+        &results,
+        &ns,
+        &json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+        "metadata": {"name": "seen", "namespace": ns, "uid": seen_uid}, "status": status}),
+    )
+    .await;
+    stop(d1, &log1);
+
+    // 2. While it is down: a run completes, is recorded, and is pruned from the cluster;
+    //    and an old record lies before the lookback.
+    runs.create(
+        &PostParams::default(),
+        &support::object(&crds::pipelinerun(), "missed", json!({})),
+    )
+    .await
+    .expect("run");
+    let missed_status = json!({"startTime": at(-50), "completionTime": at(-10), "childReferences": [{"name": "a"}, {"name": "b"}],
+                               "conditions": [{"type": "Succeeded", "status": "False", "reason": "Failed"}]});
+    let missed = set_status(&runs, "missed", missed_status.clone())
+        .await
+        .expect("status");
+    let missed_uid = missed.metadata.uid.clone().expect("uid");
+    record(&results, &ns, &json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+        "metadata": {"name": "missed", "namespace": ns, "uid": missed_uid}, "status": missed_status})).await;
+    runs.delete("missed", &DeleteParams::default())
+        .await
+        .expect("prune");
+    let ancient_uid = format!("ancient-{}", std::process::id());
+    record(
+        &results,
+        &ns,
+        &json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+        "metadata": {"name": "ancient", "namespace": ns, "uid": ancient_uid},
+        "status": {"startTime": at(-6 * 3600), "completionTime": at(-5 * 3600)}}),
+    )
+    .await;
+
+    // 3. Restart: the sweep recovers exactly the missing events.
+    let log2 = dir.join("d2.log");
+    let d2 = start(
+        &cluster,
+        &sink_url,
+        home.name(),
+        &results.addr,
+        &results.ca,
+        &log2,
+    );
+    let missed_ids = [
+        format!("{missed_uid}-started"),
+        format!("{missed_uid}-completed"),
+    ];
+    arrive(&out, &missed_ids).await;
+    let completed = sent(&out)
+        .into_iter()
+        .find(|e| e["messageId"] == missed_ids[1])
+        .expect("completed");
+    assert_eq!(completed["properties"]["status"], "Failed");
+    assert_eq!(completed["properties"]["taskCount"], 2);
+    // One more flush cycle passes with nothing new for these runs.
+    let probe = runs
+        .create(
+            &PostParams::default(),
+            &support::object(&crds::pipelinerun(), "probe", json!({})),
+        )
+        .await
+        .expect("probe");
+    set_status(&runs, "probe", json!({"startTime": at(0)}))
+        .await
+        .expect("probe status");
+    arrive(
+        &out,
+        &[format!("{}-started", probe.metadata.uid.expect("uid"))],
+    )
+    .await;
+    let log = stop(d2, &log2);
+    for id in seen_ids.iter().chain(missed_ids.iter()) {
+        assert_eq!(count(&out, id), 1, "{id}; log:\n{log}");
+    }
+    assert_eq!(count(&out, &format!("{ancient_uid}-started")), 0);
+    assert_eq!(count(&out, &format!("{ancient_uid}-completed")), 0);
+
+    // 4. An unreachable Results API costs the sweep only: the watch goes on.
+    let log3 = dir.join("d3.log");
+    let d3 = start(
+        &cluster,
+        &sink_url,
+        home.name(),
+        "https://127.0.0.1:1",
+        &results.ca,
+        &log3,
+    );
+    let alive = runs
+        .create(
+            &PostParams::default(),
+            &support::object(&crds::pipelinerun(), "alive", json!({})),
+        )
+        .await
+        .expect("run");
+    set_status(&runs, "alive", json!({"startTime": at(0)}))
+        .await
+        .expect("status");
+    arrive(
+        &out,
+        &[format!("{}-started", alive.metadata.uid.expect("uid"))],
+    )
+    .await;
+    let log = stop(d3, &log3);
+    assert!(
+        log.to_lowercase().contains("sweep"),
+        "no sweep error logged:\n{log}"
+    );
+    assert!(!log.contains(&ns), "namespace in the log");
+
+    sink.shutdown().await;
+    tenant.cleanup().await;
+    home.cleanup().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
