@@ -193,10 +193,7 @@ fn free_port() -> u16 {
 }
 
 fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "konflux-telemetry-{name}-{}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("konflux-telemetry-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
@@ -405,19 +402,25 @@ async fn deploy_manifests_and_least_privilege() {
 
     // What the kustomizations need to exist: the namespaces of their Roles (konflux-info
     // exists wherever Konflux runs), and the Prometheus Operator's CRDs for monitoring.
+    // konflux-info is created if missing but never deleted: tests/daemon.rs, running in
+    // parallel, uses it too (and leaves it, empty).
     let mut created_namespaces = Vec::new();
-    for ns in [HOME, PUBLIC_INFO_NS] {
-        if namespaces.get_opt(ns).await.expect("namespace").is_none() {
-            created_namespaces.push(ns.to_owned());
-        }
+    if namespaces.get_opt(HOME).await.expect("namespace").is_none() {
+        created_namespaces.push(HOME.to_owned());
     }
-    if created_namespaces.iter().any(|n| n == PUBLIC_INFO_NS) {
+    if namespaces
+        .get_opt(PUBLIC_INFO_NS)
+        .await
+        .expect("namespace")
+        .is_none()
+    {
         let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": PUBLIC_INFO_NS}}))
             .expect("namespace");
-        namespaces
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("create konflux-info");
+        match namespaces.create(&PostParams::default(), &ns).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("create konflux-info: {e}"),
+        }
     }
     kubectl.must(&["apply", "-f", "e2e/crds/monitoring/"], None);
     kubectl.must(
@@ -438,7 +441,10 @@ async fn deploy_manifests_and_least_privilege() {
         .iter()
         .filter(|d| is_kind(d, "ValidatingWebhookConfiguration"))
         .count();
-    assert_eq!(webhooks, 1, "one ValidatingWebhookConfiguration in the overlay");
+    assert_eq!(
+        webhooks, 1,
+        "one ValidatingWebhookConfiguration in the overlay"
+    );
     let apply: Vec<&str> = docs
         .iter()
         .filter(|d| !is_kind(d, "ValidatingWebhookConfiguration"))
@@ -566,7 +572,11 @@ async fn deploy_manifests_and_least_privilege() {
     assert_eq!(code(own.list(&ListParams::default()).await), 403);
     assert_eq!(code(public_info.list(&ListParams::default()).await), 403);
     assert_eq!(
-        code(Api::<ConfigMap>::namespaced(sa.clone(), "kube-system").get("x").await),
+        code(
+            Api::<ConfigMap>::namespaced(sa.clone(), "kube-system")
+                .get("x")
+                .await
+        ),
         403
     );
     assert_eq!(
