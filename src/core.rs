@@ -196,43 +196,43 @@ impl Core {
     /// the daemon then only captures and previews.
     pub async fn flush(&self, sender: Option<&Sender>) -> Flushed {
         let started = Instant::now();
-        let events = self.ledger().waiting();
-        let mut flushed = Flushed::default();
-        let outcome = if events.is_empty() {
-            "ok"
-        } else if let Some(sender) = sender {
-            let batches = sender.prepare(&events);
-            let batched: HashSet<&String> = batches.iter().flat_map(|b| b.message_ids()).collect();
-            let too_large: Vec<String> = events
-                .iter()
-                .filter(|e| !batched.contains(&e.message_id))
-                .map(|e| e.message_id.clone())
-                .collect();
-            flushed.dropped = too_large.len();
-            let report = sender.send_all(&batches).await;
-            flushed.sent = report.sent.len();
-            flushed.unsent = report.unsent.len();
-            let mut ledger = self.ledger();
-            ledger.mark_sent(&too_large);
-            ledger.mark_sent(&report.sent);
-            self.metrics.events_buffered.set(ledger.len() as i64);
-            match (flushed.sent, flushed.unsent) {
-                (_, 0) => "ok",
-                (0, _) => "failed",
-                _ => "partial",
-            }
-        } else {
-            let ids: Vec<String> = events.iter().map(|e| e.message_id.clone()).collect();
-            let mut ledger = self.ledger();
-            ledger.mark_sent(&ids);
-            self.metrics.events_buffered.set(ledger.len() as i64);
-            flushed.sent = ids.len();
-            "no_write_key"
+        // Serialise under the lock rather than copy every waiting event: a flush after a
+        // large relist would otherwise hold the events twice.
+        let (ids, batches) = {
+            let ledger = self.ledger();
+            let ids: Vec<String> = ledger.iter_waiting().map(|e| e.message_id.clone()).collect();
+            let batches = sender.map(|s| s.prepare(ledger.iter_waiting()));
+            (ids, batches)
         };
-        self.metrics
-            .flushes
-            .get_or_create(&OutcomeLabel { outcome })
-            .inc();
+        let mut flushed = Flushed::default();
+        let outcome = match (sender, batches) {
+            _ if ids.is_empty() => "ok",
+            (Some(sender), Some(batches)) => {
+                let batched: HashSet<&String> = batches.iter().flat_map(|b| b.message_ids()).collect();
+                let too_large: Vec<String> = ids.iter().filter(|id| !batched.contains(id)).cloned().collect();
+                flushed.dropped = too_large.len();
+                let report = sender.send_all(&batches).await;
+                flushed.sent = report.sent.len();
+                flushed.unsent = report.unsent.len();
+                let mut ledger = self.ledger();
+                ledger.mark_sent(&too_large);
+                ledger.mark_sent(&report.sent);
+                self.metrics.events_buffered.set(ledger.len() as i64);
+                match (flushed.sent, flushed.unsent) {
+                    (_, 0) => "ok",
+                    (0, _) => "failed",
+                    _ => "partial",
+                }
+            }
+            _ => {
+                let mut ledger = self.ledger();
+                ledger.mark_sent(&ids);
+                self.metrics.events_buffered.set(ledger.len() as i64);
+                flushed.sent = ids.len();
+                "no_write_key"
+            }
+        };
+        self.metrics.flushes.get_or_create(&OutcomeLabel { outcome }).inc();
         self.metrics
             .flush_duration_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -124,10 +124,12 @@ impl Ledger {
 
     /// The waiting events, oldest first: what a flush sends and `/preview` shows.
     pub fn waiting(&self) -> Vec<Event> {
-        self.order
-            .values()
-            .filter_map(|id| self.waiting.get(id).map(|w| w.event.clone()))
-            .collect()
+        self.iter_waiting().cloned().collect()
+    }
+
+    /// The waiting events, oldest first, without copying them.
+    pub fn iter_waiting(&self) -> impl Iterator<Item = &Event> {
+        self.order.values().filter_map(|id| self.waiting.get(id).map(|w| &w.event))
     }
 
     pub fn len(&self) -> usize {

@@ -23,6 +23,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// Objects per page of the initial list. Real PipelineRuns are 10 to 42 KB and a page's
+/// body is held whole while it is decoded: 100 keeps that near 4 MB.
+pub const WATCH_PAGE_SIZE: u32 = 100;
+
 /// A kind the daemon watches: where it lives in the API and which objects count.
 pub trait WatchedKind: Clone + Debug + Send + Sync + 'static {
     const KIND: Kind;
@@ -158,7 +162,7 @@ pub async fn run<K: WatchedKind>(
     stop: CancellationToken,
 ) {
     let api: Api<Lite<K>> = Api::all(client);
-    let mut config = watcher::Config::default().page_size(500);
+    let mut config = watcher::Config::default().page_size(WATCH_PAGE_SIZE);
     if let Some(selector) = K::LABEL_SELECTOR {
         config = config.labels(selector);
     }
