@@ -64,16 +64,21 @@ kubectl wait --for=condition=Established --timeout=60s -f e2e/crds/
 kubectl create namespace konflux-info --dry-run=client -o yaml | kubectl apply -f -
 
 # Webhook serving certificate for konflux-telemetry.segment-bridge.svc, signed by a
-# throw-away CA. (webhook-certs/ and `make certs` will do the same; until then, here.)
+# throw-away CA: webhook-certs/make-certs.sh (`make certs`) when present, else openssl here.
 say "making the webhook certificates"
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=konflux-telemetry-e2e-ca" \
-  -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj "/CN=konflux-telemetry.$ns.svc" \
-  -keyout "$work/tls.key" -out "$work/tls.csr" 2>/dev/null
-printf 'subjectAltName=DNS:konflux-telemetry.%s.svc,DNS:konflux-telemetry.%s.svc.cluster.local\n' "$ns" "$ns" \
-  >"$work/san.ext"
-openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial \
-  -days 1 -extfile "$work/san.ext" -out "$work/tls.crt" 2>/dev/null
+if [[ -f webhook-certs/make-certs.sh ]]; then
+  bash webhook-certs/make-certs.sh "$work/certs" >&2
+  cp "$work/certs/ca.crt" "$work/certs/tls.crt" "$work/certs/tls.key" "$work/"
+else
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=konflux-telemetry-e2e-ca" \
+    -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=konflux-telemetry.$ns.svc" \
+    -keyout "$work/tls.key" -out "$work/tls.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:konflux-telemetry.%s.svc,DNS:konflux-telemetry.%s.svc.cluster.local\n' "$ns" "$ns" \
+    >"$work/san.ext"
+  openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial \
+    -days 1 -extfile "$work/san.ext" -out "$work/tls.crt" 2>/dev/null
+fi
 
 # The overlay's caBundle patch is filled in a copy of deploy/, never in the checkout.
 cp -r deploy "$work/deploy"
