@@ -1,0 +1,1080 @@
+//! The admission webhook on the real API server: `konflux-telemetry run --webhook-listen`
+//! registered with a `ValidatingWebhookConfiguration` (`clientConfig.url` on loopback, the
+//! `caBundle` of `webhook-certs/make-certs.sh`), sending to the project's sink.
+//!
+//! Each test has its own daemon, certificates, sink and webhook configuration, whose
+//! selectors match only objects carrying this test's own label value, so tests (and other
+//! test binaries) on the same cluster do not see each other's requests.
+
+mod support;
+
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
+use konflux_telemetry::events::ClusterIdentity;
+use konflux_telemetry::segment::WriteKey;
+use konflux_telemetry::sink::Sink;
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use serde_json::{Value, json};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{ClusterSource, TestCluster, TestNamespace, crds, eventually, set_status};
+
+const KEY: &str = "wk-admission-test-secret";
+const CLUSTER_ID: &str = "admission-test";
+const WAIT: Duration = Duration::from_secs(60);
+/// Objects (and namespaces) labelled with this test's value go to this test's webhook.
+const LABEL: &str = "konflux-telemetry.test/admission";
+/// The local control plane's admin (client certificate CN): a person, as far as events say.
+const ADMIN: &str = "konflux-telemetry-admin";
+
+fn user_hash(user: &str) -> String {
+    ClusterIdentity::new(Some(CLUSTER_ID.to_owned()), None, None).user_hash(user)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "konflux-telemetry-admission-{name}-{}-{nanos:x}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A label value unique to this test run.
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{name}-{}-{:x}", std::process::id(), nanos as u32)
+}
+
+/// `webhook-certs/make-certs.sh OUT 127.0.0.1`: returns the caBundle.
+fn make_certs(out: &Path, new_ca: bool) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("webhook-certs/make-certs.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script);
+    if new_ca {
+        cmd.arg("--new-ca");
+    }
+    let output = cmd
+        .arg(out)
+        .arg("IP:127.0.0.1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run make-certs.sh");
+    assert!(
+        output.status.success(),
+        "make-certs.sh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read_to_string(out.join("caBundle")).expect("caBundle")
+}
+
+fn https_client(ca_dir: &Path) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(ca_dir.join("ca.crt")).expect("ca.crt");
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("CA")])
+        .timeout(Duration::from_secs(5))
+        // A new connection (and handshake) for every request: the certificate is checked
+        // each time.
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+struct Sinked {
+    out: PathBuf,
+    url: String,
+    sink: Sink,
+}
+
+async fn sink(dir: &Path) -> Sinked {
+    let out = dir.join("sink.ndjson");
+    let (addr, sink) = Sink::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        WriteKey::new(KEY),
+        out.clone(),
+    )
+    .await
+    .expect("sink");
+    Sinked {
+        out,
+        url: format!("http://{addr}/v1"),
+        sink,
+    }
+}
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+    http: String,
+    webhook: String,
+}
+
+/// The daemon with its settings in `home` (flushes every 500 ms), its webhook on
+/// `webhook_port` with the certificates of `cert_dir`, and no state ConfigMap.
+fn start_daemon(
+    cluster: &TestCluster,
+    sink_url: &str,
+    home: &str,
+    dir: &Path,
+    webhook_port: u16,
+    cert_dir: &Path,
+) -> Daemon {
+    let port = free_port();
+    let log = dir.join(format!("daemon-{port}.log"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
+    cmd.arg("run")
+        .args(["--segment-api-url", sink_url, "--segment-write-key", KEY])
+        .args(["--cluster-id", CLUSTER_ID])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--config-map", &format!("{home}/settings")])
+        .args(["--state-config-map", ""])
+        .args(["--webhook-listen", &format!("127.0.0.1:{webhook_port}")])
+        .arg("--webhook-cert-dir")
+        .arg(cert_dir)
+        .env_remove("SEGMENT_WRITE_KEY")
+        .env_remove("WEBHOOK_LISTEN")
+        .env_remove("WEBHOOK_CERT_DIR")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    if let ClusterSource::Local(kubeconfig) = cluster.source() {
+        cmd.arg("--kubeconfig").arg(kubeconfig);
+    }
+    Daemon {
+        child: cmd.spawn().expect("start the daemon"),
+        log,
+        http: format!("http://127.0.0.1:{port}"),
+        webhook: format!("https://127.0.0.1:{webhook_port}"),
+    }
+}
+
+impl Daemon {
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let r = reqwest::get(format!("{}{path}", self.http)).await.ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.ok()?))
+    }
+
+    async fn wait_ready(&self) {
+        eventually("the daemon to be ready", WAIT, || async {
+            self.get("/readyz")
+                .await
+                .filter(|(s, _)| *s == 200)
+                .map(|_| ())
+        })
+        .await;
+    }
+
+    /// The sum of the samples of `metric` whose labels contain every one of `labels`.
+    async fn metric(&self, metric: &str, labels: &[&str]) -> f64 {
+        let Some((_, text)) = self.get("/metrics").await else {
+            return 0.0;
+        };
+        metric_sum(&text, metric, labels)
+    }
+
+    fn log(&self) -> String {
+        let mut log = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut log));
+        log
+    }
+
+    /// SIGTERM, then the exit status and the whole log.
+    fn terminate(mut self) -> (bool, String) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().expect("wait for the daemon");
+        (status.success(), self.log())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // A test that panicked leaves no daemon behind (terminate has waited already).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn metric_sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+const REQUESTS: &str = "konflux_telemetry_admission_requests_total";
+
+fn sent_events(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits until every id is at the sink; returns those events, in the order of `ids`.
+async fn wait_for_ids(out: &Path, ids: &[String], within: Duration) -> Vec<Value> {
+    eventually(&format!("events {ids:?} at the sink"), within, || async {
+        let events = sent_events(out);
+        ids.iter()
+            .map(|id| events.iter().find(|e| e["messageId"] == **id).cloned())
+            .collect::<Option<Vec<_>>>()
+    })
+    .await
+}
+
+fn assert_actor(event: &Value, user: &str, kind: &str) {
+    assert_eq!(event["userId"], user_hash(user), "{event}");
+    assert_eq!(event["properties"]["actorType"], kind, "{event}");
+    assert_eq!(event["anonymousId"], "anonymous");
+}
+
+/// Registers this test's webhook: CREATE of PipelineRuns and Components in namespaces
+/// labelled `LABEL=id`, and CREATE of Namespaces and DELETE of Konflux CRs labelled so.
+async fn register_webhook(
+    cluster: &TestCluster,
+    name: &str,
+    id: &str,
+    port: u16,
+    ca_bundle: &str,
+) -> Api<ValidatingWebhookConfiguration> {
+    let api: Api<ValidatingWebhookConfiguration> = Api::all(cluster.client());
+    let config = webhook_config(name, id, port, ca_bundle);
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(config).expect("webhook configuration"),
+    )
+    .await
+    .expect("create the ValidatingWebhookConfiguration");
+    api
+}
+
+fn webhook_config(name: &str, id: &str, port: u16, ca_bundle: &str) -> Value {
+    let common = |webhook: &str| {
+        json!({
+            "name": format!("{webhook}.{name}.konflux-telemetry.test"),
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "NoneOnDryRun",
+            "failurePolicy": "Ignore",
+            "timeoutSeconds": 2,
+            "clientConfig": {
+                "url": format!("https://127.0.0.1:{port}/validate"),
+                "caBundle": ca_bundle,
+            },
+        })
+    };
+    let mut namespaced = common("namespaced");
+    namespaced["rules"] = json!([
+        {"operations": ["CREATE"], "apiGroups": ["tekton.dev"], "apiVersions": ["*"],
+         "resources": ["pipelineruns"], "scope": "Namespaced"},
+        {"operations": ["CREATE"], "apiGroups": ["appstudio.redhat.com"], "apiVersions": ["*"],
+         "resources": ["components"], "scope": "Namespaced"},
+    ]);
+    namespaced["namespaceSelector"] = json!({"matchLabels": {LABEL: id}});
+    let mut cluster = common("cluster");
+    cluster["rules"] = json!([
+        {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+         "resources": ["namespaces"]},
+        {"operations": ["DELETE"], "apiGroups": ["konflux.konflux-ci.dev"], "apiVersions": ["*"],
+         "resources": ["konfluxes"], "scope": "Cluster"},
+    ]);
+    cluster["objectSelector"] = json!({"matchLabels": {LABEL: id}});
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [namespaced, cluster],
+    })
+}
+
+/// Dry-run creations of a Namespace with this test's label until the daemon counts one:
+/// the API server has the (current) configuration and reaches the webhook.
+async fn wait_webhook_active(cluster: &TestCluster, daemon: &Daemon, id: &str) {
+    let namespaces: Api<Namespace> = Api::all(cluster.client());
+    let before = daemon.metric(REQUESTS, &["outcome=\"dry_run\""]).await;
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let probe: Namespace = serde_json::from_value(json!({
+        "metadata": {"name": format!("probe-{}", unique("ns")), "labels": {LABEL: id}}
+    }))
+    .expect("namespace");
+    eventually("the API server to call the webhook", WAIT, || async {
+        namespaces.create(&dry, &probe).await.ok()?;
+        let now = daemon.metric(REQUESTS, &["outcome=\"dry_run\""]).await;
+        if now > before {
+            Some(())
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            None
+        }
+    })
+    .await;
+}
+
+/// A client acting as `user` (the admin impersonates it), with `groups` if given.
+fn impersonating(cluster: &TestCluster, user: &str, groups: Option<Vec<String>>) -> kube::Client {
+    let mut config = cluster.config().clone();
+    config.auth_info.impersonate = Some(user.to_owned());
+    config.auth_info.impersonate_groups = groups;
+    kube::Client::try_from(config).expect("impersonating client")
+}
+
+/// Lets user `user` create, get and delete Components and PipelineRuns in `ns`.
+async fn grant_user(ns: &TestNamespace, user: &str) {
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": format!("{user}-admission")},
+        "rules": [{"apiGroups": ["appstudio.redhat.com", "tekton.dev"],
+                   "resources": ["components", "pipelineruns"],
+                   "verbs": ["create", "get", "delete"]}],
+    }))
+    .expect("role");
+    ns.api::<Role>()
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("role");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("{user}-admission")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("{user}-admission")},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .expect("binding");
+    ns.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("binding");
+}
+
+async fn settings_map(ns: &TestNamespace) {
+    ns.api::<ConfigMap>()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "settings"},
+                "data": {"flushInterval": "500ms", "heartbeatInterval": "1h"}
+            }))
+            .expect("ConfigMap"),
+        )
+        .await
+        .expect("settings ConfigMap");
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn uid(o: &DynamicObject) -> String {
+    o.metadata.uid.clone().expect("uid")
+}
+
+/// Components, PipelineRuns (by a person and by a service account) and a tenant Namespace
+/// created through the webhook: their events carry the hashed actor and nothing else of
+/// the user; a Component deleted again at once still has its event; a dry run has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creations_carry_the_hashed_actor() {
+    let cluster = support::cluster().await;
+    let dir = tempdir("actors");
+    let sinked = sink(&dir).await;
+    let id = unique("actors");
+    let tenant = cluster
+        .namespace_with_labels(
+            "secret-adm-tenant",
+            &[("konflux-ci.dev/type", "tenant"), (LABEL, &id)],
+        )
+        .await;
+    settings_map(&tenant).await;
+    let ca_bundle = make_certs(&dir.join("certs"), false);
+    let port = free_port();
+    let daemon = start_daemon(
+        &cluster,
+        &sinked.url,
+        tenant.name(),
+        &dir,
+        port,
+        &dir.join("certs"),
+    );
+    let webhooks = register_webhook(&cluster, &id, &id, port, &ca_bundle).await;
+    daemon.wait_ready().await;
+    wait_webhook_active(&cluster, &daemon, &id).await;
+
+    grant_user(&tenant, "alice").await;
+    let alice = impersonating(&cluster, "alice", None);
+    let alice_components: Api<DynamicObject> =
+        Api::namespaced_with(alice.clone(), tenant.name(), &crds::component());
+    let alice_runs: Api<DynamicObject> =
+        Api::namespaced_with(alice, tenant.name(), &crds::pipelinerun());
+
+    // A dry run first: it must leave no event, while everything after it does.
+    let dry_runs_before = daemon.metric(REQUESTS, &["outcome=\"dry_run\""]).await;
+    let dry = alice_components
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            },
+            &support::object(
+                &crds::component(),
+                "secret-dry",
+                json!({"application": "secret-app"}),
+            ),
+        )
+        .await
+        .expect("dry-run create");
+    let dry_id = format!("{}-component-created", uid(&dry));
+
+    let component = alice_components
+        .create(
+            &PostParams::default(),
+            &support::object(
+                &crds::component(),
+                "secret-component",
+                json!({"application": "secret-app"}),
+            ),
+        )
+        .await
+        .expect("component");
+    // Created and deleted again at once.
+    let brief = alice_components
+        .create(
+            &PostParams::default(),
+            &support::object(
+                &crds::component(),
+                "secret-brief",
+                json!({"application": "secret-app"}),
+            ),
+        )
+        .await
+        .expect("brief component");
+    alice_components
+        .delete("secret-brief", &DeleteParams::default())
+        .await
+        .expect("delete the brief component");
+
+    // PipelineRuns by alice and by a service account; the admin moves them along.
+    let by_alice = alice_runs
+        .create(
+            &PostParams::default(),
+            &support::object(&crds::pipelinerun(), "secret-run-alice", json!({})),
+        )
+        .await
+        .expect("alice's run");
+    let sa_client = tenant.service_account_client("secret-builder").await;
+    tenant
+        .grant(
+            "secret-builder",
+            vec![PolicyRule {
+                api_groups: Some(vec!["tekton.dev".to_owned()]),
+                resources: Some(vec!["pipelineruns".to_owned()]),
+                verbs: vec!["create".to_owned(), "get".to_owned()],
+                ..PolicyRule::default()
+            }],
+        )
+        .await;
+    let sa_runs: Api<DynamicObject> =
+        Api::namespaced_with(sa_client, tenant.name(), &crds::pipelinerun());
+    let by_sa = eventually("the service account to be allowed", WAIT, || async {
+        sa_runs
+            .create(
+                &PostParams::default(),
+                &support::object(&crds::pipelinerun(), "secret-run-sa", json!({})),
+            )
+            .await
+            .ok()
+    })
+    .await;
+    let runs = tenant.dynamic_api(&crds::pipelinerun());
+    let start = now_rfc3339();
+    for name in ["secret-run-alice", "secret-run-sa"] {
+        set_status(
+            &runs,
+            name,
+            json!({"startTime": start, "childReferences": [{"name": "t"}]}),
+        )
+        .await
+        .expect("start");
+    }
+    // Started goes out before the run completes: the actor is remembered, not carried by
+    // a waiting event.
+    let started = [
+        format!("{}-started", uid(&by_alice)),
+        format!("{}-started", uid(&by_sa)),
+    ];
+    wait_for_ids(&sinked.out, &started, WAIT).await;
+    let done = now_rfc3339();
+    for name in ["secret-run-alice", "secret-run-sa"] {
+        set_status(
+            &runs,
+            name,
+            json!({"startTime": start, "completionTime": done, "childReferences": [{"name": "t"}],
+                   "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]}),
+        )
+        .await
+        .expect("complete");
+    }
+
+    // A tenant Namespace created by the admin (a person, as far as the catalogue goes).
+    let new_tenant = cluster
+        .namespace_with_labels(
+            "secret-adm-new",
+            &[("konflux-ci.dev/type", "tenant"), (LABEL, &id)],
+        )
+        .await;
+    let new_tenant_uid = Api::<Namespace>::all(cluster.client())
+        .get(new_tenant.name())
+        .await
+        .expect("namespace")
+        .metadata
+        .uid
+        .expect("uid");
+
+    let ids = vec![
+        format!("{}-component-created", uid(&component)),
+        format!("{}-component-created", uid(&brief)),
+        started[0].clone(),
+        format!("{}-completed", uid(&by_alice)),
+        started[1].clone(),
+        format!("{}-completed", uid(&by_sa)),
+        format!("{new_tenant_uid}-namespace-created"),
+    ];
+    let events = wait_for_ids(&sinked.out, &ids, WAIT).await;
+    assert_actor(&events[0], "alice", "user");
+    assert_eq!(events[0]["event"], "Component Created");
+    assert_actor(&events[1], "alice", "user");
+    assert_actor(&events[2], "alice", "user");
+    assert_eq!(events[2]["event"], "PipelineRun Started");
+    assert_actor(&events[3], "alice", "user");
+    assert_eq!(events[3]["event"], "PipelineRun Completed");
+    assert_eq!(events[3]["properties"]["status"], "Succeeded");
+    let sa = format!("system:serviceaccount:{}:secret-builder", tenant.name());
+    assert_actor(&events[4], &sa, "serviceaccount");
+    assert_actor(&events[5], &sa, "serviceaccount");
+    assert_actor(&events[6], ADMIN, "user");
+    assert_eq!(events[6]["event"], "Namespace Created");
+
+    // The dry run: counted, never an event (flushes have gone by since).
+    assert!(daemon.metric(REQUESTS, &["outcome=\"dry_run\""]).await > dry_runs_before);
+    assert!(
+        !sent_events(&sinked.out)
+            .iter()
+            .any(|e| e["messageId"] == dry_id),
+        "a dry run produced an event"
+    );
+    for id in &ids {
+        let n = sent_events(&sinked.out)
+            .iter()
+            .filter(|e| e["messageId"] == **id)
+            .count();
+        assert_eq!(n, 1, "{id} sent {n} times");
+    }
+    let produced = daemon
+        .metric(
+            "konflux_telemetry_events_produced_total",
+            &["source=\"admission\""],
+        )
+        .await;
+    assert!(
+        produced >= 3.0,
+        "events produced from admission: {produced}"
+    );
+
+    let (_, preview) = daemon.get("/preview").await.expect("preview");
+    let (_, metrics) = daemon.get("/metrics").await.expect("metrics");
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "daemon exit; log:\n{log}");
+    // Privacy: no user name, object or namespace name anywhere the daemon wrote.
+    let sent = std::fs::read_to_string(&sinked.out).unwrap_or_default();
+    for (what, text) in [
+        ("sink", &sent),
+        ("log", &log),
+        ("preview", &preview),
+        ("metrics", &metrics),
+    ] {
+        for secret in [
+            "alice",
+            "secret-",
+            "system:serviceaccount",
+            ADMIN,
+            tenant.name(),
+            new_tenant.name(),
+            KEY,
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked in the {what}");
+        }
+    }
+
+    webhooks
+        .delete(&id, &DeleteParams::default())
+        .await
+        .expect("delete the webhook configuration");
+    sinked.sink.shutdown().await;
+    new_tenant.cleanup().await;
+    tenant.cleanup().await;
+}
+
+/// Holds the cluster-wide Konflux CR for this process (tests/daemon.rs takes the same lock).
+fn konflux_lock() -> std::fs::File {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cluster");
+    std::fs::create_dir_all(&dir).expect(".cluster");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("konflux-cr.lock"))
+        .expect("lock file");
+    file.lock().expect("lock the konflux CR");
+    file
+}
+
+/// Deleting the Konflux CR gives `Operator Removal Started` with the deleting user at
+/// once: the watch alone never sees a deletion timestamp when no finalizer holds the CR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn konflux_removal_is_seen_at_once() {
+    let cluster = support::cluster().await;
+    let dir = tempdir("removal");
+    let sinked = sink(&dir).await;
+    let id = unique("removal");
+    let home = cluster.namespace("adm-removal-home").await;
+    settings_map(&home).await;
+    let ca_bundle = make_certs(&dir.join("certs"), false);
+    let port = free_port();
+    let daemon = start_daemon(
+        &cluster,
+        &sinked.url,
+        home.name(),
+        &dir,
+        port,
+        &dir.join("certs"),
+    );
+    let webhooks = register_webhook(&cluster, &id, &id, port, &ca_bundle).await;
+    daemon.wait_ready().await;
+    wait_webhook_active(&cluster, &daemon, &id).await;
+
+    let _lock = tokio::task::spawn_blocking(konflux_lock)
+        .await
+        .expect("lock");
+    let konfluxes: Api<DynamicObject> = Api::all_with(cluster.client(), &crds::konflux());
+    // A CR left by another run: this test needs its own (with its label).
+    let _ = konfluxes.delete("konflux", &DeleteParams::default()).await;
+    eventually("no Konflux CR", WAIT, || async {
+        matches!(konfluxes.get_opt("konflux").await, Ok(None)).then_some(())
+    })
+    .await;
+    let mut cr = support::object(&crds::konflux(), "konflux", json!({}));
+    cr.metadata.labels = Some([(LABEL.to_owned(), id.clone())].into());
+    let k = konfluxes
+        .create(&PostParams::default(), &cr)
+        .await
+        .expect("konflux CR");
+    let k_uid = uid(&k);
+    let started_id = format!("{k_uid}-started");
+    let first = wait_for_ids(&sinked.out, std::slice::from_ref(&started_id), WAIT).await;
+    assert!(first[0].get("userId").is_none(), "{}", first[0]);
+
+    let bob: Api<DynamicObject> = Api::all_with(
+        impersonating(&cluster, "bob", Some(vec!["system:masters".to_owned()])),
+        &crds::konflux(),
+    );
+    let deleted_at = Instant::now();
+    bob.delete("konflux", &DeleteParams::default())
+        .await
+        .expect("delete the Konflux CR as bob");
+    let removal_id = format!("{k_uid}-removal-started");
+    let events = wait_for_ids(
+        &sinked.out,
+        std::slice::from_ref(&removal_id),
+        Duration::from_secs(15),
+    )
+    .await;
+    let took = deleted_at.elapsed();
+    let removal = &events[0];
+    assert_eq!(removal["event"], "Operator Removal Started");
+    assert_actor(removal, "bob", "user");
+    let at: jiff::Timestamp = removal["timestamp"]
+        .as_str()
+        .expect("timestamp")
+        .parse()
+        .expect("RFC 3339");
+    assert!(
+        (jiff::Timestamp::now().as_second() - at.as_second()).abs() < 30,
+        "{removal}"
+    );
+    eprintln!("Operator Removal Started at the sink {took:?} after the delete");
+
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "daemon exit; log:\n{log}");
+    assert!(!log.contains("bob"), "the user name in the log");
+    assert!(
+        !std::fs::read_to_string(&sinked.out)
+            .unwrap_or_default()
+            .contains("bob")
+    );
+    webhooks
+        .delete(&id, &DeleteParams::default())
+        .await
+        .expect("delete the webhook configuration");
+    sinked.sink.shutdown().await;
+    home.cleanup().await;
+}
+
+/// With the daemon down, creations still succeed (failurePolicy Ignore); the watch fills
+/// the event in when it comes back, without an actor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_down_creations_succeed_and_the_watch_fills_in() {
+    let cluster = support::cluster().await;
+    let dir = tempdir("down");
+    let sinked = sink(&dir).await;
+    let id = unique("down");
+    let tenant = cluster
+        .namespace_with_labels(
+            "adm-down",
+            &[("konflux-ci.dev/type", "tenant"), (LABEL, &id)],
+        )
+        .await;
+    settings_map(&tenant).await;
+    let ca_bundle = make_certs(&dir.join("certs"), false);
+    let port = free_port();
+    let webhooks = register_webhook(&cluster, &id, &id, port, &ca_bundle).await;
+    // Give the API server time to take the configuration, so the webhook is really tried.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    grant_user(&tenant, "alice").await;
+    let alice: Api<DynamicObject> = Api::namespaced_with(
+        impersonating(&cluster, "alice", None),
+        tenant.name(),
+        &crds::component(),
+    );
+    let t = Instant::now();
+    let component = alice
+        .create(
+            &PostParams::default(),
+            &support::object(
+                &crds::component(),
+                "while-down",
+                json!({"application": "a"}),
+            ),
+        )
+        .await
+        .expect("a creation with the webhook down succeeds");
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(5), "creation took {took:?}");
+
+    let daemon = start_daemon(
+        &cluster,
+        &sinked.url,
+        tenant.name(),
+        &dir,
+        port,
+        &dir.join("certs"),
+    );
+    daemon.wait_ready().await;
+    let created = format!("{}-component-created", uid(&component));
+    let events = wait_for_ids(&sinked.out, std::slice::from_ref(&created), WAIT).await;
+    assert!(events[0].get("userId").is_none(), "{}", events[0]);
+    assert!(events[0]["properties"].get("actorType").is_none());
+
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "daemon exit; log:\n{log}");
+    webhooks
+        .delete(&id, &DeleteParams::default())
+        .await
+        .expect("delete the webhook configuration");
+    sinked.sink.shutdown().await;
+    tenant.cleanup().await;
+}
+
+/// Swaps a Secret-volume-like directory (`..data` symlink) as the kubelet does.
+fn swap_secret_dir(dir: &Path, generation: &str, cert: &[u8], key: &[u8]) {
+    let target = dir.join(format!("..{generation}"));
+    std::fs::create_dir_all(&target).expect("generation dir");
+    std::fs::write(target.join("tls.crt"), cert).expect("tls.crt");
+    std::fs::write(target.join("tls.key"), key).expect("tls.key");
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..{generation}"), &tmp).expect("symlink");
+    std::fs::rename(&tmp, dir.join("..data")).expect("swap ..data");
+    for name in ["tls.crt", "tls.key"] {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).expect("file link");
+        }
+    }
+}
+
+/// A certificate rotated in its Secret volume is served without a restart, a broken one
+/// is refused while the good one stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_certificate_is_picked_up_without_restart() {
+    let cluster = support::cluster().await;
+    let dir = tempdir("rotation");
+    let sinked = sink(&dir).await;
+    let id = unique("rotation");
+    let tenant = cluster
+        .namespace_with_labels(
+            "adm-rotation",
+            &[("konflux-ci.dev/type", "tenant"), (LABEL, &id)],
+        )
+        .await;
+    settings_map(&tenant).await;
+    let (ca_a, ca_b) = (dir.join("ca-a"), dir.join("ca-b"));
+    let bundle_a = make_certs(&ca_a, false);
+    make_certs(&ca_b, false);
+    let read = |d: &Path, f: &str| std::fs::read(d.join(f)).expect("cert file");
+    let volume = dir.join("volume");
+    std::fs::create_dir_all(&volume).expect("volume");
+    swap_secret_dir(
+        &volume,
+        "gen-a",
+        &read(&ca_a, "tls.crt"),
+        &read(&ca_a, "tls.key"),
+    );
+
+    let port = free_port();
+    let daemon = start_daemon(&cluster, &sinked.url, tenant.name(), &dir, port, &volume);
+    let pid = daemon.child.id();
+    let webhooks = register_webhook(&cluster, &id, &id, port, &bundle_a).await;
+    daemon.wait_ready().await;
+    wait_webhook_active(&cluster, &daemon, &id).await;
+    let trusts_a = https_client(&ca_a);
+    let trusts_b = https_client(&ca_b);
+    let healthz = format!("{}/healthz", daemon.webhook);
+    assert!(trusts_a.get(&healthz).send().await.is_ok());
+    assert!(
+        trusts_b.get(&healthz).send().await.is_err(),
+        "B's CA trusted before the rotation"
+    );
+
+    // Rotation: a new CA and certificate, swapped in as the kubelet swaps a Secret volume.
+    swap_secret_dir(
+        &volume,
+        "gen-b",
+        &read(&ca_b, "tls.crt"),
+        &read(&ca_b, "tls.key"),
+    );
+    let t = Instant::now();
+    eventually(
+        "the new certificate to be served",
+        Duration::from_secs(20),
+        || async { trusts_b.get(&healthz).send().await.ok().map(|_| ()) },
+    )
+    .await;
+    eprintln!(
+        "rotated certificate served {:?} after the swap",
+        t.elapsed()
+    );
+    // A fresh client: one that handshook before could resume its TLS session, which
+    // checks no certificate.
+    assert!(
+        https_client(&ca_a).get(&healthz).send().await.is_err(),
+        "the old certificate still served"
+    );
+    let reloads = daemon
+        .metric(
+            "konflux_telemetry_admission_certificate_reloads_total",
+            &["outcome=\"applied\""],
+        )
+        .await;
+    assert_eq!(reloads, 2.0);
+
+    // The API server follows with the new caBundle, and the webhook works again.
+    let mut config = webhooks.get(&id).await.expect("webhook configuration");
+    for w in config.webhooks.iter_mut().flatten() {
+        w.client_config.ca_bundle = Some(k8s_openapi::ByteString(
+            std::fs::read(ca_b.join("ca.crt")).expect("ca.crt"),
+        ));
+    }
+    webhooks
+        .replace(&id, &PostParams::default(), &config)
+        .await
+        .expect("update the caBundle");
+    wait_webhook_active(&cluster, &daemon, &id).await;
+    grant_user(&tenant, "alice").await;
+    let alice: Api<DynamicObject> = Api::namespaced_with(
+        impersonating(&cluster, "alice", None),
+        tenant.name(),
+        &crds::component(),
+    );
+    let component = alice
+        .create(
+            &PostParams::default(),
+            &support::object(
+                &crds::component(),
+                "after-rotation",
+                json!({"application": "a"}),
+            ),
+        )
+        .await
+        .expect("component");
+    let created = format!("{}-component-created", uid(&component));
+    let events = wait_for_ids(&sinked.out, std::slice::from_ref(&created), WAIT).await;
+    assert_actor(&events[0], "alice", "user");
+
+    // A broken certificate is refused; the current one stays.
+    let rejected = daemon
+        .metric(
+            "konflux_telemetry_admission_certificate_reloads_total",
+            &["outcome=\"rejected\""],
+        )
+        .await;
+    swap_secret_dir(&volume, "gen-c", b"not a certificate", b"not a key");
+    eventually(
+        "the broken files to be rejected",
+        Duration::from_secs(20),
+        || async {
+            let n = daemon
+                .metric(
+                    "konflux_telemetry_admission_certificate_reloads_total",
+                    &["outcome=\"rejected\""],
+                )
+                .await;
+            (n > rejected).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        trusts_b.get(&healthz).send().await.is_ok(),
+        "the good certificate was dropped"
+    );
+
+    assert_eq!(daemon.child.id(), pid);
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "daemon exit; log:\n{log}");
+    assert!(
+        log.contains("webhook serving certificate reloaded"),
+        "{log}"
+    );
+    assert!(log.contains("still serving the previous one"), "{log}");
+    webhooks
+        .delete(&id, &DeleteParams::default())
+        .await
+        .expect("delete the webhook configuration");
+    sinked.sink.shutdown().await;
+    tenant.cleanup().await;
+}
+
+/// Bodies that are not AdmissionReviews get a clear 400, unexpected reviews an allow with
+/// their uid; nothing crashes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_clear_answers() {
+    let cluster = support::cluster().await;
+    let dir = tempdir("malformed");
+    let sinked = sink(&dir).await;
+    let home = cluster.namespace("adm-malformed-home").await;
+    settings_map(&home).await;
+    let certs = dir.join("certs");
+    make_certs(&certs, false);
+    let port = free_port();
+    let daemon = start_daemon(&cluster, &sinked.url, home.name(), &dir, port, &certs);
+    daemon.wait_ready().await;
+    let client = https_client(&certs);
+    let url = format!("{}/validate", daemon.webhook);
+    eventually("the webhook to answer", WAIT, || async {
+        client
+            .get(format!("{}/healthz", daemon.webhook))
+            .send()
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+
+    for body in [
+        "not json".to_owned(),
+        "{".to_owned(),
+        "[]".to_owned(),
+        "{}".to_owned(),
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).to_string(),
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"operation": "CREATE"}}).to_string(),
+    ] {
+        let r = client.post(&url).body(body.clone()).send().await.expect("answer");
+        assert_eq!(r.status().as_u16(), 400, "{body}");
+        let text = r.text().await.expect("text");
+        assert!(text.starts_with("not an AdmissionReview: "), "{body}: {text}");
+    }
+    let r = client.get(&url).send().await.expect("answer");
+    assert_eq!(r.status().as_u16(), 405);
+    let r = client
+        .post(format!("{}/mutate", daemon.webhook))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status().as_u16(), 404);
+
+    // Well-formed but unexpected, or with an object that cannot be read: allowed.
+    for (operation, kind, object) in [
+        (
+            "UPDATE",
+            json!({"group": "appstudio.redhat.com", "version": "v1alpha1", "kind": "Component"}),
+            json!({}),
+        ),
+        (
+            "CREATE",
+            json!({"group": "apps", "version": "v1", "kind": "Deployment"}),
+            json!({}),
+        ),
+        (
+            "CREATE",
+            json!({"group": "tekton.dev", "version": "v1", "kind": "PipelineRun"}),
+            json!({"metadata": {"uid": 5}}),
+        ),
+    ] {
+        let review = json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "req-1", "kind": kind, "operation": operation,
+                        "userInfo": {"username": "mallory"}, "object": object}
+        });
+        let r = client
+            .post(&url)
+            .body(review.to_string())
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status().as_u16(), 200);
+        let v: Value = serde_json::from_str(&r.text().await.expect("body")).expect("JSON");
+        assert_eq!(v["response"]["uid"], "req-1");
+        assert_eq!(v["response"]["allowed"], true);
+        assert_eq!(v["kind"], "AdmissionReview");
+    }
+
+    assert_eq!(daemon.get("/healthz").await.map(|r| r.0), Some(200));
+    let bad = daemon.metric(REQUESTS, &["outcome=\"bad_request\""]).await;
+    assert_eq!(bad, 6.0);
+    assert_eq!(
+        daemon.metric(REQUESTS, &["outcome=\"unexpected\""]).await,
+        2.0
+    );
+    assert_eq!(
+        daemon.metric(REQUESTS, &["outcome=\"undecodable\""]).await,
+        1.0
+    );
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "daemon exit; log:\n{log}");
+    assert!(log.contains("not an AdmissionReview"), "{log}");
+    assert!(!log.contains("mallory"));
+    sinked.sink.shutdown().await;
+    home.cleanup().await;
+}
