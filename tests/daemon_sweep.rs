@@ -203,13 +203,12 @@ async fn pruned_while_down_is_recovered_once() {
         &results.ca,
         &log1,
     );
-    let seen = runs
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::pipelinerun(), "seen", json!({})),
-        )
-        .await
-        .expect("run");
+    runs.create(
+        &PostParams::default(),
+        &support::object(&crds::pipelinerun(), "seen", json!({})),
+    )
+    .await
+    .expect("run");
     let status = json!({"startTime": at(-120), "completionTime": at(-60), "childReferences": [{"name": "a"}],
                         "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]});
     let seen = set_status(&runs, "seen", status.clone())
