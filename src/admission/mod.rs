@@ -227,3 +227,100 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     );
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::ClusterIdentity;
+
+    fn handler() -> Handler {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let identity = Arc::new(ClusterIdentity::default());
+        Handler::new(
+            tx,
+            move || Arc::clone(&identity),
+            AdmissionMetrics::default(),
+        )
+    }
+
+    fn request(method: &str, path: &str, body: Vec<u8>) -> Request<Full<Bytes>> {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Full::new(Bytes::from(body)))
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn routes() {
+        let h = handler();
+        let status = |r: Response<Full<Bytes>>| r.status().as_u16();
+        assert_eq!(
+            status(handle(&h, request("GET", "/healthz", vec![])).await),
+            200
+        );
+        assert_eq!(status(handle(&h, request("GET", PATH, vec![])).await), 405);
+        assert_eq!(
+            status(handle(&h, request("POST", "/mutate", vec![])).await),
+            404
+        );
+        assert_eq!(
+            status(handle(&h, request("POST", PATH, b"{}".to_vec())).await),
+            400
+        );
+        let big = vec![b' '; MAX_BODY + 1];
+        assert_eq!(status(handle(&h, request("POST", PATH, big)).await), 413);
+        let review = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u", "operation": "CREATE",
+                        "kind": {"group": "apps", "version": "v1", "kind": "Deployment"}}
+        });
+        let r = handle(&h, request("POST", PATH, review.to_string().into_bytes())).await;
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn certificates_reload_and_bad_ones_are_refused() {
+        let dir = std::env::temp_dir().join(format!(
+            "konflux-telemetry-admission-unit-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("webhook-certs/make-certs.sh");
+        let make = |new_ca: bool| {
+            let mut cmd = std::process::Command::new("bash");
+            cmd.arg(&script);
+            if new_ca {
+                cmd.arg("--new-ca");
+            }
+            cmd.arg(&dir)
+                .arg("IP:127.0.0.1")
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let store = CertStore::new(&dir, AdmissionMetrics::default());
+        assert!(matches!(store.reload(), tls::Reload::Rejected(_)));
+        assert_eq!(store.reload(), tls::Reload::Unchanged);
+        if !make(false) {
+            eprintln!("openssl not available: skipped");
+            return;
+        }
+        assert_eq!(store.reload(), tls::Reload::Applied);
+        assert_eq!(store.reload(), tls::Reload::Unchanged);
+        // A key of another pair: refused, the loaded certificate stays.
+        let good_key = std::fs::read(dir.join("tls.key")).expect("key");
+        assert!(make(true));
+        let new_key = std::fs::read(dir.join("tls.key")).expect("key");
+        std::fs::write(dir.join("tls.key"), &good_key).expect("write");
+        assert!(matches!(store.reload(), tls::Reload::Rejected(r) if r.contains("usable pair")));
+        assert!(store.has_certificate());
+        std::fs::write(dir.join("tls.key"), &new_key).expect("write");
+        assert_eq!(store.reload(), tls::Reload::Applied);
+        std::fs::write(dir.join("tls.crt"), b"garbage").expect("write");
+        assert!(matches!(store.reload(), tls::Reload::Rejected(r) if r.contains("no certificate")));
+        assert!(store.has_certificate());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

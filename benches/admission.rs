@@ -1,0 +1,353 @@
+//! `cargo bench --bench admission`: the admission webhook's request path.
+//!
+//! 1. The handler alone (decode the review, hand the observation over, build the answer),
+//!    on one core: requests/s and latency percentiles, for a Component and for a 20 KB
+//!    PipelineRun.
+//! 2. The webhook server over HTTPS on loopback (rustls, HTTP/1.1 keep-alive, as the API
+//!    server calls it): an open-loop load of 500 requests/s (one request every 2 ms,
+//!    whatever the previous ones do), latency percentiles measured by the client, and the
+//!    handler's own time from the daemon's histogram; then the most requests/s 16
+//!    concurrent clients get. Target: p99 under 5 ms at 500 requests/s.
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it is a quick smoke run.
+//! `BENCH_SECONDS` sets the length of each loaded phase (default 10).
+
+use konflux_telemetry::admission::{AdmissionMetrics, Handler, Webhook};
+use konflux_telemetry::events::ClusterIdentity;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn review(object: Value, gvk: (&str, &str, &str), i: usize) -> String {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": format!("705ab4f5-6393-11e8-b7cc-{i:012}"),
+            "kind": {"group": gvk.0, "version": gvk.1, "kind": gvk.2},
+            "resource": {"group": gvk.0, "version": gvk.1, "resource": "x"},
+            "requestKind": {"group": gvk.0, "version": gvk.1, "kind": gvk.2},
+            "name": "web", "namespace": "tenant-a", "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:tenant-a:pipelines-as-code",
+                         "uid": "3f9c", "groups": ["system:serviceaccounts", "system:authenticated"]},
+            "object": object, "oldObject": null, "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    })
+    .to_string()
+}
+
+fn component_review(i: usize) -> String {
+    review(
+        json!({
+            "apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "Component",
+            "metadata": {"name": format!("web-{i}"), "namespace": "tenant-a",
+                         "uid": format!("00000000-0000-4000-8000-{i:012}"),
+                         "creationTimestamp": "2026-03-03T10:00:00Z",
+                         "annotations": {"applicationFailCounter": "0"}},
+            "spec": {"application": "app", "componentName": "web",
+                     "source": {"git": {"url": "https://github.com/org/repo", "revision": "main"}}}
+        }),
+        ("appstudio.redhat.com", "v1alpha1", "Component"),
+        i,
+    )
+}
+
+/// A PipelineRun as created (no status yet) of about 20 KB, most of it pipelineSpec.
+fn pipelinerun_review(i: usize) -> String {
+    let tasks: Vec<Value> = (0..24)
+        .map(|n| json!({
+            "name": format!("task-{n}"),
+            "params": [{"name": "IMAGE", "value": format!("quay.io/org/repo:{i}-{n}")},
+                       {"name": "SCRIPT", "value": "set -euo pipefail; echo building; ".repeat(12)}],
+            "taskRef": {"resolver": "bundles", "params": [{"name": "bundle", "value": "quay.io/konflux-ci/tekton-catalog/task-buildah:0.4@sha256:0123456789abcdef"}]},
+            "runAfter": ["init"]
+        }))
+        .collect();
+    review(
+        json!({
+            "apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+            "metadata": {"name": format!("app-on-push-{i}"), "namespace": "tenant-a",
+                         "uid": format!("00000000-0000-4000-9000-{i:012}"),
+                         "creationTimestamp": "2026-03-03T10:44:10Z",
+                         "labels": {"tekton.dev/pipeline": "docker-build",
+                                    "pipelines.appstudio.openshift.io/type": "build"}},
+            "spec": {"params": [{"name": "git-url", "value": "https://github.com/org/repo"}],
+                     "pipelineSpec": {"tasks": tasks}}
+        }),
+        ("tekton.dev", "v1", "PipelineRun"),
+        i,
+    )
+}
+
+fn handler() -> Handler {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+    // The core's consumer, reduced to taking observations off the queue.
+    std::thread::spawn(move || while rx.blocking_recv().is_some() {});
+    let identity = Arc::new(ClusterIdentity::new(Some("bench".into()), None, None));
+    Handler::new(
+        tx,
+        move || Arc::clone(&identity),
+        AdmissionMetrics::default(),
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn report(what: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
+    latencies.sort_unstable();
+    let n = latencies.len();
+    println!(
+        "{what:<44} {n:>7} requests {:>9.0}/s  p50 {:>8.1?}  p99 {:>8.1?}  max {:>8.1?}",
+        n as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default(),
+    );
+}
+
+fn handler_alone(seconds: f64) {
+    let h = handler();
+    for (what, bodies) in [
+        (
+            "handler, Component review",
+            (0..256).map(component_review).collect::<Vec<_>>(),
+        ),
+        (
+            "handler, PipelineRun review",
+            (0..256).map(pipelinerun_review).collect::<Vec<_>>(),
+        ),
+    ] {
+        let size = bodies.iter().map(String::len).sum::<usize>() / bodies.len();
+        let mut latencies = Vec::new();
+        let started = Instant::now();
+        let mut i = 0;
+        while started.elapsed().as_secs_f64() < seconds {
+            let t = Instant::now();
+            let reply = h.review(bodies[i % bodies.len()].as_bytes());
+            latencies.push(t.elapsed());
+            assert_eq!(reply.status, 200);
+            i += 1;
+        }
+        report(&format!("{what} ({size} B)"), latencies, started.elapsed());
+    }
+}
+
+fn make_certs(dir: &Path) -> Option<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("webhook-certs/make-certs.sh");
+    let ok = Command::new("bash")
+        .arg(script)
+        .arg(dir)
+        .arg("IP:127.0.0.1")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| dir.to_owned())
+}
+
+/// The handler time histogram's cumulative buckets: (upper bound in seconds, count).
+fn buckets(metrics: &AdmissionMetrics) -> Vec<(f64, u64)> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text.lines()
+        .filter_map(|l| l.strip_prefix("request_duration_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, rest) = l.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, rest.split(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The server-side p50 and p99 bounds between two snapshots: the smallest bucket bound
+/// holding that share of the requests.
+fn server_side(before: &[(f64, u64)], after: &[(f64, u64)]) -> String {
+    let diff: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let b = before.iter().find(|(l, _)| l == le).map_or(0, |(_, n)| *n);
+            (*le, n - b)
+        })
+        .collect();
+    let total = diff.last().map_or(0, |(_, n)| *n);
+    let bound = |p: f64| {
+        diff.iter()
+            .find(|(_, n)| *n as f64 >= p * total as f64)
+            .map_or("?".to_owned(), |(le, _)| format!("{:.2} ms", le * 1000.0))
+    };
+    format!(
+        "{total} requests, p50 <= {}, p99 <= {}",
+        bound(0.50),
+        bound(0.99)
+    )
+}
+
+async fn over_https(seconds: f64) {
+    let dir = std::env::temp_dir().join(format!(
+        "konflux-telemetry-bench-admission-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let Some(certs) = make_certs(&dir) else {
+        println!("over HTTPS: skipped (webhook-certs/make-certs.sh failed: is openssl there?)");
+        return;
+    };
+    let h = handler();
+    let metrics = h.metrics().clone();
+    let webhook = Webhook::bind_with(
+        "127.0.0.1:0".parse().expect("addr"),
+        &certs,
+        h,
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("webhook");
+    let url = format!(
+        "https://{}/validate",
+        webhook.local_addr().expect("address")
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(webhook.run(stop.clone()));
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = std::fs::read(certs.join("ca.crt")).expect("ca.crt");
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("CA")])
+        .no_proxy()
+        .build()
+        .expect("client");
+    // Bodies: mostly PipelineRuns, as on a busy Konflux.
+    let bodies: Arc<Vec<String>> = Arc::new(
+        (0..200)
+            .map(|i| {
+                if i % 5 == 0 {
+                    component_review(i)
+                } else {
+                    pipelinerun_review(i)
+                }
+            })
+            .collect(),
+    );
+    let post = move |i: usize| {
+        let client = client.clone();
+        let bodies = Arc::clone(&bodies);
+        let url = url.clone();
+        async move {
+            let t = Instant::now();
+            let r = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(bodies[i % bodies.len()].clone())
+                .send()
+                .await
+                .expect("answer");
+            assert_eq!(r.status().as_u16(), 200);
+            let _ = r.bytes().await;
+            t.elapsed()
+        }
+    };
+    // Warm-up: connections and handshakes.
+    for i in 0..50 {
+        post(i).await;
+    }
+
+    // Open loop at 500/s.
+    let before = buckets(&metrics);
+    let rate = 500.0;
+    let total = (rate * seconds) as usize;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for i in 0..total {
+        tick.tick().await;
+        tasks.spawn(post(i));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    while let Some(l) = tasks.join_next().await {
+        latencies.push(l.expect("request"));
+    }
+    report(
+        "HTTPS, open loop at 500/s (client-side)",
+        latencies,
+        started.elapsed(),
+    );
+    println!(
+        "{:<44} {}",
+        "  server side (headers to answer)",
+        server_side(&before, &buckets(&metrics))
+    );
+
+    // Closed loop, 16 clients: the most it takes.
+    let before = buckets(&metrics);
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..16 {
+        let post = post.clone();
+        workers.spawn(async move {
+            let mut out = Vec::new();
+            let mut i = w;
+            while started.elapsed().as_secs_f64() < seconds {
+                out.push(post(i).await);
+                i += 16;
+            }
+            out
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(l) = workers.join_next().await {
+        latencies.extend(l.expect("worker"));
+    }
+    report(
+        "HTTPS, 16 concurrent clients (client-side)",
+        latencies,
+        started.elapsed(),
+    );
+    println!(
+        "{:<44} {}",
+        "  server side (headers to answer)",
+        server_side(&before, &buckets(&metrics))
+    );
+
+    stop.cancel();
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let seconds: f64 = if full {
+        std::env::var("BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10.0)
+    } else {
+        0.3
+    };
+    println!(
+        "admission webhook ({}; {} cores)",
+        if full { "bench" } else { "smoke run" },
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    handler_alone(seconds.min(3.0));
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(over_https(seconds));
+}
