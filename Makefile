@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/konflux-telemetry
 SHARED ?= ../shared
 
-.PHONY: help build release test test-unit conformance lint fmt bench cluster-up cluster-down results-up results-down demo image kind-e2e
+.PHONY: help build release test test-unit conformance lint fmt bench cluster-up cluster-down results-up results-down demo image kind-e2e certs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -64,3 +64,7 @@ image: ## container image $(IMAGE) from Containerfile (podman, else docker)
 
 kind-e2e: ## kind cluster + image + deploy/overlays/kind + in-cluster sink, e2e suite, cluster deleted
 	@bash e2e/kind/kind-e2e.sh
+
+CERTS_DIR ?= webhook-certs/out
+certs: ## webhook CA, serving certificate and caBundle in webhook-certs/out (CERTS_DIR=..., SANS="DNS:x IP:y")
+	@bash webhook-certs/make-certs.sh $(CERTS_DIR) $(SANS)
