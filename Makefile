@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/konflux-telemetry
 SHARED ?= ../shared
 
-.PHONY: help build release test test-unit conformance lint fmt bench cluster-up cluster-down results-up results-down demo image kind-e2e certs
+.PHONY: help build release test test-unit conformance lint fmt bench cluster-up cluster-down results-up results-down demo image kind-e2e test-faults certs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -68,3 +68,9 @@ kind-e2e: ## kind cluster + image + deploy/overlays/kind + in-cluster sink, e2e 
 CERTS_DIR ?= webhook-certs/out
 certs: ## webhook CA, serving certificate and caBundle in webhook-certs/out (CERTS_DIR=..., SANS="DNS:x IP:y")
 	@bash webhook-certs/make-certs.sh $(CERTS_DIR) $(SANS)
+
+FUZZ_SECONDS ?= 30
+
+test-faults: release results-up ## the fault suite (tests/faults.rs): API server and Results restarts, sink faults, SIGKILL, hostile input; serially
+	KONFLUX_TELEMETRY_FAULTS=1 KONFLUX_TELEMETRY_FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	  $(CARGO) test --release --test faults -- --test-threads=1 --nocapture

@@ -235,7 +235,9 @@ wait_for kube-apiserver "$state_dir/kube-apiserver.pid" "$state_dir/logs/kube-ap
 kubectl=("${bin[kubectl]}" --kubeconfig "$kubeconfig")
 "${kubectl[@]}" apply -f "$repo_root/e2e/crds/" >"$state_dir/logs/crds.log" 2>&1 ||
   { cat "$state_dir/logs/crds.log" >&2; die "installing the CRDs in e2e/crds failed"; }
-"${kubectl[@]}" wait --for=condition=Established --timeout=60s -f "$repo_root/e2e/crds/" \
+# --recursive=false: like apply above, only e2e/crds/*.yaml (kubectl wait recurses by
+# default and would wait for e2e/crds/monitoring/, which tests/deploy.rs installs itself).
+"${kubectl[@]}" wait --for=condition=Established --timeout=60s --recursive=false -f "$repo_root/e2e/crds/" \
   >>"$state_dir/logs/crds.log" 2>&1 ||
   { cat "$state_dir/logs/crds.log" >&2; die "the CRDs in e2e/crds did not become Established"; }
 

@@ -1,0 +1,1413 @@
+//! The fault suite (issue #7): the daemon binary on the real local kube-apiserver, the real
+//! Tekton Results API and the in-process sink, while things break. Each test keeps an
+//! exact ledger of the messageIds it expects and checks each arrived (once, except after a
+//! SIGKILL, where duplicates are counted and printed), then scans everything the daemon
+//! wrote (sink events, logs, `/metrics`, `/preview`) for the names it created and the key.
+//!
+//! The tests that touch the cluster restart the API server and the Results API, which
+//! disturbs every other test using them: they run only with `KONFLUX_TELEMETRY_FAULTS=1`,
+//! one at a time, from `make test-faults`. Elsewhere (`make test`) they print that they
+//! are skipped. The two fuzz tests at the end need nothing and always run, for
+//! `KONFLUX_TELEMETRY_FUZZ_SECONDS` each (default 3).
+
+mod support;
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::ConfigMap;
+use konflux_telemetry::segment::WriteKey;
+use konflux_telemetry::sink::{Fault, Sink};
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{ClusterSource, TestCluster, TestNamespace, crds, eventually, set_status};
+
+const KEY: &str = "wk-faults-very-secret-key";
+/// Every object and tenant namespace a test creates has this in its name: the privacy scan
+/// looks for it everywhere the daemon wrote.
+const SECRET: &str = "sekrit";
+const WAIT: Duration = Duration::from_secs(90);
+
+fn enabled(test: &str) -> bool {
+    if std::env::var("KONFLUX_TELEMETRY_FAULTS").as_deref() == Ok("1") {
+        return true;
+    }
+    println!("{test}: skipped: run make test-faults (KONFLUX_TELEMETRY_FAULTS=1)");
+    false
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn at(offset_seconds: i64) -> String {
+    jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(offset_seconds))
+        .expect("time")
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn bash(script: &str, args: &[&str]) {
+    let status = Command::new("bash")
+        .arg(repo().join(script))
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .status()
+        .expect("bash");
+    assert!(status.success(), "{script} {args:?} failed");
+}
+
+/// Sum of every sample of `name` (all label sets) in Prometheus text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            let metric_name = key.split('{').next()?;
+            (metric_name == name).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// The value of one sample, labels included as the text shows them.
+fn sample(text: &str, key: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// One test's world: a sink, the daemon's home namespace with its settings ConfigMap, a
+/// scratch directory, and what the daemon said over HTTP (kept for the privacy scan).
+struct World {
+    cluster: TestCluster,
+    dir: PathBuf,
+    out: PathBuf,
+    sink: Sink,
+    sink_url: String,
+    home: TestNamespace,
+    seen_http: std::sync::Mutex<Vec<(String, String)>>,
+    /// Names of namespaces created for the test (their random suffix included).
+    secrets: std::sync::Mutex<Vec<String>>,
+}
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+    http: String,
+}
+
+impl World {
+    async fn new(name: &str, settings: &[(&str, &str)]) -> World {
+        let cluster = support::cluster().await;
+        let dir = std::env::temp_dir().join(format!(
+            "konflux-telemetry-faults-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let out = dir.join("sink.ndjson");
+        let (addr, sink) = Sink::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            WriteKey::new(KEY),
+            out.clone(),
+        )
+        .await
+        .expect("sink");
+        let home = cluster.namespace("faults-home").await;
+        let world = World {
+            sink_url: format!("http://{addr}/v1"),
+            cluster,
+            dir,
+            out,
+            sink,
+            home,
+            seen_http: Default::default(),
+            secrets: Default::default(),
+        };
+        let cm: Api<ConfigMap> = Api::namespaced(world.cluster.client(), world.home.name());
+        cm.create(&PostParams::default(), &settings_map(settings, None))
+            .await
+            .expect("settings ConfigMap");
+        world
+    }
+
+    async fn tenant(&self, prefix: &str) -> TestNamespace {
+        assert!(prefix.contains(SECRET));
+        let ns = self
+            .cluster
+            .namespace_with_labels(prefix, &[("konflux-ci.dev/type", "tenant")])
+            .await;
+        self.secrets
+            .lock()
+            .expect("lock")
+            .push(ns.name().to_owned());
+        ns
+    }
+
+    async fn replace_settings(&self, settings: &[(&str, &str)]) {
+        let cm: Api<ConfigMap> = Api::namespaced(self.cluster.client(), self.home.name());
+        let rv = cm
+            .get("settings")
+            .await
+            .expect("get settings")
+            .metadata
+            .resource_version;
+        cm.replace(
+            "settings",
+            &PostParams::default(),
+            &settings_map(settings, rv),
+        )
+        .await
+        .expect("replace settings");
+    }
+
+    fn start(&self, extra: &[&str]) -> Daemon {
+        let port = free_port();
+        let log = self.dir.join(format!("daemon-{port}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
+        cmd.arg("run")
+            .args(["--segment-api-url", &self.sink_url])
+            .args(["--segment-write-key", KEY])
+            .args(["--cluster-id", "faults-test"])
+            .args(["--flush-interval", "300ms"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--config-map", &format!("{}/settings", self.home.name())])
+            .args(["--state-config-map", &format!("{}/state", self.home.name())])
+            .args(extra)
+            .env_remove("SEGMENT_WRITE_KEY")
+            .env_remove("TEKTON_RESULTS_API_ADDR")
+            .env_remove("WEBHOOK_LISTEN")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        if let ClusterSource::Local(kubeconfig) = self.cluster.source() {
+            cmd.arg("--kubeconfig").arg(kubeconfig);
+        }
+        Daemon {
+            child: cmd.spawn().expect("start the daemon"),
+            log,
+            http: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// GET from the daemon's HTTP port; the answer is kept for the privacy scan.
+    async fn get(&self, d: &Daemon, path: &str) -> Option<String> {
+        let text = reqwest::get(format!("{}{path}", d.http))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        self.seen_http
+            .lock()
+            .expect("lock")
+            .push((path.to_owned(), text.clone()));
+        Some(text)
+    }
+
+    async fn metrics(&self, d: &Daemon) -> String {
+        eventually("/metrics", WAIT, || self.get(d, "/metrics")).await
+    }
+
+    async fn wait_ready(&self, d: &Daemon) {
+        eventually("the daemon to be ready", WAIT, || async {
+            let r = reqwest::get(format!("{}/readyz", d.http)).await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+    }
+
+    async fn wait_metric(&self, d: &Daemon, what: &str, name: &str, at_least: f64) -> String {
+        eventually(what, WAIT, || async {
+            let m = self.get(d, "/metrics").await?;
+            (metric(&m, name) >= at_least).then_some(m)
+        })
+        .await
+    }
+
+    fn sent(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn count(&self, id: &str) -> usize {
+        self.sent().iter().filter(|e| e["messageId"] == id).count()
+    }
+
+    async fn arrive(&self, ids: &[String]) {
+        eventually(&format!("{ids:?} at the sink"), WAIT, || async {
+            let sent = self.sent();
+            ids.iter()
+                .all(|id| sent.iter().any(|e| e["messageId"] == id.as_str()))
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// Each id arrived exactly once.
+    fn exactly_once(&self, ids: &[String], log: &str) {
+        let sent = self.sent();
+        for id in ids {
+            let n = sent
+                .iter()
+                .filter(|e| e["messageId"] == id.as_str())
+                .count();
+            assert_eq!(n, 1, "{id} arrived {n} times; daemon log:\n{log}");
+        }
+    }
+
+    /// No namespace or object name of the test, and not the write key, in anything the
+    /// daemon wrote: sink events, logs, /metrics, /preview.
+    fn privacy_scan(&self) {
+        let mut texts: Vec<(String, String)> = self.seen_http.lock().expect("lock").clone();
+        texts.push((
+            "sink events".to_owned(),
+            std::fs::read_to_string(&self.out).unwrap_or_default(),
+        ));
+        for entry in std::fs::read_dir(&self.dir).expect("dir").flatten() {
+            let p = entry.path();
+            if p.extension().is_some_and(|e| e == "log") {
+                texts.push((
+                    p.display().to_string(),
+                    std::fs::read_to_string(&p).unwrap_or_default(),
+                ));
+            }
+        }
+        let mut needles = vec![KEY.to_owned(), SECRET.to_owned()];
+        needles.extend(self.secrets.lock().expect("lock").iter().cloned());
+        let mut scanned = 0;
+        for (what, text) in &texts {
+            scanned += text.len();
+            for needle in &needles {
+                assert!(
+                    !text.contains(needle.as_str()),
+                    "privacy: {needle:?} found in {what}"
+                );
+            }
+        }
+        println!(
+            "privacy scan: {} texts, {scanned} bytes, {} names and the key: clean",
+            texts.len(),
+            needles.len()
+        );
+    }
+
+    async fn finish(self) {
+        self.privacy_scan();
+        self.sink.shutdown().await;
+        self.home.cleanup().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn settings_map(settings: &[(&str, &str)], rv: Option<String>) -> ConfigMap {
+    let mut data: BTreeMap<String, String> = [
+        ("retryBaseDelay", "50ms"),
+        ("retryMaxDelay", "500ms"),
+        ("retryDeadline", "3s"),
+        ("heartbeatInterval", "1h"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for (k, v) in settings {
+        data.insert((*k).to_owned(), (*v).to_owned());
+    }
+    serde_json::from_value(json!({
+        "metadata": {"name": "settings", "resourceVersion": rv},
+        "data": data,
+    }))
+    .expect("ConfigMap")
+}
+
+impl Daemon {
+    fn read_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM; asserts a clean exit; the log.
+    fn terminate(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().expect("wait for the daemon");
+        let log = self.read_log();
+        assert!(status.success(), "daemon exit {status}; log:\n{log}");
+        log
+    }
+
+    fn sigkill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.read_log()
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates a PipelineRun and sets its status; returns its uid.
+async fn run(ns: &TestNamespace, name: &str, status: Value) -> String {
+    let runs = ns.dynamic_api(&crds::pipelinerun());
+    let created = runs
+        .create(
+            &PostParams::default(),
+            &support::object(
+                &crds::pipelinerun(),
+                name,
+                json!({"pipelineRef": {"name": "p"}}),
+            ),
+        )
+        .await
+        .expect("create run");
+    if !status.is_null() {
+        set_status(&runs, name, status).await.expect("status");
+    }
+    created.metadata.uid.expect("uid")
+}
+
+async fn set_run(ns: &TestNamespace, name: &str, status: Value) {
+    set_status(&ns.dynamic_api(&crds::pipelinerun()), name, status)
+        .await
+        .expect("status");
+}
+
+async fn component(ns: &TestNamespace, name: &str) -> String {
+    let created = ns
+        .dynamic_api(&crds::component())
+        .create(
+            &PostParams::default(),
+            &support::object(&crds::component(), name, json!({"application": "app"})),
+        )
+        .await
+        .expect("create component");
+    format!("{}-component-created", created.metadata.uid.expect("uid"))
+}
+
+async fn ns_created_id(world: &World, ns: &TestNamespace) -> String {
+    let uid = Api::<k8s_openapi::api::core::v1::Namespace>::all(world.cluster.client())
+        .get(ns.name())
+        .await
+        .expect("namespace")
+        .metadata
+        .uid
+        .expect("uid");
+    format!("{uid}-namespace-created")
+}
+
+fn started(status_at: i64) -> Value {
+    json!({"startTime": at(status_at), "childReferences": [{"name": "t"}]})
+}
+
+fn completed(start: i64, done: i64) -> Value {
+    json!({"startTime": at(start), "completionTime": at(done), "childReferences": [{"name": "t"}],
+           "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]})
+}
+
+fn ids_of_run(uid: &str) -> [String; 2] {
+    [format!("{uid}-started"), format!("{uid}-completed")]
+}
+
+// --- Tekton Results --------------------------------------------------------------------
+
+struct Results {
+    addr: String,
+    ca: PathBuf,
+}
+
+fn results() -> Results {
+    bash("e2e/tekton-results/results-up.sh", &[]);
+    let env: BTreeMap<String, String> =
+        std::fs::read_to_string(repo().join(".cluster/results/env"))
+            .expect(".cluster/results/env")
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    Results {
+        addr: env["TEKTON_RESULTS_API_ADDR"].clone(),
+        ca: PathBuf::from(&env["TEKTON_RESULTS_CA_FILE"]),
+    }
+}
+
+impl Results {
+    fn daemon_args(&self) -> Vec<String> {
+        vec![
+            "--tekton-results-api-addr".to_owned(),
+            self.addr.clone(),
+            "--tekton-results-token".to_owned(),
+            "not-checked".to_owned(),
+            "--tekton-results-ca-file".to_owned(),
+            self.ca.display().to_string(),
+        ]
+    }
+
+    /// Records a PipelineRun through the REST API, as Tekton's watcher would.
+    async fn record(&self, ns: &str, name: &str, uid: &str, status: Value) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let pem = std::fs::read(&self.ca).expect("CA");
+        let http = reqwest::Client::builder()
+            .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"))
+            .no_proxy()
+            .build()
+            .expect("client");
+        let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+            "metadata": {"name": name, "namespace": ns, "uid": uid}, "status": status});
+        let base = format!(
+            "{}/apis/results.tekton.dev/v1alpha2/parents/{ns}/results",
+            self.addr
+        );
+        for (url, body) in [
+            (base.clone(), json!({"name": format!("{ns}/results/{uid}")})),
+            (
+                format!("{base}/{uid}/records"),
+                json!({"name": format!("{ns}/results/{uid}/records/{uid}"), "data": {
+                    "type": "tekton.dev/v1.PipelineRun",
+                    "value": base64::engine::general_purpose::STANDARD.encode(run.to_string()),
+                }}),
+            ),
+        ] {
+            let r = http
+                .post(url)
+                .header("Content-Type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("POST");
+            assert!(
+                r.status().is_success(),
+                "{}",
+                r.text().await.unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+// --- the tests -------------------------------------------------------------------------
+
+/// kube-apiserver SIGKILLed and restarted (same etcd, so every object survives) while runs
+/// start and complete: the watches fail, resume against a fresh watch cache (410 Gone,
+/// relist), and every event arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apiserver_sigkill_restart_and_410_relist() {
+    if !enabled("apiserver_sigkill_restart_and_410_relist") {
+        return;
+    }
+    let world = World::new("apiserver", &[]).await;
+    if !matches!(world.cluster.source(), ClusterSource::Local(_)) {
+        println!(
+            "skipped: KUBECONFIG points at another cluster; only the local one can be restarted"
+        );
+        return;
+    }
+    let tenant = world.tenant("sekrit-apiserver").await;
+    let daemon = world.start(&[]);
+    world.wait_ready(&daemon).await;
+
+    let mut ids = vec![ns_created_id(&world, &tenant).await];
+    let a = run(&tenant, "sekrit-run-a", started(-30)).await;
+    ids.push(component(&tenant, "sekrit-comp-a").await);
+    ids.push(format!("{a}-started"));
+    world.arrive(&ids).await;
+    // Started just before the API server dies; nothing waits for it.
+    let b = run(&tenant, "sekrit-run-b", started(-20)).await;
+    ids.push(format!("{b}-started"));
+    let before = world.metrics(&daemon).await;
+
+    let t = Instant::now();
+    bash("e2e/control-plane/restart-apiserver.sh", &["2"]);
+    println!("API server down and back in {:?}", t.elapsed());
+
+    // After the restart: the runs complete, new ones start and complete.
+    set_run(&tenant, "sekrit-run-a", completed(-30, -5)).await;
+    set_run(&tenant, "sekrit-run-b", completed(-20, -2)).await;
+    ids.push(format!("{a}-completed"));
+    ids.push(format!("{b}-completed"));
+    let c = run(&tenant, "sekrit-run-c", completed(-10, -1)).await;
+    ids.extend(ids_of_run(&c));
+    ids.push(component(&tenant, "sekrit-comp-b").await);
+    world.arrive(&ids).await;
+    let after = world
+        .wait_metric(
+            &daemon,
+            "watch restarts counted",
+            "konflux_telemetry_watch_restarts_total",
+            metric(&before, "konflux_telemetry_watch_restarts_total") + 1.0,
+        )
+        .await;
+    // One more run proves later flushes go on; then nothing above came twice.
+    let d = run(&tenant, "sekrit-run-d", started(0)).await;
+    ids.push(format!("{d}-started"));
+    world.arrive(&ids).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let log = daemon.terminate();
+    world.exactly_once(&ids, &log);
+    let gone = ["410", "Expired", "too old"]
+        .iter()
+        .any(|s| log.contains(s));
+    println!(
+        "watch restarts: {} -> {}; 410/Expired in the daemon log: {gone}; deduplicated sightings: {}",
+        metric(&before, "konflux_telemetry_watch_restarts_total"),
+        metric(&after, "konflux_telemetry_watch_restarts_total"),
+        metric(&after, "konflux_telemetry_events_deduplicated_total"),
+    );
+    assert!(log.contains("watch failed, restarting"), "{log}");
+    tenant.cleanup().await;
+    world.finish().await;
+}
+
+/// The sink answers 503 for 4 s (many backoff rounds of 50..500 ms, past the 3 s retry
+/// deadline), then recovers: nothing lost, nothing twice. Then a 429 with Retry-After 2:
+/// no request arrives before those 2 s are over, and the events arrive once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_503_storm_then_429_retry_after() {
+    if !enabled("sink_503_storm_then_429_retry_after") {
+        return;
+    }
+    let world = World::new("sink-errors", &[]).await;
+    let tenant = world.tenant("sekrit-sink-errors").await;
+    let daemon = world.start(&[]);
+    world.wait_ready(&daemon).await;
+    let mut ids = vec![ns_created_id(&world, &tenant).await];
+    world.arrive(&ids).await;
+
+    world
+        .sink
+        .inject(Fault {
+            status: Some(503),
+            seconds: Some(4.0),
+            ..Fault::default()
+        })
+        .expect("fault");
+    let t = Instant::now();
+    for i in 0..3 {
+        ids.push(component(&tenant, &format!("sekrit-503-{i}")).await);
+    }
+    world.arrive(&ids).await;
+    println!("503 storm: all events in {:?}", t.elapsed());
+    let stats = world.sink.stats();
+    let n503 = stats.statuses.get("503").copied().unwrap_or(0);
+    println!("503 storm: sink statuses {:?}", stats.statuses);
+    assert!(
+        n503 >= 4,
+        "only {n503} requests answered 503: too few backoff rounds"
+    );
+    let m = world.metrics(&daemon).await;
+    assert!(
+        metric(&m, "konflux_telemetry_segment_send_errors_total") >= 1.0
+            || metric(&m, "konflux_telemetry_segment_send_retries_total") >= 1.0,
+        "no send error or retry counted:\n{m}"
+    );
+
+    // 429 with Retry-After: 2.
+    world
+        .sink
+        .inject(Fault {
+            status: Some(429),
+            retry_after: Some(2),
+            count: Some(1),
+            ..Fault::default()
+        })
+        .expect("fault");
+    let mark = world.sink.stats().request_log.len();
+    let mut late = Vec::new();
+    for i in 0..2 {
+        late.push(component(&tenant, &format!("sekrit-429-{i}")).await);
+    }
+    world.arrive(&late).await;
+    ids.extend(late);
+    let log = world.sink.stats().request_log;
+    let (i429, r429) = log
+        .iter()
+        .enumerate()
+        .skip(mark)
+        .find(|(_, r)| r.status == Some(429))
+        .expect("a 429 answered");
+    let next = log.get(i429 + 1).expect("a request after the 429");
+    let waited = next.arrival_ms.saturating_sub(r429.responded_ms);
+    println!("429: next request {waited} ms after the answer (Retry-After 2 s)");
+    assert!(
+        waited >= 2000,
+        "a request arrived {waited} ms after a 429 with Retry-After: 2"
+    );
+    for r in &log[i429 + 1..] {
+        assert!(r.arrival_ms >= r429.responded_ms + 2000);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let log = daemon.terminate();
+    world.exactly_once(&ids, &log);
+    tenant.cleanup().await;
+    world.finish().await;
+}
+
+/// The sink takes 2 s per request, then drops connections mid-body: every event arrives,
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_slow_and_dropping_connections() {
+    if !enabled("sink_slow_and_dropping_connections") {
+        return;
+    }
+    let world = World::new("sink-slow", &[]).await;
+    let tenant = world.tenant("sekrit-sink-slow").await;
+    let daemon = world.start(&[]);
+    world.wait_ready(&daemon).await;
+    let mut ids = vec![ns_created_id(&world, &tenant).await];
+    world.arrive(&ids).await;
+
+    // Slow: 2 s per request for the next two.
+    world
+        .sink
+        .inject(Fault {
+            latency_ms: Some(2000),
+            count: Some(2),
+            ..Fault::default()
+        })
+        .expect("fault");
+    let t = Instant::now();
+    for i in 0..4 {
+        ids.push(component(&tenant, &format!("sekrit-slow-{i}")).await);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    world.arrive(&ids).await;
+    let stats = world.sink.stats();
+    let slow = stats
+        .request_log
+        .iter()
+        .filter(|r| r.responded_ms - r.arrival_ms >= 2000)
+        .count();
+    println!(
+        "slow sink: all events in {:?}; {slow} slow requests; statuses {:?}",
+        t.elapsed(),
+        stats.statuses
+    );
+    assert_eq!(slow, 2, "{:?}", stats.request_log);
+
+    // Dropping: the next three requests lose their connection mid-body.
+    world
+        .sink
+        .inject(Fault {
+            drop: true,
+            count: Some(3),
+            ..Fault::default()
+        })
+        .expect("fault");
+    let t = Instant::now();
+    for i in 0..3 {
+        ids.push(component(&tenant, &format!("sekrit-drop-{i}")).await);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let r = run(&tenant, "sekrit-drop-run", completed(-60, -1)).await;
+    ids.extend(ids_of_run(&r));
+    world.arrive(&ids).await;
+    let stats = world.sink.stats();
+    println!(
+        "dropping sink: all events in {:?}; statuses {:?}",
+        t.elapsed(),
+        stats.statuses
+    );
+    assert_eq!(
+        stats.statuses.get("dropped").copied(),
+        Some(3),
+        "{:?}",
+        stats.statuses
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let log = daemon.terminate();
+    world.exactly_once(&ids, &log);
+    tenant.cleanup().await;
+    world.finish().await;
+}
+
+/// SIGTERM with events buffered (flushInterval 1h): they are sent before exit. Then
+/// SIGKILL in the middle of a stream of flushes, while events wait; objects change while
+/// it is down (and a run is pruned, kept only in Tekton Results); after the restart
+/// everything within the lookback is re-derived from the cluster and Results. Duplicates
+/// are allowed there (Segment drops them by messageId): counted and printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_buffered_and_sigkill_rederives() {
+    if !enabled("sigterm_flushes_buffered_and_sigkill_rederives") {
+        return;
+    }
+    let results = results();
+    let world = World::new("kill", &[("flushInterval", "1h")]).await;
+    let tenant = world.tenant("sekrit-kill").await;
+    let ns = tenant.name().to_owned();
+    let results_args = results.daemon_args();
+
+    // 1. SIGTERM sends what waits.
+    let d1 = world.start(&args(&results_args));
+    world.wait_ready(&d1).await;
+    let mut ids = vec![ns_created_id(&world, &tenant).await];
+    ids.push(component(&tenant, "sekrit-held-1").await);
+    let r = run(&tenant, "sekrit-held-run", completed(-60, -30)).await;
+    ids.extend(ids_of_run(&r));
+    eventually("the events to wait in /preview", WAIT, || async {
+        let p = world.get(&d1, "/preview").await?;
+        ids.iter().all(|id| p.contains(id.as_str())).then_some(())
+    })
+    .await;
+    for id in &ids {
+        assert_eq!(world.count(id), 0, "{id} sent before SIGTERM");
+    }
+    let log = d1.terminate();
+    assert!(log.contains("final flush done"), "{log}");
+    world.exactly_once(&ids, &log);
+
+    // 2. SIGKILL amid flushes every 300 ms, some events sent, some waiting.
+    world.replace_settings(&[("flushInterval", "300ms")]).await;
+    let d2 = world.start(&args(&results_args));
+    world.wait_ready(&d2).await;
+    for i in 0..8 {
+        ids.push(component(&tenant, &format!("sekrit-stream-{i}")).await);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    let k = run(&tenant, "sekrit-killed-run", started(-5)).await;
+    ids.push(format!("{k}-started"));
+    let sent_before_kill = world.sent().len();
+    d2.sigkill();
+    println!("SIGKILL with {sent_before_kill} events at the sink");
+
+    // 3. While it is down: a run completes, one completes and is pruned (only Results
+    //    has it), a component appears.
+    set_run(&tenant, "sekrit-killed-run", completed(-5, -1)).await;
+    ids.push(format!("{k}-completed"));
+    let pruned_status = completed(-40, -3);
+    let p = run(&tenant, "sekrit-pruned-run", pruned_status.clone()).await;
+    results
+        .record(&ns, "sekrit-pruned-run", &p, pruned_status)
+        .await;
+    tenant
+        .dynamic_api(&crds::pipelinerun())
+        .delete("sekrit-pruned-run", &DeleteParams::default())
+        .await
+        .expect("prune");
+    ids.extend(ids_of_run(&p));
+    ids.push(component(&tenant, "sekrit-while-down").await);
+
+    // 4. Restart: all of it arrives.
+    let d3 = world.start(&args(&results_args));
+    world.wait_ready(&d3).await;
+    world.arrive(&ids).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = d3.terminate();
+    let sent = world.sent();
+    let mut duplicates = 0;
+    for id in &ids {
+        let n = sent
+            .iter()
+            .filter(|e| e["messageId"] == id.as_str())
+            .count();
+        assert!(n >= 1, "{id} lost; log:\n{log}");
+        duplicates += n - 1;
+    }
+    println!(
+        "SIGKILL: {} expected events, all arrived; {duplicates} duplicates (Segment drops them by messageId)",
+        ids.len()
+    );
+    tenant.cleanup().await;
+    world.finish().await;
+}
+
+/// Tekton Results down (its API server killed, PostgreSQL and the port kept) while the
+/// daemon sweeps every second: sweep errors are counted, the watch goes on; once Results
+/// is back, the run only Results knows arrives, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_down_during_sweeps_then_back() {
+    if !enabled("results_down_during_sweeps_then_back") {
+        return;
+    }
+    let results = results();
+    let world = World::new("results-down", &[("sweepInterval", "1s")]).await;
+    let tenant = world.tenant("sekrit-results").await;
+    let ns = tenant.name().to_owned();
+    // A run that finished and was pruned before the daemon ever saw it: Results only.
+    let pruned = format!("{}-pruned-{}", SECRET, std::process::id());
+    let missed_uid = format!(
+        "00000000-0000-4000-8000-{:012x}",
+        std::process::id() as u64 * 7919
+    );
+    results
+        .record(&ns, &pruned, &missed_uid, completed(-100, -50))
+        .await;
+    bash("e2e/tekton-results/api.sh", &["stop"]);
+
+    let daemon = world.start(&args(&results.daemon_args()));
+    let m = world
+        .wait_metric(
+            &daemon,
+            "sweep errors while Results is down",
+            "konflux_telemetry_sweep_errors_total",
+            2.0,
+        )
+        .await;
+    println!(
+        "Results down: sweep errors {}, sweeps {}",
+        metric(&m, "konflux_telemetry_sweep_errors_total"),
+        metric(&m, "konflux_telemetry_sweep_sweeps_total")
+    );
+    // The watch is unaffected.
+    let mut ids = vec![ns_created_id(&world, &tenant).await];
+    let live = run(&tenant, "sekrit-live-run", started(-3)).await;
+    ids.push(format!("{live}-started"));
+    world.arrive(&ids).await;
+    let missed = ids_of_run(&missed_uid);
+    for id in &missed {
+        assert_eq!(world.count(id), 0);
+    }
+
+    bash("e2e/tekton-results/api.sh", &["start"]);
+    world.arrive(&missed).await;
+    ids.extend(missed);
+    let ok_now = sample(
+        &world.metrics(&daemon).await,
+        "konflux_telemetry_sweep_sweeps_total{outcome=\"ok\"}",
+    );
+    // Two more good sweeps: the run is not sent again.
+    eventually("two more good sweeps", WAIT, || async {
+        let m = world.get(&daemon, "/metrics").await?;
+        (sample(&m, "konflux_telemetry_sweep_sweeps_total{outcome=\"ok\"}") >= ok_now + 2.0)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let log = daemon.terminate();
+    world.exactly_once(&ids, &log);
+    assert!(log.to_lowercase().contains("sweep"), "{log}");
+    tenant.cleanup().await;
+    world.finish().await;
+}
+
+/// Hostile objects through the real API server (odd types, deep nesting, huge labels,
+/// timestamps before 1970, at year 1 and in 2999), a garbage settings ConfigMap, and
+/// garbage AdmissionReviews on the webhook: the daemon survives, valid objects created
+/// alongside still produce their events, rejections are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_objects_settings_and_admission_reviews() {
+    if !enabled("hostile_objects_settings_and_admission_reviews") {
+        return;
+    }
+    let world = World::new("hostile", &[]).await;
+    let tenant = world.tenant("sekrit-hostile").await;
+    let certs = world.dir.join("certs");
+    make_cert(&certs);
+    let webhook_port = free_port();
+    let mut daemon = world.start(&[
+        "--webhook-listen",
+        &format!("127.0.0.1:{webhook_port}"),
+        "--webhook-cert-dir",
+        certs.to_str().expect("path"),
+    ]);
+    world.wait_ready(&daemon).await;
+
+    let mut ids = vec![ns_created_id(&world, &tenant).await];
+    let v1 = run(&tenant, "sekrit-valid-1", completed(-60, -30)).await;
+    ids.extend(ids_of_run(&v1));
+
+    // Odd types in every field the event model reads.
+    let mut deep = json!("bottom");
+    for _ in 0..400 {
+        deep = json!([deep]);
+    }
+    let hostile: Vec<(&str, Value)> = vec![
+        (
+            "sekrit-odd-types",
+            json!({"startTime": 42, "completionTime": {"a": 1}, "childReferences": "x", "conditions": {}}),
+        ),
+        (
+            "sekrit-odd-conditions",
+            json!({"startTime": at(-10), "conditions": [1, "x", null, {"type": 5, "status": [], "reason": {}}],
+                   "childReferences": [null, 3, {"name": []}]}),
+        ),
+        ("sekrit-deep", json!({"startTime": at(-9), "deep": deep})),
+        (
+            "sekrit-year-one",
+            json!({"startTime": "0001-01-01T00:00:00Z", "completionTime": "0001-01-01T00:00:01Z"}),
+        ),
+        (
+            "sekrit-pre-1970",
+            json!({"startTime": "1969-12-31T23:59:59Z", "completionTime": "1969-12-31T23:59:59Z"}),
+        ),
+        (
+            "sekrit-not-a-time",
+            json!({"startTime": "yesterday", "completionTime": "9999-99-99T99:99:99Z"}),
+        ),
+    ];
+    for (name, status) in &hostile {
+        run(&tenant, name, status.clone()).await;
+    }
+    // The future: the lookback only cuts the past, so an event dated 2999 is produced.
+    let future = run(
+        &tenant,
+        "sekrit-future",
+        json!({"startTime": "2999-01-01T00:00:00Z"}),
+    )
+    .await;
+    ids.push(format!("{future}-started"));
+    // Huge labels, as large as the API server takes them.
+    let runs = tenant.dynamic_api(&crds::pipelinerun());
+    let mut big = support::object(&crds::pipelinerun(), "sekrit-huge-labels", json!({}));
+    big.metadata.labels = Some(
+        (0..200)
+            .map(|i| {
+                (
+                    format!("example.com/label-{i:03}-{}", "k".repeat(40)),
+                    "v".repeat(63),
+                )
+            })
+            .chain([(
+                "pipelines.appstudio.openshift.io/type".to_owned(),
+                "x".repeat(63),
+            )])
+            .collect(),
+    );
+    big.metadata.annotations = Some(BTreeMap::from([(
+        "example.com/huge".to_owned(),
+        "a".repeat(200_000),
+    )]));
+    let big_uid = runs
+        .create(&PostParams::default(), &big)
+        .await
+        .expect("huge labels")
+        .metadata
+        .uid
+        .expect("uid");
+    set_run(&tenant, "sekrit-huge-labels", started(-8)).await;
+    ids.push(format!("{big_uid}-started"));
+    // A component with odd types.
+    let odd_component = tenant
+        .dynamic_api(&crds::component())
+        .create(
+            &PostParams::default(),
+            &support::object(
+                &crds::component(),
+                "sekrit-odd-component",
+                json!({"application": {"x": [1, 2]}, "source": 5}),
+            ),
+        )
+        .await
+        .expect("odd component");
+    let _ = odd_component;
+    // Valid objects after all that.
+    let v2 = run(&tenant, "sekrit-valid-2", completed(-20, -10)).await;
+    ids.extend(ids_of_run(&v2));
+    ids.push(component(&tenant, "sekrit-valid-comp").await);
+    world.arrive(&ids).await;
+    let m = world.metrics(&daemon).await;
+    let skipped = metric(&m, "konflux_telemetry_objects_skipped_total");
+    println!(
+        "hostile objects: {skipped} skipped; too old {}; samples:\n{}",
+        metric(&m, "konflux_telemetry_events_too_old_total"),
+        m.lines()
+            .filter(|l| l.starts_with("konflux_telemetry_objects_skipped_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(skipped >= 1.0, "no skipped object counted:\n{m}");
+    let sent = world.sent();
+    let future_event = sent
+        .iter()
+        .find(|e| e["messageId"] == format!("{future}-started"))
+        .expect("future event");
+    assert_eq!(future_event["timestamp"], "2999-01-01T00:00:00Z");
+    assert!(daemon.alive(), "the daemon died");
+
+    // Garbage settings: rejected, counted, the last good values kept (flushes go on).
+    world
+        .replace_settings(&[
+            ("flushInterval", "\u{1f4a5}"),
+            ("maxBufferedEvents", "-5"),
+            ("retryDeadline", ""),
+            ("requestsPerSecond", "1e309"),
+            ("logLevel", "\u{0}garbage[[["),
+            ("lookback", "99999999999999999999h"),
+            ("unknownKey", &"z".repeat(100_000)),
+        ])
+        .await;
+    world
+        .wait_metric(
+            &daemon,
+            "the garbage settings to be rejected",
+            "konflux_telemetry_config_reloads_total",
+            2.0,
+        )
+        .await;
+    let m = eventually("a rejected reload counted", WAIT, || async {
+        let m = world.get(&daemon, "/metrics").await?;
+        (sample(
+            &m,
+            "konflux_telemetry_config_reloads_total{outcome=\"rejected\"}",
+        ) >= 1.0)
+            .then_some(m)
+    })
+    .await;
+    let _ = m;
+    let v3 = run(&tenant, "sekrit-valid-3", completed(-5, -1)).await;
+    ids.extend(ids_of_run(&v3));
+    world.arrive(&ids).await;
+
+    // Garbage AdmissionReviews: a 400 or a well-formed allow, never a crash.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(certs.join("tls.crt")).expect("cert");
+    let https = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("cert")])
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()
+        .expect("client");
+    let url = format!("https://127.0.0.1:{webhook_port}/validate");
+    eventually("the webhook to answer", WAIT, || async {
+        https
+            .get(format!("https://127.0.0.1:{webhook_port}/healthz"))
+            .send()
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let mut deep_review = json!({});
+    for _ in 0..300 {
+        deep_review = json!({"object": deep_review});
+    }
+    let bodies: Vec<Vec<u8>> = vec![
+        vec![0xff, 0xfe, 0x00, 0x80],
+        b"\x00\x00\x00".to_vec(),
+        "{\"apiVersion\":".repeat(10_000).into_bytes(),
+        "[".repeat(100_000).into_bytes(),
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": deep_review}).to_string().into_bytes(),
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": 5, "operation": [], "kind": "x", "userInfo": "sekrit-user", "object": 7}}).to_string().into_bytes(),
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u-1", "operation": "CREATE",
+            "kind": {"group": "tekton.dev", "version": "v1", "kind": "PipelineRun"},
+            "userInfo": {"username": "sekrit-user@example.com", "groups": 5},
+            "object": {"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+                       "metadata": {"name": "sekrit-adm", "namespace": tenant.name(), "uid": 9, "labels": []},
+                       "status": {"startTime": -1}}}}).to_string().into_bytes(),
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u-2", "operation": "DELETE",
+            "kind": {"group": "appstudio.redhat.com", "version": "v1alpha1", "kind": "Component"},
+            "userInfo": {"username": "sekrit-user"}, "oldObject": "x", "object": null}}).to_string().into_bytes(),
+        vec![b'a'; 4 << 20],
+    ];
+    let mut answers = BTreeMap::new();
+    for body in bodies {
+        let len = body.len();
+        let status = match https.post(&url).body(body).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let text = r.text().await.unwrap_or_default();
+                if status == 200 {
+                    let v: Value = serde_json::from_str(&text).expect("an AdmissionReview");
+                    assert_eq!(v["response"]["allowed"], true, "{text}");
+                } else {
+                    assert!(
+                        status == 400 || status == 413,
+                        "{status} for a {len}-byte body: {text}"
+                    );
+                }
+                status.to_string()
+            }
+            // A body over the webhook's limit may be refused before it is read.
+            Err(e) if len > 1 << 20 => format!("refused ({e})"),
+            Err(e) => panic!("no answer for a {len}-byte body: {e}"),
+        };
+        *answers.entry(status).or_insert(0) += 1;
+    }
+    println!("garbage AdmissionReviews: answers {answers:?}");
+    assert!(daemon.alive(), "the daemon died");
+    let m = world.metrics(&daemon).await;
+    println!(
+        "admission requests counted: {}",
+        metric(&m, "konflux_telemetry_admission_requests_total")
+    );
+    // The valid events still flow after the garbage.
+    let v4 = run(&tenant, "sekrit-valid-4", started(-1)).await;
+    ids.push(format!("{v4}-started"));
+    world.arrive(&ids).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let log = daemon.terminate();
+    assert!(log.contains("rejected"), "{log}");
+    world.exactly_once(&ids, &log);
+    tenant.cleanup().await;
+    world.finish().await;
+}
+
+/// A self-signed serving certificate for 127.0.0.1 (tls.crt, tls.key) in `dir`.
+fn make_cert(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("cert dir");
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(dir.join("tls.key"))
+        .arg("-out")
+        .arg(dir.join("tls.crt"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// --- fuzzing (bounded time, property-based) --------------------------------------------
+
+mod fuzz {
+    use konflux_telemetry::admission::{AdmissionMetrics, Handler};
+    use konflux_telemetry::events::{ClusterIdentity, Kind, Watched, decode, decode_one};
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    use serde_json::{Map, Value};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn budget() -> Duration {
+        let secs = std::env::var("KONFLUX_TELEMETRY_FUZZ_SECONDS")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(3.0);
+        Duration::from_secs_f64(secs)
+    }
+
+    const FIELDS: &[&str] = &[
+        "apiVersion",
+        "kind",
+        "metadata",
+        "name",
+        "namespace",
+        "uid",
+        "labels",
+        "annotations",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "resourceVersion",
+        "status",
+        "spec",
+        "startTime",
+        "completionTime",
+        "conditions",
+        "type",
+        "reason",
+        "childReferences",
+        "items",
+        "request",
+        "object",
+        "oldObject",
+        "operation",
+        "userInfo",
+        "username",
+        "group",
+        "version",
+        "application",
+        "lastTransitionTime",
+        "tekton.dev/pipeline",
+        "konflux-ci.dev/type",
+    ];
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+            prop_oneof![
+                Just("2026-05-01T10:00:00Z"),
+                Just("0001-01-01T00:00:00Z"),
+                Just("1969-12-31T23:59:59Z"),
+                Just("2999-01-01T00:00:00Z"),
+                Just("9999-12-31T23:59:59.999999999Z"),
+                Just("2026-02-30T25:61:61+99:99"),
+                Just("tekton.dev/v1"),
+                Just("PipelineRun"),
+                Just("Component"),
+                Just("Namespace"),
+                Just("Konflux"),
+                Just("List"),
+                Just("appstudio.redhat.com/v1alpha1"),
+                Just("konflux.konflux-ci.dev/v1alpha1"),
+                Just("v1"),
+                Just("admission.k8s.io/v1"),
+                Just("AdmissionReview"),
+                Just("CREATE"),
+                Just("DELETE"),
+                Just("Succeeded"),
+                Just("True"),
+                Just("tenant"),
+            ]
+            .prop_map(Value::from),
+        ]
+    }
+
+    /// JSON shaped like the objects the daemon reads, with any value anywhere.
+    fn json() -> BoxedStrategy<Value> {
+        leaf()
+            .prop_recursive(6, 64, 8, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::vec(
+                        (
+                            prop_oneof![
+                                prop::sample::select(FIELDS).prop_map(str::to_owned),
+                                ".{0,6}"
+                            ],
+                            inner
+                        ),
+                        0..8
+                    )
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+                ]
+            })
+            .boxed()
+    }
+
+    /// Documents: arbitrary JSON, JSON with the top-level shape of an object or a review,
+    /// its bytes cut or flipped, or raw bytes.
+    fn document() -> impl Strategy<Value = Vec<u8>> {
+        let shaped = (
+            prop::sample::select(&[
+                ("tekton.dev/v1", "PipelineRun"),
+                ("appstudio.redhat.com/v1alpha1", "Component"),
+                ("v1", "Namespace"),
+                ("konflux.konflux-ci.dev/v1alpha1", "Konflux"),
+                ("v1", "List"),
+                ("admission.k8s.io/v1", "AdmissionReview"),
+            ]),
+            json(),
+            json(),
+            json(),
+        )
+            .prop_map(|((api, kind), metadata, status, extra)| {
+                serde_json::json!({"apiVersion": api, "kind": kind, "metadata": metadata,
+                    "status": status, "spec": extra.clone(), "items": [extra.clone()],
+                    "request": {"uid": "u", "operation": "CREATE", "object": extra,
+                                "kind": {"group": "tekton.dev", "version": "v1", "kind": kind}}})
+            })
+            .boxed();
+        prop_oneof![
+            json().prop_map(|v| v.to_string().into_bytes()),
+            shaped.clone().prop_map(|v| v.to_string().into_bytes()),
+            (shaped, any::<prop::sample::Index>(), any::<u8>()).prop_map(|(v, i, b)| {
+                let mut bytes = v.to_string().into_bytes();
+                let at = i.index(bytes.len());
+                if b % 2 == 0 {
+                    bytes.truncate(at);
+                } else {
+                    bytes[at] = b;
+                }
+                bytes
+            }),
+            prop::collection::vec(any::<u8>(), 0..256),
+            (1usize..5000).prop_map(|n| {
+                let mut s = "[".repeat(n);
+                s.push_str(&"]".repeat(n));
+                s.into_bytes()
+            }),
+        ]
+    }
+
+    /// Runs `check` on generated documents until the time budget is spent.
+    fn fuzz(name: &str, mut check: impl FnMut(&[u8])) {
+        let budget = budget();
+        let mut runner = TestRunner::default();
+        let strategy = document();
+        let started = Instant::now();
+        let mut cases = 0u64;
+        while started.elapsed() < budget {
+            let tree = strategy.new_tree(&mut runner).expect("a case");
+            check(&tree.current());
+            cases += 1;
+        }
+        println!("fuzz {name}: {cases} cases in {:?}", started.elapsed());
+        assert!(cases > 0);
+    }
+
+    /// The object decoder, as `transform`, the watch and the sweep call it: never panics;
+    /// whatever it reads as an object has the kind asked for.
+    #[test]
+    fn fuzz_object_decoder() {
+        fuzz("object decoder", |bytes| {
+            let _ = decode(bytes);
+            let _ = decode_one(bytes);
+            for kind in [
+                Kind::PipelineRun,
+                Kind::Component,
+                Kind::Namespace,
+                Kind::Konflux,
+            ] {
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                if let Ok(Watched {
+                    decoded: konflux_telemetry::events::Decoded::Object(o),
+                    ..
+                }) = Watched::deserialize_as(&mut de, kind)
+                {
+                    assert_eq!(o.kind(), kind);
+                }
+            }
+        });
+    }
+
+    /// The admission handler: a 400 or a well-formed allow for anything.
+    #[test]
+    fn fuzz_admission_handler() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let identity = Arc::new(ClusterIdentity::new(Some("fuzz".into()), None, None));
+        let handler = Handler::new(
+            tx,
+            move || Arc::clone(&identity),
+            AdmissionMetrics::default(),
+        );
+        fuzz("admission handler", |bytes| {
+            let reply = handler.review(bytes);
+            match reply.status {
+                200 => {
+                    let v: Value = serde_json::from_slice(&reply.body).expect("JSON answer");
+                    assert_eq!(v["response"]["allowed"], true, "{v}");
+                }
+                400 => assert!(!reply.body.is_empty()),
+                s => panic!("status {s}"),
+            }
+            while rx.try_recv().is_ok() {}
+        });
+    }
+}
