@@ -35,8 +35,11 @@ lint: ## rustfmt and clippy, warnings are errors
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-bench: ## benchmarks (figures printed, see docs/performance.md)
+bench: ## benchmarks (figures printed, see docs/performance.md); the daemon bench needs the local API server
 	$(CARGO) bench --bench transform
+	$(CARGO) bench --bench admission
+	$(MAKE) cluster-up
+	$(CARGO) bench --bench daemon
 
 cluster-up: ## build (cached) and start etcd + kube-apiserver on loopback, install the CRDs
 	@bash e2e/control-plane/cluster-up.sh

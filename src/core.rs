@@ -158,7 +158,7 @@ impl Core {
     /// Produces the heartbeat for `now`.
     pub fn heartbeat(&self, now: events::Timestamp) {
         let event = events::heartbeat::event(&self.identity(), now);
-        let labels = CoreMetrics::event(EventName::Heartbeat, Source::Watch);
+        let labels = CoreMetrics::event(EventName::Heartbeat, Source::Clock);
         let mut ledger = self.ledger();
         let at = event.timestamp.unix_seconds();
         if let Offer::New { evicted } = ledger.offer(event, at, self.lookback()) {
@@ -200,7 +200,10 @@ impl Core {
         // large relist would otherwise hold the events twice.
         let (ids, batches) = {
             let ledger = self.ledger();
-            let ids: Vec<String> = ledger.iter_waiting().map(|e| e.message_id.clone()).collect();
+            let ids: Vec<String> = ledger
+                .iter_waiting()
+                .map(|e| e.message_id.clone())
+                .collect();
             let batches = sender.map(|s| s.prepare(ledger.iter_waiting()));
             (ids, batches)
         };
@@ -208,8 +211,13 @@ impl Core {
         let outcome = match (sender, batches) {
             _ if ids.is_empty() => "ok",
             (Some(sender), Some(batches)) => {
-                let batched: HashSet<&String> = batches.iter().flat_map(|b| b.message_ids()).collect();
-                let too_large: Vec<String> = ids.iter().filter(|id| !batched.contains(id)).cloned().collect();
+                let batched: HashSet<&String> =
+                    batches.iter().flat_map(|b| b.message_ids()).collect();
+                let too_large: Vec<String> = ids
+                    .iter()
+                    .filter(|id| !batched.contains(id))
+                    .cloned()
+                    .collect();
                 flushed.dropped = too_large.len();
                 let report = sender.send_all(&batches).await;
                 flushed.sent = report.sent.len();
@@ -232,7 +240,10 @@ impl Core {
                 "no_write_key"
             }
         };
-        self.metrics.flushes.get_or_create(&OutcomeLabel { outcome }).inc();
+        self.metrics
+            .flushes
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
         self.metrics
             .flush_duration_seconds
             .observe(started.elapsed().as_secs_f64());

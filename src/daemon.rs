@@ -23,6 +23,10 @@ use tokio::sync::watch as live;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+/// The record of produced events is saved at most this often (and at shutdown): a SIGKILL
+/// costs at most this much of re-sent events, which Segment drops by `messageId`.
+const STATE_SAVE_EVERY: Duration = Duration::from_secs(30);
+
 /// Flags of `run`, each with an environment fallback; the old bridge's variable names work.
 #[derive(clap::Args, Clone, Debug)]
 pub struct RunArgs {
@@ -418,6 +422,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
         None => None,
     };
     let mut next_flush = tokio::time::Instant::now() + current.flush_interval;
+    let mut last_save = tokio::time::Instant::now() - STATE_SAVE_EVERY;
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -434,7 +439,6 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
                         Err(e) => error!("keeping the previous sender settings: {e}"),
                     }
                 }
-                next_flush = tokio::time::Instant::now().min(next_flush) + next.flush_interval.min(next_flush.saturating_duration_since(tokio::time::Instant::now()).max(next.flush_interval));
                 if next.flush_interval != current.flush_interval {
                     next_flush = tokio::time::Instant::now() + next.flush_interval;
                 }
@@ -442,11 +446,19 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
                 continue;
             }
         }
-        let flushed = core.flush(sender.as_ref()).await;
+        // A flush stuck in retries must not hold up SIGTERM: the final flush below takes
+        // over what this one did not mark as sent.
+        let flushed = tokio::select! {
+            flushed = core.flush(sender.as_ref()) => flushed,
+            () = stop.cancelled() => break,
+        };
         if flushed.sent > 0 {
             info!(sent = flushed.sent, unsent = flushed.unsent, "flushed");
-            if let Some((ns, name)) = &state_store {
+            if let Some((ns, name)) = &state_store
+                && last_save.elapsed() >= STATE_SAVE_EVERY
+            {
                 save_state(&client, ns, name, &core).await;
+                last_save = tokio::time::Instant::now();
             }
         }
         core.expire(Timestamp::now().unix_seconds());

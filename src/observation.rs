@@ -12,6 +12,8 @@ pub enum Source {
     Sweep,
     /// The admission webhook.
     Admission,
+    /// The daemon's own clock: heartbeats.
+    Clock,
 }
 
 impl Source {
@@ -20,6 +22,7 @@ impl Source {
             Source::Watch => "watch",
             Source::Sweep => "sweep",
             Source::Admission => "admission",
+            Source::Clock => "clock",
         }
     }
 }
