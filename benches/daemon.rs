@@ -22,11 +22,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn unix_ms() -> u64 {
@@ -58,7 +63,9 @@ fn proc_status(pid: u32, key: &str) -> Option<u64> {
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
     let after = stat.rsplit_once(") ").map_or("", |(_, r)| r);
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
@@ -67,15 +74,32 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 async fn apiserver_requests(client: &kube::Client) -> BTreeMap<String, f64> {
-    let req = http::Request::get("/metrics").body(Vec::new()).expect("request");
+    let req = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("request");
     let text = client.request_text(req).await.unwrap_or_default();
     let mut out = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
-        let verb = ["LIST", "WATCH"].into_iter().find(|v| line.contains(&format!("verb=\"{v}\"")));
-        let resource = ["pipelineruns", "components", "namespaces", "konfluxes", "configmaps"]
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let verb = ["LIST", "WATCH"]
             .into_iter()
-            .find(|r| line.contains(&format!("resource=\"{r}\"")));
-        if let (Some(v), Some(r), Some(n)) = (verb, resource, line.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok())) {
+            .find(|v| line.contains(&format!("verb=\"{v}\"")));
+        let resource = [
+            "pipelineruns",
+            "components",
+            "namespaces",
+            "konfluxes",
+            "configmaps",
+        ]
+        .into_iter()
+        .find(|r| line.contains(&format!("resource=\"{r}\"")));
+        if let (Some(v), Some(r), Some(n)) = (
+            verb,
+            resource,
+            line.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()),
+        ) {
             *out.entry(format!("{v} {r}")).or_default() += n;
         }
     }
@@ -106,9 +130,16 @@ async fn main() {
     // The cluster's objects, made before the daemon starts.
     let mut namespaces = Vec::new();
     for _ in 0..tenants {
-        namespaces.push(cluster.namespace_with_labels("bench-tenant", &[("konflux-ci.dev/type", "tenant")]).await);
+        namespaces.push(
+            cluster
+                .namespace_with_labels("bench-tenant", &[("konflux-ci.dev/type", "tenant")])
+                .await,
+        );
     }
-    let specs: Vec<serde_json::Value> = [10_000, 20_000, 30_000, 40_000].into_iter().map(spec).collect();
+    let specs: Vec<serde_json::Value> = [10_000, 20_000, 30_000, 40_000]
+        .into_iter()
+        .map(spec)
+        .collect();
     let t = Instant::now();
     let pr = support::crds::pipelinerun();
     let created = futures::stream::iter(0..runs)
@@ -117,7 +148,10 @@ async fn main() {
             let mut o = support::object(&pr, &format!("run-{i}"), specs[i % specs.len()].clone());
             o.metadata.labels = Some(BTreeMap::from([
                 ("tekton.dev/pipeline".to_owned(), "docker-build".to_owned()),
-                ("pipelines.appstudio.openshift.io/type".to_owned(), "build".to_owned()),
+                (
+                    "pipelines.appstudio.openshift.io/type".to_owned(),
+                    "build".to_owned(),
+                ),
             ]));
             async move {
                 api.create(&PostParams::default(), &o).await.ok()?;
@@ -135,25 +169,53 @@ async fn main() {
         .filter(|r| std::future::ready(r.is_some()))
         .count()
         .await;
-    println!("  setup: {created} runs created and completed in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "  setup: {created} runs created and completed in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let expected = 2 * created + tenants;
 
     // Sink and daemon.
     let dir = std::env::temp_dir().join(format!("konflux-telemetry-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let (addr, sink) = Sink::start("127.0.0.1:0".parse().expect("addr"), WriteKey::new("bench"), dir.join("sink.ndjson"))
-        .await
-        .expect("sink");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+    let (addr, sink) = Sink::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        WriteKey::new("bench"),
+        dir.join("sink.ndjson"),
+    )
+    .await
+    .expect("sink");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
     let home = cluster.namespace("bench-home").await;
     let before = apiserver_requests(&client).await;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
-    cmd.args(["run", "--segment-api-url", &format!("http://{addr}/v1"), "--segment-write-key", "bench"])
-        .args(["--cluster-id", "bench", "--flush-interval", "1s", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--config-map", &format!("{}/settings", home.name()), "--state-config-map", ""])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("daemon.log")).expect("log"));
+    cmd.args([
+        "run",
+        "--segment-api-url",
+        &format!("http://{addr}/v1"),
+        "--segment-write-key",
+        "bench",
+    ])
+    .args([
+        "--cluster-id",
+        "bench",
+        "--flush-interval",
+        "1s",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .args([
+        "--config-map",
+        &format!("{}/settings", home.name()),
+        "--state-config-map",
+        "",
+    ])
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(dir.join("daemon.log")).expect("log"));
     if let support::ClusterSource::Local(k) = cluster.source() {
         cmd.arg("--kubeconfig").arg(k);
     }
@@ -167,19 +229,34 @@ async fn main() {
     let mut peak_kib = 0;
     let all_at = loop {
         peak_kib = peak_kib.max(proc_status(pid, "VmHWM:").unwrap_or(0));
-        if ready_at.is_none() && http.get(&ready_url).send().await.is_ok_and(|r| r.status().is_success()) {
+        if ready_at.is_none()
+            && http
+                .get(&ready_url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        {
             ready_at = Some(started.elapsed());
         }
         if sink.stats().accepted_events as usize >= expected {
             break started.elapsed();
         }
-        assert!(Instant::now() < deadline, "events did not all arrive; see {}", dir.join("daemon.log").display());
+        assert!(
+            Instant::now() < deadline,
+            "events did not all arrive; see {}",
+            dir.join("daemon.log").display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     if ready_at.is_none() {
         // Every event arrived before /readyz was first polled; take the next answer.
         for _ in 0..200 {
-            if http.get(&ready_url).send().await.is_ok_and(|r| r.status().is_success()) {
+            if http
+                .get(&ready_url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 ready_at = Some(started.elapsed());
                 break;
             }
@@ -207,10 +284,21 @@ async fn main() {
     let mut changed_at: HashMap<String, u64> = HashMap::new();
     for i in 0..samples {
         let name = format!("latency-{i}");
-        let Ok(o) = api.create(&PostParams::default(), &support::object(&pr, &name, json!({}))).await else { continue };
+        let Ok(o) = api
+            .create(
+                &PostParams::default(),
+                &support::object(&pr, &name, json!({})),
+            )
+            .await
+        else {
+            continue;
+        };
         let uid = o.metadata.uid.unwrap_or_default();
         let t0 = unix_ms();
-        if support::set_status(&api, &name, json!({"startTime": now_rfc3339()})).await.is_ok() {
+        if support::set_status(&api, &name, json!({"startTime": now_rfc3339()}))
+            .await
+            .is_ok()
+        {
             changed_at.insert(format!("{uid}-started"), t0);
         }
         tokio::time::sleep(Duration::from_millis(50)).await; // a steady 20 changes/s
@@ -260,9 +348,14 @@ async fn main() {
         .map(|(k, v)| format!("{k}: {}", v - before.get(k).copied().unwrap_or(0.0)))
         .filter(|s| !s.ends_with(": 0"))
         .collect();
-    println!("  API server requests meanwhile (all clients): {}", diff.join(", "));
+    println!(
+        "  API server requests meanwhile (all clients): {}",
+        diff.join(", ")
+    );
 
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let _ = daemon.wait();
     sink.shutdown().await;
     for ns in namespaces {

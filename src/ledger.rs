@@ -129,7 +129,9 @@ impl Ledger {
 
     /// The waiting events, oldest first, without copying them.
     pub fn iter_waiting(&self) -> impl Iterator<Item = &Event> {
-        self.order.values().filter_map(|id| self.waiting.get(id).map(|w| &w.event))
+        self.order
+            .values()
+            .filter_map(|id| self.waiting.get(id).map(|w| &w.event))
     }
 
     pub fn len(&self) -> usize {

@@ -15,7 +15,11 @@ fn read(path: &str) -> String {
 
 /// Every metric the daemon serves, as Prometheus names them (counters with `_total`).
 fn served_metrics() -> Vec<String> {
-    let mut registry = metrics::registry(&CoreMetrics::default(), &SenderMetrics::new(), &SweepMetrics::new());
+    let mut registry = metrics::registry(
+        &CoreMetrics::default(),
+        &SenderMetrics::new(),
+        &SweepMetrics::new(),
+    );
     konflux_telemetry::admission::AdmissionMetrics::default()
         .register(registry.sub_registry_with_prefix("admission"));
     let mut text = String::new();
@@ -25,7 +29,11 @@ fn served_metrics() -> Vec<String> {
         .filter_map(|l| {
             let mut parts = l.split_whitespace();
             let (name, kind) = (parts.next()?, parts.next()?);
-            Some(if kind == "counter" { format!("{name}_total") } else { name.to_owned() })
+            Some(if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            })
         })
         .collect()
 }
@@ -34,7 +42,10 @@ fn served_metrics() -> Vec<String> {
 fn readme_documents_every_config_key() {
     let readme = read("README.md");
     for (key, default) in KEYS {
-        assert!(readme.contains(&format!("| `{key}` | `{default}` |")), "README lacks `{key}` with default `{default}`");
+        assert!(
+            readme.contains(&format!("| `{key}` | `{default}` |")),
+            "README lacks `{key}` with default `{default}`"
+        );
     }
 }
 
@@ -53,7 +64,9 @@ fn registered_metrics() -> Vec<String> {
         let text = read(file);
         for (i, _) in text.match_indices(".register(") {
             let rest = &text[i + ".register(".len()..];
-            let Some(start) = rest.find('"') else { continue };
+            let Some(start) = rest.find('"') else {
+                continue;
+            };
             if rest[..start].trim().is_empty() {
                 let name = &rest[start + 1..];
                 if let Some(end) = name.find('"') {
@@ -68,13 +81,16 @@ fn registered_metrics() -> Vec<String> {
 #[test]
 fn readme_documents_every_metric() {
     let readme = read("README.md");
-    let documented = |m: &str| {
-        readme.contains(&format!("`{m}`")) || readme.contains(&format!("`{m}_total`"))
-    };
+    let documented =
+        |m: &str| readme.contains(&format!("`{m}`")) || readme.contains(&format!("`{m}_total`"));
     let registered = registered_metrics();
     assert!(registered.len() >= 25, "{registered:?}");
     let served = served_metrics();
-    let missing: Vec<&String> = registered.iter().chain(&served).filter(|m| !documented(m)).collect();
+    let missing: Vec<&String> = registered
+        .iter()
+        .chain(&served)
+        .filter(|m| !documented(m))
+        .collect();
     assert!(missing.is_empty(), "README lacks metrics: {missing:?}");
 }
 
@@ -82,6 +98,10 @@ fn readme_documents_every_metric() {
 fn privacy_page_lists_every_event() {
     let privacy = read("docs/privacy.md");
     for name in EventName::ALL {
-        assert!(privacy.contains(name.as_str()), "docs/privacy.md lacks {}", name.as_str());
+        assert!(
+            privacy.contains(name.as_str()),
+            "docs/privacy.md lacks {}",
+            name.as_str()
+        );
     }
 }
