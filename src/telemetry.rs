@@ -1,5 +1,6 @@
 //! Logging: `tracing` to stderr, with a filter the ConfigMap's `logLevel` changes live.
 
+use std::io::IsTerminal;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, fmt, reload};
@@ -32,7 +33,11 @@ pub fn init(level: &str, json: bool) -> LogLevel {
             .is_ok()
     } else {
         registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
             .is_ok()
     };

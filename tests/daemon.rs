@@ -668,6 +668,120 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
     home.cleanup().await;
 }
 
+/// A kind whose CRD is missing is logged once and does not hold up readiness or the other
+/// kinds; when the CRD appears, it is picked up without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crd_that_appears_later_is_picked_up() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let cluster = support::cluster().await;
+    let _lock = konflux_lock();
+    let crds_api: Api<CustomResourceDefinition> = Api::all(cluster.client());
+    let crd_name = "konfluxes.konflux.konflux-ci.dev";
+    let original = crds_api
+        .get(crd_name)
+        .await
+        .expect("the Konflux CRD is installed");
+    let _ = crds_api.delete(crd_name, &DeleteParams::default()).await;
+    eventually("the Konflux CRD to be gone", WAIT, || async {
+        crds_api
+            .get_opt(crd_name)
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    let dir = tempdir("daemon-crd");
+    let out = dir.join("sink.ndjson");
+    let (addr, sink) = Sink::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        WriteKey::new(KEY),
+        out.clone(),
+    )
+    .await
+    .expect("sink");
+    let home = cluster.namespace("daemon-crd-home").await;
+    let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
+    settings
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "settings"}, "data": {"flushInterval": "300ms"}
+            }))
+            .expect("ConfigMap"),
+        )
+        .await
+        .expect("settings");
+    let daemon = start_daemon(
+        &cluster,
+        &format!("http://{addr}/v1"),
+        home.name(),
+        &dir,
+        &[],
+    );
+    daemon.wait_ready().await;
+
+    // The other kinds go on meanwhile.
+    let tenant = cluster
+        .namespace_with_labels("crd-tenant", &[("konflux-ci.dev/type", "tenant")])
+        .await;
+    let component = tenant
+        .dynamic_api(&crds::component())
+        .create(
+            &PostParams::default(),
+            &support::object(&crds::component(), "c", json!({})),
+        )
+        .await
+        .expect("component");
+    wait_for_ids(
+        &out,
+        &[format!(
+            "{}-component-created",
+            component.metadata.uid.expect("uid")
+        )],
+    )
+    .await;
+
+    // The CRD comes back, as an operator installing it would.
+    let mut again = original.clone();
+    again.metadata = kube::api::ObjectMeta {
+        name: Some(crd_name.to_owned()),
+        ..Default::default()
+    };
+    again.status = None;
+    crds_api
+        .create(&PostParams::default(), &again)
+        .await
+        .expect("recreate the CRD");
+    let konfluxes: Api<kube::api::DynamicObject> =
+        Api::all_with(cluster.client(), &crds::konflux());
+    let k = eventually("the Konflux CR to be accepted", WAIT, || async {
+        konfluxes
+            .create(
+                &PostParams::default(),
+                &support::object(&crds::konflux(), "konflux", json!({})),
+            )
+            .await
+            .ok()
+    })
+    .await;
+    wait_for_ids(&out, &[format!("{}-started", k.metadata.uid.expect("uid"))]).await;
+    let _ = konfluxes.delete("konflux", &DeleteParams::default()).await;
+
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "{log}");
+    let missing = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("is not served: is its CRD installed?"))
+        .count();
+    assert_eq!(missing, 1, "the missing CRD should be logged once:\n{log}");
+    assert!(log.contains("watch recovered"), "{log}");
+    sink.shutdown().await;
+    tenant.cleanup().await;
+    home.cleanup().await;
+}
+
 fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("konflux-telemetry-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
