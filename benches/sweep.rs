@@ -5,9 +5,10 @@
 //!
 //! The records (10 to 40 KB of JSON each before base64, shaped like a Konflux build
 //! PipelineRun) are created through the REST API, 16 requests in flight, a Result then a
-//! Record under it, spread over 50 namespaces. A marker in `.cluster/results/` (which goes
-//! away with the server's database) lets a later run with the same N reuse them;
-//! `BENCH_FRESH=1` creates new ones anyway.
+//! Record under it, spread over 50 namespaces. Afterwards they are deleted (they would
+//! otherwise be within the daemon's 4 h lookback for the other tests sharing the server),
+//! unless `BENCH_KEEP=1`: then a marker in `.cluster/results/` (which goes away with the
+//! server's database) lets a later run with the same N reuse them.
 //!
 //! Each sweep runs in a child process (this binary with `SWEEP_BENCH_CHILD=1`), so its
 //! `VmHWM` is the sweep's own peak, not the record creation's.
@@ -290,6 +291,39 @@ async fn create_records(addr: &str, ca: &Path, prefix: &str, n: usize) -> (usize
     (created, bytes)
 }
 
+/// Deletes the Results (and with them their Records) `create_records` made.
+async fn delete_records(addr: &str, ca: &Path, prefix: &str, n: usize) {
+    let http = admin(ca);
+    let t = Instant::now();
+    let base = format!("{addr}/apis/results.tekton.dev/v1alpha2/parents");
+    let failed = futures::stream::iter(0..n)
+        .map(|i| {
+            let url = format!(
+                "{base}/{prefix}-ns-{:02}/results/{prefix}-{i:06}",
+                i % NAMESPACES
+            );
+            let http = &http;
+            async move {
+                match http.delete(url).send().await {
+                    Ok(r)
+                        if r.status().is_success()
+                            || r.status() == reqwest::StatusCode::NOT_FOUND =>
+                    {
+                        0
+                    }
+                    _ => 1,
+                }
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .fold(0usize, |a, b| async move { a + b })
+        .await;
+    println!(
+        "  deleted the {n} records {prefix}-* in {:.0} s ({failed} failed; BENCH_KEEP=1 keeps them)",
+        t.elapsed().as_secs_f64()
+    );
+}
+
 /// The child: one sweep, then its figures on stdout.
 fn child() {
     let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
@@ -399,17 +433,26 @@ fn main() {
         .trim()
         .to_owned();
 
-    let marker = Marker::load()
-        .filter(|m| m.addr == addr && m.records == n && std::env::var_os("BENCH_FRESH").is_none());
+    let keep = std::env::var_os("BENCH_KEEP").is_some();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let marker = Marker::load().filter(|m| m.addr == addr);
+    let _ = std::fs::remove_file(Marker::path());
     let marker = match marker {
-        Some(m) => {
+        Some(m) if m.records == n => {
             println!(
-                "sweep bench: reusing {} records {}-* created since {} (BENCH_FRESH=1 to recreate)",
+                "sweep bench: reusing {} records {}-* created since {} (kept by BENCH_KEEP=1)",
                 m.records, m.prefix, m.since
             );
             m
         }
-        None => {
+        stale => {
+            if let Some(m) = stale {
+                runtime.block_on(delete_records(&addr, &ca, &m.prefix, m.records));
+            }
             let since = rfc3339(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(2));
             let prefix = format!("sb{:x}", jiff::Timestamp::now().as_second() % 0xff_ffff);
             let avg: usize = templates.iter().map(String::len).sum::<usize>() / templates.len();
@@ -417,11 +460,6 @@ fn main() {
                 "sweep bench: creating {n} records {prefix}-* of 10-40 KB (avg ~{avg} bytes) in {NAMESPACES} namespaces, {IN_FLIGHT} in flight"
             );
             let t = Instant::now();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
             let (created, bytes) = runtime.block_on(create_records(&addr, &ca, &prefix, n));
             let secs = t.elapsed().as_secs_f64();
             println!(
@@ -430,16 +468,13 @@ fn main() {
                 created as f64 / secs,
                 proc_status_kib("VmHWM:") as f64 / 1024.0
             );
-            let m = Marker {
+            Marker {
                 addr: addr.clone(),
                 prefix,
-                records: created,
+                // Failed ones are retried by the deletion too: it takes what is not there.
+                records: n,
                 since,
-            };
-            if created == n {
-                m.save();
             }
-            m
         }
     };
 
@@ -447,11 +482,7 @@ fn main() {
         let load: Vec<&str> = load.split_whitespace().take(3).collect();
         println!("  load average before the sweeps: {}", load.join(" "));
     }
-    let per_record = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(bytes_per_record(&addr, &ca, &marker.prefix));
+    let per_record = runtime.block_on(bytes_per_record(&addr, &ca, &marker.prefix));
     println!("  a record in a listing page: {per_record:.0} bytes (JSON, value in base64)");
     println!(
         "sweep since {} (every record updated after it, newest first), each in a child process:",
@@ -481,5 +512,10 @@ fn main() {
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         let load: Vec<&str> = load.split_whitespace().take(3).collect();
         println!("  load average after: {}", load.join(" "));
+    }
+    if keep {
+        marker.save();
+    } else {
+        runtime.block_on(delete_records(&addr, &ca, &marker.prefix, marker.records));
     }
 }
