@@ -10,15 +10,21 @@ say() { printf '\033[1mdemo:\033[0m %s\n' "$*" >&2; }
 
 started_cluster=0
 pids=()
+run_id=$(date +%H%M%S)
 cleanup() {
   trap - INT TERM EXIT
   say "stopping"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  # and whatever else this script started (the tail | formatter pipeline)
+  pkill -TERM -P $$ 2>/dev/null || true
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # The API server stays if it was running before (its objects too: make cluster-down
+  # removes them); if the demo started it, it goes.
   if [[ $started_cluster == 1 ]]; then bash e2e/control-plane/cluster-down.sh >/dev/null 2>&1 || true; fi
   say "stopped; nothing left running"
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 130' INT TERM
+trap cleanup EXIT
 
 if [[ ! -s .cluster/kubeconfig ]]; then started_cluster=1; fi
 say "starting the local API server (the first run builds it from source: several minutes)"
@@ -38,7 +44,7 @@ pids+=($!)
 kubectl create namespace segment-bridge --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 "$bin" run --kubeconfig "$KUBECONFIG" --segment-api-url "http://127.0.0.1:$sink_port/v1" \
   --segment-write-key demo-key --cluster-id demo-cluster --flush-interval 1s \
-  --listen "127.0.0.1:$http_port" >"$dir/daemon.log" 2>&1 &
+  --state-config-map "" --listen "127.0.0.1:$http_port" >"$dir/daemon.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null && break; sleep 0.2; done
 curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null || { echo "demo: the daemon did not get ready; see $dir/daemon.log" >&2; exit 1; }
@@ -66,12 +72,12 @@ play() {
 apiVersion: v1
 kind: Namespace
 metadata:
-  name: demo-tenant-$t
+  name: demo-tenant-$t-$run_id
   labels: {konflux-ci.dev/type: tenant}
 ---
 apiVersion: appstudio.redhat.com/v1alpha1
 kind: Component
-metadata: {name: web, namespace: demo-tenant-$t}
+metadata: {name: web, namespace: demo-tenant-$t-$run_id}
 spec: {application: shop}
 YAML
   for r in 1 2; do
@@ -80,16 +86,16 @@ apiVersion: tekton.dev/v1
 kind: PipelineRun
 metadata:
   name: web-on-push-$r
-  namespace: demo-tenant-$t
+  namespace: demo-tenant-$t-$run_id
   labels: {tekton.dev/pipeline: docker-build, pipelines.appstudio.openshift.io/type: build}
 spec: {pipelineRef: {name: docker-build}}
 YAML
     local start; start=$(now)
-    kubectl -n "demo-tenant-$t" patch pipelinerun "web-on-push-$r" --subresource=status --type=merge \
+    kubectl -n "demo-tenant-$t-$run_id" patch pipelinerun "web-on-push-$r" --subresource=status --type=merge \
       -p "{\"status\":{\"startTime\":\"$start\",\"childReferences\":[{\"name\":\"clone\"}]}}" >/dev/null
     sleep 2
     local reason=Succeeded; [[ $r == 2 ]] && reason=Failed
-    kubectl -n "demo-tenant-$t" patch pipelinerun "web-on-push-$r" --subresource=status --type=merge \
+    kubectl -n "demo-tenant-$t-$run_id" patch pipelinerun "web-on-push-$r" --subresource=status --type=merge \
       -p "{\"status\":{\"startTime\":\"$start\",\"completionTime\":\"$(now)\",\"childReferences\":[{\"name\":\"clone\"},{\"name\":\"build\"},{\"name\":\"push\"}],\"conditions\":[{\"type\":\"Succeeded\",\"status\":\"True\",\"reason\":\"$reason\"}]}}" >/dev/null
   done
 }
