@@ -8,6 +8,8 @@
 
 mod support;
 
+use support::daemon::konflux_lock;
+
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
@@ -634,20 +636,6 @@ async fn creations_carry_the_hashed_actor() {
     sinked.sink.shutdown().await;
     new_tenant.cleanup().await;
     tenant.cleanup().await;
-}
-
-/// Holds the cluster-wide Konflux CR for this process (tests/daemon.rs takes the same lock).
-fn konflux_lock() -> std::fs::File {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cluster");
-    std::fs::create_dir_all(&dir).expect(".cluster");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("konflux-cr.lock"))
-        .expect("lock file");
-    file.lock().expect("lock the konflux CR");
-    file
 }
 
 /// Deleting the Konflux CR gives `Operator Removal Started` with the deleting user at

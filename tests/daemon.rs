@@ -10,116 +10,39 @@ use konflux_telemetry::sink::Sink;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-use support::{ClusterSource, TestCluster, crds, eventually, set_status};
+use std::path::Path;
+use support::daemon::{
+    DaemonProcess, WAIT, count, free_port, konflux_lock, sink_events, tempdir, wait_for_ids,
+};
+use support::{TestCluster, crds, eventually, set_status};
 
 const KEY: &str = "wk-daemon-test-secret";
-const WAIT: Duration = Duration::from_secs(60);
 
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    http: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
+/// The daemon of these tests: sends to `sink_url` with the key, its ConfigMaps in `ns`.
 fn start_daemon(
     cluster: &TestCluster,
     sink_url: &str,
     ns: &str,
     dir: &Path,
     extra: &[&str],
-) -> Daemon {
-    let port = free_port();
-    let log = dir.join(format!("daemon-{port}.log"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
-    cmd.arg("run")
-        .args(["--segment-api-url", sink_url, "--segment-write-key", KEY])
-        .args([
-            "--cluster-id",
-            "daemon-test",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args([
-            "--config-map",
-            &format!("{ns}/settings"),
-            "--state-config-map",
-            &format!("{ns}/state"),
-        ])
-        .args(extra)
-        .env_remove("SEGMENT_WRITE_KEY")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"));
-    if let ClusterSource::Local(kubeconfig) = cluster.source() {
-        cmd.arg("--kubeconfig").arg(kubeconfig);
-    }
-    let child = cmd.spawn().expect("start the daemon");
-    Daemon {
-        child,
-        log,
-        http: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-impl Daemon {
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let r = reqwest::get(format!("{}{path}", self.http)).await.ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.ok()?))
-    }
-
-    async fn wait_ready(&self) {
-        eventually("the daemon to be ready", WAIT, || async {
-            self.get("/readyz")
-                .await
-                .filter(|(s, _)| *s == 200)
-                .map(|_| ())
-        })
-        .await;
-    }
-
-    /// SIGTERM, then the exit status and the whole log.
-    fn terminate(mut self) -> (bool, String) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = self.child.wait().expect("wait for the daemon");
-        let mut log = String::new();
-        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut log));
-        (status.success(), log)
-    }
-}
-
-fn sent_events(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-async fn wait_for_ids(out: &Path, ids: &[String]) -> Vec<Value> {
-    eventually(&format!("events {ids:?} at the sink"), WAIT, || async {
-        let events = sent_events(out);
-        let have = |id: &String| events.iter().any(|e| e["messageId"] == **id);
-        ids.iter().all(have).then_some(events)
-    })
-    .await
-}
-
-fn count(events: &[Value], id: &str) -> usize {
-    events.iter().filter(|e| e["messageId"] == id).count()
+) -> DaemonProcess {
+    let settings = format!("{ns}/settings");
+    let state = format!("{ns}/state");
+    let mut args = vec![
+        "--segment-api-url",
+        sink_url,
+        "--segment-write-key",
+        KEY,
+        "--cluster-id",
+        "daemon-test",
+        "--config-map",
+        &settings,
+        "--state-config-map",
+        &state,
+    ];
+    args.extend_from_slice(extra);
+    let log = dir.join(format!("daemon-{}.log", free_port()));
+    DaemonProcess::start(cluster, &args, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +201,7 @@ async fn live_capture_restart_and_sigterm() {
     let late_id = format!("{}-component-created", late.metadata.uid.expect("uid"));
 
     // Restart: everything is relisted, nothing is produced twice.
-    let before = sent_events(&out).len();
+    let before = sink_events(&out).len();
     let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
     daemon.wait_ready().await;
     // A new run after the restart proves the new daemon flushes.
@@ -404,7 +327,7 @@ async fn live_flush_interval_and_sigterm_flush() {
     })
     .await;
     assert_eq!(
-        count(&sent_events(&out), &first_id),
+        count(&sink_events(&out), &first_id),
         0,
         "sent before the flush interval"
     );
@@ -453,14 +376,14 @@ async fn live_flush_interval_and_sigterm_flush() {
     })
     .await;
     assert_eq!(
-        count(&sent_events(&out), &second_id),
+        count(&sink_events(&out), &second_id),
         0,
         "sent before SIGTERM"
     );
     let (ok, log) = daemon.terminate();
     assert!(ok, "exit status; log:\n{log}");
     assert_eq!(
-        count(&sent_events(&out), &second_id),
+        count(&sink_events(&out), &second_id),
         1,
         "SIGTERM did not flush; log:\n{log}"
     );
@@ -469,21 +392,6 @@ async fn live_flush_interval_and_sigterm_flush() {
     sink.shutdown().await;
     tenant.cleanup().await;
     home.cleanup().await;
-}
-
-/// Serialises the tests that create the one cluster-scoped `konflux` CR.
-fn konflux_lock() -> std::fs::File {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cluster");
-    std::fs::create_dir_all(&dir).expect(".cluster");
-    let path = dir.join("konflux-cr.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .expect("lock file");
-    file.lock().expect("lock the konflux CR");
-    file
 }
 
 /// Without a write key nothing is sent (the sink sees no request) and /preview shows the
@@ -528,35 +436,22 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
         .expect("uid");
 
     // No --segment-write-key; flushes hourly so /preview keeps what it captured.
-    let port = free_port();
-    let log = dir.join("daemon.log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
-    cmd.args([
-        "run",
-        "--segment-api-url",
-        &format!("http://{addr}/v1"),
-        "--flush-interval",
-        "1h",
-    ])
-    .args(["--listen", &format!("127.0.0.1:{port}")])
-    .args([
-        "--config-map",
-        &format!("{}/settings", home.name()),
-        "--state-config-map",
-        "",
-    ])
-    .env_remove("SEGMENT_WRITE_KEY")
-    .env_remove("CLUSTER_ID")
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(&log).expect("log"));
-    if let ClusterSource::Local(kubeconfig) = cluster.source() {
-        cmd.arg("--kubeconfig").arg(kubeconfig);
-    }
-    let daemon = Daemon {
-        child: cmd.spawn().expect("daemon"),
-        log,
-        http: format!("http://127.0.0.1:{port}"),
-    };
+    let sink_url = format!("http://{addr}/v1");
+    let settings = format!("{}/settings", home.name());
+    let daemon = DaemonProcess::start(
+        &cluster,
+        &[
+            "--segment-api-url",
+            &sink_url,
+            "--flush-interval",
+            "1h",
+            "--config-map",
+            &settings,
+            "--state-config-map",
+            "",
+        ],
+        dir.join("daemon.log"),
+    );
     daemon.wait_ready().await;
 
     let k = konfluxes
@@ -780,10 +675,4 @@ async fn a_crd_that_appears_later_is_picked_up() {
     sink.shutdown().await;
     tenant.cleanup().await;
     home.cleanup().await;
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("konflux-telemetry-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }

@@ -12,12 +12,11 @@ use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-use support::{ClusterSource, TestCluster, crds, eventually, set_status};
+use std::process::Command;
+use support::daemon::{DaemonProcess, sink_events, wait_for_ids};
+use support::{TestCluster, crds, set_status};
 
 const KEY: &str = "wk-sweep-test";
-const WAIT: Duration = Duration::from_secs(60);
 
 struct Results {
     addr: String,
@@ -84,6 +83,7 @@ async fn record(results: &Results, ns: &str, run: &Value) {
     }
 }
 
+/// The daemon of this test: flushes every 300 ms, sweeps `results_addr` at start.
 fn start(
     cluster: &TestCluster,
     sink: &str,
@@ -91,78 +91,49 @@ fn start(
     results_addr: &str,
     ca: &Path,
     log: &Path,
-) -> Child {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
-    cmd.args([
-        "run",
+) -> DaemonProcess {
+    let (settings, state) = (format!("{home}/settings"), format!("{home}/state"));
+    let ca = ca.to_string_lossy();
+    let args = [
         "--segment-api-url",
         sink,
         "--segment-write-key",
         KEY,
         "--cluster-id",
         "sweep-test",
-    ])
-    .args([
         "--flush-interval",
         "300ms",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ])
-    .args([
         "--config-map",
-        &format!("{home}/settings"),
+        &settings,
         "--state-config-map",
-        &format!("{home}/state"),
-    ])
-    .args([
+        &state,
         "--tekton-results-api-addr",
         results_addr,
         "--tekton-results-token",
         "not-checked",
-    ])
-    .arg("--tekton-results-ca-file")
-    .arg(ca)
-    .env_remove("SEGMENT_WRITE_KEY")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(log).expect("log"));
-    if let ClusterSource::Local(kubeconfig) = cluster.source() {
-        cmd.arg("--kubeconfig").arg(kubeconfig);
-    }
-    cmd.spawn().expect("daemon")
+        "--tekton-results-ca-file",
+        &ca,
+    ];
+    DaemonProcess::start(cluster, &args, log.to_path_buf())
 }
 
-fn stop(mut child: Child, log: &Path) -> String {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = child.wait().expect("wait");
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    assert!(status.success(), "daemon exit; log:\n{text}");
-    text
-}
-
-fn sent(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+/// SIGTERM; the daemon must exit 0. Returns its log.
+fn stop(daemon: DaemonProcess) -> String {
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "daemon exit; log:\n{log}");
+    log
 }
 
 fn count(out: &Path, id: &str) -> usize {
-    sent(out).iter().filter(|e| e["messageId"] == id).count()
+    support::daemon::count(&sink_events(out), id)
 }
 
 async fn arrive(out: &Path, ids: &[String]) {
-    eventually(&format!("{ids:?} at the sink"), WAIT, || async {
-        ids.iter().all(|id| count(out, id) > 0).then_some(())
-    })
-    .await;
+    wait_for_ids(out, ids).await;
+}
+
+fn sent(out: &Path) -> Vec<Value> {
+    sink_events(out)
 }
 
 fn at(offset_seconds: i64) -> String {
@@ -227,7 +198,7 @@ async fn pruned_while_down_is_recovered_once() {
         "metadata": {"name": "seen", "namespace": ns, "uid": seen_uid}, "status": status}),
     )
     .await;
-    stop(d1, &log1);
+    stop(d1);
 
     // 2. While it is down: a run completes, is recorded, and is pruned from the cluster;
     //    and an old record lies before the lookback.
@@ -295,7 +266,7 @@ async fn pruned_while_down_is_recovered_once() {
         &[format!("{}-started", probe.metadata.uid.expect("uid"))],
     )
     .await;
-    let log = stop(d2, &log2);
+    let log = stop(d2);
     for id in seen_ids.iter().chain(missed_ids.iter()) {
         assert_eq!(count(&out, id), 1, "{id}; log:\n{log}");
     }
@@ -327,7 +298,7 @@ async fn pruned_while_down_is_recovered_once() {
         &[format!("{}-started", alive.metadata.uid.expect("uid"))],
     )
     .await;
-    let log = stop(d3, &log3);
+    let log = stop(d3);
     assert!(
         log.to_lowercase().contains("sweep"),
         "no sweep error logged:\n{log}"

@@ -21,6 +21,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod crds;
+pub mod daemon;
 pub mod etcd;
 
 mod cluster;

@@ -1,0 +1,130 @@
+//! The `konflux-telemetry` binary as a process, and what integration tests read back from
+//! it and from the sink.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::cluster::{ClusterSource, TestCluster};
+use super::eventually;
+
+/// How long a test waits for the daemon or an event before it fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A running `konflux-telemetry run`, its log in a file, its HTTP endpoints on loopback.
+pub struct DaemonProcess {
+    child: Child,
+    log: PathBuf,
+    /// `http://127.0.0.1:PORT`, where /healthz, /readyz, /metrics and /preview are.
+    pub http: String,
+}
+
+/// A port free on loopback now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl DaemonProcess {
+    /// Starts `konflux-telemetry run ARGS --listen 127.0.0.1:PORT` (and `--kubeconfig` of the
+    /// local cluster), with stderr in `log`. The write key comes from `args` only.
+    pub fn start(cluster: &TestCluster, args: &[&str], log: PathBuf) -> Self {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
+        cmd.arg("run")
+            .args(args)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("SEGMENT_WRITE_KEY")
+            .env_remove("CLUSTER_ID")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("daemon log file"));
+        if let ClusterSource::Local(kubeconfig) = cluster.source() {
+            cmd.arg("--kubeconfig").arg(kubeconfig);
+        }
+        DaemonProcess {
+            child: cmd.spawn().expect("start the daemon"),
+            log,
+            http: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// GET an endpoint: its status and body, or `None` while the daemon does not answer.
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let r = reqwest::get(format!("{}{path}", self.http)).await.ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.ok()?))
+    }
+
+    pub async fn wait_ready(&self) {
+        eventually("the daemon to be ready", WAIT, || async {
+            self.get("/readyz")
+                .await
+                .filter(|(s, _)| *s == 200)
+                .map(|_| ())
+        })
+        .await;
+    }
+
+    /// SIGTERM, then whether it exited 0, and its whole log.
+    pub fn terminate(mut self) -> (bool, String) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().expect("wait for the daemon");
+        (
+            status.success(),
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+        )
+    }
+}
+
+/// The events the sink accepted, from its output file.
+pub fn sink_events(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// How many of `events` have `messageId` `id`.
+pub fn count(events: &[Value], id: &str) -> usize {
+    events.iter().filter(|e| e["messageId"] == id).count()
+}
+
+/// Waits until every id is at the sink; returns all the sink's events then.
+pub async fn wait_for_ids(out: &Path, ids: &[String]) -> Vec<Value> {
+    eventually(&format!("events {ids:?} at the sink"), WAIT, || async {
+        let events = sink_events(out);
+        ids.iter()
+            .all(|id| count(&events, id) > 0)
+            .then_some(events)
+    })
+    .await
+}
+
+/// Serialises the tests that create the one cluster-scoped `konflux` CR (or its CRD).
+pub fn konflux_lock() -> std::fs::File {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cluster");
+    std::fs::create_dir_all(&dir).expect(".cluster");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("konflux-cr.lock"))
+        .expect("lock file");
+    file.lock().expect("lock the konflux CR");
+    file
+}
+
+/// A fresh directory for a test's logs and sink output.
+pub fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("konflux-telemetry-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
