@@ -5,83 +5,16 @@
 
 mod support;
 
-use base64::Engine as _;
 use konflux_telemetry::segment::WriteKey;
 use konflux_telemetry::sink::Sink;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use support::daemon::{DaemonProcess, sink_events, wait_for_ids};
+use support::results::results_server;
 use support::{TestCluster, crds, set_status};
 
 const KEY: &str = "wk-sweep-test";
-
-struct Results {
-    addr: String,
-    ca: PathBuf,
-}
-
-fn results() -> Results {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("bash")
-        .arg(root.join("e2e/tekton-results/results-up.sh"))
-        .current_dir(root)
-        .status()
-        .expect("results-up.sh");
-    assert!(status.success(), "results-up.sh failed");
-    let env: BTreeMap<String, String> = std::fs::read_to_string(root.join(".cluster/results/env"))
-        .expect(".cluster/results/env")
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    Results {
-        addr: env["TEKTON_RESULTS_API_ADDR"].clone(),
-        ca: PathBuf::from(&env["TEKTON_RESULTS_CA_FILE"]),
-    }
-}
-
-/// Records a PipelineRun in Results through the REST API, as Tekton's watcher would.
-async fn record(results: &Results, ns: &str, run: &Value) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let pem = std::fs::read(&results.ca).expect("CA");
-    let http = reqwest::Client::builder()
-        .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"))
-        .no_proxy()
-        .build()
-        .expect("client");
-    let id = run["metadata"]["uid"].as_str().expect("uid").to_owned();
-    let base = format!(
-        "{}/apis/results.tekton.dev/v1alpha2/parents/{ns}/results",
-        results.addr
-    );
-    for (url, body) in [
-        (base.clone(), json!({"name": format!("{ns}/results/{id}")})),
-        (
-            format!("{base}/{id}/records"),
-            json!({"name": format!("{ns}/results/{id}/records/{id}"), "data": {
-                "type": "tekton.dev/v1.PipelineRun",
-                "value": base64::engine::general_purpose::STANDARD.encode(run.to_string()),
-            }}),
-        ),
-    ] {
-        let r = http
-            .post(url)
-            .header("Content-Type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("POST");
-        assert!(
-            r.status().is_success(),
-            "{}",
-            r.text().await.unwrap_or_default()
-        );
-    }
-}
 
 /// The daemon of this test: flushes every 300 ms, sweeps `results_addr` at start.
 fn start(
@@ -147,7 +80,7 @@ fn at(offset_seconds: i64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruned_while_down_is_recovered_once() {
     let cluster = support::cluster().await;
-    let results = results();
+    let results = results_server();
     let dir = std::env::temp_dir().join(format!("konflux-telemetry-sweep-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let out = dir.join("sink.ndjson");
@@ -191,13 +124,13 @@ async fn pruned_while_down_is_recovered_once() {
         format!("{seen_uid}-completed"),
     ];
     arrive(&out, &seen_ids).await;
-    record(
-        &results,
-        &ns,
-        &json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+    results
+        .record(
+            &ns,
+            &json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
         "metadata": {"name": "seen", "namespace": ns, "uid": seen_uid}, "status": status}),
-    )
-    .await;
+        )
+        .await;
     stop(d1);
 
     // 2. While it is down: a run completes, is recorded, and is pruned from the cluster;
@@ -214,20 +147,20 @@ async fn pruned_while_down_is_recovered_once() {
         .await
         .expect("status");
     let missed_uid = missed.metadata.uid.clone().expect("uid");
-    record(&results, &ns, &json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+    results.record(&ns, &json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
         "metadata": {"name": "missed", "namespace": ns, "uid": missed_uid}, "status": missed_status})).await;
     runs.delete("missed", &DeleteParams::default())
         .await
         .expect("prune");
     let ancient_uid = format!("ancient-{}", std::process::id());
-    record(
-        &results,
-        &ns,
-        &json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+    results
+        .record(
+            &ns,
+            &json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
         "metadata": {"name": "ancient", "namespace": ns, "uid": ancient_uid},
         "status": {"startTime": at(-6 * 3600), "completionTime": at(-5 * 3600)}}),
-    )
-    .await;
+        )
+        .await;
 
     // 3. Restart: the sweep recovers exactly the missing events.
     let log2 = dir.join("d2.log");

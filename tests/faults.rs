@@ -12,7 +12,6 @@
 
 mod support;
 
-use base64::Engine as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use konflux_telemetry::segment::WriteKey;
 use konflux_telemetry::sink::{Fault, Sink};
@@ -440,28 +439,19 @@ fn ids_of_run(uid: &str) -> [String; 2] {
 
 // --- Tekton Results --------------------------------------------------------------------
 
-struct Results {
-    addr: String,
-    ca: PathBuf,
-}
+use support::results::ResultsServer as Results;
 
 fn results() -> Results {
-    bash("e2e/tekton-results/results-up.sh", &[]);
-    let env: BTreeMap<String, String> =
-        std::fs::read_to_string(repo().join(".cluster/results/env"))
-            .expect(".cluster/results/env")
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-    Results {
-        addr: env["TEKTON_RESULTS_API_ADDR"].clone(),
-        ca: PathBuf::from(&env["TEKTON_RESULTS_CA_FILE"]),
-    }
+    support::results::results_server()
 }
 
-impl Results {
+/// What the fault tests do with the Results server beyond recording a run's JSON.
+trait ResultsExt {
+    fn daemon_args(&self) -> Vec<String>;
+    async fn record_run(&self, ns: &str, name: &str, uid: &str, status: Value);
+}
+
+impl ResultsExt for Results {
     fn daemon_args(&self) -> Vec<String> {
         vec![
             "--tekton-results-api-addr".to_owned(),
@@ -474,43 +464,10 @@ impl Results {
     }
 
     /// Records a PipelineRun through the REST API, as Tekton's watcher would.
-    async fn record(&self, ns: &str, name: &str, uid: &str, status: Value) {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let pem = std::fs::read(&self.ca).expect("CA");
-        let http = reqwest::Client::builder()
-            .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"))
-            .no_proxy()
-            .build()
-            .expect("client");
+    async fn record_run(&self, ns: &str, name: &str, uid: &str, status: Value) {
         let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
             "metadata": {"name": name, "namespace": ns, "uid": uid}, "status": status});
-        let base = format!(
-            "{}/apis/results.tekton.dev/v1alpha2/parents/{ns}/results",
-            self.addr
-        );
-        for (url, body) in [
-            (base.clone(), json!({"name": format!("{ns}/results/{uid}")})),
-            (
-                format!("{base}/{uid}/records"),
-                json!({"name": format!("{ns}/results/{uid}/records/{uid}"), "data": {
-                    "type": "tekton.dev/v1.PipelineRun",
-                    "value": base64::engine::general_purpose::STANDARD.encode(run.to_string()),
-                }}),
-            ),
-        ] {
-            let r = http
-                .post(url)
-                .header("Content-Type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .expect("POST");
-            assert!(
-                r.status().is_success(),
-                "{}",
-                r.text().await.unwrap_or_default()
-            );
-        }
+        self.record(ns, &run).await;
     }
 }
 
@@ -824,7 +781,7 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
     let pruned_status = completed(-40, -3);
     let p = run(&tenant, "sekrit-pruned-run", pruned_status.clone()).await;
     results
-        .record(&ns, "sekrit-pruned-run", &p, pruned_status)
+        .record_run(&ns, "sekrit-pruned-run", &p, pruned_status)
         .await;
     tenant
         .dynamic_api(&crds::pipelinerun())
@@ -877,7 +834,7 @@ async fn results_down_during_sweeps_then_back() {
         std::process::id() as u64 * 7919
     );
     results
-        .record(&ns, &pruned, &missed_uid, completed(-100, -50))
+        .record_run(&ns, &pruned, &missed_uid, completed(-100, -50))
         .await;
     bash("e2e/tekton-results/api.sh", &["stop"]);
 
@@ -910,7 +867,7 @@ async fn results_down_during_sweeps_then_back() {
     // A uid that repeats: Results holds a second record, under another name, with the
     // uid of the run the watch already sent. Its event is not sent again.
     results
-        .record(&ns, &format!("{SECRET}-copy"), &live, started(-3))
+        .record_run(&ns, &format!("{SECRET}-copy"), &live, started(-3))
         .await;
     ids.extend(missed);
     let ok_now = sample(

@@ -1,0 +1,78 @@
+//! The local Tekton Results API server (`e2e/tekton-results/`), for tests that sweep it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+/// Where the server answers, and the CA its certificate is signed by.
+pub struct ResultsServer {
+    pub addr: String,
+    pub ca: PathBuf,
+}
+
+/// Starts the server if it is not running (`results-up.sh` is idempotent and locked).
+pub fn results_server() -> ResultsServer {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new("bash")
+        .arg(root.join("e2e/tekton-results/results-up.sh"))
+        .current_dir(root)
+        .status()
+        .expect("run e2e/tekton-results/results-up.sh");
+    assert!(status.success(), "results-up.sh failed ({status})");
+    let env: BTreeMap<String, String> = std::fs::read_to_string(root.join(".cluster/results/env"))
+        .expect(".cluster/results/env")
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    ResultsServer {
+        addr: env["TEKTON_RESULTS_API_ADDR"].clone(),
+        ca: PathBuf::from(&env["TEKTON_RESULTS_CA_FILE"]),
+    }
+}
+
+impl ResultsServer {
+    /// Records a PipelineRun (its JSON, with `metadata.uid`) through the REST API, as
+    /// Tekton's watcher would: a Result, then a Record under it.
+    pub async fn record(&self, ns: &str, run: &Value) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let pem = std::fs::read(&self.ca).expect("CA");
+        let http = reqwest::Client::builder()
+            .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"))
+            .no_proxy()
+            .build()
+            .expect("client");
+        let uid = run["metadata"]["uid"].as_str().expect("uid").to_owned();
+        let base = format!(
+            "{}/apis/results.tekton.dev/v1alpha2/parents/{ns}/results",
+            self.addr
+        );
+        for (url, body) in [
+            (base.clone(), json!({"name": format!("{ns}/results/{uid}")})),
+            (
+                format!("{base}/{uid}/records"),
+                json!({"name": format!("{ns}/results/{uid}/records/{uid}"), "data": {
+                    "type": "tekton.dev/v1.PipelineRun",
+                    "value": base64::engine::general_purpose::STANDARD.encode(run.to_string()),
+                }}),
+            ),
+        ] {
+            let r = http
+                .post(url)
+                .header("Content-Type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("POST");
+            assert!(
+                r.status().is_success(),
+                "{}",
+                r.text().await.unwrap_or_default()
+            );
+        }
+    }
+}
