@@ -150,18 +150,14 @@ impl Handler {
                 return Outcome::Undecodable;
             }
         };
-        match &mut object {
+        match &object {
             Object::Namespace(ns) if !ns.is_tenant => return Outcome::Ignored,
-            Object::Konflux(k) => {
-                if k.meta.name.as_deref() != Some(KONFLUX_NAME) {
-                    return Outcome::Ignored;
-                }
-                // Admission sees the request to delete, before any finalizer holds the
-                // object: the removal starts now.
-                if k.meta.deletion_timestamp.is_none() {
-                    k.meta.deletion_timestamp = Some(Timestamp::now());
-                }
+            Object::Konflux(k) if k.meta.name.as_deref() != Some(KONFLUX_NAME) => {
+                return Outcome::Ignored;
             }
+            // Admission sees the request to delete, before any finalizer holds the
+            // object: the removal starts now.
+            Object::Konflux(_) => object.mark_deleted_now(),
             _ => {}
         }
         let actor = env

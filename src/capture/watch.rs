@@ -5,7 +5,7 @@
 //! whose CRD is missing, or that RBAC forbids, is logged once and retried with backoff; it
 //! never stops the other kinds.
 
-use crate::events::{Decoded, Kind, Object, Timestamp, Watched};
+use crate::events::{Decoded, Kind, Watched};
 use crate::metrics::{CoreMetrics, KindLabel};
 use crate::observation::{Observation, ObservationTx, Source};
 use futures::StreamExt;
@@ -192,7 +192,7 @@ pub async fn run<K: WatchedKind>(
                 match lite.decoded {
                     Decoded::Object(mut object) => {
                         if deleted {
-                            mark_deleted(&mut object);
+                            object.mark_deleted_now();
                         }
                         let observation = Observation {
                             source: Source::Watch,
@@ -238,16 +238,6 @@ pub async fn run<K: WatchedKind>(
                 }
             }
         }
-    }
-}
-
-/// A deleted object's last state may lack `deletionTimestamp` (no finalizers): its
-/// deletion happened now.
-fn mark_deleted(object: &mut Object) {
-    if let Object::Konflux(k) = object
-        && k.meta.deletion_timestamp.is_none()
-    {
-        k.meta.deletion_timestamp = Some(Timestamp::now());
     }
 }
 

@@ -595,6 +595,17 @@ impl Reader {
 }
 
 impl Object {
+    /// Marks the object as being deleted now, unless it says when already. A Konflux CR
+    /// deleted without finalizers never carries `deletionTimestamp`: the watch's last state
+    /// and admission's DELETE request are the only sign, and the removal starts then.
+    pub fn mark_deleted_now(&mut self) {
+        if let Object::Konflux(k) = self
+            && k.meta.deletion_timestamp.is_none()
+        {
+            k.meta.deletion_timestamp = Some(Timestamp::now());
+        }
+    }
+
     pub fn meta(&self) -> &Meta {
         match self {
             Object::PipelineRun(o) => &o.meta,
