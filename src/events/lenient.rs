@@ -57,6 +57,26 @@ impl JsonType {
     }
 }
 
+/// The visitor methods for booleans and numbers, each giving `$wrap` of the type found:
+/// every lenient reader treats them alike.
+macro_rules! scalars_as {
+    ($ty:ty, $wrap:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<$ty, E> {
+            Ok($wrap(JsonType::Bool))
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<$ty, E> {
+            Ok($wrap(JsonType::Number))
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<$ty, E> {
+            Ok($wrap(JsonType::Number))
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<$ty, E> {
+            Ok($wrap(JsonType::Number))
+        }
+    };
+}
+pub(super) use scalars_as;
+
 /// Reads any value, keeping only its type.
 struct TypeOnly;
 
@@ -65,18 +85,7 @@ impl<'de> Visitor<'de> for TypeOnly {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<JsonType, E> {
-        Ok(JsonType::Bool)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<JsonType, E> {
-        Ok(JsonType::Number)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<JsonType, E> {
-        Ok(JsonType::Number)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<JsonType, E> {
-        Ok(JsonType::Number)
-    }
+    scalars_as!(JsonType, std::convert::identity);
     fn visit_str<E>(self, _: &str) -> Result<JsonType, E> {
         Ok(JsonType::String)
     }
@@ -110,18 +119,7 @@ impl<'de> Deserialize<'de> for Str {
             fn visit_string<E>(self, v: String) -> Result<Str, E> {
                 Ok(Str::Ok(v))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Str, E> {
-                Ok(Str::Wrong(JsonType::Bool))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Str, E> {
-                Ok(Str::Wrong(JsonType::Number))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Str, E> {
-                Ok(Str::Wrong(JsonType::Number))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Str, E> {
-                Ok(Str::Wrong(JsonType::Number))
-            }
+            scalars_as!(Str, Str::Wrong);
             fn visit_unit<E>(self) -> Result<Str, E> {
                 Ok(Str::Wrong(JsonType::Null))
             }
@@ -154,18 +152,7 @@ impl<'de> Deserialize<'de> for Count {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Count, A::Error> {
                 TypeOnly.visit_map(map).map(Count::Wrong)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Count, E> {
-                Ok(Count::Wrong(JsonType::Bool))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Count, E> {
-                Ok(Count::Wrong(JsonType::Number))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Count, E> {
-                Ok(Count::Wrong(JsonType::Number))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Count, E> {
-                Ok(Count::Wrong(JsonType::Number))
-            }
+            scalars_as!(Count, Count::Wrong);
             fn visit_str<E>(self, _: &str) -> Result<Count, E> {
                 Ok(Count::Wrong(JsonType::String))
             }
@@ -195,18 +182,7 @@ macro_rules! shaped {
                         )?;
                         Ok($wrap(inner))
                     }
-                    fn visit_bool<E>(self, _: bool) -> Result<$ty<T>, E> {
-                        Ok($ty::Wrong(JsonType::Bool))
-                    }
-                    fn visit_i64<E>(self, _: i64) -> Result<$ty<T>, E> {
-                        Ok($ty::Wrong(JsonType::Number))
-                    }
-                    fn visit_u64<E>(self, _: u64) -> Result<$ty<T>, E> {
-                        Ok($ty::Wrong(JsonType::Number))
-                    }
-                    fn visit_f64<E>(self, _: f64) -> Result<$ty<T>, E> {
-                        Ok($ty::Wrong(JsonType::Number))
-                    }
+                    scalars_as!($ty<T>, $ty::Wrong);
                     fn visit_str<E>(self, _: &str) -> Result<$ty<T>, E> {
                         Ok($ty::Wrong(JsonType::String))
                     }

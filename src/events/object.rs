@@ -6,7 +6,7 @@
 //! ([`PipelineRun`], [`Component`], [`Namespace`], [`Konflux`]) have nothing of Kubernetes'
 //! client types in them, so the mapping to events is tested with plain data.
 
-use super::lenient::{Count, JsonType, List, Obj, Str};
+use super::lenient::{Count, JsonType, List, Obj, Str, scalars_as};
 use super::time::Timestamp;
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -347,18 +347,7 @@ impl<'de> Deserialize<'de> for WantedLabels {
             fn visit_str<E>(self, _: &str) -> Result<WantedLabels, E> {
                 Ok(wrong_labels(JsonType::String))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<WantedLabels, E> {
-                Ok(wrong_labels(JsonType::Bool))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<WantedLabels, E> {
-                Ok(wrong_labels(JsonType::Number))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<WantedLabels, E> {
-                Ok(wrong_labels(JsonType::Number))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<WantedLabels, E> {
-                Ok(wrong_labels(JsonType::Number))
-            }
+            scalars_as!(WantedLabels, wrong_labels);
         }
         d.deserialize_any(V)
     }
