@@ -5,14 +5,13 @@
 mod support;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use konflux_telemetry::segment::WriteKey;
-use konflux_telemetry::sink::Sink;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
 use support::daemon::{
-    DaemonProcess, WAIT, count, free_port, konflux_lock, sink_events, tempdir, wait_for_ids,
+    DaemonProcess, WAIT, count, free_port, konflux_lock, sink_events, start_sink, tempdir,
+    wait_for_ids,
 };
 use support::{TestCluster, crds, eventually, set_status};
 
@@ -50,14 +49,8 @@ async fn live_capture_restart_and_sigterm() {
     let cluster = support::cluster().await;
     let dir = tempdir("daemon-live");
     let out = dir.join("sink.ndjson");
-    let (addr, sink) = Sink::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        WriteKey::new(KEY),
-        out.clone(),
-    )
-    .await
-    .expect("sink");
-    let sink_url = format!("http://{addr}/v1");
+    let sink = start_sink(KEY, &out).await;
+    let sink_url = sink.api_url();
     let tenant = cluster
         .namespace_with_labels("secret-tenant", &[("konflux-ci.dev/type", "tenant")])
         .await;
@@ -286,14 +279,8 @@ async fn live_flush_interval_and_sigterm_flush() {
     let cluster = support::cluster().await;
     let dir = tempdir("daemon-flush");
     let out = dir.join("sink.ndjson");
-    let (addr, sink) = Sink::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        WriteKey::new(KEY),
-        out.clone(),
-    )
-    .await
-    .expect("sink");
-    let sink_url = format!("http://{addr}/v1");
+    let sink = start_sink(KEY, &out).await;
+    let sink_url = sink.api_url();
     let home = cluster.namespace("daemon-flush-home").await;
     let tenant = cluster
         .namespace_with_labels("flush-tenant", &[("konflux-ci.dev/type", "tenant")])
@@ -403,13 +390,7 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
     let cluster = support::cluster().await;
     let dir = tempdir("daemon-nokey");
     let out = dir.join("sink.ndjson");
-    let (addr, sink) = Sink::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        WriteKey::new(KEY),
-        out.clone(),
-    )
-    .await
-    .expect("sink");
+    let sink = start_sink(KEY, &out).await;
     let home = cluster.namespace("daemon-nokey-home").await;
     let _lock = konflux_lock();
     let konfluxes: Api<kube::api::DynamicObject> =
@@ -436,7 +417,7 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
         .expect("uid");
 
     // No --segment-write-key; flushes hourly so /preview keeps what it captured.
-    let sink_url = format!("http://{addr}/v1");
+    let sink_url = sink.api_url();
     let settings = format!("{}/settings", home.name());
     let daemon = DaemonProcess::start(
         &cluster,
@@ -589,13 +570,7 @@ async fn a_crd_that_appears_later_is_picked_up() {
 
     let dir = tempdir("daemon-crd");
     let out = dir.join("sink.ndjson");
-    let (addr, sink) = Sink::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        WriteKey::new(KEY),
-        out.clone(),
-    )
-    .await
-    .expect("sink");
+    let sink = start_sink(KEY, &out).await;
     let home = cluster.namespace("daemon-crd-home").await;
     let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
     settings
@@ -608,13 +583,7 @@ async fn a_crd_that_appears_later_is_picked_up() {
         )
         .await
         .expect("settings");
-    let daemon = start_daemon(
-        &cluster,
-        &format!("http://{addr}/v1"),
-        home.name(),
-        &dir,
-        &[],
-    );
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir, &[]);
     daemon.wait_ready().await;
 
     // The other kinds go on meanwhile.

@@ -5,12 +5,10 @@
 
 mod support;
 
-use konflux_telemetry::segment::WriteKey;
-use konflux_telemetry::sink::Sink;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 use std::path::Path;
-use support::daemon::{DaemonProcess, sink_events, wait_for_ids};
+use support::daemon::{DaemonProcess, sink_events, start_sink, wait_for_ids};
 use support::results::results_server;
 use support::{TestCluster, crds, set_status};
 
@@ -84,14 +82,8 @@ async fn pruned_while_down_is_recovered_once() {
     let dir = std::env::temp_dir().join(format!("konflux-telemetry-sweep-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let out = dir.join("sink.ndjson");
-    let (addr, sink) = Sink::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        WriteKey::new(KEY),
-        out.clone(),
-    )
-    .await
-    .expect("sink");
-    let sink_url = format!("http://{addr}/v1");
+    let sink = start_sink(KEY, &out).await;
+    let sink_url = sink.api_url();
     let home = cluster.namespace("sweep-home").await;
     let tenant = cluster.namespace("sweep-tenant").await;
     let ns = tenant.name().to_owned();
