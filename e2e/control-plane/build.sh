@@ -21,6 +21,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/versions.env"
 
 cache_root="${KONFLUX_TELEMETRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/konflux-telemetry}"
+# One build at a time per cache (parallel test binaries, worktrees, CI): the
+# second caller waits, then finds the binaries built.
+mkdir -p "$cache_root"
+exec 9>"$cache_root/.build.lock"
+flock 9
 
 die() { echo "build.sh: error: $*" >&2; exit 1; }
 log() { echo "build.sh: $*" >&2; }
