@@ -58,15 +58,11 @@ demo: ## local API server + sink + daemon, plays a small Konflux and prints even
 
 IMAGE ?= konflux-telemetry:dev
 
-image: ## container image $(IMAGE) from Containerfile (podman, else docker)
-	@if command -v podman >/dev/null 2>&1; then engine=podman; \
-	elif command -v docker >/dev/null 2>&1; then engine=docker; \
-	else echo "make image: neither podman nor docker is installed; install one of them" >&2; exit 1; fi; \
-	echo "$$engine build -f Containerfile -t $(IMAGE) ."; \
-	$$engine build -f Containerfile -t $(IMAGE) .
+image: ## container image $(IMAGE): the Containerfile where its bases can be pulled, else a host-built static binary on scratch (IMAGE_BUILD=containerfile|scratch)
+	@IMAGE=$(IMAGE) bash image/build.sh
 
-kind-e2e: ## kind cluster + image + deploy/overlays/kind + in-cluster sink, e2e suite, cluster deleted
-	@bash e2e/kind/kind-e2e.sh
+kind-e2e: ## the Pod from deploy/overlays/kind on a kind cluster (node image pulled or built here, cached), e2e suite; KEEP_CLUSTER=1 keeps it
+	@IMAGE=$(IMAGE) bash e2e/kind/kind-e2e.sh
 
 CERTS_DIR ?= webhook-certs/out
 certs: ## webhook CA, serving certificate and caBundle in webhook-certs/out (CERTS_DIR=..., SANS="DNS:x IP:y")

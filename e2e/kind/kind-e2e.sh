@@ -1,120 +1,118 @@
 #!/usr/bin/env bash
-# make kind-e2e: the deployment end to end on a kind cluster.
-#   1. create a kind cluster (name: $KIND_CLUSTER, default konflux-telemetry-e2e)
-#   2. build the image (make image) and load it into the cluster
-#   3. install e2e/crds/, namespace konflux-info, the webhook certificates,
-#      deploy/overlays/kind (with the webhook's caBundle filled in) and the sink
-#      (e2e/kind/sink.yaml)
-#   4. check the in-cluster daemon: ready, a tenant Namespace reaches the sink
-#   5. run the e2e suite against the cluster (KUBECONFIG):
-#      cargo test --release --test cluster --test daemon
-#   6. delete the cluster (trap, also on failure; KEEP_CLUSTER=1 keeps it)
-# Needs: kind, kubectl, docker or podman, openssl, cargo.
+# make kind-e2e: the daemon as users install it -- the image, as a Pod from
+# deploy/overlays/kind, its webhook called by the API server through its Service -- on a
+# real kind cluster, then the suite in suite.sh. Ends with `kind-e2e: N passed, M failed`.
+#
+#   1. tools: kind (built from its Go module, cached), kubectl (the cached build of
+#      e2e/control-plane), a Docker engine (engine/docker-engine.sh: the running one, else
+#      Debian's dockerd started for this run and stopped after it)
+#   2. the node image: node-image/build.sh (KIND_NODE_IMAGE, else kind's published one,
+#      else built here once and cached)
+#   3. the image: image/build.sh (make image), loaded into the node
+#   4. the cluster: e2e/crds/, namespace konflux-info, the webhook's certificates
+#      (webhook-certs/make-certs.sh), the sink (sink.yaml) and deploy/overlays/kind with
+#      the webhook's caBundle filled in (in a copy, never in the checkout)
+#   5. suite.sh
+#   6. the cluster is deleted (also on failure), unless KEEP_CLUSTER=1: then it stays, and
+#      the KUBECONFIG to use is printed
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
 cd "$root"
 cluster="${KIND_CLUSTER:-konflux-telemetry-e2e}"
-image="${IMAGE:-konflux-telemetry:dev}"
+export IMAGE="${IMAGE:-konflux-telemetry:dev}"
+cache_root="${KONFLUX_TELEMETRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/konflux-telemetry}"
 ns=segment-bridge
+start=$SECONDS
 
-say() { printf 'kind-e2e: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
+say() { printf 'kind-e2e: %s (%ss)\n' "$*" "$((SECONDS - start))" >&2; }
+die() { say "error: $*"; exit 1; }
 
-for tool in kind kubectl openssl cargo; do
+# --- 1. tools --------------------------------------------------------------------------
+kind_bin="$(bash "$here/install-deps.sh")"
+PATH="$(dirname "$kind_bin"):$PATH"
+kubectl_bin="$(bash e2e/control-plane/build.sh kubectl | awk '{print $2}')"
+PATH="$(dirname "$kubectl_bin"):$PATH"
+export PATH
+for tool in kind kubectl docker openssl jq; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed"
 done
 
-work="$(mktemp -d)"
+work="$cache_root/kind-e2e/$cluster"
+rm -rf "$work"
+mkdir -p "$work"
 export KUBECONFIG="$work/kubeconfig"
+engine_started=0
 
 cleanup() {
   local rc=$?
-  if [[ $rc -ne 0 ]]; then
-    say "failed; daemon and sink logs follow"
-    kubectl -n "$ns" logs deploy/konflux-telemetry --tail=100 >&2 2>/dev/null || true
-    kubectl -n "$ns" logs deploy/segment-sink --tail=20 >&2 2>/dev/null || true
+  if [[ $rc -ne 0 ]] && [[ -s $KUBECONFIG ]]; then
+    say "failed (exit $rc); what the cluster says follows"
+    kubectl -n "$ns" get pods -o wide >&2 2>/dev/null || true
+    kubectl -n "$ns" logs deploy/konflux-telemetry --tail=60 >&2 2>/dev/null || true
+    kubectl -n "$ns" logs deploy/segment-sink --tail=10 >&2 2>/dev/null || true
   fi
-  if [[ "${KEEP_CLUSTER:-0}" == 1 ]]; then
-    say "keeping cluster $cluster (KUBECONFIG=$KUBECONFIG)"
+  if [[ ${KEEP_CLUSTER:-0} == 1 ]]; then
+    say "keeping cluster $cluster and the Docker engine; to use it:"
+    echo "export KUBECONFIG=$KUBECONFIG PATH=$(dirname "$kind_bin"):$(dirname "$kubectl_bin"):\$PATH" >&2
+    echo "delete it with: kind delete cluster --name $cluster && bash $here/engine/docker-engine.sh stop" >&2
   else
     kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
-    rm -rf "$work"
+    ((engine_started == 0)) || bash "$here/engine/docker-engine.sh" stop || true
   fi
   exit "$rc"
 }
 trap cleanup EXIT
 
-say "creating kind cluster $cluster"
-kind create cluster --name "$cluster" --kubeconfig "$KUBECONFIG" --wait 120s
+if ! timeout 10 docker info >/dev/null 2>&1; then engine_started=1; fi
+bash "$here/engine/docker-engine.sh" start
 
-say "building $image"
-make image IMAGE="$image"
-if command -v docker >/dev/null 2>&1 && docker image inspect "$image" >/dev/null 2>&1; then
-  kind load docker-image "$image" --name "$cluster"
-else
-  # podman: load through an archive (KIND_EXPERIMENTAL_PROVIDER=podman works as well).
-  podman save "$image" -o "$work/image.tar"
-  kind load image-archive "$work/image.tar" --name "$cluster"
+# --- 2. node image, 3. image -----------------------------------------------------------
+say "node image"
+node_image="$(bash "$here/node-image/build.sh")"
+say "image $IMAGE"
+bash image/build.sh
+
+# --- 4. cluster ------------------------------------------------------------------------
+config="$here/kind-config.yaml"
+if [[ $node_image != konflux-telemetry/* ]]; then
+  # A published node image brings kindnetd: keep kind's default CNI.
+  config="$work/kind-config.yaml"
+  sed 's/disableDefaultCNI: true/disableDefaultCNI: false/' "$here/kind-config.yaml" >"$config"
 fi
+kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
+say "creating kind cluster $cluster on $node_image"
+kind create cluster --name "$cluster" --kubeconfig "$KUBECONFIG" --image "$node_image" \
+  --config "$config" --wait 180s
+if [[ $node_image == konflux-telemetry/* ]]; then
+  # CoreDNS is a stand-in there (the e2e needs no cluster DNS): do not let it run.
+  kubectl -n kube-system scale deployment coredns --replicas=0 >/dev/null
+fi
+kind load docker-image "$IMAGE" --name "$cluster"
 
 say "installing the CRDs and konflux-info"
-kubectl apply -f e2e/crds/
-kubectl wait --for=condition=Established --timeout=60s -f e2e/crds/
-kubectl create namespace konflux-info --dry-run=client -o yaml | kubectl apply -f -
+kubectl apply -R -f e2e/crds/ >/dev/null
+kubectl wait --for=condition=Established --timeout=60s -R -f e2e/crds/ >/dev/null
+kubectl create namespace konflux-info
 
-# Webhook serving certificate for konflux-telemetry.segment-bridge.svc, signed by a
-# throw-away CA: webhook-certs/make-certs.sh (`make certs`) when present, else openssl here.
 say "making the webhook certificates"
-if [[ -f webhook-certs/make-certs.sh ]]; then
-  bash webhook-certs/make-certs.sh "$work/certs" >&2
-  cp "$work/certs/ca.crt" "$work/certs/tls.crt" "$work/certs/tls.key" "$work/"
-else
-  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=konflux-telemetry-e2e-ca" \
-    -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=konflux-telemetry.$ns.svc" \
-    -keyout "$work/tls.key" -out "$work/tls.csr" 2>/dev/null
-  printf 'subjectAltName=DNS:konflux-telemetry.%s.svc,DNS:konflux-telemetry.%s.svc.cluster.local\n' "$ns" "$ns" \
-    >"$work/san.ext"
-  openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial \
-    -days 1 -extfile "$work/san.ext" -out "$work/tls.crt" 2>/dev/null
-fi
-
-# The overlay's caBundle patch is filled in a copy of deploy/, never in the checkout.
+bash webhook-certs/make-certs.sh "$work/certs" >/dev/null
+# The overlay's caBundle is filled in a copy of deploy/, never in the checkout.
 cp -r deploy "$work/deploy"
-ca_b64="$(base64 -w0 <"$work/ca.crt")"
+ca_b64="$(base64 -w0 <"$work/certs/ca.crt")"
 sed -i "s|caBundle: \"\"|caBundle: \"$ca_b64\"|" "$work/deploy/overlays/kind/webhook-ca-patch.yaml"
 grep -q "$ca_b64" "$work/deploy/overlays/kind/webhook-ca-patch.yaml" || die "could not fill the caBundle"
 
 say "applying deploy/overlays/kind and the sink"
-kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
+kubectl create namespace "$ns"
 kubectl -n "$ns" create secret tls konflux-telemetry-webhook-certs \
-  --cert="$work/tls.crt" --key="$work/tls.key" --dry-run=client -o yaml | kubectl apply -f -
-kubectl apply -f e2e/kind/sink.yaml
-kubectl apply -k "$work/deploy/overlays/kind"
-kubectl -n "$ns" rollout status deploy/segment-sink --timeout=120s
-kubectl -n "$ns" rollout status deploy/konflux-telemetry --timeout=120s
+  --cert="$work/certs/tls.crt" --key="$work/certs/tls.key" >/dev/null
+kubectl apply -f "$here/sink.yaml" >/dev/null
+kubectl apply -k "$work/deploy/overlays/kind" >/dev/null
+kubectl -n "$ns" rollout status deploy/segment-sink --timeout=120s >&2
+kubectl -n "$ns" rollout status deploy/konflux-telemetry --timeout=120s >&2
+say "deployed"
 
-say "checking the in-cluster daemon: a tenant namespace reaches the sink"
-tenant="kind-e2e-tenant-$RANDOM"
-kubectl create namespace "$tenant"
-kubectl label namespace "$tenant" konflux-ci.dev/type=tenant
-uid="$(kubectl get namespace "$tenant" -o jsonpath='{.metadata.uid}')"
-found=0
-for _ in $(seq 60); do
-  if kubectl -n "$ns" logs deploy/segment-sink 2>/dev/null | grep -q "\"$uid-namespace-created\""; then
-    found=1
-    break
-  fi
-  sleep 2
-done
-[[ $found == 1 ]] || die "event $uid-namespace-created did not reach the sink within 120s"
-if kubectl -n "$ns" logs deploy/konflux-telemetry | grep -qi forbidden; then
-  die "the daemon logs a forbidden call: deploy/base/rbac.yaml lacks a rule"
-fi
-kubectl delete namespace "$tenant" --wait=false
-
-say "running the e2e suite against kind (KUBECONFIG=$KUBECONFIG)"
-cargo test --release --test cluster --test daemon --test deploy
-
-say "passed"
+# --- 5. suite --------------------------------------------------------------------------
+E2E_WORK="$work" E2E_DEPLOY="$work/deploy/overlays/kind" KIND_CLUSTER="$cluster" bash "$here/suite.sh"
