@@ -21,11 +21,6 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/versions.env"
 
 cache_root="${KONFLUX_TELEMETRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/konflux-telemetry}"
-# One build at a time per cache (parallel test binaries, worktrees, CI): the
-# second caller waits, then finds the binaries built.
-mkdir -p "$cache_root"
-exec 9>"$cache_root/.build.lock"
-flock 9
 
 die() { echo "build.sh: error: $*" >&2; exit 1; }
 log() { echo "build.sh: $*" >&2; }
@@ -128,10 +123,21 @@ build_etcd() {
 
 names=("$@")
 [[ ${#names[@]} -gt 0 ]] || names=(kube-apiserver etcd kubectl)
-missing_kube=()
-for n in "${names[@]}"; do
-  [[ -x $(cached_path "$n") ]] && continue
-  if [[ $n == etcd ]]; then build_etcd; else missing_kube+=("$n"); fi
-done
-((${#missing_kube[@]} == 0)) || build_kube "${missing_kube[@]}"
+all_cached() {
+  local n
+  for n in "${names[@]}"; do [[ -x $(cached_path "$n") ]] || return 1; done
+}
+if ! all_cached; then
+  # One build at a time per cache (parallel test binaries, worktrees, CI): a second
+  # caller waits here, then finds the binaries built.
+  mkdir -p "$cache_root"
+  exec 9>"$cache_root/.build.lock"
+  flock 9
+  missing_kube=()
+  for n in "${names[@]}"; do
+    [[ -x $(cached_path "$n") ]] && continue
+    if [[ $n == etcd ]]; then build_etcd; else missing_kube+=("$n"); fi
+  done
+  ((${#missing_kube[@]} == 0)) || build_kube "${missing_kube[@]}"
+fi
 for n in "${names[@]}"; do echo "$n $(cached_path "$n")"; done

@@ -13,11 +13,6 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache_root="${KONFLUX_TELEMETRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/konflux-telemetry}"
-# One build at a time per cache (parallel test binaries, worktrees, CI): the
-# second caller waits, then finds the binaries built.
-mkdir -p "$cache_root"
-exec 9>"$cache_root/.build.lock"
-flock 9
 
 die() { echo "tekton-results/build.sh: error: $*" >&2; exit 1; }
 log() { echo "tekton-results/build.sh: $*" >&2; }
@@ -42,6 +37,15 @@ build_one() {
     *) die "unknown binary '$name' (expected api or watcher)" ;;
   esac
   bin="$dir/$name"
+  if [[ -x $bin ]]; then
+    echo "$name $bin"
+    return
+  fi
+  # One build at a time per cache (parallel test binaries, worktrees, CI): a second
+  # caller waits here, then finds the binary built.
+  mkdir -p "$cache_root"
+  exec 9>"$cache_root/.build.lock"
+  flock 9
   if [[ -x $bin ]]; then
     echo "$name $bin"
     return

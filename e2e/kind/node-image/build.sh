@@ -156,8 +156,6 @@ while read -r name path; do bin[$name]="$path"; done < <(bash "$root/e2e/control
   kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubeadm kubelet kubectl etcd)
 gcc -static -Os -o "$work/pause" "$here/pause.c"
 strip "$work/pause"
-KIND_FILES_PLACEHOLDER"$(GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | jq -r .Dir)/images/base/files"
-[[ -d $kind_files ]] || die "kind $KIND_VERSION's base files not found in the Go module cache"
 
 # The images kubeadm will ask for, by their exact names.
 declare -A want
