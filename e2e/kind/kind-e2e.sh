@@ -86,8 +86,10 @@ say "creating kind cluster $cluster on $node_image"
 kind create cluster --name "$cluster" --kubeconfig "$KUBECONFIG" --image "$node_image" \
   --config "$config" --wait 180s
 if [[ $node_image == konflux-telemetry/* ]]; then
-  # CoreDNS is a stand-in there (the e2e needs no cluster DNS): do not let it run.
+  # CoreDNS and local-path are stand-ins there (the e2e needs no cluster DNS and no
+  # volumes): do not let them run.
   kubectl -n kube-system scale deployment coredns --replicas=0 >/dev/null
+  kubectl -n local-path-storage scale deployment local-path-provisioner --replicas=0 >/dev/null
 fi
 kind load docker-image "$IMAGE" --name "$cluster"
 
