@@ -107,7 +107,7 @@ sed -i "s|caBundle: \"\"|caBundle: \"$ca_b64\"|" "$work/deploy/overlays/kind/web
 grep -q "$ca_b64" "$work/deploy/overlays/kind/webhook-ca-patch.yaml" || die "could not fill the caBundle"
 
 say "applying deploy/overlays/kind and the sink"
-kubectl create namespace "$ns"
+kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl -n "$ns" create secret tls konflux-telemetry-webhook-certs \
   --cert="$work/certs/tls.crt" --key="$work/certs/tls.key" >/dev/null
 kubectl apply -f "$here/sink.yaml" >/dev/null
