@@ -8,12 +8,12 @@ use crate::events::Timestamp;
 use crate::http::{self, Endpoints};
 use crate::metrics::{self, CoreMetrics, OutcomeLabel};
 use crate::observation::ObservationRx;
+use crate::secret::Secret;
 use crate::segment::{self, Backoff, Sender, SenderConfig, SenderMetrics, WriteKey};
 use crate::settings::{self, Settings};
 use crate::sweep::{
     ResultsClient, ResultsConfig, SweepMetrics, SweepSettings, Sweeper, TokenSource,
 };
-use crate::secret::Secret;
 use crate::{Error, Result, state, telemetry};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -384,10 +384,10 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
             admission_metrics.clone(),
         )
         .await?
-        .with_limits(
-            args.server
-                .limits(args.webhook_max_body_bytes, args.webhook_max_bytes_in_flight),
-        );
+        .with_limits(args.server.limits(
+            args.webhook_max_body_bytes,
+            args.webhook_max_bytes_in_flight,
+        ));
         servers.spawn(webhook.run(stop.clone()));
     }
     drop(obs_tx);

@@ -422,7 +422,10 @@ where
     }
 }
 
-async fn respond(shared: &Shared, req: Request<Incoming>) -> Result<Response<ResponseBody>, BoxError> {
+async fn respond(
+    shared: &Shared,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, BoxError> {
     let limits = &shared.limits;
     let declared = req
         .headers()

@@ -11,8 +11,14 @@ const ENV: &[(&str, &str)] = &[
     ("CLUSTER_ID", "env-cluster-salt-77e2"),
     ("SINK_WRITE_KEY", "env-sink-key-2b9c"),
     ("SEGMENT_API_URL", "https://env-segment-url-4d4d.example/v1"),
-    ("SEGMENT_BATCH_API", "https://env-batch-url-9a9a.example/v1/batch"),
-    ("TEKTON_RESULTS_API_ADDR", "https://env-results-addr-1e1e.example"),
+    (
+        "SEGMENT_BATCH_API",
+        "https://env-batch-url-9a9a.example/v1/batch",
+    ),
+    (
+        "TEKTON_RESULTS_API_ADDR",
+        "https://env-results-addr-1e1e.example",
+    ),
     ("KUBECONFIG", "/env-kubeconfig-3c3c"),
     ("SA_TOKEN_PATH", "/env-token-path-6b6b"),
     ("KONFLUX_VERSION", "env-konflux-version-0f0f"),

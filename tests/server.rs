@@ -99,13 +99,25 @@ async fn status_line<S: AsyncRead + Unpin>(stream: &mut S) -> String {
     text.lines().next().unwrap_or_default().to_owned()
 }
 
-async fn assert_all_closed_in_time(name: &str, slow: Vec<Instant>, started: Instant, bound: Duration) {
-    let last = slow.iter().max().map(|t| *t - started).expect("connections");
+async fn assert_all_closed_in_time(
+    name: &str,
+    slow: Vec<Instant>,
+    started: Instant,
+    bound: Duration,
+) {
+    let last = slow
+        .iter()
+        .max()
+        .map(|t| *t - started)
+        .expect("connections");
     println!(
         "{name}: {} slow connections all closed by the server, the last {last:?} after the first opened",
         slow.len()
     );
-    assert!(last <= bound, "{name}: the last slow connection closed after {last:?}");
+    assert!(
+        last <= bound,
+        "{name}: the last slow connection closed after {last:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +135,9 @@ async fn slow_plain_clients_are_closed_within_the_header_timeout_and_others_are_
     let mut slow = Vec::new();
     for _ in 0..300 {
         let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(b"POST /v1/ba").await.expect("half a request line");
+        s.write_all(b"POST /v1/ba")
+            .await
+            .expect("half a request line");
         slow.push(s);
     }
     // Meanwhile, a normal request is answered.
@@ -153,7 +167,9 @@ async fn at_the_connection_cap_a_new_client_waits_for_a_slot() {
     let mut slow = Vec::new();
     for _ in 0..8 {
         let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(b"GET /contr").await.expect("half a request line");
+        s.write_all(b"GET /contr")
+            .await
+            .expect("half a request line");
         slow.push(s);
     }
     let closes = tokio::spawn(futures::future::join_all(
@@ -186,14 +202,21 @@ fn make_certs(dir: &Path) {
     assert!(status.success(), "make-certs.sh failed (needs openssl)");
 }
 
-async fn webhook(name: &str, limits: Limits) -> (SocketAddr, PathBuf, tokio_util::sync::CancellationToken) {
+async fn webhook(
+    name: &str,
+    limits: Limits,
+) -> (SocketAddr, PathBuf, tokio_util::sync::CancellationToken) {
     let dir = tempdir(name);
     make_certs(&dir);
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     // Nothing reads the observations; keep the receiver so sends do not fail.
     std::mem::forget(rx);
     let identity = Arc::new(ClusterIdentity::default());
-    let handler = Handler::new(tx, move || Arc::clone(&identity), AdmissionMetrics::default());
+    let handler = Handler::new(
+        tx,
+        move || Arc::clone(&identity),
+        AdmissionMetrics::default(),
+    );
     let webhook = Webhook::bind_with(
         "127.0.0.1:0".parse().expect("address"),
         &dir,
@@ -260,7 +283,9 @@ async fn slow_tls_clients_are_closed_within_the_timeouts_and_others_are_served()
     let mut half = Vec::new();
     for _ in 0..150 {
         let mut s = tls(&connector, addr).await;
-        s.write_all(b"POST /valid").await.expect("half a request line");
+        s.write_all(b"POST /valid")
+            .await
+            .expect("half a request line");
         s.flush().await.expect("flush");
         half.push(s);
     }
@@ -279,9 +304,21 @@ async fn slow_tls_clients_are_closed_within_the_timeouts_and_others_are_served()
     )
     .await
     .expect("every slow connection closed by the server");
-    assert_all_closed_in_time("TLS, no handshake", silent, started, limits.handshake_timeout + SLACK).await;
+    assert_all_closed_in_time(
+        "TLS, no handshake",
+        silent,
+        started,
+        limits.handshake_timeout + SLACK,
+    )
+    .await;
     // The last half-line was sent after the others' handshakes: bound it from there too.
-    assert_all_closed_in_time("TLS, half a request line", half, started, limits.handshake_timeout + HEADER_TIMEOUT + SLACK).await;
+    assert_all_closed_in_time(
+        "TLS, half a request line",
+        half,
+        started,
+        limits.handshake_timeout + HEADER_TIMEOUT + SLACK,
+    )
+    .await;
     stop.cancel();
 }
 
@@ -400,10 +437,7 @@ async fn on_stop_in_flight_requests_finish_and_new_connections_are_refused() {
             async move {
                 let _ = arrived_tx.send(()).await;
                 release.notified().await;
-                Ok::<_, std::convert::Infallible>(server::text(
-                    hyper::StatusCode::OK,
-                    "finished\n",
-                ))
+                Ok::<_, std::convert::Infallible>(server::text(hyper::StatusCode::OK, "finished\n"))
             }
         }
     };
@@ -422,7 +456,10 @@ async fn on_stop_in_flight_requests_finish_and_new_connections_are_refused() {
     busy.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .expect("request");
-    arrived.recv().await.expect("the request reached the handler");
+    arrived
+        .recv()
+        .await
+        .expect("the request reached the handler");
     stop.cancel();
     // The idle one is closed, new ones are refused...
     tokio::time::timeout(WAIT, closed_by_server(idle))

@@ -134,7 +134,10 @@ fn assert_backs_off(gaps: &[Duration]) {
     let retry = WatchRetry::new(BASE, CAP);
     for (n, gap) in gaps.iter().enumerate() {
         let floor = retry.ceiling(n as u32) / 2;
-        assert!(*gap >= floor, "gap {n} is {gap:?}, under {floor:?}: {gaps:?}");
+        assert!(
+            *gap >= floor,
+            "gap {n} is {gap:?}, under {floor:?}: {gaps:?}"
+        );
     }
     assert!(gaps[5] >= gaps[0] * 3, "no exponential backoff: {gaps:?}");
 }

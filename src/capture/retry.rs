@@ -87,8 +87,8 @@ mod tests {
         assert_eq!(
             lows,
             [
-                500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 150_000,
-                150_000, 150_000
+                500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 150_000, 150_000,
+                150_000
             ]
             .map(Duration::from_millis)
         );
@@ -111,10 +111,16 @@ mod tests {
         let mut r = WatchRetry::default();
         r.failed_with(0.0);
         r.failed_with(0.0);
-        assert!(!r.saw(&Event::<()>::Init), "the start of a relist is no progress");
+        assert!(
+            !r.saw(&Event::<()>::Init),
+            "the start of a relist is no progress"
+        );
         assert_eq!(r.failed_with(0.0), s(2));
         assert!(r.saw(&Event::<()>::InitDone));
-        assert!(!r.saw(&Event::Apply(())), "only the first progress is a recovery");
+        assert!(
+            !r.saw(&Event::Apply(())),
+            "only the first progress is a recovery"
+        );
         assert_eq!(r.failed_with(0.0), Duration::from_millis(500));
     }
 }

@@ -351,7 +351,10 @@ fn error_response(status: StatusCode, message: &str) -> HttpResponse {
     response(status, body)
 }
 
-async fn handle(state: Arc<State>, req: Request<server::Body>) -> Result<HttpResponse, DropConnection> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<server::Body>,
+) -> Result<HttpResponse, DropConnection> {
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::POST, "/v1/batch" | "/batch") => batch(state, req, path).await,
