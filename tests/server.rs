@@ -65,6 +65,27 @@ async fn sink_with(name: &str, options: SinkOptions) -> Sink {
     sink
 }
 
+/// A sink with these body caps, the test timeouts and a log of 100 requests.
+async fn sink_capped(name: &str, max_body_bytes: usize, max_bytes_in_flight: usize) -> Sink {
+    let options = SinkOptions {
+        limits: limits(max_body_bytes, max_bytes_in_flight),
+        request_log: 100,
+    };
+    sink_with(name, options).await
+}
+
+/// Connects and sends an authenticated `POST /v1/batch` head with `rest` (more headers,
+/// the blank line, any body) after it.
+async fn post_batch(addr: SocketAddr, rest: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/batch HTTP/1.1\r\nHost: sink\r\n{}{rest}",
+        auth_header()
+    );
+    s.write_all(head.as_bytes()).await.expect("head");
+    s
+}
+
 fn auth_header() -> String {
     let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:"));
     format!("Authorization: Basic {credentials}\r\n")
@@ -122,14 +143,7 @@ async fn assert_all_closed_in_time(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_plain_clients_are_closed_within_the_header_timeout_and_others_are_served() {
-    let sink = sink_with(
-        "slow-plain",
-        SinkOptions {
-            limits: limits(1024 * 1024, 8 * 1024 * 1024),
-            request_log: 100,
-        },
-    )
-    .await;
+    let sink = sink_capped("slow-plain", 1024 * 1024, 8 * 1024 * 1024).await;
     let addr = sink.addr();
     let started = Instant::now();
     let mut slow = Vec::new();
@@ -325,28 +339,15 @@ async fn slow_tls_clients_are_closed_within_the_timeouts_and_others_are_served()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_cap_is_refused_413_before_it_is_sent() {
     // Plain (the sink): the head declares 1 GB and no byte of the body follows.
-    let sink = sink_with(
-        "cap-413",
-        SinkOptions {
-            limits: limits(64 * 1024, 1024 * 1024),
-            request_log: 100,
-        },
+    let sink = sink_capped("cap-413", 64 * 1024, 1024 * 1024).await;
+    let mut s = post_batch(
+        sink.addr(),
+        "Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n",
     )
     .await;
-    let mut s = TcpStream::connect(sink.addr()).await.expect("connect");
-    let head = format!(
-        "POST /v1/batch HTTP/1.1\r\nHost: sink\r\n{}Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n",
-        auth_header()
-    );
-    s.write_all(head.as_bytes()).await.expect("head");
     assert_eq!(status_line(&mut s).await, "HTTP/1.1 413 Payload Too Large");
     // Streamed (chunked, no length): cut off at the cap.
-    let mut s = TcpStream::connect(sink.addr()).await.expect("connect");
-    let head = format!(
-        "POST /v1/batch HTTP/1.1\r\nHost: sink\r\n{}Transfer-Encoding: chunked\r\n\r\n",
-        auth_header()
-    );
-    s.write_all(head.as_bytes()).await.expect("head");
+    let mut s = post_batch(sink.addr(), "Transfer-Encoding: chunked\r\n\r\n").await;
     let chunk = format!("4000\r\n{}\r\n", " ".repeat(0x4000));
     for _ in 0..5 {
         if s.write_all(chunk.as_bytes()).await.is_err() {
@@ -369,21 +370,9 @@ async fn a_body_over_the_cap_is_refused_413_before_it_is_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_beyond_the_bytes_in_flight_get_503() {
-    let sink = sink_with(
-        "in-flight",
-        SinkOptions {
-            limits: limits(80_000, 100_000),
-            request_log: 100,
-        },
-    )
-    .await;
+    let sink = sink_capped("in-flight", 80_000, 100_000).await;
     // One client holds 60,000 bytes of an 80,000-byte body, and sends no more.
-    let mut holder = TcpStream::connect(sink.addr()).await.expect("connect");
-    let head = format!(
-        "POST /v1/batch HTTP/1.1\r\nHost: sink\r\n{}Content-Length: 80000\r\n\r\n",
-        auth_header()
-    );
-    holder.write_all(head.as_bytes()).await.expect("head");
+    let mut holder = post_batch(sink.addr(), "Content-Length: 80000\r\n\r\n").await;
     holder
         .write_all(&vec![b' '; 60_000])
         .await
@@ -528,21 +517,9 @@ async fn the_sink_answers_401_before_reading_a_body_and_keeps_a_bounded_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_not_sent_within_the_body_timeout_is_answered_408() {
-    let sink = sink_with(
-        "body-timeout",
-        SinkOptions {
-            limits: limits(64 * 1024, 1024 * 1024),
-            request_log: 100,
-        },
-    )
-    .await;
-    let mut s = TcpStream::connect(sink.addr()).await.expect("connect");
-    let head = format!(
-        "POST /v1/batch HTTP/1.1\r\nHost: sink\r\n{}Content-Length: 1000\r\n\r\n{{\"batch\":[",
-        auth_header()
-    );
+    let sink = sink_capped("body-timeout", 64 * 1024, 1024 * 1024).await;
     let sent = Instant::now();
-    s.write_all(head.as_bytes()).await.expect("head");
+    let mut s = post_batch(sink.addr(), "Content-Length: 1000\r\n\r\n{\"batch\":[").await;
     assert_eq!(status_line(&mut s).await, "HTTP/1.1 408 Request Timeout");
     let after = sent.elapsed();
     println!("an unfinished body was answered 408 after {after:?}");

@@ -41,6 +41,18 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 }
 
 impl Captured {
+    /// Collects this thread's log lines (INFO and up) while the guard lives.
+    fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        (logs, guard)
+    }
+
     fn text(&self) -> String {
         String::from_utf8(self.0.lock().map(|b| b.clone()).unwrap_or_default()).unwrap_or_default()
     }
@@ -144,14 +156,8 @@ fn assert_backs_off(gaps: &[Duration]) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_kind_whose_crd_is_missing_backs_off_and_warns_once() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
     // One thread: the subscriber sees the watch's logs.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Captured::install();
     let mut fake = fake_api("/apis/konflux.konflux-ci.dev/v1alpha1/konfluxes", 404).await;
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
     let state = Arc::new(WatchState::default());
@@ -180,13 +186,7 @@ async fn a_kind_whose_crd_is_missing_backs_off_and_warns_once() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_forbidden_config_map_backs_off_and_warns_once() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Captured::install();
     let mut fake = fake_api("/api/v1/namespaces/konflux-info/configmaps", 403).await;
     let stop = CancellationToken::new();
     let changes = Arc::new(Mutex::new(0usize));
