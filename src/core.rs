@@ -218,12 +218,14 @@ impl Core {
                     .filter(|id| !batched.contains(id))
                     .cloned()
                     .collect();
-                flushed.dropped = too_large.len();
                 let report = sender.send_all(&batches).await;
+                flushed.dropped = too_large.len() + report.dropped.len();
                 flushed.sent = report.sent.len();
                 flushed.unsent = report.unsent.len();
                 let mut ledger = self.ledger();
                 ledger.mark_sent(&too_large);
+                // Refused alone by Segment: never sendable, let go like the too large.
+                ledger.mark_sent(&report.dropped);
                 ledger.mark_sent(&report.sent);
                 self.metrics.events_buffered.set(ledger.len() as i64);
                 match (flushed.sent, flushed.unsent) {

@@ -8,6 +8,7 @@ use crate::events::Timestamp;
 use crate::http::{self, Endpoints};
 use crate::metrics::{self, CoreMetrics, OutcomeLabel};
 use crate::observation::ObservationRx;
+use crate::secret::Secret;
 use crate::segment::{self, Backoff, Sender, SenderConfig, SenderMetrics, WriteKey};
 use crate::settings::{self, Settings};
 use crate::sweep::{
@@ -41,10 +42,11 @@ pub struct RunArgs {
     pub segment_batch_api: Option<String>,
     /// Segment write key. Without one, events are captured and previewed but never sent.
     #[arg(long, env = "SEGMENT_WRITE_KEY", hide_env_values = true)]
-    pub segment_write_key: Option<String>,
-    /// Cluster id (hashed before it leaves); found in the cluster when unset.
-    #[arg(long, env = "CLUSTER_ID")]
-    pub cluster_id: Option<String>,
+    pub segment_write_key: Option<Secret>,
+    /// Cluster id (hashed before it leaves); found in the cluster when unset. Its value
+    /// salts the hashes: --help does not show it.
+    #[arg(long, env = "CLUSTER_ID", hide_env_values = true)]
+    pub cluster_id: Option<Secret>,
     #[arg(long, env = "KONFLUX_VERSION")]
     pub konflux_version: Option<String>,
     #[arg(long, env = "KUBERNETES_VERSION")]
@@ -84,7 +86,7 @@ pub struct RunArgs {
     pub tekton_results_api_addr: Option<String>,
     /// Bearer token for the Results API; else the token file below is read (and re-read).
     #[arg(long, env = "TEKTON_RESULTS_TOKEN", hide_env_values = true)]
-    pub tekton_results_token: Option<String>,
+    pub tekton_results_token: Option<Secret>,
     /// Service account token file for the Results API.
     #[arg(long, env = "SA_TOKEN_PATH")]
     pub sa_token_path: Option<PathBuf>,
@@ -104,6 +106,16 @@ pub struct RunArgs {
         default_value = "/etc/konflux-telemetry/webhook-certs"
     )]
     pub webhook_cert_dir: PathBuf,
+    /// Largest AdmissionReview body the webhook reads, in bytes (larger: 413).
+    #[arg(long, env = "WEBHOOK_MAX_BODY_BYTES", default_value_t = crate::admission::MAX_BODY)]
+    pub webhook_max_body_bytes: usize,
+    /// Bytes of review bodies the webhook holds at once, all connections together
+    /// (beyond: 503, which the API server's `failurePolicy: Ignore` lets through).
+    #[arg(long, env = "WEBHOOK_MAX_BYTES_IN_FLIGHT", default_value_t = crate::admission::MAX_BYTES_IN_FLIGHT)]
+    pub webhook_max_bytes_in_flight: usize,
+    /// Timeouts and connection cap of the HTTP and webhook servers.
+    #[command(flatten)]
+    pub server: crate::server::ServerArgs,
 }
 
 fn results_config(args: &RunArgs) -> Option<ResultsConfig> {
@@ -115,8 +127,8 @@ fn results_config(args: &RunArgs) -> Option<ResultsConfig> {
     let mut c = ResultsConfig::new(addr);
     if let Some(token) = args
         .tekton_results_token
-        .as_deref()
-        .map(str::trim)
+        .as_ref()
+        .map(|t| t.expose().trim())
         .filter(|t| !t.is_empty())
     {
         c.token = TokenSource::Fixed(token.to_owned());
@@ -180,7 +192,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let stop = CancellationToken::new();
     let signals = stop.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        crate::server::shutdown_signal().await;
         signals.cancel();
     });
     run_until(args, stop).await
@@ -215,8 +227,8 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     })?;
     let write_key = args
         .segment_write_key
-        .as_deref()
-        .map(str::trim)
+        .as_ref()
+        .map(|k| k.expose().trim())
         .filter(|k| !k.is_empty())
         .map(WriteKey::new);
     if write_key.is_none() {
@@ -225,7 +237,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
 
     let client = client(&args).await?;
     let configured = Configured {
-        cluster_id: args.cluster_id.clone(),
+        cluster_id: args.cluster_id.as_ref().map(|c| c.expose().to_owned()),
         konflux_version: args.konflux_version.clone(),
         kubernetes_version: args.kubernetes_version.clone(),
     };
@@ -359,6 +371,8 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
             tasks.spawn(sweeper.run(stop.clone().cancelled_owned()));
         }
     }
+    // Servers drain on stop (in-flight requests finish) rather than being aborted.
+    let mut servers = tokio::task::JoinSet::new();
     // The admission webhook (optional), feeding the same core.
     let admission_metrics = crate::admission::AdmissionMetrics::default();
     if let Some(listen) = args.webhook_listen {
@@ -369,8 +383,12 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
             Arc::clone(&core),
             admission_metrics.clone(),
         )
-        .await?;
-        tasks.spawn(webhook.run(stop.clone()));
+        .await?
+        .with_limits(args.server.limits(
+            args.webhook_max_body_bytes,
+            args.webhook_max_bytes_in_flight,
+        ));
+        servers.spawn(webhook.run(stop.clone()));
     }
     drop(obs_tx);
     let consumer = tokio::spawn(consume(Arc::clone(&core), obs_rx));
@@ -394,7 +412,10 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
         registry,
         ready: Box::new(move || ready_states.iter().all(|s| s.settled())),
     });
-    tasks.spawn(http::serve(listener, endpoints, stop.clone()));
+    let http_limits = args
+        .server
+        .limits(http::MAX_BODY, http::MAX_BYTES_IN_FLIGHT);
+    servers.spawn(http::serve(listener, endpoints, http_limits, stop.clone()));
 
     // Heartbeat.
     {
@@ -466,6 +487,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     }
 
     info!("stopping: flushing what is buffered");
+    servers.join_all().await;
     tasks.shutdown().await;
     let _ = consumer.await;
     match tokio::time::timeout(args.shutdown_timeout, core.flush(sender.as_ref())).await {
@@ -507,26 +529,4 @@ fn describe(s: &Settings) -> String {
         s.log_level,
         s.sweep_interval
     )
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -1,19 +1,16 @@
 //! The daemon's plain HTTP endpoints: `/healthz`, `/readyz`, `/metrics`, `/preview`.
 
 use crate::core::Core;
+use crate::server;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 /// What the endpoints read.
 pub struct Endpoints {
@@ -23,36 +20,34 @@ pub struct Endpoints {
     pub ready: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
-pub async fn serve(listener: TcpListener, endpoints: Arc<Endpoints>, stop: CancellationToken) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let endpoints = Arc::clone(&endpoints);
-                    connections.spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let endpoints = Arc::clone(&endpoints);
-                            async move { Ok::<_, Infallible>(handle(&endpoints, &req)) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-                Err(e) => {
-                    warn!("HTTP accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-    connections.shutdown().await;
+/// Largest request body: the endpoints take GETs, so a body is never read.
+pub const MAX_BODY: usize = 16 * 1024;
+/// Bytes of bodies held at once across connections.
+pub const MAX_BYTES_IN_FLIGHT: usize = 1024 * 1024;
+
+/// Serves the endpoints on `listener` until `stop`, with the [`server`] limits.
+pub async fn serve(
+    listener: TcpListener,
+    endpoints: Arc<Endpoints>,
+    limits: server::Limits,
+    stop: CancellationToken,
+) {
+    let handler = move |req: Request<server::Body>| {
+        let endpoints = Arc::clone(&endpoints);
+        async move { Ok::<_, Infallible>(handle(&endpoints, &req)) }
+    };
+    server::serve(
+        "http",
+        listener,
+        server::Transport::Plain,
+        limits,
+        handler,
+        stop.cancelled_owned(),
+    )
+    .await;
 }
 
-fn handle(endpoints: &Endpoints, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+fn handle<B>(endpoints: &Endpoints, req: &Request<B>) -> Response<Full<Bytes>> {
     match (req.method().as_str(), req.uri().path()) {
         ("GET", "/healthz") => text(StatusCode::OK, "ok\n".to_owned()),
         ("GET", "/readyz") => {
@@ -101,11 +96,5 @@ fn handle(endpoints: &Endpoints, req: &Request<hyper::body::Incoming>) -> Respon
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
+    server::text(status, body)
 }

@@ -1,6 +1,6 @@
 //! The `konflux-telemetry` command: wires the subcommands to the library.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use konflux_telemetry::events::{ClusterIdentity, Timestamp};
 use konflux_telemetry::transform;
 use std::io::Write;
@@ -31,8 +31,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct TransformArgs {
-    /// Cluster id; hashed before use, never sent as is.
-    #[arg(long, env = "CLUSTER_ID")]
+    /// Cluster id; hashed before use, never sent as is (its value is not shown here).
+    #[arg(long, env = "CLUSTER_ID", hide_env_values = true)]
     cluster_id: Option<String>,
     /// Konflux version, sent as `konfluxVersion`.
     #[arg(long, env = "KONFLUX_VERSION")]
@@ -49,8 +49,18 @@ fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
     Timestamp::parse(s).map_err(|e| e.to_string())
 }
 
+/// The command line, with no environment variable's value shown by `--help` in any
+/// subcommand: some are secrets, and `CLUSTER_ID` salts the hashes.
+fn command() -> clap::Command {
+    fn hide_env_values(cmd: clap::Command) -> clap::Command {
+        cmd.mut_args(|a| a.hide_env_values(true))
+            .mut_subcommands(hide_env_values)
+    }
+    hide_env_values(Cli::command())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Transform(args) => run_transform(args),
         Command::Sink(args) => konflux_telemetry::sink::run_command(args),

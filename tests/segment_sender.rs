@@ -570,3 +570,118 @@ async fn the_sink_enforces_segment_limits() {
     assert_eq!(sink.stats(), Stats::default());
     sink.shutdown().await;
 }
+
+/// The sender's batches cut to `max_events` a batch.
+fn small_batches(events: &[Event], max_events: usize) -> Vec<Batch> {
+    let lower = konflux_telemetry::segment::Limits {
+        max_events,
+        ..Default::default()
+    };
+    konflux_telemetry::segment::batches_with(events, &lower).0
+}
+
+#[tokio::test]
+async fn a_flush_stops_at_the_first_batch_that_exhausts_its_retries() {
+    let (sink, out) = sink("stop-at-exhausted").await;
+    let mut cfg = config(sink.api_url(), KEY);
+    cfg.backoff.deadline = Duration::from_millis(300);
+    let sender = Sender::new(cfg, SenderMetrics::new()).expect("sender");
+    let events: Vec<Event> = (0..6).map(|i| event(i, 1)).collect();
+    let b = small_batches(&events, 2);
+    assert_eq!(b.len(), 3);
+    // Segment fails for longer than a batch's retry deadline.
+    sink.inject(Fault {
+        status: Some(503),
+        seconds: Some(60.0),
+        ..Fault::default()
+    })
+    .expect("fault");
+    let report = sender.send_all(&b).await;
+    assert!(report.sent.is_empty());
+    let ids: Vec<String> = events.iter().map(|e| e.message_id.clone()).collect();
+    assert_eq!(report.unsent, ids, "every event waits for the next flush");
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    // Only the first batch was tried; the others were not.
+    let stats = sink.stats();
+    assert!(stats.requests >= 1);
+    assert!(
+        stats
+            .request_log
+            .iter()
+            .all(|r| r.message_ids == b[0].message_ids()),
+        "{:?}",
+        stats.request_log
+    );
+    assert!(received(&out).is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_answered_400_is_split_to_drop_only_the_event_at_fault() {
+    let (sink, out) = sink("bisect").await;
+    // The sender's own limit lets through an event the sink refuses (over 32,768 bytes):
+    // the sink answers 400 to any batch holding it.
+    let mut cfg = config(sink.api_url(), KEY);
+    cfg.limits.max_event_bytes = 40_000;
+    let sender = Sender::new(cfg, SenderMetrics::new()).expect("sender");
+    let mut events: Vec<Event> = (0..11).map(|i| event(i, 1)).collect();
+    events[6] = event_of_len(6, 33_000);
+    let batches = sender.prepare(&events);
+    assert_eq!(batches.len(), 1);
+    let report = sender.send_all(&batches).await;
+    assert_eq!(report.dropped, ["msg-00000006"]);
+    let mut good: Vec<Event> = events.clone();
+    good.remove(6);
+    let mut sent = report.sent.clone();
+    sent.sort();
+    let want: Vec<String> = good.iter().map(|e| e.message_id.clone()).collect();
+    assert_eq!(sent, want);
+    assert!(report.unsent.is_empty());
+    assert_eq!(sender.metrics().events_dropped(DropReason::Rejected), 1);
+    // Each good event arrived exactly once, in order.
+    assert_eq!(received(&out), as_values(&good));
+    // 1 + 2 + 2 + 2 requests at most for 11 events with one at fault.
+    let requests = sink.stats().requests;
+    assert!(requests <= 9, "{requests} requests");
+}
+
+#[tokio::test]
+async fn requests_carry_x_retry_count() {
+    let (sink, _out) = sink("retry-count").await;
+    let sender = sender(&sink);
+    sink.inject(Fault {
+        status: Some(503),
+        count: Some(2),
+        ..Fault::default()
+    })
+    .expect("fault");
+    let (b, _) = batches(&[event(1, 1)]);
+    sender.send(&b[0]).await.expect("delivered");
+    sender.send(&b[0]).await.expect("delivered");
+    let counts: Vec<Option<String>> = sink
+        .stats()
+        .request_log
+        .iter()
+        .map(|r| r.retry_count.clone())
+        .collect();
+    let want = ["0", "1", "2", "0"].map(|c| Some(c.to_owned()));
+    assert_eq!(counts, want);
+}
+
+#[tokio::test]
+async fn a_transport_error_does_not_name_the_url() {
+    let mut cfg = config("http://127.0.0.1:9/private-path-marker/v1".into(), KEY);
+    cfg.backoff.deadline = Duration::from_millis(100);
+    let sender = Sender::new(cfg, SenderMetrics::new()).expect("sender");
+    let (b, _) = batches(&[event(1, 1)]);
+    let err = sender.send(&b[0]).await.expect_err("nothing listens");
+    let text = format!("{err} {err:?}");
+    assert!(matches!(err, SendError::Exhausted { .. }), "{text}");
+    assert!(!text.contains("private-path-marker"), "{text}");
+    assert!(!text.contains("127.0.0.1:9"), "{text}");
+}
+
+#[test]
+fn retry_after_is_capped_at_300_seconds_by_default() {
+    let cfg = SenderConfig::new("https://api.segment.io/v1", WriteKey::new(KEY));
+    assert_eq!(cfg.max_retry_after, Duration::from_secs(300));
+}

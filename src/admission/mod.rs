@@ -25,22 +25,21 @@ pub use tls::CertStore;
 
 use crate::core::Core;
 use crate::observation::ObservationTx;
+use crate::server;
 use crate::{Error, Result};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 /// The path the webhook configuration calls.
 pub const PATH: &str = "/validate";
@@ -48,8 +47,9 @@ pub const PATH: &str = "/validate";
 pub const CERT_POLL: Duration = Duration::from_secs(2);
 /// Largest body read: an object is at most 1.5 MB in etcd, and a review may hold two.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
-/// A connection that has not finished its TLS handshake by then is closed.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of review bodies held at once across connections (the API server sends few
+/// requests at a time; a flood of large forged ones gets 503 beyond this).
+pub const MAX_BYTES_IN_FLIGHT: usize = 32 * 1024 * 1024;
 
 /// The webhook server, bound and with its first certificate tried.
 pub struct Webhook {
@@ -58,6 +58,7 @@ pub struct Webhook {
     certs: Arc<CertStore>,
     acceptor: TlsAcceptor,
     cert_poll: Duration,
+    limits: server::Limits,
 }
 
 impl Webhook {
@@ -100,76 +101,70 @@ impl Webhook {
             certs,
             acceptor: TlsAcceptor::from(Arc::new(config)),
             cert_poll,
+            limits: server::Limits::new(MAX_BODY, MAX_BYTES_IN_FLIGHT),
         })
+    }
+
+    /// Serves with `limits` rather than the defaults (`Limits::new(MAX_BODY,
+    /// MAX_BYTES_IN_FLIGHT)`).
+    pub fn with_limits(mut self, limits: server::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until `stop`; in-flight connections are dropped then (the API server's
-    /// `failurePolicy: Ignore` lets their requests through).
+    /// Serves until `stop`, then lets in-flight requests finish (within the drain
+    /// timeout; the API server's `failurePolicy: Ignore` lets any cut off through).
     pub async fn run(self, stop: CancellationToken) {
         let addr = self.local_addr();
         info!(
             "admission webhook on https://{}{PATH}",
             addr.map_or_else(|| "?".to_owned(), |a| a.to_string())
         );
-        let mut connections = JoinSet::new();
-        let mut poll = tokio::time::interval(self.cert_poll);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                _ = poll.tick() => {
-                    let certs = Arc::clone(&self.certs);
-                    // File reads: off the async workers.
-                    let _ = tokio::task::spawn_blocking(move || certs.reload()).await;
-                }
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nodelay(true);
-                        let acceptor = self.acceptor.clone();
-                        let handler = Arc::clone(&self.handler);
-                        connections.spawn(serve_connection(stream, acceptor, handler));
-                    }
-                    Err(e) => {
-                        warn!("webhook accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+        let certs = Arc::clone(&self.certs);
+        let cert_poll = self.cert_poll;
+        let polling = stop.child_token();
+        let poller = tokio::spawn({
+            let polling = polling.clone();
+            async move {
+                let mut poll = tokio::time::interval(cert_poll);
+                poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = polling.cancelled() => return,
+                        _ = poll.tick() => {
+                            let certs = Arc::clone(&certs);
+                            // File reads: off the async workers.
+                            let _ = tokio::task::spawn_blocking(move || certs.reload()).await;
+                        }
                     }
                 }
             }
-        }
-        connections.shutdown().await;
-    }
-}
-
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    acceptor: TlsAcceptor,
-    handler: Arc<Handler>,
-) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            handler.metrics().tls_handshake_failures.inc();
-            debug!("webhook TLS handshake failed: {e}");
-            return;
-        }
-        Err(_) => {
-            handler.metrics().tls_handshake_failures.inc();
-            debug!("webhook TLS handshake timed out");
-            return;
-        }
-    };
-    let service = hyper::service::service_fn(move |req| {
-        let handler = Arc::clone(&handler);
-        async move { Ok::<_, Infallible>(handle(&handler, req).await) }
-    });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(tls), service)
+        });
+        let transport = server::Transport::Tls {
+            acceptor: self.acceptor,
+            failures: self.handler.metrics().tls_handshake_failures.clone(),
+        };
+        let handler = Arc::clone(&self.handler);
+        let service = move |req: Request<server::Body>| {
+            let handler = Arc::clone(&handler);
+            async move { Ok::<_, Infallible>(handle(&handler, req).await) }
+        };
+        server::serve(
+            "webhook",
+            self.listener,
+            transport,
+            self.limits,
+            service,
+            stop.cancelled_owned(),
+        )
         .await;
+        polling.cancel();
+        let _ = poller.await;
+    }
 }
 
 /// Routes one HTTP request: `POST /validate`, and `GET /healthz` (for a probe over TLS).
@@ -185,18 +180,13 @@ where
         (_, PATH) => return text(StatusCode::METHOD_NOT_ALLOWED, "POST an AdmissionReview\n"),
         _ => return text(StatusCode::NOT_FOUND, "not found\n"),
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
+    let body = match server::read_body(req.into_body(), MAX_BODY).await {
+        Ok(b) => b,
         Err(e) => {
-            let too_large = e.is::<http_body_util::LengthLimitError>();
             handler
                 .metrics()
                 .count("other", "other", Outcome::BadRequest);
-            return if too_large {
-                text(StatusCode::PAYLOAD_TOO_LARGE, "body over 8 MiB\n")
-            } else {
-                text(StatusCode::BAD_REQUEST, "the body could not be read\n")
-            };
+            return server::text(e.status(), format!("{e}\n"));
         }
     };
     let reply = handler.review(&body);
@@ -219,13 +209,7 @@ where
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
+    server::text(status, body)
 }
 
 #[cfg(test)]

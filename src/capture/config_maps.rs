@@ -1,8 +1,8 @@
 //! Watching one named ConfigMap: the daemon's own settings, and `konflux-public-info`.
 
+use super::retry::WatchRetry;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
@@ -15,11 +15,31 @@ pub async fn watch_one(
     namespace: &str,
     name: &str,
     stop: CancellationToken,
+    on_change: impl FnMut(Option<&ConfigMap>),
+) {
+    watch_one_with(
+        client,
+        namespace,
+        name,
+        WatchRetry::default(),
+        stop,
+        on_change,
+    )
+    .await;
+}
+
+/// [`watch_one`] with the caller's backoff after failures (tests).
+pub async fn watch_one_with(
+    client: Client,
+    namespace: &str,
+    name: &str,
+    mut retry: WatchRetry,
+    stop: CancellationToken,
     mut on_change: impl FnMut(Option<&ConfigMap>),
 ) {
     let api: Api<ConfigMap> = Api::namespaced(client, namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let mut stream = watcher::watcher(api, config).boxed();
     let mut seen_in_list = false;
     let mut failing = false;
     loop {
@@ -30,7 +50,7 @@ pub async fn watch_one(
         let Some(item) = item else { return };
         match item {
             Ok(event) => {
-                if failing {
+                if retry.saw(&event) && failing {
                     info!("watch of ConfigMap {namespace}/{name} recovered");
                     failing = false;
                 }
@@ -48,8 +68,13 @@ pub async fn watch_one(
             }
             Err(e) => {
                 if !failing {
-                    warn!("cannot watch ConfigMap {namespace}/{name} (retrying): {e}");
+                    warn!("cannot watch ConfigMap {namespace}/{name} (retrying with backoff): {e}");
                     failing = true;
+                }
+                let wait = retry.failed();
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
                 }
             }
         }

@@ -5,4 +5,5 @@
 
 pub mod config_maps;
 pub mod identity;
+pub mod retry;
 pub mod watch;

@@ -5,13 +5,13 @@
 //! whose CRD is missing, or that RBAC forbids, is logged once and retried with backoff; it
 //! never stops the other kinds.
 
+use super::retry::WatchRetry;
 use crate::events::{Decoded, Kind, Watched};
 use crate::metrics::{CoreMetrics, KindLabel};
 use crate::observation::{Observation, ObservationTx, Source};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde::{Deserialize, Deserializer};
@@ -161,12 +161,24 @@ pub async fn run<K: WatchedKind>(
     state: Arc<WatchState>,
     stop: CancellationToken,
 ) {
+    run_with::<K>(client, tx, metrics, state, WatchRetry::default(), stop).await;
+}
+
+/// [`run`] with the caller's backoff after failures (tests).
+pub async fn run_with<K: WatchedKind>(
+    client: Client,
+    tx: ObservationTx,
+    metrics: CoreMetrics,
+    state: Arc<WatchState>,
+    mut retry: WatchRetry,
+    stop: CancellationToken,
+) {
     let api: Api<Lite<K>> = Api::all(client);
     let mut config = watcher::Config::default().page_size(WATCH_PAGE_SIZE);
     if let Some(selector) = K::LABEL_SELECTOR {
         config = config.labels(selector);
     }
-    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let mut stream = watcher::watcher(api, config).boxed();
     let kind = K::KIND;
     let mut failing: Option<String> = None;
     loop {
@@ -177,7 +189,9 @@ pub async fn run<K: WatchedKind>(
         let Some(item) = item else { return };
         match item {
             Ok(event) => {
-                if let Some(problem) = failing.take() {
+                if retry.saw(&event)
+                    && let Some(problem) = failing.take()
+                {
                     info!(kind = kind.as_str(), "watch recovered after: {problem}");
                 }
                 let (lite, deleted) = match event {
@@ -235,6 +249,11 @@ pub async fn run<K: WatchedKind>(
                         );
                     }
                     failing = Some(problem.text);
+                }
+                let wait = retry.failed();
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
                 }
             }
         }

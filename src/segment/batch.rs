@@ -48,6 +48,10 @@ pub struct Batch {
     /// The events' JSON, comma-separated: the inside of the `batch` array.
     events_json: Vec<u8>,
     message_ids: Vec<String>,
+    /// Where each event's JSON ends in `events_json`.
+    ends: Vec<usize>,
+    /// Each event's name, for the log when one is dropped.
+    names: Vec<&'static str>,
 }
 
 impl Batch {
@@ -55,6 +59,37 @@ impl Batch {
         Self {
             events_json: Vec::new(),
             message_ids: Vec::new(),
+            ends: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+
+    /// The event names, in order (the same order as [`Batch::message_ids`]).
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
+    }
+
+    /// The batch cut in two halves, in order (the first gets the smaller half); `None`
+    /// for a batch of fewer than two events.
+    pub fn split(&self) -> Option<(Batch, Batch)> {
+        if self.len() < 2 {
+            return None;
+        }
+        let mid = self.len() / 2;
+        Some((self.part(0, mid), self.part(mid, self.len())))
+    }
+
+    /// The events `from..to` as a batch of their own.
+    fn part(&self, from: usize, to: usize) -> Batch {
+        // Event i spans start(i)..ends[i]; a comma precedes each but the first.
+        let start = |i: usize| if i == 0 { 0 } else { self.ends[i - 1] + 1 };
+        let end = self.ends[to - 1];
+        let offset = start(from);
+        Batch {
+            events_json: self.events_json[offset..end].to_vec(),
+            message_ids: self.message_ids[from..to].to_vec(),
+            ends: self.ends[from..to].iter().map(|e| e - offset).collect(),
+            names: self.names[from..to].to_vec(),
         }
     }
 
@@ -98,12 +133,14 @@ impl Batch {
         self.reserved_body_len() + len + usize::from(!self.is_empty())
     }
 
-    fn push(&mut self, json: &[u8], message_id: &str) {
+    fn push(&mut self, json: &[u8], message_id: &str, name: &'static str) {
         if !self.is_empty() {
             self.events_json.push(b',');
         }
         self.events_json.extend_from_slice(json);
         self.message_ids.push(message_id.to_owned());
+        self.ends.push(self.events_json.len());
+        self.names.push(name);
     }
 }
 
@@ -121,6 +158,8 @@ pub enum DropReason {
     TooLarge,
     /// It could not be serialised.
     Unserializable,
+    /// Segment refused it (HTTP 400 or 413 for a batch of that event alone).
+    Rejected,
 }
 
 impl DropReason {
@@ -129,6 +168,7 @@ impl DropReason {
         match self {
             DropReason::TooLarge => "too_large",
             DropReason::Unserializable => "unserializable",
+            DropReason::Rejected => "rejected",
         }
     }
 }
@@ -191,7 +231,7 @@ pub fn batches_with<'a>(
         {
             out.push(std::mem::replace(&mut current, Batch::new()));
         }
-        current.push(&json, &event.message_id);
+        current.push(&json, &event.message_id, event.name.as_str());
     }
     if !current.is_empty() {
         out.push(current);
@@ -223,6 +263,32 @@ mod tests {
         let e = event(id, len - base);
         assert_eq!(e.to_json().len(), len);
         e
+    }
+
+    #[test]
+    fn a_split_batch_makes_the_same_bodies_in_two() {
+        let events: Vec<Event> = (0..5).map(|i| event(i, i)).collect();
+        let (batches, _) = batches(&events);
+        let whole = &batches[0];
+        let (a, b) = whole.split().expect("five events split");
+        assert_eq!(a.message_ids(), &whole.message_ids()[..2]);
+        assert_eq!(b.message_ids(), &whole.message_ids()[2..]);
+        assert_eq!(a.names().len(), 2);
+        let json = |b: &Batch| -> serde_json::Value {
+            serde_json::from_slice(&b.body("2024-05-01T10:00:01.000Z")).expect("JSON")
+        };
+        let mut joined = json(&a)["batch"].as_array().expect("array").clone();
+        joined.extend(json(&b)["batch"].as_array().expect("array").iter().cloned());
+        assert_eq!(serde_json::Value::Array(joined), json(whole)["batch"]);
+        // Down to single events, each still a valid body.
+        let (b1, b2) = b.split().expect("three split");
+        let (b21, b22) = b2.split().expect("two split");
+        assert!(b1.split().is_none() && b21.split().is_none());
+        assert_eq!(json(&b22)["batch"][0]["messageId"], "m000004");
+        assert_eq!(
+            b1.reserved_body_len() + b21.reserved_body_len() + b22.reserved_body_len(),
+            b.reserved_body_len() + 2 * ENVELOPE_BYTES - 2
+        );
     }
 
     #[test]

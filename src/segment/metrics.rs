@@ -119,7 +119,7 @@ impl SenderMetrics {
         self.0.send_retries.inc();
     }
 
-    fn dropped(&self, reason: DropReason) -> Counter {
+    pub(crate) fn dropped(&self, reason: DropReason) -> Counter {
         self.0
             .events_dropped
             .get_or_create(&ReasonLabel {

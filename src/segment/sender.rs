@@ -1,7 +1,7 @@
 //! `POST {api_url}/batch` with retries, backoff, `Retry-After` and a rate limit.
 
 use super::backoff::Backoff;
-use super::batch::{Batch, Limits, batches_with, sent_at_now};
+use super::batch::{Batch, DropReason, Limits, batches_with, sent_at_now};
 use super::metrics::SenderMetrics;
 use super::{EmptyWriteKey, WriteKey};
 use crate::events::Event;
@@ -9,6 +9,7 @@ use base64::Engine as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroU32;
@@ -16,6 +17,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, warn};
+
+/// Most extra requests one flush spends cutting refused batches in halves.
+pub const MAX_SPLIT_REQUESTS: usize = 256;
+
+/// The header telling Segment how many times this batch was tried before, as its own
+/// libraries send it (0 on the first try).
+pub const RETRY_COUNT_HEADER: &str = "X-Retry-Count";
 
 /// Segment's API for US workspaces (EU: `https://events.eu1.segmentapis.com/v1`).
 pub const DEFAULT_API_URL: &str = "https://api.segment.io/v1";
@@ -153,6 +161,10 @@ pub struct FlushReport {
     pub sent: Vec<String>,
     /// `messageId`s not delivered: keep them for the next flush.
     pub unsent: Vec<String>,
+    /// `messageId`s of events Segment refused alone (400 or 413 for a batch of that
+    /// event only): never sendable, remove them from the buffer. Counted in
+    /// `events_dropped{reason="rejected"}` and logged by name and `messageId`.
+    pub dropped: Vec<String>,
     /// Events rejected, by HTTP status.
     pub rejected: BTreeMap<u16, usize>,
     /// Every batch error, in order.
@@ -301,7 +313,7 @@ impl Sender {
                 inner.metrics.record_retry();
             }
             attempts += 1;
-            match self.attempt(body, timeout).await {
+            match self.attempt(body, timeout, attempts - 1).await {
                 Ok(()) => {
                     inner.metrics.record_sent(batch.len(), body_len);
                     debug!(events = batch.len(), attempts, "batch sent");
@@ -346,38 +358,66 @@ impl Sender {
     }
 
     /// Sends a flush's batches one after the other and reports which `messageId`s went
-    /// out. Rejections are logged once per status with their event count; after a 401
-    /// or 403 (a wrong key) the remaining batches are not tried.
+    /// out.
+    /// - A batch answered 400 or 413 is cut in halves, each sent on its own, down to the
+    ///   event at fault, which alone is dropped (at most [`MAX_SPLIT_REQUESTS`] requests a
+    ///   flush for this; what is left waits for the next flush).
+    /// - The flush stops at the first batch that exhausts its retries, or at a 401 or
+    ///   403 (a wrong key): the remaining batches are not tried and wait for the next
+    ///   flush. Rejections are logged once per status with their event count.
     pub async fn send_all(&self, batches: &[Batch]) -> FlushReport {
         let mut report = FlushReport::default();
         let mut stop = false;
+        let mut splits = 0usize;
         for batch in batches {
-            if stop {
-                report.unsent.extend_from_slice(batch.message_ids());
-                continue;
-            }
-            match self.send(batch).await {
-                Ok(()) => report.sent.extend_from_slice(batch.message_ids()),
-                Err(e) => {
-                    report.unsent.extend_from_slice(batch.message_ids());
-                    match &e {
-                        SendError::Rejected { status, events } => {
-                            *report.rejected.entry(*status).or_default() += events;
-                            stop = matches!(status, 401 | 403);
+            // The batch, or the parts it was cut into, last first.
+            let mut parts = vec![Cow::Borrowed(batch)];
+            while let Some(part) = parts.pop() {
+                if stop {
+                    report.unsent.extend_from_slice(part.message_ids());
+                    continue;
+                }
+                let Err(e) = self.send(&part).await else {
+                    report.sent.extend_from_slice(part.message_ids());
+                    continue;
+                };
+                match &e {
+                    SendError::Rejected {
+                        status: 400 | 413, ..
+                    } if part.len() == 1 => {
+                        self.drop_rejected(&part, &e, &mut report);
+                        continue;
+                    }
+                    SendError::Rejected {
+                        status: 400 | 413, ..
+                    } if splits < MAX_SPLIT_REQUESTS => {
+                        if let Some((first, second)) = part.split() {
+                            splits += 2;
+                            parts.push(Cow::Owned(second));
+                            parts.push(Cow::Owned(first));
+                            continue;
                         }
-                        SendError::Exhausted {
-                            events,
-                            attempts,
-                            last,
-                        } => warn!(
+                    }
+                    SendError::Rejected { status, .. } => stop = matches!(status, 401 | 403),
+                    SendError::Exhausted {
+                        events,
+                        attempts,
+                        last,
+                    } => {
+                        warn!(
                             events,
                             attempts,
                             error = %last,
-                            "Segment unreachable; the events stay buffered"
-                        ),
+                            "Segment unreachable; the events stay buffered, the rest of the flush waits for the next one"
+                        );
+                        stop = true;
                     }
-                    report.errors.push(e);
                 }
+                if let SendError::Rejected { status, events } = &e {
+                    *report.rejected.entry(*status).or_default() += events;
+                }
+                report.unsent.extend_from_slice(part.message_ids());
+                report.errors.push(e);
             }
         }
         for (status, events) in &report.rejected {
@@ -392,6 +432,25 @@ impl Sender {
             );
         }
         report
+    }
+
+    /// A batch of one event Segment refused: the event is dropped, counted and logged.
+    fn drop_rejected(&self, part: &Batch, e: &SendError, report: &mut FlushReport) {
+        let status = match e {
+            SendError::Rejected { status, .. } => *status,
+            SendError::Exhausted { .. } => 0,
+        };
+        for (name, id) in part.names().iter().zip(part.message_ids()) {
+            self.inner.metrics.dropped(DropReason::Rejected).inc();
+            warn!(
+                event = *name,
+                message_id = %id,
+                status,
+                "event dropped: Segment refused it alone"
+            );
+            report.dropped.push(id.clone());
+        }
+        report.errors.push(e.clone());
     }
 
     /// Waits until a `Retry-After` block has passed and the rate limiter lets a request
@@ -440,13 +499,19 @@ impl Sender {
         until
     }
 
-    async fn attempt(&self, body: Vec<u8>, timeout: Duration) -> Result<(), AttemptError> {
+    async fn attempt(
+        &self,
+        body: Vec<u8>,
+        timeout: Duration,
+        retry_count: u32,
+    ) -> Result<(), AttemptError> {
         let inner = &*self.inner;
         let response = inner
             .client
             .post(inner.endpoint.clone())
             .header(AUTHORIZATION, inner.authorization.clone())
             .header(CONTENT_TYPE, "application/json")
+            .header(RETRY_COUNT_HEADER, retry_count)
             .timeout(timeout)
             .body(body)
             .send()
@@ -494,6 +559,8 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
 }
 
 fn transport_failure(e: reqwest::Error) -> AttemptError {
+    // reqwest's Display names the URL; the endpoint is configuration, not for the logs.
+    let e = e.without_url();
     let failure = if e.is_timeout() {
         Failure::Timeout
     } else if e.is_connect() {

@@ -84,6 +84,9 @@ pub struct RequestRecord {
     pub sent_at: Option<String>,
     /// Why the sink refused the request, when it did.
     pub error: Option<String>,
+    /// The request's `X-Retry-Count` header, as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_count: Option<String>,
 }
 
 /// What `GET /control/stats` returns.
@@ -96,7 +99,8 @@ pub struct Stats {
     pub statuses: BTreeMap<String, u64>,
     /// Events accepted and written to the output file.
     pub accepted_events: u64,
-    /// Every batch request, in arrival order.
+    /// The last batch requests (as many as the sink's `--request-log`), in arrival order;
+    /// `requests` counts them all.
     pub request_log: Vec<RequestRecord>,
 }
 
@@ -113,13 +117,24 @@ impl ActiveFault {
 }
 
 /// Faults and statistics, behind the sink's mutex.
-#[derive(Default)]
 pub(crate) struct Control {
     faults: VecDeque<ActiveFault>,
     stats: Stats,
+    /// The request log: a ring of the last `log_capacity` requests.
+    log: VecDeque<RequestRecord>,
+    log_capacity: usize,
 }
 
 impl Control {
+    pub(crate) fn new(log_capacity: usize) -> Self {
+        Self {
+            faults: VecDeque::new(),
+            stats: Stats::default(),
+            log: VecDeque::new(),
+            log_capacity,
+        }
+    }
+
     pub(crate) fn push_fault(&mut self, fault: Fault) {
         let remaining = match (fault.count, fault.seconds) {
             (None, None) => Some(1),
@@ -155,15 +170,23 @@ impl Control {
         *self.stats.statuses.entry(key).or_default() += 1;
         self.stats.requests += 1;
         self.stats.accepted_events += accepted as u64;
-        self.stats.request_log.push(record);
+        if self.log_capacity == 0 {
+            return;
+        }
+        if self.log.len() == self.log_capacity {
+            self.log.pop_front();
+        }
+        self.log.push_back(record);
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        self.stats.clone()
+        let mut stats = self.stats.clone();
+        stats.request_log = self.log.iter().cloned().collect();
+        stats
     }
 
     pub(crate) fn reset(&mut self) {
-        *self = Control::default();
+        *self = Control::new(self.log_capacity);
     }
 }
 
@@ -202,7 +225,7 @@ mod tests {
 
     #[test]
     fn faults_apply_in_order_and_run_out() {
-        let mut c = Control::default();
+        let mut c = Control::new(10);
         c.push_fault(parse(r#"{"status":503,"count":2}"#));
         c.push_fault(parse(r#"{"drop":true}"#));
         c.push_fault(parse(r#"{"status":500,"seconds":0}"#));
@@ -216,5 +239,33 @@ mod tests {
         }
         c.reset();
         assert_eq!(c.take_fault(), None);
+    }
+
+    #[test]
+    fn the_request_log_keeps_the_last_n() {
+        let mut c = Control::new(3);
+        for i in 0..10u64 {
+            let record = RequestRecord {
+                arrival_ms: i,
+                responded_ms: i,
+                path: "/v1/batch".into(),
+                status: Some(200),
+                events: 0,
+                message_ids: Vec::new(),
+                bytes: 0,
+                sent_at: None,
+                error: None,
+                retry_count: None,
+            };
+            c.record(record, 1);
+        }
+        let stats = c.stats();
+        assert_eq!(stats.requests, 10);
+        assert_eq!(stats.accepted_events, 10);
+        let kept: Vec<u64> = stats.request_log.iter().map(|r| r.arrival_ms).collect();
+        assert_eq!(kept, [7, 8, 9]);
+        c.reset();
+        assert_eq!(c.stats(), Stats::default());
+        assert_eq!(Control::new(0).stats().request_log.len(), 0);
     }
 }

@@ -17,14 +17,13 @@ mod control;
 pub use control::{Fault, RequestRecord, Stats};
 
 use crate::segment::WriteKey;
+use crate::server::{self, ServerArgs};
 use base64::Engine as _;
 use bytes::Bytes;
 use control::{Control, unix_ms};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::future::Future;
@@ -37,7 +36,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 /// Largest request body, uncompressed.
@@ -46,8 +45,13 @@ pub const MAX_BODY_BYTES: usize = 500_000;
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 /// Most events in one request.
 pub const MAX_EVENTS: usize = 2_500;
-/// Largest body read off the wire; a longer one closes the connection.
-const MAX_WIRE_BYTES: usize = 8 * 1024 * 1024;
+/// Default largest body read off the wire (compressed or not); a longer one is answered
+/// 413 (from its `Content-Length`, unread).
+pub const MAX_WIRE_BYTES: usize = 4 * 1024 * 1024;
+/// Default bytes of bodies held at once across connections.
+pub const MAX_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
+/// Default number of batch requests kept in the request log (the oldest go first).
+pub const REQUEST_LOG: usize = 1_000;
 
 /// `konflux-telemetry sink`: a Segment-compatible receiver writing events to a file.
 #[derive(Debug, clap::Args)]
@@ -61,6 +65,45 @@ pub struct SinkArgs {
     /// File the accepted events are appended to, one JSON line each.
     #[arg(long)]
     pub out: PathBuf,
+    /// Largest request body read off the wire, in bytes (larger: 413).
+    #[arg(long, default_value_t = MAX_WIRE_BYTES)]
+    pub max_body_bytes: usize,
+    /// Bytes of request bodies held at once, all connections together (beyond: 503).
+    #[arg(long, default_value_t = MAX_BYTES_IN_FLIGHT)]
+    pub max_bytes_in_flight: usize,
+    /// Batch requests kept in the request log of `/control/stats` (the last N).
+    #[arg(long, default_value_t = REQUEST_LOG)]
+    pub request_log: usize,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// How a [`Sink`] serves: its server limits and the length of its request log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SinkOptions {
+    pub limits: server::Limits,
+    pub request_log: usize,
+}
+
+impl Default for SinkOptions {
+    /// [`MAX_WIRE_BYTES`], [`MAX_BYTES_IN_FLIGHT`], [`REQUEST_LOG`] and the server defaults.
+    fn default() -> Self {
+        Self {
+            limits: server::Limits::new(MAX_WIRE_BYTES, MAX_BYTES_IN_FLIGHT),
+            request_log: REQUEST_LOG,
+        }
+    }
+}
+
+impl SinkArgs {
+    fn options(&self) -> SinkOptions {
+        SinkOptions {
+            limits: self
+                .server
+                .limits(self.max_body_bytes, self.max_bytes_in_flight),
+            request_log: self.request_log,
+        }
+    }
 }
 
 /// Why the sink could not run.
@@ -88,11 +131,12 @@ pub enum SinkError {
 /// Runs the sink until `shutdown` completes. Prints `sink listening on http://ADDR` on
 /// stdout once it listens.
 pub async fn serve(args: SinkArgs, shutdown: impl Future<Output = ()>) -> Result<(), SinkError> {
-    let (listener, state) = bind(args.listen, args.write_key, &args.out).await?;
+    let options = args.options();
+    let (listener, state) = bind(args.listen, args.write_key, &args.out, &options).await?;
     let addr = local_addr(&listener, args.listen)?;
     println!("sink listening on http://{addr}");
     info!(%addr, out = %args.out.display(), "sink listening");
-    accept_loop(listener, state, shutdown).await;
+    accept_loop(listener, state, options.limits, shutdown).await;
     Ok(())
 }
 
@@ -109,35 +153,13 @@ pub fn run_command(args: SinkArgs) -> ExitCode {
         .enable_all()
         .build()
         .map_err(SinkError::Runtime)
-        .and_then(|rt| rt.block_on(serve(args, shutdown_signal())));
+        .and_then(|rt| rt.block_on(serve(args, server::shutdown_signal())));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sink: {e}");
             ExitCode::from(1)
         }
-    }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -163,12 +185,27 @@ impl Sink {
         write_key: WriteKey,
         out: PathBuf,
     ) -> Result<(SocketAddr, Sink), SinkError> {
-        let (listener, state) = bind(listen, write_key, &out).await?;
+        Self::start_with(listen, write_key, out, SinkOptions::default()).await
+    }
+
+    /// [`Sink::start`] with limits and a request log length of the caller's.
+    pub async fn start_with(
+        listen: SocketAddr,
+        write_key: WriteKey,
+        out: PathBuf,
+        options: SinkOptions,
+    ) -> Result<(SocketAddr, Sink), SinkError> {
+        let (listener, state) = bind(listen, write_key, &out, &options).await?;
         let addr = local_addr(&listener, listen)?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&state),
+            options.limits,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Ok((
             addr,
             Sink {
@@ -230,6 +267,7 @@ struct State {
     write_key: WriteKey,
     out: tokio::sync::Mutex<tokio::fs::File>,
     control: Mutex<Control>,
+    max_body_bytes: usize,
 }
 
 impl State {
@@ -242,6 +280,7 @@ async fn bind(
     listen: SocketAddr,
     write_key: WriteKey,
     out: &Path,
+    options: &SinkOptions,
 ) -> Result<(TcpListener, Arc<State>), SinkError> {
     let file = tokio::fs::OpenOptions::new()
         .create(true)
@@ -261,7 +300,8 @@ async fn bind(
     let state = Arc::new(State {
         write_key,
         out: tokio::sync::Mutex::new(file),
-        control: Mutex::new(Control::default()),
+        control: Mutex::new(Control::new(options.request_log)),
+        max_body_bytes: options.limits.max_body_bytes,
     });
     Ok((listener, state))
 }
@@ -273,34 +313,22 @@ fn local_addr(listener: &TcpListener, listen: SocketAddr) -> Result<SocketAddr, 
     })
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let state = Arc::clone(&state);
-                    connections.spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            handle(Arc::clone(&state), req)
-                        });
-                        // A dropped connection (fault or client gone) ends here; nothing to do.
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-                Err(e) => {
-                    warn!(error = %e, "sink: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-    connections.shutdown().await;
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    limits: server::Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let handler = move |req: Request<server::Body>| handle(Arc::clone(&state), req);
+    server::serve(
+        "sink",
+        listener,
+        server::Transport::Plain,
+        limits,
+        handler,
+        shutdown,
+    )
+    .await;
 }
 
 /// Returned by the service to make hyper close the connection without an answer.
@@ -323,7 +351,10 @@ fn error_response(status: StatusCode, message: &str) -> HttpResponse {
     response(status, body)
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<HttpResponse, DropConnection> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<server::Body>,
+) -> Result<HttpResponse, DropConnection> {
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::POST, "/v1/batch" | "/batch") => batch(state, req, path).await,
@@ -346,9 +377,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<HttpRespons
     }
 }
 
-async fn control_fault(state: &State, req: Request<Incoming>) -> HttpResponse {
-    let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
-        Ok(b) => b.to_bytes(),
+async fn control_fault(state: &State, req: Request<server::Body>) -> HttpResponse {
+    let body = match server::read_body(req.into_body(), 64 * 1024).await {
+        Ok(b) => b,
         Err(_) => return error_response(StatusCode::BAD_REQUEST, "unreadable body"),
     };
     let fault: Fault = match serde_json::from_slice(&body) {
@@ -400,7 +431,7 @@ fn summarize(envelope: &Envelope<'_>) -> Parsed {
 
 async fn batch(
     state: Arc<State>,
-    req: Request<Incoming>,
+    req: Request<server::Body>,
     path: String,
 ) -> Result<HttpResponse, DropConnection> {
     let arrival_ms = unix_ms();
@@ -415,6 +446,11 @@ async fn batch(
         bytes: 0,
         sent_at: None,
         error: None,
+        retry_count: req
+            .headers()
+            .get("x-retry-count")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     };
     if let Some(ms) = fault.as_ref().and_then(|f| f.latency_ms) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -429,22 +465,25 @@ async fn batch(
         return Err(DropConnection);
     }
 
-    let authorized = authorized(&req, &state.write_key);
+    // Auth first: an unauthenticated body is never read, whatever its size.
+    if !authorized(&req, &state.write_key) {
+        return Ok(finish(
+            &state,
+            record,
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong write key",
+        ));
+    }
     let gzip = req
         .headers()
         .get(CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    let wire = match Limited::new(req.into_body(), MAX_WIRE_BYTES)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            record.responded_ms = unix_ms();
-            record.error = Some("body unreadable or over the wire limit".into());
-            state.control().record(record, 0);
-            return Err(DropConnection);
+    let wire = match server::read_body(req.into_body(), state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            let status = e.status();
+            return Ok(finish(&state, record, status, &e.to_string()));
         }
     };
     let body = if gzip {
@@ -474,14 +513,6 @@ async fn batch(
                 .insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         return Ok(r);
-    }
-    if !authorized {
-        return Ok(finish(
-            &state,
-            record,
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong write key",
-        ));
     }
     if body.len() > MAX_BODY_BYTES {
         return Ok(finish(
@@ -573,7 +604,7 @@ fn finish(
 }
 
 /// Basic auth with the write key as user name (the password is ignored, as Segment does).
-fn authorized(req: &Request<Incoming>, key: &WriteKey) -> bool {
+fn authorized(req: &Request<server::Body>, key: &WriteKey) -> bool {
     let Some(value) = req
         .headers()
         .get(AUTHORIZATION)

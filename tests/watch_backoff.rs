@@ -1,0 +1,219 @@
+//! A kind whose CRD is missing, and a ConfigMap the daemon may not read, against a fake
+//! API server in process: the LISTs back off exponentially, and the problem is logged
+//! once, not once a retry.
+
+use konflux_telemetry::capture::config_maps;
+use konflux_telemetry::capture::retry::WatchRetry;
+use konflux_telemetry::capture::watch::{self, Konfluxes, WatchState};
+use konflux_telemetry::metrics::CoreMetrics;
+use konflux_telemetry::server::{self, Limits};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// LISTs to see before stopping.
+const LISTS: usize = 7;
+const BASE: Duration = Duration::from_millis(50);
+const CAP: Duration = Duration::from_millis(400);
+
+/// A `MakeWriter` collecting every log line.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    /// Collects this thread's log lines (INFO and up) while the guard lives.
+    fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        (logs, guard)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().map(|b| b.clone()).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+/// A fake API server answering every request with `code` (a Kubernetes `Status`), which
+/// records when each LIST (a GET without `watch=`) of `path` arrived and says so on
+/// `listed` once it has seen [`LISTS`].
+struct Fake {
+    client: kube::Client,
+    lists: Arc<Mutex<Vec<Instant>>>,
+    enough: tokio::sync::watch::Receiver<bool>,
+    stop: CancellationToken,
+}
+
+async fn fake_api(path: &'static str, code: u16) -> Fake {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let lists = Arc::new(Mutex::new(Vec::new()));
+    let (enough_tx, enough) = tokio::sync::watch::channel(false);
+    let enough_tx = Arc::new(enough_tx);
+    let handler = {
+        let lists = Arc::clone(&lists);
+        move |req: hyper::Request<server::Body>| {
+            let is_list = req.uri().path() == path
+                && !req.uri().query().unwrap_or_default().contains("watch=");
+            if is_list {
+                let mut l = lists.lock().expect("lists");
+                l.push(Instant::now());
+                if l.len() >= LISTS {
+                    enough_tx.send_replace(true);
+                }
+            }
+            let status = serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "reason": if code == 404 { "NotFound" } else { "Forbidden" },
+                "message": "fake", "code": code,
+            });
+            async move {
+                let mut r = server::text(
+                    hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::NOT_FOUND),
+                    status.to_string(),
+                );
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/json"),
+                );
+                Ok::<_, std::convert::Infallible>(r)
+            }
+        }
+    };
+    let stop = CancellationToken::new();
+    tokio::spawn(server::serve(
+        "fake-api",
+        listener,
+        server::Transport::Plain,
+        Limits::new(1024, 1024 * 1024),
+        handler,
+        stop.clone().cancelled_owned(),
+    ));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let url: http::Uri = format!("http://{addr}").parse().expect("URL");
+    let client = kube::Client::try_from(kube::Config::new(url)).expect("client");
+    Fake {
+        client,
+        lists,
+        enough,
+        stop,
+    }
+}
+
+impl Fake {
+    /// Waits for [`LISTS`] LISTs (the marker), then returns the gaps between them.
+    async fn gaps(&mut self) -> Vec<Duration> {
+        tokio::time::timeout(Duration::from_secs(60), self.enough.wait_for(|e| *e))
+            .await
+            .expect("LISTs within the wait")
+            .expect("fake server");
+        let lists = self.lists.lock().expect("lists").clone();
+        self.stop.cancel();
+        lists.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+}
+
+/// Waits grow: each at least half its ceiling, and the sixth at least three times the
+/// first (a backoff that a relist resets stays flat, about 0.8 s each with kube's).
+fn assert_backs_off(gaps: &[Duration]) {
+    println!("gaps between LISTs: {gaps:?}");
+    let retry = WatchRetry::new(BASE, CAP);
+    for (n, gap) in gaps.iter().enumerate() {
+        let floor = retry.ceiling(n as u32) / 2;
+        assert!(
+            *gap >= floor,
+            "gap {n} is {gap:?}, under {floor:?}: {gaps:?}"
+        );
+    }
+    assert!(gaps[5] >= gaps[0] * 3, "no exponential backoff: {gaps:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_kind_whose_crd_is_missing_backs_off_and_warns_once() {
+    // One thread: the subscriber sees the watch's logs.
+    let (logs, _guard) = Captured::install();
+    let mut fake = fake_api("/apis/konflux.konflux-ci.dev/v1alpha1/konfluxes", 404).await;
+    let (tx, _rx) = tokio::sync::mpsc::channel(16);
+    let state = Arc::new(WatchState::default());
+    let stop = CancellationToken::new();
+    let watching = tokio::spawn(watch::run_with::<Konfluxes>(
+        fake.client.clone(),
+        tx,
+        CoreMetrics::default(),
+        Arc::clone(&state),
+        WatchRetry::new(BASE, CAP),
+        stop.clone(),
+    ));
+    let gaps = fake.gaps().await;
+    stop.cancel();
+    watching.await.expect("the watch ends on stop");
+    assert_backs_off(&gaps);
+    assert!(state.settled(), "an unavailable kind does not hold /readyz");
+    let text = logs.text();
+    assert_eq!(
+        text.matches("is not served").count(),
+        1,
+        "one warning for {LISTS} failed LISTs:\n{text}"
+    );
+    assert!(!text.contains("recovered"), "{text}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_forbidden_config_map_backs_off_and_warns_once() {
+    let (logs, _guard) = Captured::install();
+    let mut fake = fake_api("/api/v1/namespaces/konflux-info/configmaps", 403).await;
+    let stop = CancellationToken::new();
+    let changes = Arc::new(Mutex::new(0usize));
+    let watching = {
+        let (client, stop, changes) = (fake.client.clone(), stop.clone(), Arc::clone(&changes));
+        tokio::spawn(async move {
+            config_maps::watch_one_with(
+                client,
+                "konflux-info",
+                "konflux-public-info",
+                WatchRetry::new(BASE, CAP),
+                stop,
+                |_| *changes.lock().expect("changes") += 1,
+            )
+            .await;
+        })
+    };
+    let gaps = fake.gaps().await;
+    stop.cancel();
+    watching.await.expect("the watch ends on stop");
+    assert_backs_off(&gaps);
+    assert_eq!(*changes.lock().expect("changes"), 0);
+    let text = logs.text();
+    assert_eq!(
+        text.matches("cannot watch ConfigMap").count(),
+        1,
+        "one warning for {LISTS} failed LISTs:\n{text}"
+    );
+    assert!(!text.contains("recovered"), "{text}");
+}
