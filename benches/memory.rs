@@ -113,12 +113,13 @@ async fn slow_preview(addr: std::net::SocketAddr) -> (usize, bool) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let last = tail;
-    // Chunked encoding: the body's JSON lies between the chunk sizes; look for the ends.
+    // Chunked encoding: the JSON lies between chunk sizes, the closing `]}` is a piece of
+    // its own, then the last chunk.
     let text = String::from_utf8_lossy(&first);
     let end = String::from_utf8_lossy(&last);
     let ok = String::from_utf8_lossy(&head).starts_with("HTTP/1.1 200")
         && text.contains(r#"{"batch":[{"#)
-        && end.contains("}]}");
+        && end.ends_with("]}\r\n0\r\n\r\n");
     (body_len, ok)
 }
 

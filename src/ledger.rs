@@ -42,7 +42,7 @@ pub enum Offer {
 /// Bytes of bookkeeping a waiting event costs beyond its JSON and its `messageId`: its
 /// entry in the order and in the index, the shared handle to its bytes, the allocator's
 /// rounding. Measured with `cargo bench --bench memory` (docs/performance.md).
-pub const ENTRY_OVERHEAD: usize = 200;
+pub const ENTRY_OVERHEAD: usize = 320;
 
 #[derive(Debug)]
 struct Waiting {
