@@ -3,11 +3,12 @@
 //! Capture paths (watch, sweep, admission) only observe; the core alone decides whether an
 //! observation produces an event, so de-duplication is shared by all of them.
 
-use crate::events::{self, ClusterIdentity, EventName, Object};
+use crate::events::{self, ClusterIdentity, EventName};
 use crate::ledger::{Ledger, Offer};
 use crate::metrics::{CoreMetrics, OutcomeLabel, ReasonLabel};
-use crate::observation::{Observation, Source};
+use crate::observation::{Observation, Sightings, Source};
 use crate::segment::Sender;
+use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
@@ -19,11 +20,27 @@ pub const FULL_BATCH: usize = 2_500;
 
 pub struct Core {
     ledger: Mutex<Ledger>,
+    /// Admission's sightings, waiting for the watch or the sweep to confirm them.
+    sightings: Mutex<Sightings>,
     identity: RwLock<Arc<ClusterIdentity>>,
     lookback_seconds: std::sync::atomic::AtomicI64,
     metrics: CoreMetrics,
     /// Woken when the buffer holds a full batch.
     pub full: Notify,
+}
+
+/// Bytes of events in one piece of `/preview`.
+pub const PREVIEW_CHUNK: usize = 64 * 1024;
+
+/// Where a `/preview` reader is: see [`Core::preview_chunk`].
+#[derive(Clone, Debug, Default)]
+pub struct PreviewCursor {
+    after: Option<u64>,
+    /// The opening `{"batch":[` was written.
+    opened: bool,
+    /// At least one event was written.
+    started: bool,
+    done: bool,
 }
 
 /// What a flush did.
@@ -35,14 +52,18 @@ pub struct Flushed {
 }
 
 impl Core {
+    /// A core whose buffer holds at most `max_buffered` events and `max_buffered_bytes`
+    /// (see [`Ledger::cost`]).
     pub fn new(
         identity: ClusterIdentity,
         max_buffered: usize,
+        max_buffered_bytes: usize,
         lookback_seconds: i64,
         metrics: CoreMetrics,
     ) -> Self {
         Self {
-            ledger: Mutex::new(Ledger::new(max_buffered)),
+            ledger: Mutex::new(Ledger::new(max_buffered, max_buffered_bytes)),
+            sightings: Mutex::default(),
             identity: RwLock::new(Arc::new(identity)),
             lookback_seconds: lookback_seconds.into(),
             metrics,
@@ -87,9 +108,21 @@ impl Core {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn set_max_buffered(&self, max: usize) {
-        let evicted = self.ledger().set_max(max);
-        self.count_evicted(evicted.len());
+    pub fn set_max_buffered(&self, max: usize, max_bytes: usize) {
+        let mut ledger = self.ledger();
+        ledger.set_max(max, max_bytes);
+        self.settle(ledger);
+    }
+
+    /// After a change to the buffer: counts and logs what it dropped to make room, and
+    /// updates the gauge. Takes the lock guard to release it before logging.
+    fn settle(&self, mut ledger: MutexGuard<'_, Ledger>) -> usize {
+        let evicted = ledger.take_evicted();
+        let len = ledger.len();
+        self.metrics.events_buffered.set(len as i64);
+        drop(ledger);
+        self.count_evicted(evicted);
+        len
     }
 
     fn count_evicted(&self, n: usize) {
@@ -108,48 +141,40 @@ impl Core {
     }
 
     /// Turns one sighting into the events it implies, at `now` (unix seconds).
+    ///
+    /// Admission's sightings produce nothing themselves: anyone who reaches the webhook
+    /// port can send a review. They wait (see [`Sightings`]) for the watch or the sweep
+    /// to see the same object, whose events then carry the actor admission saw.
     pub fn observe(&self, obs: Observation, now: i64) {
+        let actor = {
+            let mut sightings = self
+                .sightings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match obs.source {
+                Source::Admission => {
+                    let dropped = sightings.sighted(&obs.object, obs.actor, now);
+                    drop(sightings);
+                    self.count_unconfirmed(dropped);
+                    return;
+                }
+                Source::Watch | Source::Sweep => sightings.confirm(&obs.object),
+                Source::Clock => None,
+            }
+        };
         let identity = self.identity();
-        let uid = obs.object.meta().uid.clone();
-        let is_run = matches!(obs.object, Object::PipelineRun(_));
         let produced = events::events_of(&obs.object, &identity);
         let lookback = self.lookback();
         let mut ledger = self.ledger();
-        let actor = match (&obs.actor, is_run) {
-            (Some(actor), true) => {
-                ledger.remember_actor(&uid, actor.clone(), now);
-                Some(actor.clone())
-            }
-            (Some(actor), false) => Some(actor.clone()),
-            (None, true) => ledger.actor_of(&uid),
-            (None, false) => None,
-        };
-        let mut evicted = 0;
         for mut event in produced {
             if actor.is_some() && actor_applies(event.name) {
                 event.set_actor(actor.clone());
             }
             let labels = CoreMetrics::event(event.name, obs.source);
-            match ledger.offer(event, now, lookback) {
-                Offer::New { evicted: e } => {
-                    self.metrics.events_produced.get_or_create(&labels).inc();
-                    evicted += usize::from(e.is_some());
-                }
-                Offer::Updated | Offer::Unchanged | Offer::AlreadyProduced => {
-                    self.metrics
-                        .events_deduplicated
-                        .get_or_create(&labels)
-                        .inc();
-                }
-                Offer::TooOld => {
-                    self.metrics.events_too_old.get_or_create(&labels).inc();
-                }
-            }
+            let offer = ledger.offer(event, now, lookback);
+            self.count_offer(&offer, &labels);
         }
-        let len = ledger.len();
-        drop(ledger);
-        self.count_evicted(evicted);
-        self.metrics.events_buffered.set(len as i64);
+        let len = self.settle(ledger);
         if len >= FULL_BATCH {
             self.full.notify_one();
         }
@@ -161,27 +186,93 @@ impl Core {
         let labels = CoreMetrics::event(EventName::Heartbeat, Source::Clock);
         let mut ledger = self.ledger();
         let at = event.timestamp.unix_seconds();
-        if let Offer::New { evicted } = ledger.offer(event, at, self.lookback()) {
-            self.metrics.events_produced.get_or_create(&labels).inc();
-            drop(ledger);
-            self.count_evicted(usize::from(evicted.is_some()));
-        }
+        let offer = ledger.offer(event, at, self.lookback());
+        self.count_offer(&offer, &labels);
+        self.settle(ledger);
     }
 
-    /// The waiting events as JSON, exactly as they would be sent: `{"batch": [...]}`.
-    pub fn preview(&self) -> String {
-        let events = self.ledger().waiting();
-        serde_json::json!({ "batch": events }).to_string()
+    fn count_offer(&self, offer: &Offer, labels: &crate::metrics::EventLabels) {
+        match offer {
+            Offer::New => self.metrics.events_produced.get_or_create(labels).inc(),
+            Offer::Updated | Offer::Unchanged | Offer::AlreadyProduced => {
+                self.metrics.events_deduplicated.get_or_create(labels).inc()
+            }
+            Offer::TooOld => self.metrics.events_too_old.get_or_create(labels).inc(),
+            Offer::Unserializable => self
+                .metrics
+                .events_dropped
+                .get_or_create(&ReasonLabel {
+                    reason: "unserializable",
+                })
+                .inc(),
+        };
+    }
+
+    /// The next piece of `/preview`, `{"batch":[...]}` with each waiting event exactly as
+    /// it is sent: about [`PREVIEW_CHUNK`] bytes (or one event, if larger), `None` at the
+    /// end. The lock is held only to take the page's handles (shared bytes), never while
+    /// the piece is written out, so a reader holds one piece at a time whatever the size
+    /// of the buffer. Events that arrive meanwhile are shown too; events sent or dropped
+    /// meanwhile may be shown or not.
+    pub fn preview_chunk(&self, cursor: &mut PreviewCursor) -> Option<Bytes> {
+        if cursor.done {
+            return None;
+        }
+        let (page, last) = self.ledger().page_after(cursor.after, PREVIEW_CHUNK);
+        let mut out = Vec::with_capacity(page.iter().map(|b| b.len() + 1).sum::<usize>() + 16);
+        if !cursor.opened {
+            out.extend_from_slice(br#"{"batch":["#);
+            cursor.opened = true;
+        }
+        for json in &page {
+            if cursor.started {
+                out.push(b',');
+            }
+            cursor.started = true;
+            out.extend_from_slice(json);
+        }
+        if page.is_empty() {
+            out.extend_from_slice(b"]}");
+            cursor.done = true;
+        }
+        cursor.after = last;
+        Some(Bytes::from(out))
     }
 
     pub fn buffered(&self) -> usize {
         self.ledger().len()
     }
 
-    /// Forgets produced events that left the lookback.
+    /// What the waiting events count against `maxBufferedBytes`.
+    pub fn buffered_bytes(&self) -> usize {
+        self.ledger().bytes()
+    }
+
+    /// Forgets produced events that left the lookback, and admission sightings past
+    /// their time (counting those never confirmed).
     pub fn expire(&self, now: i64) {
         let lookback = self.lookback();
         self.ledger().expire(now, lookback);
+        let unconfirmed = self
+            .sightings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .expire(now);
+        if !unconfirmed.is_empty() {
+            info!(
+                sightings = unconfirmed.len(),
+                "admission sightings the watch never confirmed expired (forged reviews, or objects the watch missed); no event from them"
+            );
+        }
+        for kind in unconfirmed {
+            self.count_unconfirmed(Some(kind));
+        }
+    }
+
+    fn count_unconfirmed(&self, kind: Option<events::Kind>) {
+        if let Some(kind) = kind {
+            self.metrics.skipped(kind, "unconfirmed");
+        }
     }
 
     pub fn export_produced(&self, limit: usize) -> Vec<u8> {
@@ -202,9 +293,10 @@ impl Core {
             let ledger = self.ledger();
             let ids: Vec<String> = ledger
                 .iter_waiting()
-                .map(|e| e.message_id.clone())
+                .map(|e| e.message_id.to_string())
                 .collect();
-            let batches = sender.map(|s| s.prepare(ledger.iter_waiting()));
+            // The batches share the buffer's bytes: a flush holds the events once.
+            let batches = sender.map(|s| s.prepare_encoded(ledger.iter_waiting()));
             (ids, batches)
         };
         let mut flushed = Flushed::default();
@@ -227,7 +319,7 @@ impl Core {
                 // Refused alone by Segment: never sendable, let go like the too large.
                 ledger.mark_sent(&report.dropped);
                 ledger.mark_sent(&report.sent);
-                self.metrics.events_buffered.set(ledger.len() as i64);
+                self.settle(ledger);
                 match (flushed.sent, flushed.unsent) {
                     (_, 0) => "ok",
                     (0, _) => "failed",
@@ -237,7 +329,7 @@ impl Core {
             _ => {
                 let mut ledger = self.ledger();
                 ledger.mark_sent(&ids);
-                self.metrics.events_buffered.set(ledger.len() as i64);
+                self.settle(ledger);
                 flushed.sent = ids.len();
                 "no_write_key"
             }
@@ -272,7 +364,7 @@ fn actor_applies(name: EventName) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Actor, Decoded};
+    use crate::events::{Actor, Decoded, Object};
 
     const NOW: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
@@ -282,7 +374,7 @@ mod tests {
             status["completionTime"] = c.into();
         }
         let json = serde_json::json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
-            "metadata": {"uid": uid, "namespace": "ns"}, "status": status});
+            "metadata": {"uid": uid, "namespace": "ns", "creationTimestamp": start}, "status": status});
         match events::decode_one(json.to_string().as_bytes()) {
             Decoded::Object(o) => o,
             other => panic!("{other:?}"),
@@ -301,6 +393,7 @@ mod tests {
         Core::new(
             ClusterIdentity::new(Some("c".into()), None, None),
             100,
+            usize::MAX,
             4 * 3600,
             CoreMetrics::default(),
         )
@@ -308,10 +401,18 @@ mod tests {
 
     fn ids(core: &Core) -> Vec<String> {
         core.ledger()
-            .waiting()
-            .into_iter()
-            .map(|e| e.message_id)
+            .iter_waiting()
+            .map(|e| e.message_id.to_string())
             .collect()
+    }
+
+    fn preview(core: &Core) -> String {
+        let mut cursor = PreviewCursor::default();
+        let mut out = Vec::new();
+        while let Some(chunk) = core.preview_chunk(&mut cursor) {
+            out.extend_from_slice(&chunk);
+        }
+        String::from_utf8(out).expect("UTF-8")
     }
 
     #[tokio::test]
@@ -372,18 +473,193 @@ mod tests {
             )),
             NOW,
         );
-        let waiting = core.ledger().waiting();
+        let waiting: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
+        let waiting = waiting["batch"].as_array().unwrap();
         assert_eq!(waiting.len(), 2);
-        assert!(waiting.iter().all(|e| e.actor.as_ref() == Some(&alice)));
+        assert!(
+            waiting
+                .iter()
+                .all(|e| e["userId"] == alice.user_hash.as_str())
+        );
+    }
+
+    fn decoded(json: serde_json::Value) -> Object {
+        match events::decode_one(json.to_string().as_bytes()) {
+            Decoded::Object(o) => o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn admission(object: Object, user: &str, core: &Core) -> Observation {
+        Observation {
+            source: Source::Admission,
+            object,
+            actor: Some(Actor::new(user, &core.identity())),
+        }
+    }
+
+    fn component(uid: &str, created: &str) -> Object {
+        decoded(
+            serde_json::json!({"apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "Component",
+            "metadata": {"uid": uid, "name": "c", "namespace": "ns", "creationTimestamp": created},
+            "spec": {"application": "a"}}),
+        )
+    }
+
+    fn konflux(uid: &str, deleted: Option<&str>) -> Object {
+        let mut meta = serde_json::json!({"uid": uid, "name": "konflux", "creationTimestamp": "2025-12-01T00:00:00Z"});
+        if let Some(d) = deleted {
+            meta["deletionTimestamp"] = d.into();
+        }
+        decoded(
+            serde_json::json!({"apiVersion": "konflux.konflux-ci.dev/v1alpha1", "kind": "Konflux",
+            "metadata": meta,
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "lastTransitionTime": "2025-12-01T00:10:00Z"}]}}),
+        )
+    }
+
+    fn skipped(core: &Core, kind: events::Kind, reason: &'static str) -> u64 {
+        core.metrics
+            .objects_skipped
+            .get_or_create(&crate::metrics::SkipLabels {
+                kind: kind.as_str(),
+                reason,
+            })
+            .get()
+    }
+
+    #[tokio::test]
+    async fn forged_reviews_alone_produce_nothing_and_expire_counted() {
+        let core = core();
+        let at = "2026-01-01T00:00:00Z";
+        core.observe(admission(component("forged-c", at), "mallory", &core), NOW);
+        let mut removed = konflux("forged-k", None);
+        removed.mark_deleted_now();
+        core.observe(admission(removed, "mallory", &core), NOW);
+        core.observe(
+            admission(
+                run("forged-r", "2025-12-31T23:59:30Z", None),
+                "mallory",
+                &core,
+            ),
+            NOW,
+        );
+        assert!(ids(&core).is_empty(), "{:?}", ids(&core));
+        assert_eq!(core.flush(None).await.sent, 0);
+        core.expire(NOW + crate::observation::UNCONFIRMED_TTL_SECONDS + 1);
+        for kind in [
+            events::Kind::Component,
+            events::Kind::Konflux,
+            events::Kind::PipelineRun,
+        ] {
+            assert_eq!(skipped(&core, kind, "unconfirmed"), 1, "{kind:?}");
+        }
+        // and the watch seeing them later (after expiry) gives no forged actor
+        core.observe(watch(component("forged-c", at)), NOW + 700);
+        let shown: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
+        assert!(shown["batch"][0].get("userId").is_none(), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_forged_review_cannot_pin_an_actor_on_a_real_object() {
+        let core = core();
+        // the real creation, confirmed by the watch
+        let c = component("c1", "2026-01-01T00:00:00Z");
+        core.observe(admission(c.clone(), "alice", &core), NOW);
+        core.observe(watch(c.clone()), NOW + 1);
+        // a forged review naming the same uid comes later: the first actor stays
+        core.observe(admission(c.clone(), "mallory", &core), NOW + 2);
+        core.observe(watch(c.clone()), NOW + 3);
+        let shown: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
+        let alice = Actor::new("alice", &core.identity());
+        assert_eq!(shown["batch"].as_array().map(Vec::len), Some(1));
+        assert_eq!(shown["batch"][0]["userId"], alice.user_hash.as_str());
+        // a forged review naming an old object (created an hour ago) confirms nothing
+        let old = component("c-old", "2025-12-31T23:00:00Z");
+        core.observe(admission(old.clone(), "mallory", &core), NOW);
+        core.observe(watch(old), NOW + 1);
+        let shown: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
+        assert!(shown["batch"][1].get("userId").is_none(), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_component_created_and_deleted_at_once_counts_once_with_its_actor() {
+        let core = core();
+        let c = component("brief", "2026-01-01T00:00:00Z");
+        core.observe(admission(c.clone(), "alice", &core), NOW);
+        // the watch's ADDED and DELETED
+        core.observe(watch(c.clone()), NOW);
+        core.observe(watch(c), NOW + 1);
+        assert_eq!(ids(&core), ["brief-component-created"]);
+        let shown: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
+        assert_eq!(
+            shown["batch"][0]["userId"],
+            Actor::new("alice", &core.identity()).user_hash.as_str()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_konflux_removal_waits_for_the_watch_and_takes_the_deleting_user() {
+        let core = core();
+        let deleting = konflux("k", Some("2026-01-01T00:00:00Z"));
+        core.observe(admission(deleting.clone(), "bob", &core), NOW);
+        assert!(!ids(&core).iter().any(|id| id.ends_with("removal-started")));
+        core.observe(watch(deleting), NOW + 1);
+        let shown: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
+        let removal = shown["batch"]
+            .as_array()
+            .and_then(|b| b.iter().find(|e| e["event"] == "Operator Removal Started"))
+            .cloned()
+            .expect("removal event");
+        assert_eq!(
+            removal["userId"],
+            Actor::new("bob", &core.identity()).user_hash.as_str()
+        );
     }
 
     #[tokio::test]
     async fn without_a_key_flush_lets_events_go_and_preview_shows_them_first() {
         let core = core();
         core.observe(watch(run("a", "2025-12-31T23:00:00Z", None)), NOW);
-        let preview: serde_json::Value = serde_json::from_str(&core.preview()).unwrap();
-        assert_eq!(preview["batch"][0]["messageId"], "a-started");
+        let shown: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
+        assert_eq!(shown["batch"][0]["messageId"], "a-started");
         core.flush(None).await;
-        assert_eq!(core.preview(), r#"{"batch":[]}"#);
+        assert_eq!(preview(&core), r#"{"batch":[]}"#);
+    }
+
+    #[test]
+    fn preview_is_the_wire_json_in_pieces_of_bounded_size() {
+        let core = Core::new(
+            ClusterIdentity::new(Some("c".into()), None, None),
+            1_000,
+            usize::MAX,
+            4 * 3600,
+            CoreMetrics::default(),
+        );
+        let mut expected = Vec::new();
+        for i in 0..200 {
+            let o = run(
+                &format!("r{i:03}"),
+                "2025-12-31T23:00:00Z",
+                Some("2025-12-31T23:30:00Z"),
+            );
+            expected.extend(events::events_of(&o, &core.identity()));
+            core.observe(watch(o), NOW);
+        }
+        let mut cursor = PreviewCursor::default();
+        let mut pieces = 0;
+        let mut whole = Vec::new();
+        while let Some(chunk) = core.preview_chunk(&mut cursor) {
+            assert!(chunk.len() <= PREVIEW_CHUNK + 256, "{}", chunk.len());
+            pieces += 1;
+            whole.extend_from_slice(&chunk);
+        }
+        // 400 events of ~600 bytes: several pieces, and the closing one
+        assert!(pieces >= 4, "{pieces}");
+        let body: Vec<String> = expected.iter().map(events::Event::to_json).collect();
+        assert_eq!(
+            String::from_utf8(whole).unwrap(),
+            format!(r#"{{"batch":[{}]}}"#, body.join(","))
+        );
     }
 }

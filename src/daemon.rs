@@ -60,6 +60,9 @@ pub struct RunArgs {
     /// Address of /healthz, /readyz, /metrics and /preview.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// Serve /preview to any peer; by default only to loopback (kubectl port-forward).
+    #[arg(long, env = "PREVIEW_ANY_PEER")]
+    pub preview_any_peer: bool,
     /// The live settings ConfigMap, as NAMESPACE/NAME.
     #[arg(
         long,
@@ -248,6 +251,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     let core = Arc::new(Core::new(
         identity::combine(&configured, &info, &facts),
         base.max_buffered_events,
+        base.max_buffered_bytes,
         base.lookback.as_secs() as i64,
         core_metrics.clone(),
     ));
@@ -266,6 +270,17 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     // Live settings.
     let (settings_tx, settings_rx) = live::channel(base.clone());
     let mut tasks = tokio::task::JoinSet::new();
+    // One replica, checked: warn if another running instance holds the state.
+    let holder = state::instance_identity();
+    if let Some((ns, name)) = &state_store {
+        tasks.spawn(state::hold(
+            client.clone(),
+            ns.clone(),
+            name.clone(),
+            holder.clone(),
+            stop.clone(),
+        ));
+    }
     {
         let client = client.clone();
         let stop = stop.clone();
@@ -289,7 +304,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
                     info!("settings changed: {}", describe(&next));
                     log_level.set(&next.log_level);
                     core.set_lookback(next.lookback.as_secs() as i64);
-                    core.set_max_buffered(next.max_buffered_events);
+                    core.set_max_buffered(next.max_buffered_events, next.max_buffered_bytes);
                     *last = next.clone();
                     settings_tx.send_replace(next);
                 }
@@ -411,6 +426,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
         core: Arc::clone(&core),
         registry,
         ready: Box::new(move || ready_states.iter().all(|s| s.settled())),
+        preview: http::Preview::new(args.preview_any_peer),
     });
     let http_limits = args
         .server
@@ -499,6 +515,10 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     }
     if let Some((ns, name)) = &state_store {
         save_state(&client, ns, name, &core).await;
+        // Released: the next Pod of a rollout (Recreate) starts without a warning.
+        if let Err(e) = state::claim(&client, ns, name, &holder, None).await {
+            warn!("cannot release the state in ConfigMap {ns}/{name}: {e}");
+        }
     }
     Ok(())
 }
@@ -520,11 +540,12 @@ async fn save_state(client: &kube::Client, ns: &str, name: &str, core: &Core) {
 
 fn describe(s: &Settings) -> String {
     format!(
-        "flushInterval={:?} heartbeatInterval={:?} lookback={:?} maxBufferedEvents={} requestsPerSecond={} logLevel={} sweepInterval={:?}",
+        "flushInterval={:?} heartbeatInterval={:?} lookback={:?} maxBufferedEvents={} maxBufferedBytes={} requestsPerSecond={} logLevel={} sweepInterval={:?}",
         s.flush_interval,
         s.heartbeat_interval,
         s.lookback,
         s.max_buffered_events,
+        s.max_buffered_bytes,
         s.requests_per_second,
         s.log_level,
         s.sweep_interval

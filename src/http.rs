@@ -1,14 +1,23 @@
 //! The daemon's plain HTTP endpoints: `/healthz`, `/readyz`, `/metrics`, `/preview`.
+//!
+//! `/preview` streams the buffer a piece at a time ([`Core::preview_chunk`]), so a reader
+//! costs one piece (~64 KiB) whatever the buffer holds; at most [`MAX_PREVIEWS`] run at
+//! once, and only for a loopback peer (`kubectl port-forward` arrives on loopback) unless
+//! `--preview-any-peer` says otherwise.
 
-use crate::core::Core;
+use crate::core::{Core, PreviewCursor};
 use crate::server;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use prometheus_client::registry::Registry;
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +27,60 @@ pub struct Endpoints {
     pub registry: Registry,
     /// True once every watched kind has listed (or is known to be unavailable).
     pub ready: Box<dyn Fn() -> bool + Send + Sync>,
+    /// Who `/preview` answers, and its readers at once.
+    pub preview: Preview,
+}
+
+/// `/preview`'s bounds: the peers it answers and the readers at once.
+#[derive(Debug, Default)]
+pub struct Preview {
+    /// Serve any peer, not only loopback (`--preview-any-peer`).
+    any_peer: bool,
+    running: Arc<AtomicUsize>,
+}
+
+impl Preview {
+    pub fn new(any_peer: bool) -> Self {
+        Self {
+            any_peer,
+            running: Arc::default(),
+        }
+    }
+}
+
+/// The body of every answer: whole (`Full`) or, for `/preview`, streamed.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// `/preview` readers at once; one more is answered 503.
+pub const MAX_PREVIEWS: usize = 4;
+
+/// One of the [`MAX_PREVIEWS`] places, given back when the body is dropped (sent, or the
+/// reader went away).
+struct PreviewSlot(Arc<AtomicUsize>);
+
+impl PreviewSlot {
+    fn take(running: &Arc<AtomicUsize>) -> Option<Self> {
+        running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_PREVIEWS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| PreviewSlot(Arc::clone(running)))
+    }
+}
+
+impl Drop for PreviewSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether `/preview` answers `peer`: a loopback address (IPv4, IPv6, or IPv4 mapped in
+/// IPv6), or any with `--preview-any-peer`.
+pub fn preview_allowed(peer: IpAddr, any_peer: bool) -> bool {
+    any_peer
+        || peer.is_loopback()
+        || matches!(peer, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
 }
 
 /// Largest request body: the endpoints take GETs, so a body is never read.
@@ -34,7 +97,12 @@ pub async fn serve(
 ) {
     let handler = move |req: Request<server::Body>| {
         let endpoints = Arc::clone(&endpoints);
-        async move { Ok::<_, Infallible>(handle(&endpoints, &req)) }
+        // The peer decides whether /preview answers; unknown counts as not loopback.
+        let peer = req
+            .extensions()
+            .get::<server::Peer>()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0);
+        async move { Ok::<_, Infallible>(handle(&endpoints, peer, &req)) }
     };
     server::serve(
         "http",
@@ -47,7 +115,8 @@ pub async fn serve(
     .await;
 }
 
-fn handle<B>(endpoints: &Endpoints, req: &Request<B>) -> Response<Full<Bytes>> {
+/// Answers one request from `peer`.
+pub fn handle<B>(endpoints: &Endpoints, peer: SocketAddr, req: &Request<B>) -> Response<Body> {
     match (req.method().as_str(), req.uri().path()) {
         ("GET", "/healthz") => text(StatusCode::OK, "ok\n".to_owned()),
         ("GET", "/readyz") => {
@@ -79,12 +148,7 @@ fn handle<B>(endpoints: &Endpoints, req: &Request<B>) -> Response<Full<Bytes>> {
                 ),
             }
         }
-        ("GET", "/preview") => {
-            let mut r = text(StatusCode::OK, endpoints.core.preview());
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
-        }
+        ("GET", "/preview") => preview(endpoints, peer),
         (_, "/healthz" | "/readyz" | "/metrics" | "/preview") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_owned())
         }
@@ -95,6 +159,106 @@ fn handle<B>(endpoints: &Endpoints, req: &Request<B>) -> Response<Full<Bytes>> {
     }
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    server::text(status, body)
+/// `/preview`: the buffer streamed, one piece at a time.
+fn preview(endpoints: &Endpoints, peer: SocketAddr) -> Response<Body> {
+    if !preview_allowed(peer.ip(), endpoints.preview.any_peer) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "/preview answers on loopback only: use kubectl port-forward (or --preview-any-peer)\n"
+                .to_owned(),
+        );
+    }
+    let Some(slot) = PreviewSlot::take(&endpoints.preview.running) else {
+        let mut r = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_PREVIEWS} /preview requests are running; try again\n"),
+        );
+        r.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    let core = Arc::clone(&endpoints.core);
+    let mut cursor = PreviewCursor::default();
+    let pieces = std::iter::from_fn(move || {
+        let _slot = &slot;
+        core.preview_chunk(&mut cursor)
+    })
+    .map(|piece| Ok::<_, Infallible>(Frame::data(piece)));
+    let mut r = Response::new(StreamBody::new(futures::stream::iter(pieces)).boxed());
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    server::text(status, body).map(|b| b.map_err(|never| match never {}).boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::ClusterIdentity;
+    use crate::metrics::CoreMetrics;
+
+    fn endpoints(any_peer: bool) -> Endpoints {
+        Endpoints {
+            core: Arc::new(Core::new(
+                ClusterIdentity::new(Some("c".into()), None, None),
+                10,
+                usize::MAX,
+                3600,
+                CoreMetrics::default(),
+            )),
+            registry: Registry::default(),
+            ready: Box::new(|| true),
+            preview: Preview::new(any_peer),
+        }
+    }
+
+    fn get(e: &Endpoints, peer: &str) -> StatusCode {
+        let req = Request::get("/preview").body(()).expect("request");
+        handle(e, peer.parse().expect("address"), &req).status()
+    }
+
+    #[test]
+    fn preview_answers_loopback_only_unless_told() {
+        for ip in ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"] {
+            assert!(preview_allowed(ip.parse().expect("ip"), false), "{ip}");
+        }
+        for ip in [
+            "10.244.0.7",
+            "192.168.1.1",
+            "::ffff:10.0.0.1",
+            "fd00::1",
+            "0.0.0.0",
+        ] {
+            assert!(!preview_allowed(ip.parse().expect("ip"), false), "{ip}");
+            assert!(preview_allowed(ip.parse().expect("ip"), true), "{ip}");
+        }
+        let e = endpoints(false);
+        assert_eq!(get(&e, "10.244.0.7:40000"), StatusCode::FORBIDDEN);
+        assert_eq!(get(&e, "127.0.0.1:40000"), StatusCode::OK);
+        assert_eq!(get(&endpoints(true), "10.244.0.7:40000"), StatusCode::OK);
+        // the other endpoints answer anyone (probes and Prometheus are not on loopback)
+        let req = Request::get("/healthz").body(()).expect("request");
+        assert_eq!(
+            handle(&e, "10.244.0.7:1".parse().expect("address"), &req).status(),
+            StatusCode::OK
+        );
+    }
+
+    #[test]
+    fn at_most_max_previews_at_once() {
+        let e = endpoints(false);
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("address");
+        let req = Request::get("/preview").body(()).expect("request");
+        let held: Vec<Response<Body>> = (0..MAX_PREVIEWS).map(|_| handle(&e, peer, &req)).collect();
+        assert!(held.iter().all(|r| r.status() == StatusCode::OK));
+        assert_eq!(
+            handle(&e, peer, &req).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        drop(held);
+        assert_eq!(handle(&e, peer, &req).status(), StatusCode::OK);
+    }
 }

@@ -28,6 +28,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use prometheus_client::metrics::counter::Counter;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -306,10 +307,10 @@ pub async fn serve<H, F, B, E>(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let watcher = graceful.watcher();
-                connections.spawn(connection(stream, Arc::clone(&shared), watcher, permit));
+                connections.spawn(connection(stream, peer, Arc::clone(&shared), watcher, permit));
             }
             Err(e) => {
                 warn!(server = name, "accept failed: {e}");
@@ -339,6 +340,10 @@ pub async fn serve<H, F, B, E>(
     connections.shutdown().await;
 }
 
+/// The address a request came from, in its extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
+
 struct Shared {
     limits: Limits,
     transport: Transport,
@@ -348,17 +353,18 @@ struct Shared {
 
 async fn connection(
     stream: TcpStream,
+    peer: SocketAddr,
     shared: Arc<Shared>,
     watcher: Watcher,
     _slot: OwnedSemaphorePermit,
 ) {
     match &shared.transport {
-        Transport::Plain => serve_io(stream, Arc::clone(&shared), watcher).await,
+        Transport::Plain => serve_io(stream, peer, Arc::clone(&shared), watcher).await,
         Transport::Tls { acceptor, failures } => {
             match tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(stream))
                 .await
             {
-                Ok(Ok(tls)) => serve_io(tls, Arc::clone(&shared), watcher).await,
+                Ok(Ok(tls)) => serve_io(tls, peer, Arc::clone(&shared), watcher).await,
                 Ok(Err(e)) => {
                     failures.inc();
                     debug!("TLS handshake failed: {e}");
@@ -372,7 +378,7 @@ async fn connection(
     }
 }
 
-async fn serve_io<I>(io: I, shared: Arc<Shared>, watcher: Watcher)
+async fn serve_io<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, watcher: Watcher)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -380,7 +386,8 @@ where
     let limits = shared.limits;
     let service = {
         let activity = Arc::clone(&activity);
-        hyper::service::service_fn(move |req: Request<Incoming>| {
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(Peer(peer));
             let shared = Arc::clone(&shared);
             let busy = Busy::start(&activity);
             let answer: Answer = Box::pin(async move {

@@ -18,6 +18,10 @@ pub struct Settings {
     pub lookback: Duration,
     /// How many events the buffer holds before it drops the oldest (`maxBufferedEvents`).
     pub max_buffered_events: usize,
+    /// How many bytes the buffer holds before it drops the oldest (`maxBufferedBytes`,
+    /// default 32Mi): each event counts its JSON plus its bookkeeping, about what it
+    /// holds in memory.
+    pub max_buffered_bytes: usize,
     /// Requests per second to Segment at most (`requestsPerSecond`, default 10).
     pub requests_per_second: NonZeroU32,
     /// Log filter (`logLevel`, default `info`), in `tracing` directive syntax.
@@ -40,6 +44,7 @@ impl Default for Settings {
             heartbeat_interval: Duration::from_secs(3600),
             lookback: Duration::from_secs(4 * 3600),
             max_buffered_events: 100_000,
+            max_buffered_bytes: 32 * MI,
             requests_per_second: NonZeroU32::MIN.saturating_add(9),
             log_level: "info".to_owned(),
             sweep_interval: Duration::from_secs(3600),
@@ -56,6 +61,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("heartbeatInterval", "1h"),
     ("lookback", "4h"),
     ("maxBufferedEvents", "100000"),
+    ("maxBufferedBytes", "32Mi"),
     ("requestsPerSecond", "10"),
     ("logLevel", "info"),
     ("sweepInterval", "1h"),
@@ -108,6 +114,9 @@ impl Settings {
                 "maxBufferedEvents" => {
                     count(value, 1, 10_000_000).map(|n| next.max_buffered_events = n)
                 }
+                "maxBufferedBytes" => {
+                    byte_size(value, MI, 1024 * MI).map(|n| next.max_buffered_bytes = n)
+                }
                 "requestsPerSecond" => count(value, 1, 1000)
                     .and_then(|n| {
                         u32::try_from(n)
@@ -144,6 +153,7 @@ fn keep_last_good(next: &mut Settings, last: &Settings, key: &str) {
         "retryMaxDelay" => next.retry_max_delay = last.retry_max_delay,
         "retryDeadline" => next.retry_deadline = last.retry_deadline,
         "maxBufferedEvents" => next.max_buffered_events = last.max_buffered_events,
+        "maxBufferedBytes" => next.max_buffered_bytes = last.max_buffered_bytes,
         "requestsPerSecond" => next.requests_per_second = last.requests_per_second,
         "logLevel" => next.log_level.clone_from(&last.log_level),
         _ => {}
@@ -209,6 +219,34 @@ fn count(text: &str, min: usize, max: usize) -> Result<usize, String> {
     Ok(n)
 }
 
+/// A mebibyte.
+const MI: usize = 1024 * 1024;
+
+/// A size as Kubernetes writes quantities of bytes: `33554432`, `512Ki`, `32Mi`, `1Gi`.
+fn byte_size(text: &str, min: usize, max: usize) -> Result<usize, String> {
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let unit = match unit {
+        "" => 1,
+        "Ki" => 1024,
+        "Mi" => MI,
+        "Gi" => 1024 * MI,
+        _ => return Err("expected a whole number of bytes, or with Ki, Mi or Gi".to_owned()),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| "expected a whole number of bytes, or with Ki, Mi or Gi".to_owned())?;
+    let n = n
+        .checked_mul(unit)
+        .ok_or_else(|| "out of range".to_owned())?;
+    if n < min || n > max {
+        return Err(format!("must be between {}Mi and {}Mi", min / MI, max / MI));
+    }
+    Ok(n)
+}
+
 fn log_level(text: &str) -> Result<String, String> {
     tracing_subscriber::EnvFilter::builder()
         .parse(text)
@@ -236,6 +274,44 @@ mod tests {
         for bad in ["", "10", "h", "5 minutes", "-1s", "1d", "1e400h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn byte_sizes() {
+        let (s, rejected) = Settings::apply(
+            &Settings::default(),
+            &Settings::default(),
+            &data(&[("maxBufferedBytes", "48Mi")]),
+        );
+        assert!(rejected.is_empty());
+        assert_eq!(s.max_buffered_bytes, 48 * MI);
+        assert_eq!(byte_size("2097152", MI, 2 * MI), Ok(2 * MI));
+        assert_eq!(byte_size("1024Ki", MI, 2 * MI), Ok(MI));
+        assert_eq!(byte_size("1Gi", MI, 1024 * MI), Ok(1024 * MI));
+        for bad in [
+            "",
+            "Mi",
+            "32M",
+            "32 Mi",
+            "-1Mi",
+            "1.5Mi",
+            "1048575",
+            "2Gi",
+            "99999999999999999999Gi",
+        ] {
+            assert!(byte_size(bad, MI, 1024 * MI).is_err(), "{bad}");
+        }
+        let last = Settings {
+            max_buffered_bytes: 5 * MI,
+            ..Settings::default()
+        };
+        let (s, rejected) = Settings::apply(
+            &Settings::default(),
+            &last,
+            &data(&[("maxBufferedBytes", "10")]),
+        );
+        assert_eq!(s.max_buffered_bytes, 5 * MI);
+        assert_eq!(rejected[0].reason, "must be between 1Mi and 1024Mi");
     }
 
     #[test]

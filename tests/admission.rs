@@ -509,6 +509,17 @@ async fn creations_carry_the_hashed_actor() {
             .ok()
     })
     .await;
+    // A forged review naming alice's (real) run, sent straight to the webhook port: the
+    // first actor seen for a uid stays.
+    let forger = https_client(&dir.join("certs"));
+    let forged = forged_review(
+        "CREATE",
+        ("tekton.dev", "v1", "PipelineRun"),
+        json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+               "metadata": {"name": "secret-run-alice", "namespace": tenant.name(), "uid": uid(&by_alice),
+                            "creationTimestamp": now_rfc3339()}}),
+    );
+    post_review(&forger, &daemon, &forged).await;
     let runs = tenant.dynamic_api(&crds::pipelinerun());
     let start = now_rfc3339();
     for name in ["secret-run-alice", "secret-run-sa"] {
@@ -593,16 +604,15 @@ async fn creations_carry_the_hashed_actor() {
             .count();
         assert_eq!(n, 1, "{id} sent {n} times");
     }
+    // Admission's word alone produces nothing: every event came from the watch, which
+    // confirmed what admission saw.
     let produced = daemon
         .metric(
             "konflux_telemetry_events_produced_total",
             &["source=\"admission\""],
         )
         .await;
-    assert!(
-        produced >= 3.0,
-        "events produced from admission: {produced}"
-    );
+    assert_eq!(produced, 0.0, "events produced from admission alone");
 
     let (_, preview) = daemon.get("/preview").await.expect("preview");
     let (_, metrics) = daemon.get("/metrics").await.expect("metrics");
@@ -635,6 +645,142 @@ async fn creations_carry_the_hashed_actor() {
         .expect("delete the webhook configuration");
     sinked.sink.shutdown().await;
     new_tenant.cleanup().await;
+    tenant.cleanup().await;
+}
+
+/// An AdmissionReview as a caller of the webhook port chooses it (user `mallory`).
+fn forged_review(operation: &str, gvk: (&str, &str, &str), object: Value) -> Value {
+    let (group, version, kind) = gvk;
+    let field = if operation == "DELETE" {
+        "oldObject"
+    } else {
+        "object"
+    };
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": unique("forged-request"), "operation": operation,
+                    "kind": {"group": group, "version": version, "kind": kind},
+                    "userInfo": {"username": "mallory"}, field: object}
+    })
+}
+
+/// POSTs `review` to the daemon's webhook port, as any Pod could; it is allowed.
+async fn post_review(client: &reqwest::Client, daemon: &Daemon, review: &Value) {
+    let url = format!("{}/validate", daemon.webhook);
+    let r = eventually("the webhook to answer", WAIT, || async {
+        client.post(&url).body(review.to_string()).send().await.ok()
+    })
+    .await;
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = serde_json::from_str(&r.text().await.expect("body")).expect("JSON");
+    assert_eq!(v["response"]["allowed"], true);
+}
+
+/// Reviews sent straight to the webhook port (not by the API server) with invented uids
+/// and user: they are allowed, and produce no `Component Created`, `PipelineRun Started`
+/// or `Completed`, `Namespace Created` or `Operator Removal Started`, with or without
+/// `userId`. A Component then created through the API server (the marker, sent after
+/// them) has its event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_reviews_produce_no_event() {
+    let cluster = support::cluster().await;
+    let dir = tempdir("forged");
+    let sinked = sink(&dir).await;
+    let tenant = cluster
+        .namespace_with_labels("adm-forged", &[("konflux-ci.dev/type", "tenant")])
+        .await;
+    settings_map(&tenant).await;
+    let certs = dir.join("certs");
+    make_certs(&certs, false);
+    let port = free_port();
+    let daemon = start_daemon(&cluster, &sinked.url, tenant.name(), &dir, port, &certs);
+    daemon.wait_ready().await;
+    let client = https_client(&certs);
+
+    let now = now_rfc3339();
+    let forged_uids = [
+        "forged-component",
+        "forged-run",
+        "forged-namespace",
+        "forged-konflux",
+    ];
+    let reviews = [
+        forged_review(
+            "CREATE",
+            ("appstudio.redhat.com", "v1alpha1", "Component"),
+            json!({"apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "Component",
+                   "metadata": {"name": "c", "namespace": tenant.name(), "uid": forged_uids[0], "creationTimestamp": now},
+                   "spec": {"application": "a"}}),
+        ),
+        forged_review(
+            "CREATE",
+            ("tekton.dev", "v1", "PipelineRun"),
+            json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+                   "metadata": {"name": "r", "namespace": tenant.name(), "uid": forged_uids[1], "creationTimestamp": now},
+                   "status": {"startTime": now, "completionTime": now,
+                              "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]}}),
+        ),
+        forged_review(
+            "CREATE",
+            ("", "v1", "Namespace"),
+            json!({"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": "n", "uid": forged_uids[2], "creationTimestamp": now,
+                                "labels": {"konflux-ci.dev/type": "tenant"}}}),
+        ),
+        forged_review(
+            "DELETE",
+            ("konflux.konflux-ci.dev", "v1alpha1", "Konflux"),
+            json!({"apiVersion": "konflux.konflux-ci.dev/v1alpha1", "kind": "Konflux",
+                   "metadata": {"name": "konflux", "uid": forged_uids[3], "creationTimestamp": now}}),
+        ),
+    ];
+    for review in &reviews {
+        post_review(&client, &daemon, review).await;
+    }
+    assert_eq!(
+        daemon.metric(REQUESTS, &["outcome=\"observed\""]).await,
+        4.0
+    );
+
+    // The marker: a real creation, seen by the watch after the forged reviews were taken.
+    let marker = tenant
+        .dynamic_api(&crds::component())
+        .create(
+            &PostParams::default(),
+            &support::object(&crds::component(), "marker", json!({"application": "a"})),
+        )
+        .await
+        .expect("marker component");
+    let marker_id = format!("{}-component-created", uid(&marker));
+    let events = wait_for_ids(&sinked.out, std::slice::from_ref(&marker_id), WAIT).await;
+    assert!(events[0].get("userId").is_none(), "{}", events[0]);
+    let (_, preview) = daemon.get("/preview").await.expect("preview");
+    let sent = std::fs::read_to_string(&sinked.out).unwrap_or_default();
+    for forged in forged_uids {
+        assert!(!sent.contains(forged), "{forged} reached the sink:\n{sent}");
+        assert!(
+            !preview.contains(forged),
+            "{forged} waits in /preview: {preview}"
+        );
+    }
+    assert!(
+        !sent.contains(&user_hash("mallory")),
+        "mallory's hash was sent"
+    );
+    assert_eq!(
+        daemon
+            .metric(
+                "konflux_telemetry_events_produced_total",
+                &["source=\"admission\""],
+            )
+            .await,
+        0.0
+    );
+
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "daemon exit; log:\n{log}");
+    assert!(!log.contains("mallory"));
+    sinked.sink.shutdown().await;
     tenant.cleanup().await;
 }
 

@@ -6,10 +6,11 @@
 //! observer, never a gate: it always allows, and its request path does no network call: it
 //! decodes the object ([`review`]), puts an [`Observation`](crate::observation::Observation)
 //! with the hashed actor on the core's queue (`try_send`: a full queue drops, counts and
-//! still allows) and answers. The core turns it into the same events, with the same
-//! `messageId`s, as the watch does, so the ledger merges the two sightings; a PipelineRun's
-//! creation has no event of its own, its actor is remembered and goes on the run's
-//! `Started` and `Completed` events.
+//! still allows) and answers. The webhook port is not trusted (any Pod that reaches it can
+//! POST a review): the core produces no event from admission's word. The sighting waits
+//! until the watch or the sweep sees the same object (uid, kind, namespace, time; see
+//! [`Sightings`](crate::observation::Sightings)), whose events then carry the actor; a
+//! PipelineRun's actor goes on the run's `Started` and `Completed` events.
 //!
 //! TLS (rustls, ring) with the certificate of `--webhook-cert-dir`, reloaded when the
 //! files change ([`tls`]). `webhook-certs/` makes a CA and certificate for tests and small

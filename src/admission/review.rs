@@ -1,6 +1,10 @@
 //! One `AdmissionReview` in, one answer out: the webhook's request path, with no I/O but a
 //! `try_send` on the core's queue.
 //!
+//! What is read here is the caller's word, not the API server's: the observation it makes
+//! is a sighting to be confirmed by the watch or the sweep (see
+//! [`Sightings`](crate::observation::Sightings)), never an event by itself.
+//!
 //! The review is read in two steps: the envelope with each field of `request` kept as raw
 //! JSON (borrowed from the body, not copied), then only the fields needed, the object
 //! through the event model's own decoder ([`Watched::deserialize_as`]), which skips all

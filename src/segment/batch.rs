@@ -1,10 +1,13 @@
 //! Splitting events into request bodies that respect Segment's limits. Pure: no I/O.
 //!
-//! Each event is serialised once; a [`Batch`] keeps the bytes and builds the request
-//! body `{"batch":[...],"sentAt":"..."}` at each attempt, so `sentAt` is always the time
-//! of that attempt.
+//! Each event is serialised once, into an [`Encoded`]: the buffer holds events in that
+//! form, and a [`Batch`] shares their bytes (no copy) and builds the request body
+//! `{"batch":[...],"sentAt":"..."}` at each attempt, so `sentAt` is always the time of
+//! that attempt.
 
-use crate::events::Event;
+use crate::events::{Event, EventName};
+use bytes::Bytes;
+use std::sync::Arc;
 
 /// `{"batch":[`
 const BODY_HEAD: &[u8] = br#"{"batch":["#;
@@ -42,14 +45,37 @@ impl Default for Limits {
     }
 }
 
+/// An event serialised once, as Segment receives it: what the buffer holds. Cloning
+/// shares the bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    pub name: EventName,
+    pub message_id: Arc<str>,
+    /// The event's JSON, exactly as it goes in a batch.
+    pub json: Bytes,
+}
+
+impl Encoded {
+    /// Serialises `event` (the bytes are allocated to their exact length).
+    pub fn new(event: &Event) -> Result<Self, serde_json::Error> {
+        let json = serde_json::to_vec(event)?;
+        Ok(Self {
+            name: event.name,
+            message_id: Arc::from(event.message_id.as_str()),
+            json: Bytes::from(json.into_boxed_slice()),
+        })
+    }
+}
+
 /// The events of one request, serialised, in their original order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Batch {
-    /// The events' JSON, comma-separated: the inside of the `batch` array.
-    events_json: Vec<u8>,
+    /// Each event's JSON (shared with the buffer, not copied); the body puts commas
+    /// between them.
+    events: Vec<Bytes>,
+    /// Bytes of the events' JSON, commas included: the inside of the `batch` array.
+    events_len: usize,
     message_ids: Vec<String>,
-    /// Where each event's JSON ends in `events_json`.
-    ends: Vec<usize>,
     /// Each event's name, for the log when one is dropped.
     names: Vec<&'static str>,
 }
@@ -57,9 +83,9 @@ pub struct Batch {
 impl Batch {
     fn new() -> Self {
         Self {
-            events_json: Vec::new(),
+            events: Vec::new(),
+            events_len: 0,
             message_ids: Vec::new(),
-            ends: Vec::new(),
             names: Vec::new(),
         }
     }
@@ -79,16 +105,14 @@ impl Batch {
         Some((self.part(0, mid), self.part(mid, self.len())))
     }
 
-    /// The events `from..to` as a batch of their own.
+    /// The events `from..to` as a batch of their own (sharing their bytes).
     fn part(&self, from: usize, to: usize) -> Batch {
-        // Event i spans start(i)..ends[i]; a comma precedes each but the first.
-        let start = |i: usize| if i == 0 { 0 } else { self.ends[i - 1] + 1 };
-        let end = self.ends[to - 1];
-        let offset = start(from);
+        let events = self.events[from..to].to_vec();
+        let events_len = events.iter().map(Bytes::len).sum::<usize>() + (to - from).saturating_sub(1);
         Batch {
-            events_json: self.events_json[offset..end].to_vec(),
+            events,
+            events_len,
             message_ids: self.message_ids[from..to].to_vec(),
-            ends: self.ends[from..to].iter().map(|e| e - offset).collect(),
             names: self.names[from..to].to_vec(),
         }
     }
@@ -111,17 +135,22 @@ impl Batch {
     /// The size of the body with a `sentAt` of [`SENT_AT_RESERVE`] bytes: the figure
     /// checked against [`Limits::max_body_bytes`]. The real body is never larger.
     pub fn reserved_body_len(&self) -> usize {
-        ENVELOPE_BYTES + self.events_json.len()
+        ENVELOPE_BYTES + self.events_len
     }
 
     /// The request body, with `sent_at` as the `sentAt` value (an RFC 3339 time, written
     /// as is: it must need no JSON escaping).
     pub fn body(&self, sent_at: &str) -> Vec<u8> {
         let mut body = Vec::with_capacity(
-            BODY_HEAD.len() + self.events_json.len() + BODY_MID.len() + sent_at.len() + 2,
+            BODY_HEAD.len() + self.events_len + BODY_MID.len() + sent_at.len() + 2,
         );
         body.extend_from_slice(BODY_HEAD);
-        body.extend_from_slice(&self.events_json);
+        for (i, json) in self.events.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(json);
+        }
         body.extend_from_slice(BODY_MID);
         body.extend_from_slice(sent_at.as_bytes());
         body.extend_from_slice(BODY_TAIL);
@@ -133,13 +162,10 @@ impl Batch {
         self.reserved_body_len() + len + usize::from(!self.is_empty())
     }
 
-    fn push(&mut self, json: &[u8], message_id: &str, name: &'static str) {
-        if !self.is_empty() {
-            self.events_json.push(b',');
-        }
-        self.events_json.extend_from_slice(json);
+    fn push(&mut self, json: Bytes, message_id: &str, name: &'static str) {
+        self.events_len += json.len() + usize::from(!self.is_empty());
+        self.events.push(json);
         self.message_ids.push(message_id.to_owned());
-        self.ends.push(self.events_json.len());
         self.names.push(name);
     }
 }
@@ -197,41 +223,54 @@ pub fn batches_with<'a>(
     events: impl IntoIterator<Item = &'a Event>,
     limits: &Limits,
 ) -> (Vec<Batch>, Vec<Dropped>) {
-    let mut out = Vec::new();
-    let mut dropped = Vec::new();
-    let mut current = Batch::new();
-    for event in events {
-        let json = match serde_json::to_vec(event) {
-            Ok(json) => json,
+    let mut unserializable = Vec::new();
+    let encoded = events
+        .into_iter()
+        .filter_map(|event| match Encoded::new(event) {
+            Ok(e) => Some(e),
             Err(_) => {
-                dropped.push(Dropped {
+                unserializable.push(Dropped {
                     name: event.name.as_str(),
                     message_id: event.message_id.clone(),
                     bytes: 0,
                     reason: DropReason::Unserializable,
                 });
-                continue;
+                None
             }
-        };
+        });
+    let (batches, mut dropped) = batches_of(encoded, limits);
+    dropped.append(&mut unserializable);
+    (batches, dropped)
+}
+
+/// [`batches_with`] for events serialised already (the buffer's): the batches share the
+/// events' bytes.
+pub fn batches_of<E: std::borrow::Borrow<Encoded>>(
+    events: impl IntoIterator<Item = E>,
+    limits: &Limits,
+) -> (Vec<Batch>, Vec<Dropped>) {
+    let mut out = Vec::new();
+    let mut dropped = Vec::new();
+    let mut current = Batch::new();
+    for event in events {
+        let event: &Encoded = event.borrow();
+        let len = event.json.len();
         // An event too large for an empty batch can never be sent either.
-        if json.len() > limits.max_event_bytes
-            || ENVELOPE_BYTES + json.len() > limits.max_body_bytes
-        {
+        if len > limits.max_event_bytes || ENVELOPE_BYTES + len > limits.max_body_bytes {
             dropped.push(Dropped {
                 name: event.name.as_str(),
-                message_id: event.message_id.clone(),
-                bytes: json.len(),
+                message_id: event.message_id.to_string(),
+                bytes: len,
                 reason: DropReason::TooLarge,
             });
             continue;
         }
         if !current.is_empty()
-            && (current.len() >= limits.max_events
-                || current.len_with(json.len()) > limits.max_body_bytes)
+            && (current.len() >= limits.max_events || current.len_with(len) > limits.max_body_bytes)
         {
             out.push(std::mem::replace(&mut current, Batch::new()));
         }
-        current.push(&json, &event.message_id, event.name.as_str());
+        current.push(event.json.clone(), &event.message_id, event.name.as_str());
     }
     if !current.is_empty() {
         out.push(current);
@@ -408,6 +447,34 @@ mod tests {
             assert_eq!(v["batch"].as_array().map(Vec::len), Some(batch.len()));
         }
         assert!(d.iter().all(|d| d.bytes > 900));
+    }
+
+    #[test]
+    fn encoded_events_batch_to_the_same_bytes() {
+        let limits = Limits {
+            max_body_bytes: 3_000,
+            max_event_bytes: 900,
+            max_events: 4,
+        };
+        let events: Vec<Event> = (0..30).map(|i| event(i, (i * 131) % 1_100)).collect();
+        let encoded: Vec<Encoded> = events
+            .iter()
+            .map(|e| Encoded::new(e).expect("serialisable"))
+            .collect();
+        assert_eq!(encoded[3].json, events[3].to_json().into_bytes());
+        let (from_events, d1) = batches_with(&events, &limits);
+        let (from_encoded, d2) = batches_of(&encoded, &limits);
+        assert_eq!(d1, d2);
+        assert!(!d1.is_empty());
+        assert_eq!(from_events.len(), from_encoded.len());
+        for (a, b) in from_events.iter().zip(&from_encoded) {
+            assert_eq!(
+                a.body("2024-05-01T10:00:01.000Z"),
+                b.body("2024-05-01T10:00:01.000Z")
+            );
+            assert_eq!(a.reserved_body_len(), b.reserved_body_len());
+            assert_eq!(a.message_ids(), b.message_ids());
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod metrics;
 pub mod sender;
 
 pub use backoff::Backoff;
-pub use batch::{Batch, DropReason, Dropped, Limits, batches, batches_with};
+pub use batch::{Batch, DropReason, Dropped, Encoded, Limits, batches, batches_of, batches_with};
 pub use metrics::SenderMetrics;
 pub use sender::{
     ConfigError, DEFAULT_API_URL, Failure, FlushReport, SendError, Sender, SenderConfig,

@@ -1,7 +1,9 @@
 //! `POST {api_url}/batch` with retries, backoff, `Retry-After` and a rate limit.
 
 use super::backoff::Backoff;
-use super::batch::{Batch, DropReason, Limits, batches_with, sent_at_now};
+use super::batch::{
+    Batch, DropReason, Dropped, Encoded, Limits, batches_of, batches_with, sent_at_now,
+};
 use super::metrics::SenderMetrics;
 use super::{EmptyWriteKey, WriteKey};
 use crate::events::Event;
@@ -271,8 +273,21 @@ impl Sender {
     /// send are counted in `events_dropped` and logged (name and `messageId` only).
     pub fn prepare<'a>(&self, events: impl IntoIterator<Item = &'a Event>) -> Vec<Batch> {
         let (batches, dropped) = batches_with(events, &self.inner.limits);
-        self.inner.metrics.record_dropped(&dropped);
-        for d in &dropped {
+        self.report_dropped(&dropped);
+        batches
+    }
+
+    /// [`Sender::prepare`] for events serialised already (the buffer's): the batches share
+    /// their bytes.
+    pub fn prepare_encoded<'a>(&self, events: impl IntoIterator<Item = &'a Encoded>) -> Vec<Batch> {
+        let (batches, dropped) = batches_of(events, &self.inner.limits);
+        self.report_dropped(&dropped);
+        batches
+    }
+
+    fn report_dropped(&self, dropped: &[Dropped]) {
+        self.inner.metrics.record_dropped(dropped);
+        for d in dropped {
             warn!(
                 event = d.name,
                 message_id = %d.message_id,
@@ -281,7 +296,6 @@ impl Sender {
                 "event dropped: it cannot be sent to Segment"
             );
         }
-        batches
     }
 
     /// Sends one batch, retrying retryable failures with backoff until the deadline.
