@@ -17,8 +17,11 @@
 //! events a PipelineRun has), which drops records updated within the window for any
 //! other reason (a re-write at pruning, long after the run). That bound is the lookback,
 //! never the incremental window: a record the watcher wrote late must still be read.
-//! Should the server refuse that filter (a record whose times PostgreSQL cannot cast
-//! fails the whole query), the listing starts again with the `data_type` filter alone.
+//! The times are compared as strings (Kubernetes writes them `YYYY-MM-DDTHH:MM:SSZ`, so
+//! string order is time order), not with CEL `timestamp()`: that becomes a PostgreSQL
+//! cast, and one record whose time does not cast fails the query, which Results v0.20
+//! answers with an empty page and code OK (measured), silently ending the sweep. Should
+//! the server refuse the filter, the listing starts again with `data_type` alone.
 //!
 //! Pages are fetched and decoded one at a time ([`RecordPages`]): memory is bounded by the
 //! page size, never by the number of records.
@@ -481,11 +484,16 @@ impl ResultsClient {
         &self.filter
     }
 
-    /// [`ResultsClient::filter`], narrowed to runs started or completed after `after`.
+    /// [`ResultsClient::filter`], narrowed to runs started or completed after `after`
+    /// (less one second, so that a time with a fraction, which sorts before the same
+    /// second without one, is not lost).
     pub fn filter_with_events_after(&self, after: jiff::Timestamp) -> String {
-        let at = after.strftime("%Y-%m-%dT%H:%M:%SZ");
+        let at = after
+            .checked_sub(jiff::SignedDuration::from_secs(1))
+            .unwrap_or(after)
+            .strftime("%Y-%m-%dT%H:%M:%SZ");
         format!(
-            "({}) && (data.status.completionTime > timestamp(\"{at}\") || data.status.startTime > timestamp(\"{at}\"))",
+            "({}) && (data.status.completionTime > \"{at}\" || data.status.startTime > \"{at}\")",
             self.filter
         )
     }
@@ -1152,8 +1160,8 @@ mod tests {
     async fn the_time_filter_is_sent_and_dropped_when_the_server_refuses_it() {
         let handler: Handler = Arc::new(|req: &Seen| {
             if req.query["filter"].contains("completionTime") {
-                // As PostgreSQL failing a cast fails the query.
-                return (500, r#"{"code":13}"#.to_owned());
+                // A server refusing the filter.
+                return (400, r#"{"code":3}"#.to_owned());
             }
             let page = serde_json::json!({"records": [record("a", "2026-01-01T12:00:00Z")]});
             (200, page.to_string())
@@ -1163,7 +1171,7 @@ mod tests {
         let narrowed = client.filter_with_events_after(since("2026-01-01T08:00:00.75Z"));
         assert_eq!(
             narrowed,
-            r#"(data_type == "tekton.dev/v1.PipelineRun" || data_type == "tekton.dev/v1beta1.PipelineRun") && (data.status.completionTime > timestamp("2026-01-01T08:00:00Z") || data.status.startTime > timestamp("2026-01-01T08:00:00Z"))"#
+            r#"(data_type == "tekton.dev/v1.PipelineRun" || data_type == "tekton.dev/v1beta1.PipelineRun") && (data.status.completionTime > "2026-01-01T07:59:59Z" || data.status.startTime > "2026-01-01T07:59:59Z")"#
         );
         let mut pages = client.records_since_with_events_after(
             since("2026-01-01T09:00:00Z"),
