@@ -1088,12 +1088,12 @@ mod tests {
         assert!(matches!(err, Some(SweepError::Deadline(_))), "{err:?}");
     }
 
-    #[tokio::test]
-    async fn a_page_too_large_is_refused_and_asked_again_smaller() {
-        // Pages of more than 20 records are too large; 100 -> 50 -> 25 -> 12 succeeds.
-        let handler: Handler = Arc::new(|req: &Seen| {
+    /// A server answering `min(page_size, at_most)` records a page, and a config whose
+    /// page limit is 20 records' worth.
+    async fn sized_pages(at_most: usize) -> (ResultsConfig, Arc<Mutex<Vec<Seen>>>, String) {
+        let handler: Handler = Arc::new(move |req: &Seen| {
             let size: usize = req.query["page_size"].parse().unwrap();
-            let records: Vec<_> = (0..size)
+            let records: Vec<_> = (0..size.min(at_most))
                 .map(|i| record(&format!("r{i}"), "2026-01-01T12:00:00Z"))
                 .collect();
             (200, serde_json::json!({ "records": records }).to_string())
@@ -1104,6 +1104,13 @@ mod tests {
             .unwrap()
             .len();
         c.max_page_bytes = one * 20;
+        (c, seen, addr)
+    }
+
+    #[tokio::test]
+    async fn a_page_too_large_is_refused_and_asked_again_smaller() {
+        // Pages of more than 20 records are too large; 100 -> 50 -> 25 -> 12 succeeds.
+        let (c, seen, addr) = sized_pages(usize::MAX).await;
         let client = ResultsClient::new(&c).unwrap();
         let mut pages = client.records_since(since("2026-01-01T00:00:00Z"));
         let page = pages.next_page().await.unwrap().unwrap();
@@ -1385,19 +1392,8 @@ mod tests {
 
     #[tokio::test]
     async fn refused_large_pages_are_counted_even_when_the_sweep_completes() {
-        let handler: Handler = Arc::new(|req: &Seen| {
-            let size: usize = req.query["page_size"].parse().unwrap();
-            let records: Vec<_> = (0..size.min(30))
-                .map(|i| record(&format!("r{i}"), "2026-01-01T12:00:00Z"))
-                .collect();
-            (200, serde_json::json!({ "records": records }).to_string())
-        });
-        let (addr, _) = fake(handler).await;
-        let mut c = config(&addr);
-        let one = serde_json::to_vec(&record("r00", "2026-01-01T12:00:00Z"))
-            .unwrap()
-            .len();
-        c.max_page_bytes = one * 20;
+        let (c, _, _) = sized_pages(30).await;
+        let one = c.max_page_bytes / 20;
         let (sweeper, metrics, collect) = new_sweeper(ResultsClient::new(&c).unwrap());
         let report = sweeper.sweep_since(since("2026-01-01T00:00:00Z")).await;
         assert!(report.complete(), "{report:?}");
