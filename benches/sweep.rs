@@ -13,8 +13,18 @@
 //! Each sweep runs in a child process (this binary with `SWEEP_BENCH_CHILD=1`), so its
 //! `VmHWM` is the sweep's own peak, not the record creation's.
 //!
-//! `BENCH_RECORDS` (default 50000), `BENCH_PAGE_SIZES` (default `100,1000`). Under
-//! `cargo test --all-targets` (no `--bench` argument) it only checks that a record decodes.
+//! `BENCH_RECORDS` (default 50000), `BENCH_PAGE_SIZES` (default `100,250`; larger sizes
+//! are clamped to 250 as in the daemon). Under `cargo test --all-targets` (no `--bench`
+//! argument) it only checks that a record decodes.
+//!
+//! `BENCH_MODE=incremental`: steady traffic instead, scaled down in time. Every
+//! `BENCH_INTERVAL_SECONDS` (default 20, the sweep interval) `BENCH_RUNS_PER_INTERVAL`
+//! (default 200) new runs are recorded, spread over the interval, for `BENCH_INTERVALS`
+//! (default 8) intervals; the lookback is four intervals, as 1 h and 4 h in production.
+//! At the end of each interval two sweeps run back to back: today's full-lookback sweep
+//! and the daemon's incremental one (`Sweeper::sweep_next`, its watermark from the
+//! previous interval). Each prints records read, bytes received and the Results API
+//! server's CPU. The records are deleted at the end.
 
 use base64::Engine as _;
 use futures::StreamExt;
@@ -52,9 +62,7 @@ fn rfc3339(t: jiff::Timestamp) -> String {
 /// uid) placeholders: the bulk is the pipeline spec, in `spec` and again in `status`, as
 /// in a real build PipelineRun.
 fn template(target: usize) -> String {
-    let now = jiff::Timestamp::now();
-    let started = rfc3339(now - jiff::SignedDuration::from_secs(600));
-    let done = rfc3339(now);
+    let (started, done) = ("__START__", "__DONE__");
     let mut tasks = Vec::new();
     let mut n = 0;
     loop {
@@ -98,7 +106,29 @@ fn template(target: usize) -> String {
 }
 
 fn instantiate(template: &str, ns: &str, id: &str) -> String {
-    template.replace("__NS__", ns).replace("__ID__", id)
+    let now = jiff::Timestamp::now();
+    instantiate_at(
+        template,
+        ns,
+        id,
+        now - jiff::SignedDuration::from_secs(600),
+        now,
+    )
+}
+
+/// A run of `template` started at `started` and completed at `done`.
+fn instantiate_at(
+    template: &str,
+    ns: &str,
+    id: &str,
+    started: jiff::Timestamp,
+    done: jiff::Timestamp,
+) -> String {
+    template
+        .replace("__NS__", ns)
+        .replace("__ID__", id)
+        .replace("__START__", &rfc3339(started))
+        .replace("__DONE__", &rfc3339(done))
 }
 
 fn read_env(path: &Path) -> Option<BTreeMap<String, String>> {
@@ -342,6 +372,7 @@ fn child() {
         .expect("runtime");
     runtime.block_on(async move {
         let client = ResultsClient::new(&config).expect("client");
+        let page_size = client.page_size();
         // As the daemon: a bounded channel the core drains.
         let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
         let (_settings_tx, settings_rx) = tokio::sync::watch::channel(SweepSettings::default());
@@ -369,7 +400,8 @@ fn child() {
         let read = report.records_read as f64 * bytes_per_record;
         let errors = report.error.map_or("none", |k| k.as_str());
         println!(
-            "  page size {}: {} records in {} pages, {:.2} s, {:.0} records/s, ~{:.1} MB/s received (~{:.0} MB)",
+            "  page size {} (asked {}): {} records in {} pages, {:.2} s, {:.0} records/s, ~{:.1} MB/s received (~{:.0} MB)",
+            page_size,
             config.page_size,
             report.records_read,
             report.pages,
@@ -414,7 +446,7 @@ fn main() {
     }
     let n = env_usize("BENCH_RECORDS", 50_000);
     let page_sizes: Vec<u32> = std::env::var("BENCH_PAGE_SIZES")
-        .unwrap_or_else(|_| "100,1000".into())
+        .unwrap_or_else(|_| "100,250".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
@@ -439,6 +471,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if std::env::var("BENCH_MODE").as_deref() == Ok("incremental") {
+        runtime.block_on(incremental(&addr, &ca, &api_pid, &templates));
+        return;
+    }
     let marker = Marker::load().filter(|m| m.addr == addr);
     let _ = std::fs::remove_file(Marker::path());
     let marker = match marker {
@@ -518,4 +554,124 @@ fn main() {
     } else {
         runtime.block_on(delete_records(&addr, &ca, &marker.prefix, marker.records));
     }
+}
+
+/// One sweep's figures.
+struct Figures {
+    read: usize,
+    bytes: usize,
+    api_cpu: f64,
+    delivered: usize,
+}
+
+async fn measured(
+    sweep: impl std::future::Future<Output = konflux_telemetry::sweep::SweepReport>,
+    api_pid: &str,
+) -> Figures {
+    let cpu = cpu_seconds(api_pid);
+    let report = sweep.await;
+    assert!(report.complete(), "{report:?}");
+    Figures {
+        read: report.records_read,
+        bytes: report.bytes,
+        api_cpu: cpu_seconds(api_pid) - cpu,
+        delivered: report.delivered,
+    }
+}
+
+/// `BENCH_MODE=incremental`: see the module's documentation.
+async fn incremental(addr: &str, ca: &Path, api_pid: &str, templates: &[String]) {
+    let interval = Duration::from_secs(env_usize("BENCH_INTERVAL_SECONDS", 20) as u64);
+    let per_interval = env_usize("BENCH_RUNS_PER_INTERVAL", 200);
+    let intervals = env_usize("BENCH_INTERVALS", 8);
+    let settings = SweepSettings {
+        interval,
+        lookback: interval * 4,
+    };
+    let http = admin(ca);
+    let base = format!("{addr}/apis/results.tekton.dev/v1alpha2/parents");
+    let prefix = format!("si{:x}", jiff::Timestamp::now().as_second() % 0xff_ffff);
+    let mut config = ResultsConfig::new(addr);
+    config.ca_file = Some(ca.to_path_buf());
+    config.token = TokenSource::None;
+    config.timeout = Duration::from_secs(120);
+    let sweeper = |config: &ResultsConfig| {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let (_stx, srx) = tokio::sync::watch::channel(settings);
+        Sweeper::new(
+            ResultsClient::new(config).expect("client"),
+            srx,
+            tx,
+            SweepMetrics::new(),
+        )
+    };
+    let (full, incr) = (sweeper(&config), sweeper(&config));
+    println!(
+        "sweep bench (incremental): {per_interval} runs every {interval:?} (the sweep interval), lookback {:?}, {intervals} intervals, page size {}",
+        settings.lookback,
+        ResultsClient::new(&config).expect("client").page_size()
+    );
+    println!(
+        "| interval | changed | full: read | bytes | Results CPU | incremental: read | bytes | Results CPU | read / changed |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut created = 0usize;
+    for k in 0..intervals {
+        let end = tokio::time::Instant::now() + interval;
+        // Spread over the interval, one batch a second.
+        let seconds = interval.as_secs().max(1) as usize;
+        let mut changed = 0usize;
+        for s in 0..seconds {
+            tokio::time::sleep_until(end - interval + Duration::from_secs(s as u64)).await;
+            let batch = per_interval * (s + 1) / seconds - per_interval * s / seconds;
+            let posts = (0..batch).map(|j| {
+                let i = created + j;
+                let ns = format!("{prefix}-ns-{:02}", i % NAMESPACES);
+                let id = format!("{prefix}-{i:06}");
+                let now = jiff::Timestamp::now();
+                let value = instantiate_at(&templates[i % templates.len()], &ns, &id, now - jiff::SignedDuration::from_secs(5), now);
+                let (http, base) = (&http, &base);
+                async move {
+                    let result = json!({ "name": format!("{ns}/results/{id}") }).to_string();
+                    post(http, &format!("{base}/{ns}/results"), result).await?;
+                    let record = format!(
+                        r#"{{"name":"{ns}/results/{id}/records/{id}","data":{{"type":"{PIPELINERUN_TYPE}","value":"{}"}}}}"#,
+                        base64::engine::general_purpose::STANDARD.encode(value)
+                    );
+                    post(http, &format!("{base}/{ns}/results/{id}/records"), record).await
+                }
+            });
+            let ok = futures::stream::iter(posts)
+                .buffer_unordered(IN_FLIGHT)
+                .filter(|r| std::future::ready(r.is_ok()))
+                .count()
+                .await;
+            created += batch;
+            changed += ok;
+        }
+        tokio::time::sleep_until(end).await;
+        let now = jiff::Timestamp::now();
+        let f = measured(
+            full.sweep_since(
+                now - jiff::SignedDuration::try_from(settings.lookback).expect("lookback"),
+            ),
+            api_pid,
+        )
+        .await;
+        let i = measured(incr.sweep_next(settings), api_pid).await;
+        println!(
+            "| {} | {changed} | {} | {:.1} MB | {:.2} s | {} | {:.1} MB | {:.2} s | {:.2} |",
+            k + 1,
+            f.read,
+            f.bytes as f64 / 1e6,
+            f.api_cpu,
+            i.read,
+            i.bytes as f64 / 1e6,
+            i.api_cpu,
+            i.read as f64 / changed.max(1) as f64
+        );
+        let _ = (f.delivered, i.delivered);
+    }
+    delete_records(addr, ca, &prefix, created).await;
 }

@@ -12,7 +12,7 @@ use crate::secret::Secret;
 use crate::segment::{self, Backoff, Sender, SenderConfig, SenderMetrics, WriteKey};
 use crate::settings::{self, Settings};
 use crate::sweep::{
-    ResultsClient, ResultsConfig, SweepMetrics, SweepSettings, Sweeper, TokenSource,
+    ResultsClient, ResultsConfig, SweepMetrics, SweepSettings, Sweeper, TokenSource, Watermark,
 };
 use crate::{Error, Result, state, telemetry};
 use std::collections::BTreeMap;
@@ -84,9 +84,14 @@ pub struct RunArgs {
     /// Logs as JSON lines.
     #[arg(long, env = "LOG_JSON")]
     pub log_json: bool,
-    /// Tekton Results API (`https://host:port`); without it there is no sweep.
+    /// Tekton Results API (`https://host:port`, or `host:port` meaning https); without
+    /// it there is no sweep.
     #[arg(long, env = "TEKTON_RESULTS_API_ADDR")]
     pub tekton_results_api_addr: Option<String>,
+    /// Records per Tekton Results page (the old bridge's TEKTON_LIMIT), clamped to what
+    /// the Pod's memory allows (5 to 250).
+    #[arg(long, env = "TEKTON_LIMIT")]
+    pub tekton_limit: Option<u32>,
     /// Bearer token for the Results API; else the token file below is read (and re-read).
     #[arg(long, env = "TEKTON_RESULTS_TOKEN", hide_env_values = true)]
     pub tekton_results_token: Option<Secret>,
@@ -140,6 +145,9 @@ fn results_config(args: &RunArgs) -> Option<ResultsConfig> {
     }
     c.ca_file.clone_from(&args.tekton_results_ca_file);
     c.insecure_skip_tls_verify = args.tekton_results_insecure_skip_tls_verify;
+    if let Some(limit) = args.tekton_limit {
+        c.page_size = limit;
+    }
     Some(c)
 }
 
@@ -260,11 +268,16 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
         "konflux-telemetry {} starting",
         crate::LIBRARY_VERSION
     );
+    let watermark = Watermark::default();
     if let Some((ns, name)) = &state_store {
-        let n = state::load(&client, ns, name)
-            .await
-            .map(|bytes| core.import_produced(&bytes));
-        info!(entries = n.unwrap_or(0), "record of produced events loaded");
+        let saved = state::load(&client, ns, name).await;
+        let n = saved.produced.map(|bytes| core.import_produced(&bytes));
+        info!(
+            entries = n.unwrap_or(0),
+            sweep_watermark = saved.sweep.is_some(),
+            "record of produced events loaded"
+        );
+        watermark.set(saved.sweep);
     }
 
     // Live settings.
@@ -382,7 +395,8 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
                     }
                 }
             });
-            let sweeper = Sweeper::new(results, sweep_rx, obs_tx.clone(), sweep_metrics.clone());
+            let sweeper = Sweeper::new(results, sweep_rx, obs_tx.clone(), sweep_metrics.clone())
+                .with_watermark(watermark.clone());
             tasks.spawn(sweeper.run(stop.clone().cancelled_owned()));
         }
     }
@@ -460,6 +474,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     };
     let mut next_flush = tokio::time::Instant::now() + current.flush_interval;
     let mut last_save = tokio::time::Instant::now() - STATE_SAVE_EVERY;
+    let mut saved_watermark = watermark.get();
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -491,12 +506,15 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
         };
         if flushed.sent > 0 {
             info!(sent = flushed.sent, unsent = flushed.unsent, "flushed");
-            if let Some((ns, name)) = &state_store
-                && last_save.elapsed() >= STATE_SAVE_EVERY
-            {
-                save_state(&client, ns, name, &core).await;
-                last_save = tokio::time::Instant::now();
-            }
+        }
+        // Also when only the sweep's watermark moved, so a restart resumes from it.
+        if (flushed.sent > 0 || watermark.get() != saved_watermark)
+            && let Some((ns, name)) = &state_store
+            && last_save.elapsed() >= STATE_SAVE_EVERY
+        {
+            saved_watermark = watermark.get();
+            save_state(&client, ns, name, &core, saved_watermark).await;
+            last_save = tokio::time::Instant::now();
         }
         core.expire(Timestamp::now().unix_seconds());
         next_flush = tokio::time::Instant::now() + current.flush_interval;
@@ -514,7 +532,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
         ),
     }
     if let Some((ns, name)) = &state_store {
-        save_state(&client, ns, name, &core).await;
+        save_state(&client, ns, name, &core, watermark.get()).await;
         // Released: the next Pod of a rollout (Recreate) starts without a warning.
         if let Err(e) = state::claim(&client, ns, name, &holder, None).await {
             warn!("cannot release the state in ConfigMap {ns}/{name}: {e}");
@@ -529,9 +547,15 @@ async fn consume(core: Arc<Core>, mut rx: ObservationRx) {
     }
 }
 
-async fn save_state(client: &kube::Client, ns: &str, name: &str, core: &Core) {
+async fn save_state(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    core: &Core,
+    sweep: Option<crate::sweep::Coverage>,
+) {
     let bytes = core.export_produced(state::MAX_ENTRIES);
-    if let Err(e) = state::save(client, ns, name, bytes).await {
+    if let Err(e) = state::save(client, ns, name, bytes, sweep).await {
         warn!(
             "cannot keep the record of produced events in ConfigMap {ns}/{name} (a restart may resend some; Segment drops those): {e}"
         );

@@ -5,7 +5,8 @@
 
 mod support;
 
-use kube::api::{DeleteParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use std::path::Path;
 use support::daemon::{DaemonProcess, sink_events, start_sink, wait_for_ids};
@@ -232,6 +233,316 @@ async fn pruned_while_down_is_recovered_once() {
 
     sink.shutdown().await;
     tenant.cleanup().await;
+    home.cleanup().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The Secret `segment-bridge-config` exactly as the Konflux operator writes it
+/// (`operator/internal/controller/segmentbridge/`): the Results address as `host:port`
+/// without a scheme, the batch URL, the write key (possibly empty), `TEKTON_LIMIT` at
+/// the operator's default 1000.
+fn operator_secret(results_host_port: &str, batch_api: &str, write_key: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some("segment-bridge-config".into()),
+            ..ObjectMeta::default()
+        },
+        string_data: Some(
+            [
+                ("TEKTON_RESULTS_API_ADDR", results_host_port),
+                ("SEGMENT_BATCH_API", batch_api),
+                ("SEGMENT_WRITE_KEY", write_key),
+                ("TEKTON_LIMIT", "1000"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        ),
+        ..Secret::default()
+    }
+}
+
+/// The environment a container gets from `envFrom: secretRef` of the Secret as stored.
+async fn env_from(secrets: &Api<Secret>, name: &str) -> Vec<(String, String)> {
+    let stored = secrets.get(name).await.expect("read the Secret back");
+    stored
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).expect("UTF-8 value")))
+        .collect()
+}
+
+fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_secret_as_written_sweeps_over_https() {
+    let cluster = support::cluster().await;
+    let results = results_server();
+    let dir = support::daemon::tempdir("operator-secret");
+    let out = dir.join("sink.ndjson");
+    let sink = start_sink(KEY, &out).await;
+    let home = cluster.namespace("opsecret-home").await;
+    // The runs' namespace exists in Results only.
+    let ns = format!("opsecret-{}", std::process::id());
+    let secrets: Api<Secret> = home.api();
+
+    // The scheme-less form the operator writes, pointed at the local Results (https, its
+    // own CA; `localhost` is in its certificate like the service name would be).
+    let port = results
+        .addr
+        .rsplit(':')
+        .next()
+        .expect("the Results address has a port");
+    let host_port = format!("localhost:{port}");
+    assert!(!host_port.contains("://"));
+
+    // A run recorded in Results only: the watch never saw it, the sweep must.
+    let record = |name: &str| {
+        let uid = format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            jiff::Timestamp::now().as_nanosecond()
+        );
+        let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+            "metadata": {"name": name, "namespace": ns, "uid": uid},
+            "status": {"startTime": at(-50), "completionTime": at(-10), "childReferences": [{"name": "a"}],
+                       "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]}});
+        (uid, run)
+    };
+    let (uid, run) = record("opsecret-sent");
+    results.record(&ns, &run).await;
+
+    secrets
+        .create(
+            &PostParams::default(),
+            &operator_secret(&host_port, &format!("{}/batch", sink.api_url()), KEY),
+        )
+        .await
+        .expect("create the Secret");
+    let env = env_from(&secrets, "segment-bridge-config").await;
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "TEKTON_RESULTS_API_ADDR" && *v == host_port)
+    );
+
+    let (settings, state) = (
+        format!("{}/settings", home.name()),
+        format!("{}/state", home.name()),
+    );
+    let ca = results.ca.to_string_lossy().into_owned();
+    // What the Deployment adds to the Secret: the CA to trust (on OpenShift the service
+    // CA), the state and settings ConfigMaps. No token: the local Results checks none.
+    let args = [
+        "--cluster-id",
+        "operator-secret-test",
+        "--flush-interval",
+        "300ms",
+        "--config-map",
+        &settings,
+        "--state-config-map",
+        &state,
+        "--tekton-results-ca-file",
+        &ca,
+    ];
+    let log = dir.join("d1.log");
+    let d1 = DaemonProcess::start_with_env(&cluster, &args, &env, log.clone());
+    let ids = [format!("{uid}-started"), format!("{uid}-completed")];
+    arrive(&out, &ids).await;
+    let (_, metrics) = d1.get("/metrics").await.expect("metrics");
+    assert!(
+        metric(
+            &metrics,
+            r#"konflux_telemetry_sweep_completed_total{window="full"}"#
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"konflux_telemetry_sweep_sweeps_total{outcome="error"}"#
+        ),
+        0.0
+    );
+    let log1 = stop(d1);
+    assert!(!log1.contains("no reconciliation sweep"), "{log1}");
+    let clamped: Vec<_> = log1
+        .lines()
+        .filter(|l| l.contains("TEKTON_LIMIT"))
+        .collect();
+    assert_eq!(clamped.len(), 1, "one line about the page size:\n{log1}");
+    assert!(
+        clamped[0].contains("requested=1000") && clamped[0].contains("page_size=250"),
+        "{}",
+        clamped[0]
+    );
+    assert!(!log1.contains(KEY), "the write key in the log");
+
+    // The same Secret with an empty write key: capture and /preview, nothing sent.
+    let (uid2, run2) = record("opsecret-kept");
+    results.record(&ns, &run2).await;
+    secrets
+        .replace(
+            "segment-bridge-config",
+            &PostParams::default(),
+            &operator_secret(&host_port, &format!("{}/batch", sink.api_url()), ""),
+        )
+        .await
+        .expect("replace the Secret");
+    let env = env_from(&secrets, "segment-bridge-config").await;
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "SEGMENT_WRITE_KEY" && v.is_empty())
+    );
+    let d2 = DaemonProcess::start_with_env(&cluster, &args, &env, dir.join("d2.log"));
+    let completed = format!("{uid2}-completed");
+    support::eventually(
+        "the swept run at /preview",
+        support::daemon::WAIT,
+        || async {
+            d2.get("/preview")
+                .await
+                .filter(|(_, body)| body.contains(&completed))
+                .map(|_| ())
+        },
+    )
+    .await;
+    let log2 = stop(d2);
+    assert!(log2.contains("no Segment write key"), "{log2}");
+    // Nothing of the second run ever reached the sink: without a key there is no sender.
+    assert_eq!(count(&out, &completed), 0);
+
+    sink.shutdown().await;
+    home.cleanup().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits until the daemon's `/metrics` has `series` at `at_least` or more; returns the text.
+async fn metric_reaches(daemon: &DaemonProcess, series: &str, at_least: f64) -> String {
+    support::eventually(
+        &format!("{series} >= {at_least}"),
+        support::daemon::WAIT,
+        || async {
+            let (_, text) = daemon.get("/metrics").await?;
+            (metric(&text, series) >= at_least).then_some(text)
+        },
+    )
+    .await
+}
+
+const FULL_OK: &str = r#"konflux_telemetry_sweep_completed_total{window="full"}"#;
+const INCREMENTAL_OK: &str = r#"konflux_telemetry_sweep_completed_total{window="incremental"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_from_the_watermark_and_a_long_outage_reads_the_whole_lookback() {
+    let cluster = support::cluster().await;
+    let results = results_server();
+    let dir = support::daemon::tempdir("sweep-watermark");
+    let out = dir.join("sink.ndjson");
+    let sink = start_sink(KEY, &out).await;
+    let sink_url = sink.api_url();
+    let home = cluster.namespace("watermark-home").await;
+    let ns = format!("watermark-{}", std::process::id());
+    let states: Api<ConfigMap> = home.api();
+    let saved = || async {
+        let cm = states.get("state").await.expect("the state ConfigMap");
+        konflux_telemetry::state::coverage_from(&cm.data.unwrap_or_default())
+    };
+
+    // 1. No saved state: the first sweep reads the whole lookback, and its watermark is
+    //    saved at shutdown.
+    let before = jiff::Timestamp::now();
+    let d1 = start(
+        &cluster,
+        &sink_url,
+        home.name(),
+        &results.addr,
+        &results.ca,
+        &dir.join("d1.log"),
+    );
+    let text = metric_reaches(&d1, FULL_OK, 1.0).await;
+    assert_eq!(metric(&text, INCREMENTAL_OK), 0.0, "{text}");
+    stop(d1);
+    let first = saved()
+        .await
+        .expect("a watermark saved with the produced record");
+    assert!(first.to >= before, "{first:?} before {before}");
+    assert!(first.from < first.to);
+
+    // 2. A run recorded while the daemon is down; the restart reads from the watermark
+    //    (minus the overlap) and recovers it.
+    let uid = format!(
+        "resumed-{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    );
+    results
+        .record(
+            &ns,
+            &json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+            "metadata": {"name": "resumed", "namespace": ns, "uid": uid},
+            "status": {"startTime": at(-30), "completionTime": at(-5)}}),
+        )
+        .await;
+    let d2 = start(
+        &cluster,
+        &sink_url,
+        home.name(),
+        &results.addr,
+        &results.ca,
+        &dir.join("d2.log"),
+    );
+    arrive(
+        &out,
+        &[format!("{uid}-started"), format!("{uid}-completed")],
+    )
+    .await;
+    let text = metric_reaches(&d2, INCREMENTAL_OK, 1.0).await;
+    assert_eq!(
+        metric(&text, FULL_OK),
+        0.0,
+        "the restart read the whole lookback:\n{text}"
+    );
+    stop(d2);
+    let second = saved().await.expect("the watermark after the restart");
+    assert_eq!(
+        second.from, first.from,
+        "an incremental sweep extends the coverage"
+    );
+    assert!(second.to > first.to);
+
+    // 3. A watermark older than the lookback (4 h): the whole lookback again.
+    let old = konflux_telemetry::sweep::Coverage {
+        from: jiff::Timestamp::now() - jiff::SignedDuration::from_hours(9),
+        to: jiff::Timestamp::now() - jiff::SignedDuration::from_hours(5),
+    };
+    states
+        .patch(
+            "state",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": konflux_telemetry::state::coverage_data(Some(old))})),
+        )
+        .await
+        .expect("age the watermark");
+    let d3 = start(
+        &cluster,
+        &sink_url,
+        home.name(),
+        &results.addr,
+        &results.ca,
+        &dir.join("d3.log"),
+    );
+    let text = metric_reaches(&d3, FULL_OK, 1.0).await;
+    assert_eq!(metric(&text, INCREMENTAL_OK), 0.0, "{text}");
+    let log = stop(d3);
+    assert!(!log.contains(&ns), "namespace in the log");
+    assert_eq!(count(&out, &format!("{uid}-completed")), 1);
+
+    sink.shutdown().await;
     home.cleanup().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

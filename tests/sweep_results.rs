@@ -11,7 +11,7 @@ use konflux_telemetry::events::Object;
 use konflux_telemetry::observation::{Observation, Source};
 use konflux_telemetry::sweep::{
     ErrorKind, ResultsClient, ResultsConfig, SweepMetrics, SweepReport, SweepSettings, Sweeper,
-    TokenSource,
+    TokenSource, WindowKind,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -429,21 +429,42 @@ async fn run_sweeps_at_start_then_on_the_live_interval_and_stops_on_shutdown() {
     assert_eq!(metrics.sweeps("ok"), 1);
 
     // A shorter interval applies at once (the hour since the last sweep is long over).
+    // The sweeps are incremental now: a run recorded since is delivered, and the first
+    // ones are not read again.
     settings_tx
         .send(SweepSettings {
             interval: Duration::from_secs(1),
             lookback: Duration::from_secs(600),
         })
         .unwrap();
-    // Three more sweeps' worth: the first two of them are over (and counted) by the time
-    // the third delivers.
-    for _ in 0..6 {
-        let o = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-            .await
-            .expect("sweeps on the new interval")
-            .expect("channel open");
-        assert!(mine.contains(&pipelinerun_uid(&o)));
+    let later = uids(&format!("{prefix}-later"), 1);
+    create_runs(server, &ns, &later).await;
+    // Three incremental sweeps. Only the first can reach back to the first runs (their
+    // records may lie within its overlap); a full sweep would deliver them three times.
+    let mut delivered = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while metrics.completed(WindowKind::Incremental) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "three incremental sweeps"
+        );
+        if let Ok(Some(o)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            delivered.push(pipelinerun_uid(&o));
+        }
     }
+    // What those sweeps sent before they were counted is in the channel by now.
+    while let Ok(o) = rx.try_recv() {
+        delivered.push(pipelinerun_uid(&o));
+    }
+    assert!(delivered.contains(&later[0]), "{delivered:?}");
+    for uid in &mine {
+        let n = delivered.iter().filter(|u| *u == uid).count();
+        assert!(
+            n <= 1,
+            "{uid} read {n} times by incremental sweeps: {delivered:?}"
+        );
+    }
+    assert_eq!(metrics.completed(WindowKind::Full), 1);
     assert!(metrics.sweeps("ok") >= 3, "{}", metrics.sweeps("ok"));
 
     // A lookback that excludes the records: sweeps go on, deliver nothing.
@@ -490,4 +511,77 @@ async fn metrics_are_exposed() {
     ] {
         assert!(text.contains(needle), "{needle} missing in:\n{text}");
     }
+}
+
+/// Every record's uid (or outcome) in a listing, and whether it fell back.
+async fn list(mut pages: konflux_telemetry::sweep::RecordPages<'_>) -> (Vec<String>, bool) {
+    use konflux_telemetry::sweep::RecordOutcome;
+    let mut got = Vec::new();
+    while let Some(page) = pages.next_page().await {
+        for r in page.expect("a page").records {
+            got.push(match r {
+                RecordOutcome::Object(Object::PipelineRun(run)) => run.meta.uid,
+                other => format!("{other:?}"),
+            });
+        }
+    }
+    got.sort();
+    (got, pages.fell_back())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_filter_drops_old_runs_and_survives_a_time_that_is_not_one() {
+    let _serial = SERIAL.lock().await;
+    let server = server();
+    let prefix = unique("narrow");
+    let ns = format!("{prefix}-ns");
+    let since = jiff::Timestamp::now();
+    let fresh = uids(&format!("{prefix}-fresh"), 2);
+    create_runs(server, &ns, &fresh).await;
+    // Recorded now, but started and completed 5 h ago: a late re-write of an old run.
+    let http = admin(server);
+    let old = format!("{prefix}-old");
+    let hours_ago = |h: i64| {
+        (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(h))
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let old_run = serde_json::json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+        "metadata": {"name": "old", "namespace": ns, "uid": old},
+        "status": {"startTime": hours_ago(6), "completionTime": hours_ago(5)}});
+    create_record(&http, server, &ns, &old, old_run.to_string().as_bytes()).await;
+
+    let mut config = config(server);
+    config.parent = ns.clone();
+    config.page_size = 5;
+    let client = ResultsClient::new(&config).unwrap();
+    let lookback_start = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(4);
+    let (narrowed, fell_back) =
+        list(client.records_since_with_events_after(since, lookback_start)).await;
+    assert_eq!(narrowed, fresh, "the server dropped the old run");
+    assert!(!fell_back);
+    let (all, _) = list(client.records_since(since)).await;
+    let mut expected = fresh.clone();
+    expected.push(old.clone());
+    expected.sort();
+    assert_eq!(all, expected);
+
+    // A time that is not a time does not break the filter (a PostgreSQL cast would: the
+    // server then answers an empty page with code OK, as measured with v0.20).
+    let poison = format!("{prefix}-poison");
+    create_record(
+        &http,
+        server,
+        &ns,
+        &poison,
+        br#"{"apiVersion":"tekton.dev/v1","kind":"PipelineRun","metadata":{"name":"p","namespace":"n","uid":"p"},"status":{"completionTime":"not a time"}}"#,
+    )
+    .await;
+    let (got, fell_back) =
+        list(client.records_since_with_events_after(since, lookback_start)).await;
+    assert!(!fell_back);
+    for uid in &fresh {
+        assert!(got.contains(uid), "{uid} missing: {got:?}");
+    }
+    assert!(!got.contains(&old), "{got:?}");
 }

@@ -7,12 +7,20 @@
 //! `watch::Receiver<SweepSettings>` so configuration changes apply without a restart. A
 //! failed sweep is logged and counted and the next one retries; nothing here panics or
 //! stops anything else.
+//!
+//! Sweeps are incremental: a [`Watermark`] keeps what the complete sweeps so far have
+//! read ([`Coverage`]: every record updated from one instant to another), and the next
+//! sweep reads only the records updated since its end minus a small [`overlap`]
+//! ([`window`]). Without a watermark (the first sweep, no saved state), or with one that
+//! no longer reaches back to the lookback's start (a long outage, a longer lookback), a
+//! sweep reads the whole lookback. Only a complete sweep moves the watermark; the daemon
+//! keeps it with the record of produced events (`src/state.rs`), so a restart resumes.
 
 pub mod results;
 
 pub use results::{
     ErrorKind, Page, RecordOutcome, RecordPages, ResultsClient, ResultsConfig, SweepError,
-    TokenSource,
+    TokenSource, clamp_page_size, parse_addr,
 };
 
 use crate::observation::{Observation, ObservationTx, Source};
@@ -22,7 +30,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -48,10 +56,115 @@ impl Default for SweepSettings {
 /// Shortest interval honoured, so a zero from a bad configuration cannot spin.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Longest overlap between consecutive incremental sweeps.
+pub const MAX_OVERLAP: Duration = Duration::from_secs(120);
+
+/// How far before the last complete sweep's start the next one reads: a tenth of the
+/// interval, at most [`MAX_OVERLAP`] (2 min at the default 1 h interval). It covers
+/// records whose update lands while a sweep reads, and clock skew between the daemon and
+/// the Results server (which stamps `update_time`).
+pub fn overlap(interval: Duration) -> Duration {
+    (interval / 10).min(MAX_OVERLAP)
+}
+
+/// What the complete sweeps so far have read: every record last updated from `from` to
+/// `to` (by the daemon's clock at each sweep's start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coverage {
+    pub from: jiff::Timestamp,
+    pub to: jiff::Timestamp,
+}
+
+/// Whether a sweep reads the whole lookback or only what changed since the last one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowKind {
+    Full,
+    Incremental,
+}
+
+impl WindowKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowKind::Full => "full",
+            WindowKind::Incremental => "incremental",
+        }
+    }
+}
+
+/// The records one sweep reads: those updated at or after `since`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub since: jiff::Timestamp,
+    pub kind: WindowKind,
+}
+
+fn minus(t: jiff::Timestamp, d: Duration) -> jiff::Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_sub(d).ok())
+        .unwrap_or(jiff::Timestamp::MIN)
+}
+
+/// The window of a sweep starting at `now`: from the watermark minus `overlap` when the
+/// coverage reaches back to the lookback's start and that is later than it, else the
+/// whole lookback. A coverage ending after `now` (the clock went back) is not trusted.
+pub fn window(
+    now: jiff::Timestamp,
+    lookback: Duration,
+    overlap: Duration,
+    coverage: Option<Coverage>,
+) -> Window {
+    let full = minus(now, lookback);
+    match coverage {
+        Some(c) if c.from <= full && c.to <= now && minus(c.to, overlap) > full => Window {
+            since: minus(c.to, overlap),
+            kind: WindowKind::Incremental,
+        },
+        _ => Window {
+            since: full,
+            kind: WindowKind::Full,
+        },
+    }
+}
+
+/// The coverage after a complete sweep of `window` that started at `started`.
+pub fn covered(previous: Option<Coverage>, window: Window, started: jiff::Timestamp) -> Coverage {
+    let from = match (window.kind, previous) {
+        (WindowKind::Incremental, Some(p)) => p.from,
+        _ => window.since,
+    };
+    Coverage { from, to: started }
+}
+
+/// The sweep's watermark, shared between the sweeper (which moves it after each complete
+/// sweep) and the daemon (which loads and saves it). Cheap to clone: clones share it.
+#[derive(Clone, Debug, Default)]
+pub struct Watermark(Arc<Mutex<Option<Coverage>>>);
+
+impl Watermark {
+    pub fn new(coverage: Option<Coverage>) -> Self {
+        Self(Arc::new(Mutex::new(coverage)))
+    }
+
+    pub fn get(&self) -> Option<Coverage> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn set(&self, coverage: Option<Coverage>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = coverage;
+    }
+}
+
 /// Label of `sweeps`: `ok` or `error`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: &'static str,
+}
+
+/// Label of `completed`: `full` or `incremental`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WindowLabel {
+    pub window: &'static str,
 }
 
 /// Label of `errors`: an [`ErrorKind`].
@@ -63,7 +176,9 @@ pub struct KindLabel {
 #[derive(Debug)]
 struct Inner {
     sweeps: Family<OutcomeLabel, Counter>,
+    completed: Family<WindowLabel, Counter>,
     records_read: Counter,
+    bytes_received: Counter,
     errors: Family<KindLabel, Counter>,
     sweep_duration_seconds: Histogram,
 }
@@ -83,13 +198,20 @@ impl SweepMetrics {
         let buckets = [0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0];
         let m = Self(Arc::new(Inner {
             sweeps: Family::default(),
+            completed: Family::default(),
             records_read: Counter::default(),
+            bytes_received: Counter::default(),
             errors: Family::default(),
             sweep_duration_seconds: Histogram::new(buckets),
         }));
         // Every label value shows from the start (at 0).
         for outcome in ["ok", "error"] {
             let _ = m.0.sweeps.get_or_create(&OutcomeLabel { outcome });
+        }
+        for window in [WindowKind::Full, WindowKind::Incremental] {
+            let _ = m.0.completed.get_or_create(&WindowLabel {
+                window: window.as_str(),
+            });
         }
         for kind in ErrorKind::ALL {
             let _ = m.0.errors.get_or_create(&KindLabel {
@@ -100,7 +222,8 @@ impl SweepMetrics {
     }
 
     /// Registers in `registry` (the caller's sub-registry for the sweep):
-    /// `sweeps{outcome}`, `records_read`, `errors{kind}`, `sweep_duration_seconds`.
+    /// `sweeps{outcome}`, `completed{window}`, `records_read`, `bytes_received`,
+    /// `errors{kind}`, `sweep_duration_seconds`.
     pub fn register(&self, registry: &mut Registry) {
         let m = &self.0;
         registry.register(
@@ -109,9 +232,19 @@ impl SweepMetrics {
             m.sweeps.clone(),
         );
         registry.register(
+            "completed",
+            "Sweeps that read their whole window, by window: the full lookback, or incremental from the watermark",
+            m.completed.clone(),
+        );
+        registry.register(
             "records_read",
             "Records read from Tekton Results by the sweep",
             m.records_read.clone(),
+        );
+        registry.register(
+            "bytes_received",
+            "Bytes of listing pages received from Tekton Results by the sweep",
+            m.bytes_received.clone(),
         );
         registry.register(
             "errors",
@@ -130,8 +263,22 @@ impl SweepMetrics {
         self.0.sweeps.get_or_create(&OutcomeLabel { outcome }).get()
     }
 
+    /// Sweeps of `window` that read all of it.
+    pub fn completed(&self, window: WindowKind) -> u64 {
+        self.0
+            .completed
+            .get_or_create(&WindowLabel {
+                window: window.as_str(),
+            })
+            .get()
+    }
+
     pub fn records_read(&self) -> u64 {
         self.0.records_read.get()
+    }
+
+    pub fn bytes_received(&self) -> u64 {
+        self.0.bytes_received.get()
     }
 
     pub fn errors(&self, kind: ErrorKind) -> u64 {
@@ -144,12 +291,16 @@ impl SweepMetrics {
     }
 
     fn error(&self, kind: ErrorKind) {
+        self.error_by(kind, 1);
+    }
+
+    fn error_by(&self, kind: ErrorKind, n: u64) {
         self.0
             .errors
             .get_or_create(&KindLabel {
                 kind: kind.as_str(),
             })
-            .inc();
+            .inc_by(n);
     }
 }
 
@@ -159,6 +310,8 @@ pub struct SweepReport {
     pub pages: usize,
     /// Records the server returned.
     pub records_read: usize,
+    /// Bytes of page bodies received.
+    pub bytes: usize,
     /// Observations handed to the core.
     pub delivered: usize,
     pub undecodable: usize,
@@ -168,12 +321,20 @@ pub struct SweepReport {
     pub receiver_closed: bool,
 }
 
+impl SweepReport {
+    /// Every page of the window was read and handed on: the watermark may move.
+    pub fn complete(&self) -> bool {
+        self.error.is_none() && !self.receiver_closed
+    }
+}
+
 /// Runs sweeps: [`Sweeper::run`] for the daemon, [`Sweeper::sweep_once`] for one.
 pub struct Sweeper {
     client: ResultsClient,
     settings: watch::Receiver<SweepSettings>,
     tx: ObservationTx,
     metrics: SweepMetrics,
+    watermark: Watermark,
 }
 
 impl Sweeper {
@@ -188,13 +349,24 @@ impl Sweeper {
             settings,
             tx,
             metrics,
+            watermark: Watermark::default(),
         }
+    }
+
+    /// Uses (and moves) `watermark`, e.g. one loaded from saved state.
+    pub fn with_watermark(mut self, watermark: Watermark) -> Self {
+        self.watermark = watermark;
+        self
+    }
+
+    pub fn watermark(&self) -> &Watermark {
+        &self.watermark
     }
 
     /// Sweeps now, then every `interval` (from the start of one sweep to the start of the
     /// next; a changed interval reschedules the next sweep, a changed lookback applies to
-    /// it), until `shutdown` completes or the core's receiver is dropped. A sweep in
-    /// progress is abandoned at shutdown. Pass e.g. `token.cancelled_owned()` of a
+    /// it), each over its [`window`], until `shutdown` completes or the core's receiver is
+    /// dropped. A sweep in progress is abandoned at shutdown (the watermark stays). Pass e.g. `token.cancelled_owned()` of a
     /// `tokio_util` `CancellationToken`, or `async move { let _ = rx.changed().await; }`.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
@@ -205,7 +377,7 @@ impl Sweeper {
             tokio::select! {
                 biased;
                 () = &mut shutdown => return,
-                report = self.sweep_once(settings.lookback) => {
+                report = self.sweep_next(settings) => {
                     if report.receiver_closed {
                         tracing::info!("observation channel closed; sweep stopping");
                         return;
@@ -237,21 +409,50 @@ impl Sweeper {
         }
     }
 
-    /// One sweep over the records updated within `lookback` of now. Never fails: errors
-    /// are logged, counted, and in the report.
+    /// The next sweep of [`Sweeper::run`]: over its [`window`] (from the watermark, or
+    /// the whole lookback), only runs started or completed within the lookback (filtered
+    /// by the server), moving the watermark if it completes.
+    pub async fn sweep_next(&self, settings: SweepSettings) -> SweepReport {
+        let now = jiff::Timestamp::now();
+        let previous = self.watermark.get();
+        let w = window(now, settings.lookback, overlap(settings.interval), previous);
+        let report = self
+            .sweep_window(w, Some(minus(now, settings.lookback)))
+            .await;
+        if report.complete() {
+            self.watermark.set(Some(covered(previous, w, now)));
+        }
+        report
+    }
+
+    /// One sweep over the records updated within `lookback` of now, whatever the
+    /// watermark (which it leaves alone). Never fails: errors are logged, counted, and in
+    /// the report.
     pub async fn sweep_once(&self, lookback: Duration) -> SweepReport {
-        let since = jiff::Timestamp::now()
-            .checked_sub(
-                jiff::SignedDuration::try_from(lookback).unwrap_or(jiff::SignedDuration::MAX),
-            )
-            .unwrap_or(jiff::Timestamp::MIN);
-        self.sweep_since(since).await
+        self.sweep_since(minus(jiff::Timestamp::now(), lookback))
+            .await
     }
 
     /// One sweep over the records updated at or after `since`, counted in the metrics.
     pub async fn sweep_since(&self, since: jiff::Timestamp) -> SweepReport {
+        self.sweep_window(
+            Window {
+                since,
+                kind: WindowKind::Full,
+            },
+            None,
+        )
+        .await
+    }
+
+    async fn sweep_window(
+        &self,
+        window: Window,
+        events_after: Option<jiff::Timestamp>,
+    ) -> SweepReport {
+        let since = window.since;
         let started = std::time::Instant::now();
-        let report = self.sweep_pages(since).await;
+        let report = self.sweep_pages(since, events_after).await;
         let elapsed = started.elapsed();
         self.metrics
             .0
@@ -267,11 +468,27 @@ impl Sweeper {
             .sweeps
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
+        if report.complete() {
+            self.metrics
+                .0
+                .completed
+                .get_or_create(&WindowLabel {
+                    window: window.kind.as_str(),
+                })
+                .inc();
+        }
+        let window_s = jiff::Timestamp::now()
+            .duration_since(since)
+            .as_secs()
+            .max(0);
         tracing::info!(
             endpoint = self.client.endpoint(),
             outcome,
+            window = window.kind.as_str(),
+            window_s,
             pages = report.pages,
             records_read = report.records_read,
+            bytes = report.bytes,
             delivered = report.delivered,
             undecodable = report.undecodable,
             duration_ms = elapsed.as_millis() as u64,
@@ -280,9 +497,26 @@ impl Sweeper {
         report
     }
 
-    async fn sweep_pages(&self, since: jiff::Timestamp) -> SweepReport {
+    async fn sweep_pages(
+        &self,
+        since: jiff::Timestamp,
+        events_after: Option<jiff::Timestamp>,
+    ) -> SweepReport {
+        let mut pages = match events_after {
+            Some(after) => self.client.records_since_with_events_after(since, after),
+            None => self.client.records_since(since),
+        };
+        let report = self.read_pages(&mut pages).await;
+        let refused = pages.refused_too_large();
+        if refused > 0 {
+            self.metrics
+                .error_by(ErrorKind::PageTooLarge, refused as u64);
+        }
+        report
+    }
+
+    async fn read_pages(&self, pages: &mut RecordPages<'_>) -> SweepReport {
         let mut report = SweepReport::default();
-        let mut pages = self.client.records_since(since);
         while let Some(page) = pages.next_page().await {
             let page = match page {
                 Ok(p) => p,
@@ -301,7 +535,9 @@ impl Sweeper {
             };
             report.pages += 1;
             report.records_read += page.read;
+            report.bytes += page.bytes;
             self.metrics.0.records_read.inc_by(page.read as u64);
+            self.metrics.0.bytes_received.inc_by(page.bytes as u64);
             for record in page.records {
                 match record {
                     RecordOutcome::Object(object) => {
@@ -340,5 +576,111 @@ impl Sweeper {
 
     pub fn client(&self) -> &ResultsClient {
         &self.client
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    const H: u64 = 3600;
+
+    #[test]
+    fn the_overlap_is_a_tenth_of_the_interval_at_most_two_minutes() {
+        assert_eq!(overlap(Duration::from_secs(H)), MAX_OVERLAP);
+        assert_eq!(overlap(Duration::from_secs(60)), Duration::from_secs(6));
+        assert_eq!(overlap(Duration::from_secs(10 * H)), MAX_OVERLAP);
+    }
+
+    #[test]
+    fn without_a_watermark_a_sweep_reads_the_whole_lookback() {
+        let now = t("2026-01-01T12:00:00Z");
+        let w = window(now, Duration::from_secs(4 * H), MAX_OVERLAP, None);
+        assert_eq!(
+            w,
+            Window {
+                since: t("2026-01-01T08:00:00Z"),
+                kind: WindowKind::Full
+            }
+        );
+    }
+
+    #[test]
+    fn after_a_complete_sweep_the_next_reads_from_its_start_minus_the_overlap() {
+        let lookback = Duration::from_secs(4 * H);
+        let first = window(t("2026-01-01T12:00:00Z"), lookback, MAX_OVERLAP, None);
+        let c = covered(None, first, t("2026-01-01T12:00:00Z"));
+        assert_eq!(
+            c,
+            Coverage {
+                from: t("2026-01-01T08:00:00Z"),
+                to: t("2026-01-01T12:00:00Z")
+            }
+        );
+        let second = window(t("2026-01-01T13:00:00Z"), lookback, MAX_OVERLAP, Some(c));
+        assert_eq!(
+            second,
+            Window {
+                since: t("2026-01-01T11:58:00Z"),
+                kind: WindowKind::Incremental
+            }
+        );
+        // The coverage grows at its end and keeps its start.
+        let c2 = covered(Some(c), second, t("2026-01-01T13:00:00Z"));
+        assert_eq!(c2.from, c.from);
+        assert_eq!(c2.to, t("2026-01-01T13:00:00Z"));
+    }
+
+    #[test]
+    fn a_watermark_older_than_the_lookback_means_the_whole_lookback() {
+        let lookback = Duration::from_secs(4 * H);
+        let c = Coverage {
+            from: t("2026-01-01T00:00:00Z"),
+            to: t("2026-01-01T04:00:00Z"),
+        };
+        // Down for 8 h.
+        let w = window(t("2026-01-01T12:00:00Z"), lookback, MAX_OVERLAP, Some(c));
+        assert_eq!(w.kind, WindowKind::Full);
+        assert_eq!(w.since, t("2026-01-01T08:00:00Z"));
+        // Just within: the watermark minus the overlap is still inside the lookback.
+        let w = window(t("2026-01-01T07:57:00Z"), lookback, MAX_OVERLAP, Some(c));
+        assert_eq!(w.kind, WindowKind::Incremental);
+        assert_eq!(w.since, t("2026-01-01T03:58:00Z"));
+    }
+
+    #[test]
+    fn a_coverage_that_does_not_reach_the_lookback_start_means_the_whole_lookback() {
+        // Read with a 1 h lookback; now the lookback is 4 h: 3 h were never read.
+        let c = Coverage {
+            from: t("2026-01-01T11:00:00Z"),
+            to: t("2026-01-01T12:00:00Z"),
+        };
+        let w = window(
+            t("2026-01-01T12:30:00Z"),
+            Duration::from_secs(4 * H),
+            MAX_OVERLAP,
+            Some(c),
+        );
+        assert_eq!(w.kind, WindowKind::Full);
+        assert_eq!(w.since, t("2026-01-01T08:30:00Z"));
+    }
+
+    #[test]
+    fn a_watermark_in_the_future_is_not_trusted() {
+        let c = Coverage {
+            from: t("2026-01-01T08:00:00Z"),
+            to: t("2026-01-01T13:00:00Z"),
+        };
+        let w = window(
+            t("2026-01-01T12:00:00Z"),
+            Duration::from_secs(4 * H),
+            MAX_OVERLAP,
+            Some(c),
+        );
+        assert_eq!(w.kind, WindowKind::Full);
     }
 }

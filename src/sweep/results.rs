@@ -11,6 +11,18 @@
 //! listing stops at the first record last updated before the window: the sweep never
 //! reads more than the window (plus one page) however long the history is.
 //!
+//! The environment does have `data` (the stored object, a `jsonb` column): a sweep that
+//! knows the lookback's start also asks only for runs started or completed since then
+//! (`data.status.startTime` / `data.status.completionTime`, the instants of the only two
+//! events a PipelineRun has), which drops records updated within the window for any
+//! other reason (a re-write at pruning, long after the run). That bound is the lookback,
+//! never the incremental window: a record the watcher wrote late must still be read.
+//! The times are compared as strings (Kubernetes writes them `YYYY-MM-DDTHH:MM:SSZ`, so
+//! string order is time order), not with CEL `timestamp()`: that becomes a PostgreSQL
+//! cast, and one record whose time does not cast fails the query, which Results v0.20
+//! answers with an empty page and code OK (measured), silently ending the sweep. Should
+//! the server refuse the filter, the listing starts again with `data_type` alone.
+//!
 //! Pages are fetched and decoded one at a time ([`RecordPages`]): memory is bounded by the
 //! page size, never by the number of records.
 
@@ -35,12 +47,54 @@ pub const DEFAULT_SA_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/servicea
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// The smallest page size the server accepts.
 pub const MIN_PAGE_SIZE: u32 = 5;
+/// The largest page size the daemon asks for: what the Pod's memory allows. A page costs
+/// about 64 KiB of memory a record at its peak (body, parsed strings, decoded objects:
+/// measured 21 MiB at 100 records a page, 78 MiB at 1000, `docs/performance.md`), so 250
+/// keeps the sweep near 30 MiB inside the 128 Mi limit of `deploy/`. A larger
+/// `TEKTON_LIMIT` (the operator writes 1000) is clamped to this, with one log line.
+pub const MAX_PAGE_SIZE: u32 = 250;
 /// The largest page size the server accepts.
-pub const MAX_PAGE_SIZE: u32 = 10_000;
+pub const SERVER_MAX_PAGE_SIZE: u32 = 10_000;
 
-/// A page body larger than this is refused (`malformed_page`), so a misbehaving server
-/// cannot make the daemon allocate without bound.
-pub const MAX_PAGE_BYTES: usize = 64 << 20;
+/// A page body larger than this is refused (`page_too_large`), so a misbehaving server
+/// cannot make the daemon allocate without bound: 250 records of the 36 KB a Konflux
+/// build record takes in a listing are 9 MB. After a refused page the same page is asked
+/// again at half the size (down to [`MIN_PAGE_SIZE`]), so unusually large records slow
+/// the sweep down rather than stop it.
+pub const MAX_PAGE_BYTES: usize = 16 << 20;
+
+/// Pages one sweep reads at most (`page_limit`): 2.5 million records at 250 a page.
+pub const MAX_PAGES: usize = 10_000;
+
+/// Longest one sweep may take, all pages together (`deadline`).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+/// The page size used for `requested` records a page: clamped to
+/// [`MIN_PAGE_SIZE`]`..=`[`MAX_PAGE_SIZE`]. The second value says whether it was clamped.
+pub fn clamp_page_size(requested: u32) -> (u32, bool) {
+    let size = requested.clamp(MIN_PAGE_SIZE, MAX_PAGE_SIZE);
+    (size, size != requested)
+}
+
+/// The Results API's base URL from `TEKTON_RESULTS_API_ADDR`: `https://host:port`,
+/// `http://host:port`, or `host:port` without a scheme, which means `https://` (what the
+/// Konflux operator writes, and how the old bridge reads it).
+pub fn parse_addr(addr: &str) -> Result<reqwest::Url, SweepError> {
+    let addr = addr.trim();
+    let with_scheme = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("https://{addr}")
+    };
+    let base = reqwest::Url::parse(&with_scheme)
+        .map_err(|e| SweepError::Setup(format!("TEKTON_RESULTS_API_ADDR is not a URL: {e}")))?;
+    if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none_or(str::is_empty) {
+        return Err(SweepError::Setup(
+            "TEKTON_RESULTS_API_ADDR must be host:port or http(s)://host[:port]".into(),
+        ));
+    }
+    Ok(base)
+}
 
 /// The bearer token sent to the Results API.
 #[derive(Clone, PartialEq, Eq)]
@@ -68,7 +122,8 @@ impl std::fmt::Debug for TokenSource {
 /// How to reach the Results API.
 #[derive(Clone, Debug)]
 pub struct ResultsConfig {
-    /// `https://host:port` (or `http://`), `TEKTON_RESULTS_API_ADDR`.
+    /// `https://host:port`, `host:port` (meaning `https://`) or `http://host:port` (only
+    /// without a token), `TEKTON_RESULTS_API_ADDR`.
     pub addr: String,
     pub token: TokenSource,
     /// PEM bundle of extra trusted CAs (on top of the system roots).
@@ -77,10 +132,19 @@ pub struct ResultsConfig {
     pub insecure_skip_tls_verify: bool,
     /// Timeout of one HTTP request (one page).
     pub timeout: Duration,
-    /// Records per page, 5 to 10000 (clamped).
+    /// Records per page (`TEKTON_LIMIT`), clamped to [`clamp_page_size`].
     pub page_size: u32,
     /// The namespace to list, or `-` for all of them.
     pub parent: String,
+    /// Pages one listing reads at most.
+    pub max_pages: usize,
+    /// Longest one listing may take, all pages together.
+    pub deadline: Duration,
+    /// A page body larger than this is refused.
+    pub max_page_bytes: usize,
+    /// Unit tests only: their fake server speaks plain http.
+    #[cfg(test)]
+    token_over_plain_http: bool,
 }
 
 impl ResultsConfig {
@@ -95,13 +159,19 @@ impl ResultsConfig {
             timeout: Duration::from_secs(30),
             page_size: DEFAULT_PAGE_SIZE,
             parent: "-".to_owned(),
+            max_pages: MAX_PAGES,
+            deadline: DEFAULT_DEADLINE,
+            max_page_bytes: MAX_PAGE_BYTES,
+            #[cfg(test)]
+            token_over_plain_http: false,
         }
     }
 
     /// From the environment: `TEKTON_RESULTS_API_ADDR` (required), `TEKTON_RESULTS_TOKEN`
     /// (a fixed token) or else `SA_TOKEN_PATH` (default [`DEFAULT_SA_TOKEN_PATH`]),
     /// `TEKTON_RESULTS_CA_FILE`, `TEKTON_RESULTS_INSECURE_SKIP_TLS_VERIFY` (`true`/`false`),
-    /// `TEKTON_RESULTS_TIMEOUT_SECONDS`, `TEKTON_RESULTS_PAGE_SIZE`.
+    /// `TEKTON_RESULTS_TIMEOUT_SECONDS`, `TEKTON_RESULTS_PAGE_SIZE` or else `TEKTON_LIMIT`
+    /// (the old bridge's name; a positive number, clamped by [`ResultsClient::new`]).
     pub fn from_env() -> crate::Result<Self> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let bad = |key: &str, reason: &str| crate::Error::Config {
@@ -138,13 +208,16 @@ impl ResultsConfig {
             })?;
             c.timeout = Duration::from_secs(s);
         }
-        if let Some(v) = var("TEKTON_RESULTS_PAGE_SIZE") {
-            c.page_size = v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|n| (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(n))
-                .ok_or_else(|| bad("TEKTON_RESULTS_PAGE_SIZE", "expected 5 to 10000"))?;
+        for key in ["TEKTON_RESULTS_PAGE_SIZE", "TEKTON_LIMIT"] {
+            if let Some(v) = var(key) {
+                c.page_size = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| bad(key, "expected a positive number of records"))?;
+                break;
+            }
         }
         Ok(c)
     }
@@ -161,14 +234,26 @@ pub enum ErrorKind {
     MalformedPage,
     /// One record whose value is not a PipelineRun the event model can read.
     UndecodableRecord,
+    /// A page body larger than the limit: refused, and asked again at half the size.
+    PageTooLarge,
+    /// The server handed out a page token it had handed out before in this listing.
+    PageTokenLoop,
+    /// The listing reached the page count cap.
+    PageLimit,
+    /// The listing reached its deadline.
+    Deadline,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 4] = [
+    pub const ALL: [ErrorKind; 8] = [
         ErrorKind::Unreachable,
         ErrorKind::HttpStatus,
         ErrorKind::MalformedPage,
         ErrorKind::UndecodableRecord,
+        ErrorKind::PageTooLarge,
+        ErrorKind::PageTokenLoop,
+        ErrorKind::PageLimit,
+        ErrorKind::Deadline,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -177,6 +262,10 @@ impl ErrorKind {
             ErrorKind::HttpStatus => "http_status",
             ErrorKind::MalformedPage => "malformed_page",
             ErrorKind::UndecodableRecord => "undecodable_record",
+            ErrorKind::PageTooLarge => "page_too_large",
+            ErrorKind::PageTokenLoop => "page_token_loop",
+            ErrorKind::PageLimit => "page_limit",
+            ErrorKind::Deadline => "deadline",
         }
     }
 }
@@ -184,13 +273,23 @@ impl ErrorKind {
 /// A failed page request. Carries no URL, name or token: safe to log.
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
-    #[error("Results API unreachable: {0}")]
-    Unreachable(String),
+    /// The transport error, its URL removed (it carries the namespace and page token).
+    #[error("Results API unreachable: {}", describe(.0))]
+    Unreachable(#[source] reqwest::Error),
+    /// An answer other than 2xx (redirects are not followed: a 3xx is one of these).
     #[error("Results API answered HTTP {0}")]
     HttpStatus(u16),
     #[error("Results API page malformed: {0}")]
     MalformedPage(String),
-    /// The client could not be built (bad address, unreadable CA file).
+    #[error("Results API page larger than {limit} bytes (at {page_size} records a page)")]
+    PageTooLarge { limit: usize, page_size: u32 },
+    #[error("Results API handed out a page token it had handed out before in this listing")]
+    PageTokenLoop,
+    #[error("the listing reached its cap of {0} pages")]
+    PageLimit(usize),
+    #[error("the listing reached its deadline of {0:?}")]
+    Deadline(Duration),
+    /// The client could not be built (bad address, unreadable CA file, token over http).
     #[error("Results API client: {0}")]
     Setup(String),
 }
@@ -201,7 +300,15 @@ impl SweepError {
             SweepError::Unreachable(_) | SweepError::Setup(_) => ErrorKind::Unreachable,
             SweepError::HttpStatus(_) => ErrorKind::HttpStatus,
             SweepError::MalformedPage(_) => ErrorKind::MalformedPage,
+            SweepError::PageTooLarge { .. } => ErrorKind::PageTooLarge,
+            SweepError::PageTokenLoop => ErrorKind::PageTokenLoop,
+            SweepError::PageLimit(_) => ErrorKind::PageLimit,
+            SweepError::Deadline(_) => ErrorKind::Deadline,
         }
+    }
+
+    fn unreachable(e: reqwest::Error) -> Self {
+        SweepError::Unreachable(e.without_url())
     }
 }
 
@@ -225,6 +332,8 @@ pub struct Page {
     pub records: Vec<RecordOutcome>,
     /// Records the server returned on this page, including any past the window.
     pub read: usize,
+    /// Bytes of the page body received.
+    pub bytes: usize,
 }
 
 struct CachedToken {
@@ -254,16 +363,33 @@ pub struct ResultsClient {
     cached_token: Mutex<Option<CachedToken>>,
     page_size: u32,
     filter: String,
+    max_pages: usize,
+    deadline: Duration,
+    max_page_bytes: usize,
 }
 
 impl ResultsClient {
+    /// Refuses a bad address, an unreadable CA file, and a token over plain http (the
+    /// bearer token is only ever sent over https). Clamps the page size to
+    /// [`clamp_page_size`], saying so in one log line.
     pub fn new(config: &ResultsConfig) -> Result<Self, SweepError> {
-        let base = reqwest::Url::parse(config.addr.trim())
-            .map_err(|e| SweepError::Setup(format!("TEKTON_RESULTS_API_ADDR is not a URL: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+        let base = parse_addr(&config.addr)?;
+        #[cfg(test)]
+        let plain_http_ok = config.token_over_plain_http;
+        #[cfg(not(test))]
+        let plain_http_ok = false;
+        if base.scheme() == "http" && config.token != TokenSource::None && !plain_http_ok {
             return Err(SweepError::Setup(
-                "TEKTON_RESULTS_API_ADDR must be http(s)://host[:port]".into(),
+                "TEKTON_RESULTS_API_ADDR is plain http: the bearer token is only sent over https; use https:// or host:port".into(),
             ));
+        }
+        let (page_size, clamped) = clamp_page_size(config.page_size);
+        if clamped {
+            tracing::info!(
+                requested = config.page_size,
+                page_size,
+                "Results page size (TEKTON_LIMIT) clamped to {MIN_PAGE_SIZE}..={MAX_PAGE_SIZE} records, what the Pod's memory allows"
+            );
         }
         let endpoint = format!(
             "{}:{}",
@@ -302,6 +428,7 @@ impl ResultsClient {
                 "/",
                 env!("CARGO_PKG_VERSION")
             ))
+            .redirect(reqwest::redirect::Policy::none())
             .no_proxy();
         if let Some(ca) = &config.ca_file {
             let pem = std::fs::read(ca)
@@ -316,9 +443,12 @@ impl ResultsClient {
         if config.insecure_skip_tls_verify {
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
-        let http = builder
-            .build()
-            .map_err(|e| SweepError::Setup(format!("cannot build the HTTP client: {e}")))?;
+        let http = builder.build().map_err(|e| {
+            SweepError::Setup(format!(
+                "cannot build the HTTP client: {}",
+                describe(&e.without_url())
+            ))
+        })?;
 
         let filter = PIPELINERUN_TYPES
             .iter()
@@ -331,9 +461,17 @@ impl ResultsClient {
             endpoint,
             token: config.token.clone(),
             cached_token: Mutex::new(None),
-            page_size: config.page_size.clamp(MIN_PAGE_SIZE, MAX_PAGE_SIZE),
+            page_size,
             filter,
+            max_pages: config.max_pages.max(1),
+            deadline: config.deadline,
+            max_page_bytes: config.max_page_bytes,
         })
+    }
+
+    /// Records asked for a page (after clamping).
+    pub fn page_size(&self) -> u32 {
+        self.page_size
     }
 
     /// `host:port` of the API, for logs.
@@ -341,19 +479,54 @@ impl ResultsClient {
         &self.endpoint
     }
 
-    /// The CEL filter sent with every listing.
+    /// The CEL filter on `data_type` sent with every listing.
     pub fn filter(&self) -> &str {
         &self.filter
     }
 
+    /// [`ResultsClient::filter`], narrowed to runs started or completed after `after`
+    /// (less one second, so that a time with a fraction, which sorts before the same
+    /// second without one, is not lost).
+    pub fn filter_with_events_after(&self, after: jiff::Timestamp) -> String {
+        let at = after
+            .checked_sub(jiff::SignedDuration::from_secs(1))
+            .unwrap_or(after)
+            .strftime("%Y-%m-%dT%H:%M:%SZ");
+        format!(
+            "({}) && (data.status.completionTime > \"{at}\" || data.status.startTime > \"{at}\")",
+            self.filter
+        )
+    }
+
     /// The PipelineRun records last updated at or after `since`, newest first, page by page.
     pub fn records_since(&self, since: jiff::Timestamp) -> RecordPages<'_> {
+        self.listing(since, None)
+    }
+
+    /// [`ResultsClient::records_since`], only runs started or completed after
+    /// `events_after` (filtered by the server; the lookback's start, whose older events
+    /// the core would not produce anyway).
+    pub fn records_since_with_events_after(
+        &self,
+        since: jiff::Timestamp,
+        events_after: jiff::Timestamp,
+    ) -> RecordPages<'_> {
+        self.listing(since, Some(self.filter_with_events_after(events_after)))
+    }
+
+    fn listing(&self, since: jiff::Timestamp, narrowed: Option<String>) -> RecordPages<'_> {
         RecordPages {
             client: self,
             since,
+            narrowed,
+            fell_back: false,
             next_token: None,
+            seen_tokens: std::collections::HashSet::new(),
             done: false,
             pages: 0,
+            page_size: self.page_size,
+            refused_too_large: 0,
+            started: tokio::time::Instant::now(),
         }
     }
 
@@ -379,13 +552,18 @@ impl ResultsClient {
         }
     }
 
-    async fn get_page(&self, page_token: Option<&str>) -> Result<RawPage, SweepError> {
+    async fn get_page(
+        &self,
+        filter: &str,
+        page_token: Option<&str>,
+        page_size: u32,
+    ) -> Result<(RawPage, usize), SweepError> {
         let mut url = self.records_url.clone();
         {
             let mut q = url.query_pairs_mut();
-            q.append_pair("filter", &self.filter)
+            q.append_pair("filter", filter)
                 .append_pair("order_by", "update_time desc")
-                .append_pair("page_size", &self.page_size.to_string());
+                .append_pair("page_size", &page_size.to_string());
             if let Some(t) = page_token {
                 q.append_pair("page_token", t);
             }
@@ -401,22 +579,22 @@ impl ResultsClient {
         if !status.is_success() {
             return Err(SweepError::HttpStatus(status.as_u16()));
         }
+        let limit = self.max_page_bytes;
+        let too_large = SweepError::PageTooLarge { limit, page_size };
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large);
+        }
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| SweepError::Unreachable(describe(&e)))?
-        {
-            if body.len() + chunk.len() > MAX_PAGE_BYTES {
-                return Err(SweepError::MalformedPage(format!(
-                    "page larger than {MAX_PAGE_BYTES} bytes"
-                )));
+        while let Some(chunk) = response.chunk().await.map_err(SweepError::unreachable)? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large);
             }
             body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice::<RawPage>(&body).map_err(|e| {
+        let page = serde_json::from_slice::<RawPage>(&body).map_err(|e| {
             SweepError::MalformedPage(format!("not a records page: {}", redact_json_error(&e)))
-        })
+        })?;
+        Ok((page, body.len()))
     }
 
     async fn send(
@@ -431,20 +609,31 @@ impl ResultsClient {
         if let Some(token) = self.token(reload_token) {
             request = request.bearer_auth(token);
         }
-        request
-            .send()
-            .await
-            .map_err(|e| SweepError::Unreachable(describe(&e)))
+        request.send().await.map_err(SweepError::unreachable)
     }
 }
 
 /// A listing in progress: call [`RecordPages::next_page`] until it returns `None`.
+///
+/// A listing always ends: at the window's start, at the last page, at a page token seen
+/// before in it (`page_token_loop`), at the page count cap (`page_limit`), or at the
+/// deadline (`deadline`).
 pub struct RecordPages<'a> {
     client: &'a ResultsClient,
     since: jiff::Timestamp,
+    /// The narrowed filter, while the server takes it.
+    narrowed: Option<String>,
+    /// The server refused the narrowed filter: the listing started again without it.
+    fell_back: bool,
     next_token: Option<String>,
+    seen_tokens: std::collections::HashSet<String>,
     done: bool,
     pages: usize,
+    /// The page size now: halved after each page refused as too large.
+    page_size: u32,
+    /// Answers refused as too large so far.
+    refused_too_large: usize,
+    started: tokio::time::Instant,
 }
 
 impl RecordPages<'_> {
@@ -454,8 +643,8 @@ impl RecordPages<'_> {
         if self.done {
             return None;
         }
-        let raw = match self.client.get_page(self.next_token.as_deref()).await {
-            Ok(raw) => raw,
+        let (raw, bytes) = match self.fetch().await {
+            Ok(fetched) => fetched,
             Err(e) => {
                 self.done = true;
                 return Some(Err(e));
@@ -477,17 +666,76 @@ impl RecordPages<'_> {
         }
         match raw.next_page_token.filter(|t| !t.is_empty()) {
             Some(t) if !self.done => {
-                if self.next_token.as_deref() == Some(t.as_str()) {
+                if !self.seen_tokens.insert(t.clone()) {
+                    // The page that hands out a used token is not trusted either.
                     self.done = true;
-                    return Some(Err(SweepError::MalformedPage(
-                        "the server returned the same page token twice".into(),
-                    )));
+                    return Some(Err(SweepError::PageTokenLoop));
                 }
                 self.next_token = Some(t);
             }
             _ => self.done = true,
         }
-        Some(Ok(Page { records, read }))
+        Some(Ok(Page {
+            records,
+            read,
+            bytes,
+        }))
+    }
+
+    /// Answers refused as too large so far (each asked again at half the size, but the
+    /// last one when the size was already the smallest).
+    pub fn refused_too_large(&self) -> usize {
+        self.refused_too_large
+    }
+
+    /// Whether the server refused the narrowed filter, and the listing went on without it.
+    pub fn fell_back(&self) -> bool {
+        self.fell_back
+    }
+
+    /// The next page's raw answer and its size. Bounded by the page cap and the deadline.
+    async fn fetch(&mut self) -> Result<(RawPage, usize), SweepError> {
+        let client = self.client;
+        if self.pages >= client.max_pages {
+            return Err(SweepError::PageLimit(client.max_pages));
+        }
+        // A deadline too far to represent is no deadline.
+        let deadline = self
+            .started
+            .checked_add(client.deadline)
+            .unwrap_or_else(|| self.started + Duration::from_secs(365 * 86_400));
+        loop {
+            let filter = self.narrowed.as_deref().unwrap_or(&client.filter);
+            let page = client.get_page(filter, self.next_token.as_deref(), self.page_size);
+            match tokio::time::timeout_at(deadline, page).await {
+                Err(_) => return Err(SweepError::Deadline(client.deadline)),
+                Ok(Ok(fetched)) => return Ok(fetched),
+                Ok(Err(SweepError::HttpStatus(status)))
+                    if self.narrowed.is_some() && !matches!(status, 401 | 403 | 429) =>
+                {
+                    // Page tokens belong to their filter: start the listing again. The
+                    // records already handed on come again; the core drops repeats.
+                    tracing::warn!(
+                        status,
+                        "Results refused the time filter; listing by data_type alone"
+                    );
+                    self.narrowed = None;
+                    self.fell_back = true;
+                    self.next_token = None;
+                    self.seen_tokens.clear();
+                }
+                Ok(Err(SweepError::PageTooLarge { .. })) if self.page_size > MIN_PAGE_SIZE => {
+                    self.refused_too_large += 1;
+                    self.page_size = (self.page_size / 2).max(MIN_PAGE_SIZE);
+                    tracing::warn!(
+                        page_size = self.page_size,
+                        limit = client.max_page_bytes,
+                        "Results page larger than the limit: asking again with smaller pages"
+                    );
+                }
+                Ok(Err(e)) => return Err(e),
+            }
+        }
     }
 
     /// Pages fetched so far.
@@ -559,11 +807,13 @@ fn redact_json_error(e: &serde_json::Error) -> String {
     format!("{what} at line {} column {}", e.line(), e.column())
 }
 
+/// grpc-gateway writes proto field names (`next_page_token`) or their JSON names
+/// (`nextPageToken`) depending on its marshaler options: both are read.
 #[derive(Debug, Deserialize)]
 struct RawPage {
     #[serde(default)]
     records: Vec<RawRecord>,
-    #[serde(default)]
+    #[serde(default, alias = "nextPageToken")]
     next_page_token: Option<String>,
 }
 
@@ -571,7 +821,7 @@ struct RawPage {
 struct RawRecord {
     #[serde(default)]
     data: Option<RawAny>,
-    #[serde(default)]
+    #[serde(default, alias = "updateTime")]
     update_time: Option<String>,
 }
 
@@ -639,8 +889,14 @@ mod tests {
                     };
                     log.lock().unwrap().push(req.clone());
                     let (status, body) = handler(&req);
+                    // A 3xx answer's body is its Location.
+                    let location = if (300..400).contains(&status) {
+                        format!("location: {body}\r\n")
+                    } else {
+                        String::new()
+                    };
                     let resp = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status} X\r\n{location}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = sock.write_all(resp.as_bytes()).await;
@@ -749,7 +1005,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_repeated_page_token_ends_the_listing_as_malformed() {
+    async fn a_repeated_page_token_ends_the_listing() {
         let handler: Handler = Arc::new(|_: &Seen| {
             let page = serde_json::json!({"records": [record("a", "2026-01-01T12:00:00Z")], "next_page_token": "same"});
             (200, page.to_string())
@@ -760,7 +1016,223 @@ mod tests {
         let (uids, err) = drain(&mut pages).await;
         // The page that repeats its token is not trusted.
         assert_eq!(uids, ["a"]);
-        assert!(matches!(err, Some(SweepError::MalformedPage(_))), "{err:?}");
+        assert!(matches!(err, Some(SweepError::PageTokenLoop)), "{err:?}");
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn alternating_page_tokens_end_the_listing() {
+        // A/B/A/B...: no token equals the previous one, but the listing still loops.
+        let handler: Handler = Arc::new(|req: &Seen| {
+            let next = match req.query.get("page_token").map(String::as_str) {
+                Some("A") => "B",
+                _ => "A",
+            };
+            let page = serde_json::json!({"records": [record("a", "2026-01-01T12:00:00Z")], "nextPageToken": next});
+            (200, page.to_string())
+        });
+        let (addr, seen) = fake(handler).await;
+        let client = ResultsClient::new(&config(&addr)).unwrap();
+        let mut pages = client.records_since(since("2026-01-01T00:00:00Z"));
+        let (uids, err) = drain(&mut pages).await;
+        assert!(matches!(err, Some(SweepError::PageTokenLoop)), "{err:?}");
+        assert_eq!(uids, ["a", "a"]);
+        let tokens: Vec<_> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.query.get("page_token").cloned())
+            .collect();
+        assert_eq!(tokens, [None, Some("A".into()), Some("B".into())]);
+    }
+
+    #[tokio::test]
+    async fn ever_new_page_tokens_end_at_the_page_cap() {
+        let handler: Handler = Arc::new(|req: &Seen| {
+            let n: u64 = req
+                .query
+                .get("page_token")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            let page = serde_json::json!({"records": [record("a", "2026-01-01T12:00:00Z")], "next_page_token": (n + 1).to_string()});
+            (200, page.to_string())
+        });
+        let (addr, seen) = fake(handler).await;
+        let mut c = config(&addr);
+        c.max_pages = 7;
+        let client = ResultsClient::new(&c).unwrap();
+        let (uids, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
+        assert!(matches!(err, Some(SweepError::PageLimit(7))), "{err:?}");
+        assert_eq!(uids.len(), 7);
+        assert_eq!(seen.lock().unwrap().len(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_listing_ends_at_its_deadline() {
+        // Ever-new tokens and no page cap to speak of: only the deadline ends it.
+        let handler: Handler = Arc::new(|req: &Seen| {
+            let n: u64 = req
+                .query
+                .get("page_token")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            let page = serde_json::json!({"records": [], "next_page_token": (n + 1).to_string()});
+            (200, page.to_string())
+        });
+        let (addr, _) = fake(handler).await;
+        let mut c = config(&addr);
+        c.max_pages = usize::MAX;
+        c.deadline = Duration::from_millis(300);
+        let client = ResultsClient::new(&c).unwrap();
+        let (_, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
+        assert!(matches!(err, Some(SweepError::Deadline(_))), "{err:?}");
+    }
+
+    /// A server answering `min(page_size, at_most)` records a page, and a config whose
+    /// page limit is 20 records' worth.
+    async fn sized_pages(at_most: usize) -> (ResultsConfig, Arc<Mutex<Vec<Seen>>>, String) {
+        let handler: Handler = Arc::new(move |req: &Seen| {
+            let size: usize = req.query["page_size"].parse().unwrap();
+            let records: Vec<_> = (0..size.min(at_most))
+                .map(|i| record(&format!("r{i}"), "2026-01-01T12:00:00Z"))
+                .collect();
+            (200, serde_json::json!({ "records": records }).to_string())
+        });
+        let (addr, seen) = fake(handler).await;
+        let mut c = config(&addr);
+        let one = serde_json::to_vec(&record("r00", "2026-01-01T12:00:00Z"))
+            .unwrap()
+            .len();
+        c.max_page_bytes = one * 20;
+        (c, seen, addr)
+    }
+
+    #[tokio::test]
+    async fn a_page_too_large_is_refused_and_asked_again_smaller() {
+        // Pages of more than 20 records are too large; 100 -> 50 -> 25 -> 12 succeeds.
+        let (c, seen, addr) = sized_pages(usize::MAX).await;
+        let client = ResultsClient::new(&c).unwrap();
+        let mut pages = client.records_since(since("2026-01-01T00:00:00Z"));
+        let page = pages.next_page().await.unwrap().unwrap();
+        assert_eq!(page.read, 12);
+        assert_eq!(pages.refused_too_large(), 3);
+        let sizes: Vec<_> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.query["page_size"].clone())
+            .collect();
+        assert_eq!(sizes, ["100", "50", "25", "12"]);
+
+        // At the smallest page size, a page still too large ends the listing.
+        let mut c = config(&addr);
+        c.max_page_bytes = 10;
+        let client = ResultsClient::new(&c).unwrap();
+        let (_, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
+        assert!(
+            matches!(err, Some(SweepError::PageTooLarge { page_size: 5, .. })),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let (target, target_seen) = fake(Arc::new(|_: &Seen| (200, "{}".to_owned()))).await;
+        let location = format!("{target}/elsewhere");
+        let (addr, _) = fake(Arc::new(move |_: &Seen| (302, location.clone()))).await;
+        let client = ResultsClient::new(&config(&addr)).unwrap();
+        let (_, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
+        assert!(matches!(err, Some(SweepError::HttpStatus(302))), "{err:?}");
+        assert!(target_seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn transport_errors_carry_no_url() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let mut c = config(&format!("http://127.0.0.1:{port}"));
+        c.parent = "secret-namespace".into();
+        let client = ResultsClient::new(&c).unwrap();
+        let (_, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
+        let err = err.expect("an error");
+        assert_eq!(err.kind(), ErrorKind::Unreachable);
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains("secret-namespace"), "{shown}");
+            assert!(!shown.contains("/apis/"), "{shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_time_filter_is_sent_and_dropped_when_the_server_refuses_it() {
+        let handler: Handler = Arc::new(|req: &Seen| {
+            if req.query["filter"].contains("completionTime") {
+                // A server refusing the filter.
+                return (400, r#"{"code":3}"#.to_owned());
+            }
+            let page = serde_json::json!({"records": [record("a", "2026-01-01T12:00:00Z")]});
+            (200, page.to_string())
+        });
+        let (addr, seen) = fake(handler).await;
+        let client = ResultsClient::new(&config(&addr)).unwrap();
+        let narrowed = client.filter_with_events_after(since("2026-01-01T08:00:00.75Z"));
+        assert_eq!(
+            narrowed,
+            r#"(data_type == "tekton.dev/v1.PipelineRun" || data_type == "tekton.dev/v1beta1.PipelineRun") && (data.status.completionTime > "2026-01-01T07:59:59Z" || data.status.startTime > "2026-01-01T07:59:59Z")"#
+        );
+        let mut pages = client.records_since_with_events_after(
+            since("2026-01-01T09:00:00Z"),
+            since("2026-01-01T08:00:00.75Z"),
+        );
+        let (uids, err) = drain(&mut pages).await;
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(uids, ["a"]);
+        assert!(pages.fell_back());
+        let filters: Vec<_> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.query["filter"].clone())
+            .collect();
+        assert_eq!(filters, [narrowed, client.filter().to_owned()]);
+
+        // Refusals that say nothing about the filter end the listing as before.
+        let (addr, seen) = fake(Arc::new(|_: &Seen| (403, "{}".to_owned()))).await;
+        let client = ResultsClient::new(&config(&addr)).unwrap();
+        let mut pages = client.records_since_with_events_after(
+            since("2026-01-01T09:00:00Z"),
+            since("2026-01-01T08:00:00Z"),
+        );
+        let (_, err) = drain(&mut pages).await;
+        assert!(matches!(err, Some(SweepError::HttpStatus(403))), "{err:?}");
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn both_spellings_of_page_fields_are_read() {
+        let handler: Handler = Arc::new(|req: &Seen| {
+            let value = |uid: &str| base64::engine::general_purpose::STANDARD.encode(run_json(uid));
+            let page = match req.query.get("page_token").map(String::as_str) {
+                None => serde_json::json!({
+                    "records": [{"data": {"value": value("a")}, "updateTime": "2026-01-01T12:00:00Z"}],
+                    "nextPageToken": "t1"
+                }),
+                _ => serde_json::json!({
+                    "records": [
+                        {"data": {"value": value("b")}, "update_time": "2026-01-01T11:00:00Z"},
+                        {"data": {"value": value("c")}, "updateTime": "2026-01-01T08:00:00Z"}
+                    ],
+                    "next_page_token": "t2"
+                }),
+            };
+            (200, page.to_string())
+        });
+        let (addr, seen) = fake(handler).await;
+        let client = ResultsClient::new(&config(&addr)).unwrap();
+        let (uids, err) = drain(&mut client.records_since(since("2026-01-01T09:00:00Z"))).await;
+        assert!(err.is_none(), "{err:?}");
+        // `updateTime` stopped the listing at "c", as `update_time` would.
+        assert_eq!(uids, ["a", "b"]);
         assert_eq!(seen.lock().unwrap().len(), 2);
     }
 
@@ -831,6 +1303,7 @@ mod tests {
         let (addr, seen) = fake(handler).await;
         let mut c = config(&addr);
         c.token = TokenSource::File(path.clone());
+        c.token_over_plain_http = true;
         let client = ResultsClient::new(&c).unwrap();
 
         let (_, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
@@ -856,6 +1329,148 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// A sweeper over `client` whose observations are collected by a task.
+    fn new_sweeper(
+        client: ResultsClient,
+    ) -> (
+        crate::sweep::Sweeper,
+        crate::sweep::SweepMetrics,
+        tokio::task::JoinHandle<Vec<String>>,
+    ) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let (_stx, srx) = tokio::sync::watch::channel(crate::sweep::SweepSettings::default());
+        let metrics = crate::sweep::SweepMetrics::new();
+        let sweeper = crate::sweep::Sweeper::new(client, srx, tx, metrics.clone());
+        let collect = tokio::spawn(async move {
+            let mut uids = Vec::new();
+            while let Some(o) = rx.recv().await {
+                if let Object::PipelineRun(run) = o.object {
+                    uids.push(run.meta.uid);
+                }
+            }
+            uids
+        });
+        (sweeper, metrics, collect)
+    }
+
+    #[tokio::test]
+    async fn each_way_a_listing_is_cut_short_is_counted_by_kind() {
+        let alternating: Handler = Arc::new(|req: &Seen| {
+            let next = if req.query.get("page_token").map(String::as_str) == Some("A") {
+                "B"
+            } else {
+                "A"
+            };
+            (
+                200,
+                serde_json::json!({"records": [], "next_page_token": next}).to_string(),
+            )
+        });
+        let (addr, _) = fake(alternating).await;
+        let (sweeper, metrics, _) = new_sweeper(ResultsClient::new(&config(&addr)).unwrap());
+        let report = sweeper.sweep_since(since("2026-01-01T00:00:00Z")).await;
+        assert_eq!(report.error, Some(ErrorKind::PageTokenLoop));
+        assert_eq!(report.pages, 2);
+        assert_eq!(metrics.errors(ErrorKind::PageTokenLoop), 1);
+        assert_eq!(metrics.sweeps("error"), 1);
+
+        let big: Handler = Arc::new(|_: &Seen| {
+            (
+                200,
+                format!("{{\"records\": [], \"pad\": \"{}\"}}", "x".repeat(400)),
+            )
+        });
+        let (addr, _) = fake(big).await;
+        let mut c = config(&addr);
+        c.max_page_bytes = 300;
+        let (sweeper, metrics, _) = new_sweeper(ResultsClient::new(&c).unwrap());
+        let report = sweeper.sweep_since(since("2026-01-01T00:00:00Z")).await;
+        assert_eq!(report.error, Some(ErrorKind::PageTooLarge));
+        // 100, 50, 25, 12, 6 refused and asked again; 5 refused and final.
+        assert_eq!(metrics.errors(ErrorKind::PageTooLarge), 6);
+    }
+
+    #[tokio::test]
+    async fn refused_large_pages_are_counted_even_when_the_sweep_completes() {
+        let (c, _, _) = sized_pages(30).await;
+        let one = c.max_page_bytes / 20;
+        let (sweeper, metrics, collect) = new_sweeper(ResultsClient::new(&c).unwrap());
+        let report = sweeper.sweep_since(since("2026-01-01T00:00:00Z")).await;
+        assert!(report.complete(), "{report:?}");
+        assert_eq!(report.delivered, 12);
+        assert!(report.bytes > 0 && report.bytes <= one * 20);
+        assert_eq!(metrics.bytes_received(), report.bytes as u64);
+        assert_eq!(metrics.errors(ErrorKind::PageTooLarge), 3);
+        drop(sweeper);
+        assert_eq!(collect.await.unwrap().len(), 12);
+    }
+
+    #[tokio::test]
+    async fn incremental_sweeps_read_from_the_watermark_and_only_complete_ones_move_it() {
+        use crate::sweep::{SweepSettings, WindowKind};
+        let now = jiff::Timestamp::now();
+        let ago = |s: i64| (now - jiff::SignedDuration::from_secs(s)).to_string();
+        let (recent, hour, older) = (ago(10), ago(3600), ago(3 * 3600));
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fail = failing.clone();
+        let handler: Handler = Arc::new(move |_: &Seen| {
+            if fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return (503, "{}".to_owned());
+            }
+            let page = serde_json::json!({"records": [
+                record("recent", &recent), record("hour", &hour), record("older", &older)
+            ]});
+            (200, page.to_string())
+        });
+        let (addr, _) = fake(handler).await;
+        let (sweeper, metrics, collect) = new_sweeper(ResultsClient::new(&config(&addr)).unwrap());
+        let settings = SweepSettings::default(); // 1 h interval, 4 h lookback
+
+        // No watermark: the whole lookback.
+        assert_eq!(sweeper.watermark().get(), None);
+        let report = sweeper.sweep_next(settings).await;
+        assert!(report.complete(), "{report:?}");
+        assert_eq!(report.delivered, 3);
+        let first = sweeper
+            .watermark()
+            .get()
+            .expect("a watermark after a complete sweep");
+        assert!(first.to >= now);
+        assert_eq!(metrics.completed(WindowKind::Full), 1);
+
+        // An interrupted sweep does not move it.
+        failing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let report = sweeper.sweep_next(settings).await;
+        assert!(!report.complete());
+        assert_eq!(sweeper.watermark().get(), Some(first));
+        failing.store(false, std::sync::atomic::Ordering::SeqCst);
+
+        // From the watermark minus 2 min: the record of 10 s ago only.
+        let report = sweeper.sweep_next(settings).await;
+        assert!(report.complete(), "{report:?}");
+        assert_eq!(report.delivered, 1);
+        assert_eq!(metrics.completed(WindowKind::Incremental), 1);
+        let second = sweeper.watermark().get().unwrap();
+        assert_eq!(second.from, first.from);
+        assert!(second.to >= first.to);
+
+        // A watermark older than the lookback: the whole lookback again.
+        sweeper.watermark().set(Some(crate::sweep::Coverage {
+            from: now - jiff::SignedDuration::from_secs(10 * 3600),
+            to: now - jiff::SignedDuration::from_secs(5 * 3600),
+        }));
+        let report = sweeper.sweep_next(settings).await;
+        assert_eq!(report.delivered, 3);
+        assert_eq!(metrics.completed(WindowKind::Full), 2);
+        drop(sweeper);
+        assert_eq!(
+            collect.await.unwrap(),
+            [
+                "recent", "hour", "older", "recent", "recent", "hour", "older"
+            ]
+        );
+    }
+
     #[test]
     fn the_fixed_token_is_not_in_debug_output() {
         let mut c = ResultsConfig::new("https://results.example:8080");
@@ -868,11 +1483,74 @@ mod tests {
 
     #[test]
     fn bad_addresses_are_refused() {
-        for addr in ["", "results:8080", "ftp://x", "not a url"] {
+        for addr in ["", "ftp://x", "not a url", "https://", ":8080"] {
             assert!(
                 ResultsClient::new(&ResultsConfig::new(addr)).is_err(),
                 "{addr}"
             );
         }
+    }
+
+    #[test]
+    fn an_address_without_a_scheme_means_https() {
+        for (addr, url, endpoint) in [
+            (
+                "tekton-results-api-service.tekton-pipelines.svc.cluster.local:8080",
+                "https://tekton-results-api-service.tekton-pipelines.svc.cluster.local:8080/",
+                "tekton-results-api-service.tekton-pipelines.svc.cluster.local:8080",
+            ),
+            (
+                " localhost:8443 ",
+                "https://localhost:8443/",
+                "localhost:8443",
+            ),
+            (
+                "127.0.0.1:8080",
+                "https://127.0.0.1:8080/",
+                "127.0.0.1:8080",
+            ),
+            (
+                "results.example",
+                "https://results.example/",
+                "results.example:443",
+            ),
+            ("http://results:80", "http://results/", "results:80"),
+        ] {
+            assert_eq!(parse_addr(addr).unwrap().as_str(), url, "{addr}");
+            let mut c = ResultsConfig::new(addr);
+            c.token = TokenSource::None;
+            let client = ResultsClient::new(&c).unwrap();
+            assert_eq!(client.endpoint(), endpoint);
+            assert!(client.records_url.as_str().starts_with(url));
+        }
+    }
+
+    #[test]
+    fn a_token_is_never_sent_over_plain_http() {
+        for token in [
+            TokenSource::Fixed("t".into()),
+            TokenSource::File(PathBuf::from(DEFAULT_SA_TOKEN_PATH)),
+        ] {
+            let mut c = ResultsConfig::new("http://results.example:8080");
+            c.token = token;
+            let err = ResultsClient::new(&c).unwrap_err().to_string();
+            assert!(err.contains("only sent over https"), "{err}");
+            // The same token over https, or over a scheme-less address, is fine.
+            c.addr = "results.example:8080".into();
+            assert!(ResultsClient::new(&c).is_ok());
+        }
+        let mut c = ResultsConfig::new("http://results.example:8080");
+        c.token = TokenSource::None;
+        assert!(ResultsClient::new(&c).is_ok());
+    }
+
+    #[test]
+    fn page_sizes_are_clamped_to_what_the_pod_allows() {
+        assert_eq!(clamp_page_size(1000), (MAX_PAGE_SIZE, true));
+        assert_eq!(clamp_page_size(100), (100, false));
+        assert_eq!(clamp_page_size(1), (MIN_PAGE_SIZE, true));
+        let mut c = ResultsConfig::new("https://results.example:8080");
+        c.page_size = 1000;
+        assert_eq!(ResultsClient::new(&c).unwrap().page_size(), MAX_PAGE_SIZE);
     }
 }

@@ -33,6 +33,17 @@ impl DaemonProcess {
     /// Starts `konflux-telemetry run ARGS --listen 127.0.0.1:PORT` (and `--kubeconfig` of the
     /// local cluster), with stderr in `log`. The write key comes from `args` only.
     pub fn start(cluster: &TestCluster, args: &[&str], log: PathBuf) -> Self {
+        Self::start_with_env(cluster, args, &[], log)
+    }
+
+    /// [`DaemonProcess::start`] with environment variables set, as a Pod's `envFrom` a
+    /// Secret would (the write key may come from them).
+    pub fn start_with_env(
+        cluster: &TestCluster,
+        args: &[&str],
+        env: &[(String, String)],
+        log: PathBuf,
+    ) -> Self {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
         cmd.arg("run")
@@ -40,6 +51,7 @@ impl DaemonProcess {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env_remove("SEGMENT_WRITE_KEY")
             .env_remove("CLUSTER_ID")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
