@@ -229,7 +229,9 @@ async fn main() {
         preview: Preview::new(false),
     });
     let stop = CancellationToken::new();
-    let server = tokio::spawn(http::serve(listener, endpoints, stop.clone()));
+    let limits = konflux_telemetry::server::ServerArgs::default()
+        .limits(http::MAX_BODY, http::MAX_BYTES_IN_FLIGHT);
+    let server = tokio::spawn(http::serve(listener, endpoints, limits, stop.clone()));
     reset_peak();
     let t = Instant::now();
     let readers: Vec<_> = (0..4).map(|_| tokio::spawn(slow_preview(addr))).collect();
