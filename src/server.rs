@@ -310,7 +310,13 @@ pub async fn serve<H, F, B, E>(
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let watcher = graceful.watcher();
-                connections.spawn(connection(stream, peer, Arc::clone(&shared), watcher, permit));
+                connections.spawn(connection(
+                    stream,
+                    peer,
+                    Arc::clone(&shared),
+                    watcher,
+                    permit,
+                ));
             }
             Err(e) => {
                 warn!(server = name, "accept failed: {e}");

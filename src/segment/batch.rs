@@ -108,7 +108,8 @@ impl Batch {
     /// The events `from..to` as a batch of their own (sharing their bytes).
     fn part(&self, from: usize, to: usize) -> Batch {
         let events = self.events[from..to].to_vec();
-        let events_len = events.iter().map(Bytes::len).sum::<usize>() + (to - from).saturating_sub(1);
+        let events_len =
+            events.iter().map(Bytes::len).sum::<usize>() + (to - from).saturating_sub(1);
         Batch {
             events,
             events_len,
