@@ -62,7 +62,7 @@ case "$mode" in
     trap 'rm -rf "$ctx"' EXIT
     mkdir -p "$ctx/usr/local/bin" "$ctx/etc/ssl/certs" "$ctx/tmp"
     chmod 1777 "$ctx/tmp"
-    install -m 0755 "target/$musl/release/konflux-telemetry" "$ctx/usr/local/bin/"
+    install -m 0755 "${CARGO_TARGET_DIR:-target}/$musl/release/konflux-telemetry" "$ctx/usr/local/bin/"
     strip "$ctx/usr/local/bin/konflux-telemetry"
     ca=/etc/ssl/certs/ca-certificates.crt
     [[ -f $ca ]] || die "$ca not found: apt-get install ca-certificates"
