@@ -84,6 +84,16 @@ fn handle(endpoints: &Endpoints, req: &Request<hyper::body::Incoming>) -> Respon
                 ),
             }
         }
+        // Telemetry off: nothing is buffered, and the answer says why it is empty.
+        ("GET", "/preview") if !endpoints.core.enabled() => {
+            let mut r = text(
+                StatusCode::OK,
+                r#"{"batch":[],"telemetry":"off"}"#.to_owned(),
+            );
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
         ("GET", "/preview") => {
             let mut r = text(StatusCode::OK, endpoints.core.preview());
             r.headers_mut()

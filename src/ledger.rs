@@ -154,6 +154,17 @@ impl Ledger {
         }
     }
 
+    /// Drops every waiting event and every remembered actor without recording the events
+    /// as produced (telemetry turned off): a later relist within the lookback produces
+    /// them again. Returns how many events were dropped.
+    pub fn drop_waiting(&mut self) -> usize {
+        let n = self.waiting.len();
+        self.waiting.clear();
+        self.order.clear();
+        self.actors.clear();
+        n
+    }
+
     /// Forgets what lies before the lookback, and actors past their time.
     pub fn expire(&mut self, now: i64, lookback_seconds: i64) {
         let horizon = now.saturating_sub(lookback_seconds);
