@@ -10,7 +10,10 @@ use std::io::Write as _;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+#[path = "support/logs.rs"]
+mod logs;
+use logs::Captured;
 use std::time::Duration;
 
 const KEY: &str = "wk-9f8e7d6c5b4a-secret";
@@ -395,40 +398,10 @@ async fn a_slow_answer_times_out_and_is_retried() {
     assert_eq!(received(&out).len(), 1);
 }
 
-/// A `MakeWriter` collecting every log line.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn the_write_key_appears_in_no_log_error_or_debug_output() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
     // This test runs on one thread, sink included, so the subscriber sees everything.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Captured::install(tracing::Level::TRACE);
     let mut text = String::new();
 
     let (sink, _out) = sink("leak").await;
@@ -479,7 +452,7 @@ async fn the_write_key_appears_in_no_log_error_or_debug_output() {
     text += &format!("{err}\n{err:?}\n");
     text += &format!("{:?}\n", WriteKey::new(KEY));
 
-    let logs = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("utf8");
+    let logs = logs.text();
     assert!(
         logs.contains("rejected"),
         "the 401 is logged (status, count): {logs}"

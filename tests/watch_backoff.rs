@@ -11,52 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/logs.rs"]
+mod logs;
+use logs::Captured;
+
 /// LISTs to see before stopping.
 const LISTS: usize = 7;
 const BASE: Duration = Duration::from_millis(50);
 const CAP: Duration = Duration::from_millis(400);
-
-/// A `MakeWriter` collecting every log line.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Captured {
-    /// Collects this thread's log lines (INFO and up) while the guard lives.
-    fn install() -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        (logs, guard)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().map(|b| b.clone()).unwrap_or_default()).unwrap_or_default()
-    }
-}
 
 /// A fake API server answering every request with `code` (a Kubernetes `Status`), which
 /// records when each LIST (a GET without `watch=`) of `path` arrived and says so on
@@ -157,7 +119,7 @@ fn assert_backs_off(gaps: &[Duration]) {
 #[tokio::test(flavor = "current_thread")]
 async fn a_kind_whose_crd_is_missing_backs_off_and_warns_once() {
     // One thread: the subscriber sees the watch's logs.
-    let (logs, _guard) = Captured::install();
+    let (logs, _guard) = Captured::install(tracing::Level::INFO);
     let mut fake = fake_api("/apis/konflux.konflux-ci.dev/v1alpha1/konfluxes", 404).await;
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
     let state = Arc::new(WatchState::default());
@@ -186,7 +148,7 @@ async fn a_kind_whose_crd_is_missing_backs_off_and_warns_once() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_forbidden_config_map_backs_off_and_warns_once() {
-    let (logs, _guard) = Captured::install();
+    let (logs, _guard) = Captured::install(tracing::Level::INFO);
     let mut fake = fake_api("/api/v1/namespaces/konflux-info/configmaps", 403).await;
     let stop = CancellationToken::new();
     let changes = Arc::new(Mutex::new(0usize));
