@@ -24,6 +24,8 @@ pub struct Core {
     sightings: Mutex<Sightings>,
     identity: RwLock<Arc<ClusterIdentity>>,
     lookback_seconds: std::sync::atomic::AtomicI64,
+    /// False while telemetry is off ([`crate::switch`]): nothing enters the buffer.
+    enabled: std::sync::atomic::AtomicBool,
     metrics: CoreMetrics,
     /// Woken when the buffer holds a full batch.
     pub full: Notify,
@@ -66,6 +68,7 @@ impl Core {
             sightings: Mutex::default(),
             identity: RwLock::new(Arc::new(identity)),
             lookback_seconds: lookback_seconds.into(),
+            enabled: true.into(),
             metrics,
             full: Notify::new(),
         }
@@ -140,6 +143,44 @@ impl Core {
         }
     }
 
+    /// Turns telemetry on or off. Off drops what is buffered (and admission's sightings
+    /// waiting for confirmation) without recording it as produced, so that the relist after it is turned
+    /// on again produces what still lies within the lookback; while off, sightings produce
+    /// nothing. Returns how many events were dropped.
+    pub fn set_enabled(&self, on: bool) -> usize {
+        // Under the ledger's lock, so that no sighting that read the old value lands after.
+        let mut ledger = self.ledger();
+        self.enabled.store(on, std::sync::atomic::Ordering::SeqCst);
+        if on {
+            return 0;
+        }
+        let dropped = ledger.drop_waiting();
+        drop(ledger);
+        // The actors waiting for their objects go too: none is confirmed while off.
+        *self
+            .sightings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Sightings::default();
+        self.count_off(dropped);
+        self.metrics.events_buffered.set(0);
+        dropped
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn count_off(&self, n: usize) {
+        if n > 0 {
+            self.metrics
+                .events_dropped
+                .get_or_create(&ReasonLabel {
+                    reason: "telemetry_off",
+                })
+                .inc_by(n as u64);
+        }
+    }
+
     /// Turns one sighting into the events it implies, at `now` (unix seconds).
     ///
     /// Admission's sightings produce nothing themselves: anyone who reaches the webhook
@@ -166,6 +207,11 @@ impl Core {
         let produced = events::events_of(&obs.object, &identity);
         let lookback = self.lookback();
         let mut ledger = self.ledger();
+        if !self.enabled() {
+            drop(ledger);
+            self.count_off(produced.len());
+            return;
+        }
         for mut event in produced {
             if actor.is_some() && actor_applies(event.name) {
                 event.set_actor(actor.clone());
@@ -185,6 +231,11 @@ impl Core {
         let event = events::heartbeat::event(&self.identity(), now);
         let labels = CoreMetrics::event(EventName::Heartbeat, Source::Clock);
         let mut ledger = self.ledger();
+        if !self.enabled() {
+            drop(ledger);
+            self.count_off(1);
+            return;
+        }
         let at = event.timestamp.unix_seconds();
         let offer = ledger.offer(event, at, self.lookback());
         self.count_offer(&offer, &labels);
@@ -615,6 +666,35 @@ mod tests {
             removal["userId"],
             Actor::new("bob", &core.identity()).user_hash.as_str()
         );
+    }
+
+    #[tokio::test]
+    async fn telemetry_off_drops_the_buffer_and_on_again_lets_a_relist_catch_up() {
+        let core = core();
+        let a = run("a", "2025-12-31T23:00:00Z", None);
+        core.observe(watch(a.clone()), NOW);
+        assert_eq!(ids(&core), ["a-started"]);
+        assert_eq!(core.set_enabled(false), 1);
+        assert!(ids(&core).is_empty());
+        assert_eq!(core.buffered(), 0);
+        // while off, nothing enters the buffer: not a sighting, not a heartbeat
+        core.observe(watch(run("b", "2025-12-31T23:30:00Z", None)), NOW);
+        core.heartbeat(events::Timestamp::from_unix_seconds(NOW).unwrap());
+        assert!(ids(&core).is_empty());
+        assert_eq!(
+            core.metrics
+                .events_dropped
+                .get_or_create(&ReasonLabel {
+                    reason: "telemetry_off"
+                })
+                .get(),
+            3
+        );
+        // on again: the relist within the lookback produces both, as nothing was sent
+        core.set_enabled(true);
+        core.observe(watch(a), NOW + 1);
+        core.observe(watch(run("b", "2025-12-31T23:30:00Z", None)), NOW + 1);
+        assert_eq!(ids(&core), ["a-started", "b-started"]);
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use crate::settings::{self, Settings};
 use crate::sweep::{
     ResultsClient, ResultsConfig, SweepMetrics, SweepSettings, Sweeper, TokenSource, Watermark,
 };
+use crate::switch::{self, CrSays, Decision};
 use crate::{Error, Result, state, telemetry};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -347,22 +348,16 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     // Capture.
     let (obs_tx, obs_rx) = tokio::sync::mpsc::channel(1024);
     let states: Vec<Arc<watch::WatchState>> = (0..4).map(|_| Arc::default()).collect();
-    macro_rules! spawn_watch {
-        ($kind:ty, $i:expr) => {{
-            let (client, tx, m, s, stop) = (
-                client.clone(),
-                obs_tx.clone(),
-                core_metrics.clone(),
-                Arc::clone(&states[$i]),
-                stop.clone(),
-            );
-            tasks.spawn(async move { watch::run::<$kind>(client, tx, m, s, stop).await });
-        }};
-    }
-    spawn_watch!(watch::PipelineRuns, 0);
-    spawn_watch!(watch::Components, 1);
-    spawn_watch!(watch::TenantNamespaces, 2);
-    spawn_watch!(watch::Konfluxes, 3);
+    // The telemetry switch (Konflux CR + telemetryEnabled), decided in one place.
+    let switch_rx = spawn_switch(&mut tasks, &client, &core, &settings_rx, &stop);
+    tasks.spawn(watches(
+        client.clone(),
+        obs_tx.clone(),
+        core_metrics.clone(),
+        states.clone(),
+        switch_rx.clone(),
+        stop.clone(),
+    ));
     // The sweep over Tekton Results, feeding the same core.
     let sweep_metrics = SweepMetrics::new();
     match results_config(&args).map(|c| ResultsClient::new(&c)) {
@@ -475,11 +470,27 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     let mut next_flush = tokio::time::Instant::now() + current.flush_interval;
     let mut last_save = tokio::time::Instant::now() - STATE_SAVE_EVERY;
     let mut saved_watermark = watermark.get();
+    let mut switch = switch_rx.clone();
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             () = tokio::time::sleep_until(next_flush) => {}
             () = core.full.notified() => {}
+            Ok(()) = switch.changed() => {
+                // The gauge says what this loop does: set here, once it acts on the change.
+                let now = *switch.borrow_and_update();
+                core_metrics.enabled.set(i64::from(now.is_on()));
+                if now.is_off()
+                    && let Some(key) = &write_key
+                {
+                    // A new client: the old one's idle connections to Segment close with it.
+                    match sender_for(&api_url, key, &current, &sender_metrics) {
+                        Ok(s) => sender = Some(s),
+                        Err(e) => error!("keeping the previous sender: {e}"),
+                    }
+                }
+                continue;
+            }
             Ok(()) = settings.changed() => {
                 let next = settings.borrow_and_update().clone();
                 if let Some(key) = &write_key
@@ -498,11 +509,31 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
                 continue;
             }
         }
+        let now = *switch.borrow();
+        if !now.is_on() {
+            next_flush = tokio::time::Instant::now() + current.flush_interval;
+            let outcome = if now.is_off() {
+                "telemetry_off"
+            } else {
+                "telemetry_pending"
+            };
+            core_metrics
+                .flushes
+                .get_or_create(&OutcomeLabel { outcome })
+                .inc();
+            continue;
+        }
         // A flush stuck in retries must not hold up SIGTERM: the final flush below takes
-        // over what this one did not mark as sent.
+        // over what this one did not mark as sent. Telemetry turned off mid-flush ends it
+        // at once: the request in flight is dropped with its connection.
         let flushed = tokio::select! {
             flushed = core.flush(sender.as_ref()) => flushed,
             () = stop.cancelled() => break,
+            // A clone, so that the change is still new to `switch` above.
+            _ = async { switch.clone().wait_for(|d| !d.is_on()).await.map(|_| ()) } => {
+                next_flush = tokio::time::Instant::now() + current.flush_interval;
+                continue;
+            }
         };
         if flushed.sent > 0 {
             info!(sent = flushed.sent, unsent = flushed.unsent, "flushed");
@@ -524,12 +555,19 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     servers.join_all().await;
     tasks.shutdown().await;
     let _ = consumer.await;
-    match tokio::time::timeout(args.shutdown_timeout, core.flush(sender.as_ref())).await {
-        Ok(f) => info!(sent = f.sent, unsent = f.unsent, "final flush done"),
-        Err(_) => warn!(
+    if !switch_rx.borrow().is_on() {
+        info!(
             buffered = core.buffered(),
-            "final flush did not finish within the shutdown timeout; events lost"
-        ),
+            "telemetry is not on: no final flush"
+        );
+    } else {
+        match tokio::time::timeout(args.shutdown_timeout, core.flush(sender.as_ref())).await {
+            Ok(f) => info!(sent = f.sent, unsent = f.unsent, "final flush done"),
+            Err(_) => warn!(
+                buffered = core.buffered(),
+                "final flush did not finish within the shutdown timeout; events lost"
+            ),
+        }
     }
     if let Some((ns, name)) = &state_store {
         save_state(&client, ns, name, &core, watermark.get()).await;
@@ -539,6 +577,112 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Watches the `konflux` CR and decides, from it and the `telemetryEnabled` setting, whether
+/// telemetry is on ([`switch::decide`]); applies each new decision to the core (off drops
+/// the buffer) and publishes it (the flush loop sets the `enabled` gauge).
+fn spawn_switch(
+    tasks: &mut tokio::task::JoinSet<()>,
+    client: &kube::Client,
+    core: &Arc<Core>,
+    settings: &live::Receiver<Settings>,
+    stop: &CancellationToken,
+) -> live::Receiver<Decision> {
+    let (cr_tx, mut cr_rx) = live::channel(CrSays::Pending);
+    let api: kube::Api<watch::Lite<watch::Konfluxes>> = kube::Api::all(client.clone());
+    let watch_stop = stop.clone();
+    tasks.spawn(async move {
+        config_maps::watch_named(
+            api,
+            "the Konflux CR (for spec.telemetry.enabled)",
+            crate::events::object::KONFLUX_NAME,
+            crate::capture::retry::WatchRetry::default(),
+            watch_stop,
+            |cr| match CrSays::of(cr.map(|c| &c.decoded)) {
+                Some(says) => {
+                    cr_tx.send_replace(says);
+                }
+                None => warn!("the Konflux CR cannot be read: the telemetry switch stays as it was"),
+            },
+            // No Konflux CRD: no CR to say anything. Forbidden: unknown, nothing is sent.
+            |e| {
+                if watch::status_code(e) == Some(404) {
+                    cr_tx.send_replace(CrSays::Absent);
+                }
+            },
+        )
+        .await;
+    });
+    let (tx, rx) = live::channel(Decision::PENDING);
+    let (core, mut settings, stop) = (Arc::clone(core), settings.clone(), stop.clone());
+    tasks.spawn(async move {
+        let mut last = Decision::PENDING;
+        loop {
+            let cr = *cr_rx.borrow_and_update();
+            let d = switch::decide(cr, settings.borrow_and_update().telemetry_enabled);
+            if d != last {
+                let dropped = core.set_enabled(!d.is_off());
+                let state = match d.switch {
+                    switch::Switch::On => "on",
+                    switch::Switch::Off => "off: nothing is buffered or sent",
+                    switch::Switch::Pending => "held until the Konflux CR is read",
+                };
+                info!(dropped, "telemetry {state} (decided by {})", d.by.as_str());
+                tx.send_replace(d);
+                last = d;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                r = cr_rx.changed() => if r.is_err() { return },
+                r = settings.changed() => if r.is_err() { return },
+            }
+        }
+    });
+    rx
+}
+
+/// The four watches. When telemetry comes back on after being off they start over: their
+/// relist produces what lies within the lookback and was not sent (the catch-up).
+async fn watches(
+    client: kube::Client,
+    tx: crate::observation::ObservationTx,
+    metrics: CoreMetrics,
+    states: Vec<Arc<watch::WatchState>>,
+    mut switch: live::Receiver<Decision>,
+    stop: CancellationToken,
+) {
+    loop {
+        let generation = stop.child_token();
+        let mut running = tokio::task::JoinSet::new();
+        macro_rules! spawn_watch {
+            ($kind:ty, $i:expr) => {{
+                let (client, tx, m, s, stop) = (
+                    client.clone(),
+                    tx.clone(),
+                    metrics.clone(),
+                    Arc::clone(&states[$i]),
+                    generation.clone(),
+                );
+                running.spawn(async move { watch::run::<$kind>(client, tx, m, s, stop).await });
+            }};
+        }
+        spawn_watch!(watch::PipelineRuns, 0);
+        spawn_watch!(watch::Components, 1);
+        spawn_watch!(watch::TenantNamespaces, 2);
+        spawn_watch!(watch::Konfluxes, 3);
+        let resumed = async {
+            switch.wait_for(|d| d.is_off()).await?;
+            switch.wait_for(|d| d.is_on()).await.map(|_| ())
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            r = resumed => if r.is_err() { return },
+        }
+        info!("telemetry back on: the watches relist to catch up within the lookback");
+        generation.cancel();
+        running.shutdown().await;
+    }
 }
 
 async fn consume(core: Arc<Core>, mut rx: ObservationRx) {

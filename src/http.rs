@@ -168,6 +168,16 @@ fn preview(endpoints: &Endpoints, peer: SocketAddr) -> Response<Body> {
                 .to_owned(),
         );
     }
+    // Telemetry off: nothing is buffered, and the answer says why it is empty.
+    if !endpoints.core.enabled() {
+        let mut r = text(
+            StatusCode::OK,
+            r#"{"batch":[],"telemetry":"off"}"#.to_owned(),
+        );
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return r;
+    }
     let Some(slot) = PreviewSlot::take(&endpoints.preview.running) else {
         let mut r = text(
             StatusCode::SERVICE_UNAVAILABLE,

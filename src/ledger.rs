@@ -233,6 +233,17 @@ impl Ledger {
         }
     }
 
+    /// Drops every waiting event without recording it as produced (telemetry turned off):
+    /// a later relist within the lookback produces them again. Returns how many events
+    /// were dropped.
+    pub fn drop_waiting(&mut self) -> usize {
+        let n = self.order.len();
+        self.index.clear();
+        self.order.clear();
+        self.bytes = 0;
+        n
+    }
+
     /// Forgets what lies before the lookback.
     pub fn expire(&mut self, now: i64, lookback_seconds: i64) {
         let horizon = now.saturating_sub(lookback_seconds);

@@ -25,6 +25,7 @@ pub mod settings;
 pub mod sink;
 pub mod state;
 pub mod sweep;
+pub mod switch;
 pub mod telemetry;
 pub mod transform;
 

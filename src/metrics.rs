@@ -62,6 +62,8 @@ pub struct CoreMetrics {
     pub last_successful_flush: Gauge,
     /// ConfigMap reloads by outcome (`applied`, `rejected`).
     pub config_reloads: Family<OutcomeLabel, Counter>,
+    /// 1 while telemetry is on (sending), 0 while it is off or not known yet.
+    pub enabled: Gauge,
 }
 
 impl Default for CoreMetrics {
@@ -78,6 +80,7 @@ impl Default for CoreMetrics {
             flush_duration_seconds: Histogram::new(exponential_buckets(0.001, 4.0, 10)),
             last_successful_flush: Gauge::default(),
             config_reloads: Family::default(),
+            enabled: Gauge::default(),
         }
     }
 }
@@ -150,6 +153,11 @@ impl CoreMetrics {
             "config_reloads",
             "ConfigMap reloads by outcome",
             self.config_reloads.clone(),
+        );
+        capture.register(
+            "enabled",
+            "1 while telemetry is on, 0 while it is off (Konflux CR or telemetryEnabled) or not known yet",
+            self.enabled.clone(),
         );
     }
 }

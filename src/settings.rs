@@ -35,6 +35,9 @@ pub struct Settings {
     /// How long one batch is retried before it waits for the next flush (`retryDeadline`,
     /// default 5m).
     pub retry_deadline: Duration,
+    /// Whether to send at all when the Konflux CR does not say (`telemetryEnabled`, default
+    /// true); see [`crate::switch`].
+    pub telemetry_enabled: bool,
 }
 
 impl Default for Settings {
@@ -51,6 +54,7 @@ impl Default for Settings {
             retry_base_delay: Duration::from_millis(500),
             retry_max_delay: Duration::from_secs(60),
             retry_deadline: Duration::from_secs(300),
+            telemetry_enabled: true,
         }
     }
 }
@@ -68,6 +72,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("retryBaseDelay", "500ms"),
     ("retryMaxDelay", "60s"),
     ("retryDeadline", "5m"),
+    ("telemetryEnabled", "true"),
 ];
 
 /// One key that was not applied, and why. The value is not repeated: it is config, not a
@@ -126,6 +131,7 @@ impl Settings {
                     })
                     .map(|n| next.requests_per_second = n),
                 "logLevel" => log_level(value).map(|l| next.log_level = l),
+                "telemetryEnabled" => boolean(value).map(|b| next.telemetry_enabled = b),
                 _ => Err("unknown key (ignored)".to_owned()),
             };
             if let Err(reason) = outcome {
@@ -156,6 +162,7 @@ fn keep_last_good(next: &mut Settings, last: &Settings, key: &str) {
         "maxBufferedBytes" => next.max_buffered_bytes = last.max_buffered_bytes,
         "requestsPerSecond" => next.requests_per_second = last.requests_per_second,
         "logLevel" => next.log_level.clone_from(&last.log_level),
+        "telemetryEnabled" => next.telemetry_enabled = last.telemetry_enabled,
         _ => {}
     }
 }
@@ -245,6 +252,14 @@ fn byte_size(text: &str, min: usize, max: usize) -> Result<usize, String> {
         return Err(format!("must be between {}Mi and {}Mi", min / MI, max / MI));
     }
     Ok(n)
+}
+
+fn boolean(text: &str) -> Result<bool, String> {
+    match text {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("must be true or false".to_owned()),
+    }
 }
 
 fn log_level(text: &str) -> Result<String, String> {
@@ -347,16 +362,24 @@ mod tests {
                 ("logLevel", "info,[[["),
                 ("heartbeatInterval", "2m"),
                 ("colour", "blue"),
+                ("telemetryEnabled", "no"),
             ]),
         );
         assert_eq!(s.flush_interval, Duration::from_secs(5));
         assert_eq!(s.requests_per_second, NonZeroU32::MIN);
         assert_eq!(s.log_level, "info");
         assert_eq!(s.heartbeat_interval, Duration::from_secs(120));
+        assert!(s.telemetry_enabled);
         let keys: Vec<&str> = rejected.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["colour", "flushInterval", "logLevel", "requestsPerSecond"]
+            [
+                "colour",
+                "flushInterval",
+                "logLevel",
+                "requestsPerSecond",
+                "telemetryEnabled"
+            ]
         );
     }
 

@@ -1,10 +1,14 @@
-//! Watching one named ConfigMap: the daemon's own settings, and `konflux-public-info`.
+//! Watching one named object: the daemon's own settings and `konflux-public-info`
+//! (ConfigMaps), and the `konflux` CR's telemetry switch.
 
 use super::retry::WatchRetry;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::hash::Hash;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -33,11 +37,31 @@ pub async fn watch_one_with(
     client: Client,
     namespace: &str,
     name: &str,
-    mut retry: WatchRetry,
+    retry: WatchRetry,
     stop: CancellationToken,
-    mut on_change: impl FnMut(Option<&ConfigMap>),
+    on_change: impl FnMut(Option<&ConfigMap>),
 ) {
     let api: Api<ConfigMap> = Api::namespaced(client, namespace);
+    let what = format!("ConfigMap {namespace}/{name}");
+    watch_named(api, &what, name, retry, stop, on_change, |_| {}).await;
+}
+
+/// [`watch_one`] for any kind: calls `on_change` with the object named `name` each time it
+/// changes, and with `None` when it is absent (after a list) or deleted; `on_error` with
+/// each error of the watch (retried after `retry`'s backoff), until `stop`. `what` names
+/// the object in log lines.
+pub async fn watch_named<K>(
+    api: Api<K>,
+    what: &str,
+    name: &str,
+    mut retry: WatchRetry,
+    stop: CancellationToken,
+    mut on_change: impl FnMut(Option<&K>),
+    mut on_error: impl FnMut(&watcher::Error),
+) where
+    K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = watcher::watcher(api, config).boxed();
     let mut seen_in_list = false;
@@ -51,26 +75,27 @@ pub async fn watch_one_with(
         match item {
             Ok(event) => {
                 if retry.saw(&event) && failing {
-                    info!("watch of ConfigMap {namespace}/{name} recovered");
+                    info!("watch of {what} recovered");
                     failing = false;
                 }
                 match event {
                     Event::Init => seen_in_list = false,
-                    Event::InitApply(cm) => {
+                    Event::InitApply(o) => {
                         seen_in_list = true;
-                        on_change(Some(&cm));
+                        on_change(Some(&o));
                     }
                     Event::InitDone if !seen_in_list => on_change(None),
                     Event::InitDone => {}
-                    Event::Apply(cm) => on_change(Some(&cm)),
+                    Event::Apply(o) => on_change(Some(&o)),
                     Event::Delete(_) => on_change(None),
                 }
             }
             Err(e) => {
                 if !failing {
-                    warn!("cannot watch ConfigMap {namespace}/{name} (retrying with backoff): {e}");
+                    warn!("cannot watch {what} (retrying with backoff): {e}");
                     failing = true;
                 }
+                on_error(&e);
                 let wait = retry.failed();
                 tokio::select! {
                     () = stop.cancelled() => return,

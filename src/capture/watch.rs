@@ -260,6 +260,16 @@ pub async fn run_with<K: WatchedKind>(
     }
 }
 
+/// The HTTP status the API server answered a watch or list with, if it answered.
+pub fn status_code(e: &watcher::Error) -> Option<u16> {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s)) => Some(s.code),
+        watcher::Error::WatchError(s) => Some(s.code),
+        _ => None,
+    }
+}
+
 struct Problem {
     text: String,
     /// Set when the kind cannot be listed at all: CRD not installed, or forbidden.
@@ -272,13 +282,7 @@ fn describe<K: WatchedKind>(e: &watcher::Error) -> Problem {
     } else {
         format!("{}.{}", K::PLURAL, K::GROUP)
     };
-    let status = match e {
-        watcher::Error::InitialListFailed(kube::Error::Api(s))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(s)) => Some(s.as_ref()),
-        watcher::Error::WatchError(s) => Some(s.as_ref()),
-        _ => None,
-    };
-    let unavailable = status.and_then(|s| match s.code {
+    let unavailable = status_code(e).and_then(|code| match code {
         404 => Some(format!(
             "{resource} ({}/{}) is not served: is its CRD installed?",
             K::GROUP,

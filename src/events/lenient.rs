@@ -19,6 +19,13 @@ pub enum Count {
     Wrong(JsonType),
 }
 
+/// A JSON value where a boolean is wanted: the boolean, or the type that stood there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flag {
+    Ok(bool),
+    Wrong(JsonType),
+}
+
 /// A JSON array of `T`, or the type that stood there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum List<T> {
@@ -158,6 +165,43 @@ impl<'de> Deserialize<'de> for Count {
             }
             fn visit_unit<E>(self) -> Result<Count, E> {
                 Ok(Count::Ok(0))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Flag;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Flag, E> {
+                Ok(Flag::Ok(v))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Flag, E> {
+                Ok(Flag::Wrong(JsonType::Number))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Flag, E> {
+                Ok(Flag::Wrong(JsonType::Number))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Flag, E> {
+                Ok(Flag::Wrong(JsonType::Number))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Flag, E> {
+                Ok(Flag::Wrong(JsonType::String))
+            }
+            fn visit_unit<E>(self) -> Result<Flag, E> {
+                Ok(Flag::Wrong(JsonType::Null))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Flag, A::Error> {
+                TypeOnly.visit_seq(seq).map(Flag::Wrong)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Flag, A::Error> {
+                TypeOnly.visit_map(map).map(Flag::Wrong)
             }
         }
         d.deserialize_any(V)

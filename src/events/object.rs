@@ -6,7 +6,7 @@
 //! ([`PipelineRun`], [`Component`], [`Namespace`], [`Konflux`]) have nothing of Kubernetes'
 //! client types in them, so the mapping to events is tested with plain data.
 
-use super::lenient::{Count, JsonType, List, Obj, Str, scalars_as};
+use super::lenient::{Count, Flag, JsonType, List, Obj, Str, scalars_as};
 use super::time::Timestamp;
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -73,6 +73,8 @@ pub struct Konflux {
     pub meta: Meta,
     /// The condition `Ready` when its status is `True`.
     pub ready: Option<ReadyCondition>,
+    /// `spec.telemetry.enabled`: the user's telemetry choice, `None` when unset.
+    pub telemetry_enabled: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,7 +101,15 @@ pub enum DecodeError {
     },
     #[error("{kind}: {field} is not an RFC 3339 timestamp")]
     Timestamp { kind: Kind, field: &'static str },
+    #[error("{kind}: {field} is longer than {MAX_FIELD_CHARS} characters")]
+    TooLong { kind: Kind, field: &'static str },
 }
+
+/// The longest string an object may put into an event as it is (`metadata.uid` in the
+/// messageId, the `pipelineType` label value, a condition's reason in `status`): 63
+/// characters, the Kubernetes limit of a label value. Longer is malformed. Names that are
+/// only hashed are not capped: their hash has a fixed length.
+pub const MAX_FIELD_CHARS: usize = 63;
 
 impl DecodeError {
     /// A short, fixed label for metrics.
@@ -110,6 +120,7 @@ impl DecodeError {
             DecodeError::Missing { .. } => "missing_field",
             DecodeError::WrongType { .. } => "wrong_type",
             DecodeError::Timestamp { .. } => "bad_timestamp",
+            DecodeError::TooLong { .. } => "too_long",
         }
     }
 }
@@ -279,6 +290,12 @@ struct WireMeta {
 #[derive(Deserialize, Default)]
 struct WireSpec {
     application: Option<Str>,
+    telemetry: Option<Obj<WireTelemetry>>,
+}
+
+#[derive(Deserialize, Default)]
+struct WireTelemetry {
+    enabled: Option<Flag>,
 }
 
 #[derive(Deserialize, Default)]
@@ -376,8 +393,19 @@ impl Reader {
         }
     }
 
+    /// A string that reaches events as it is: at most [`MAX_FIELD_CHARS`] characters.
+    fn sent(&self, field: &'static str, v: Option<Str>) -> Result<Option<String>, DecodeError> {
+        match self.string(field, v)? {
+            Some(s) if s.chars().count() > MAX_FIELD_CHARS => Err(DecodeError::TooLong {
+                kind: self.kind,
+                field,
+            }),
+            other => Ok(other),
+        }
+    }
+
     fn required(&self, field: &'static str, v: Option<Str>) -> Result<String, DecodeError> {
-        self.string(field, v)?
+        self.sent(field, v)?
             .filter(|s| !s.is_empty())
             .ok_or(DecodeError::Missing {
                 kind: self.kind,
@@ -501,7 +529,7 @@ impl Wire {
                 let succeeded = r.condition("Succeeded", status.conditions)?;
                 Object::PipelineRun(PipelineRun {
                     has_pipeline_label: labels.has_pipeline,
-                    pipeline_type: r.string("metadata.labels", labels.pipeline_type)?,
+                    pipeline_type: r.sent("metadata.labels", labels.pipeline_type)?,
                     start_time: r.time("status.startTime", status.start_time)?,
                     completion_time: r.time("status.completionTime", status.completion_time)?,
                     task_count,
@@ -538,7 +566,20 @@ impl Wire {
                         })
                     })
                     .transpose()?;
-                Object::Konflux(Konflux { meta, ready })
+                let spec = r.object("spec", self.spec)?;
+                let telemetry = r.object("spec.telemetry", spec.telemetry)?;
+                let telemetry_enabled = match telemetry.enabled {
+                    None => None,
+                    Some(Flag::Ok(b)) => Some(b),
+                    Some(Flag::Wrong(found)) => {
+                        return Err(r.wrong("spec.telemetry.enabled", "a boolean", found));
+                    }
+                };
+                Object::Konflux(Konflux {
+                    meta,
+                    ready,
+                    telemetry_enabled,
+                })
             }
             Kind::Other => return Ok(None),
         }))
@@ -575,7 +616,7 @@ impl Reader {
             }
             return Ok(Some(Condition {
                 status: self.string("status.conditions[].status", c.status)?,
-                reason: self.string("status.conditions[].reason", c.reason)?,
+                reason: self.sent("status.conditions[].reason", c.reason)?,
                 last_transition_time: c.last_transition_time,
             }));
         }

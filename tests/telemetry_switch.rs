@@ -1,0 +1,241 @@
+//! The Konflux CR's telemetry switch on the real API server: `spec.telemetry.enabled: false`
+//! stops sending (even mid-retry), drops the buffer, and no request reaches the sink while
+//! it stays false; `true` again resumes, and the relist catches up what lies within the
+//! lookback. Without a CR, the daemon's own `telemetryEnabled` decides.
+//!
+//! No "sleep, then check nothing arrived": while off, the test waits for the daemon's own
+//! markers that it saw a new object (`buffer_events_dropped_total{reason="telemetry_off"}`)
+//! and that a flush time passed after it (`flushes_total{outcome="telemetry_off"}`); a
+//! daemon that still sent would have sent by then.
+
+mod support;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use konflux_telemetry::sink::Fault;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::json;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use support::daemon::{
+    DaemonProcess, WAIT, count, free_port, konflux_lock, sink_events, start_sink, tempdir,
+    wait_for_ids,
+};
+use support::{TestCluster, crds, eventually};
+
+const KEY: &str = "wk-switch-test";
+
+/// The value of one sample at /metrics (`name` with its labels, as printed), if served.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+async fn metric(daemon: &DaemonProcess, name: &str) -> f64 {
+    let (_, text) = daemon.get("/metrics").await.unwrap_or_default();
+    sample(&text, name).unwrap_or(0.0)
+}
+
+async fn wait_metric(daemon: &DaemonProcess, name: &str, what: &str, ok: impl Fn(f64) -> bool) {
+    eventually(what, WAIT, || async { ok(metric(daemon, name).await).then_some(()) }).await;
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Deletes the `konflux` CR when the test ends, panicking or not, so that no later test's
+/// daemon finds telemetry turned off.
+struct DeleteKonflux(kube::Config);
+
+impl Drop for DeleteKonflux {
+    fn drop(&mut self) {
+        let config = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                if let Ok(client) = kube::Client::try_from(config) {
+                    let api: Api<DynamicObject> = Api::all_with(client, &crds::konflux());
+                    let _ = api.delete("konflux", &DeleteParams::default()).await;
+                }
+            });
+            Ok::<(), std::io::Error>(())
+        })
+        .join();
+    }
+}
+
+async fn set_telemetry(konfluxes: &Api<DynamicObject>, enabled: bool) {
+    konfluxes
+        .patch(
+            "konflux",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"telemetry": {"enabled": enabled}}})),
+        )
+        .await
+        .expect("patch spec.telemetry.enabled");
+}
+
+fn start_daemon(cluster: &TestCluster, sink_url: &str, home: &str, dir: &std::path::Path) -> DaemonProcess {
+    let settings = format!("{home}/settings");
+    let state = format!("{home}/state");
+    let args = [
+        "--segment-api-url",
+        sink_url,
+        "--segment-write-key",
+        KEY,
+        "--cluster-id",
+        "switch-test",
+        "--config-map",
+        &settings,
+        "--state-config-map",
+        &state,
+    ];
+    DaemonProcess::start(cluster, &args, dir.join(format!("daemon-{}.log", free_port())))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn konflux_cr_turns_telemetry_off_and_on_again() {
+    let cluster = support::cluster().await;
+    let _lock = konflux_lock();
+    let konfluxes: Api<DynamicObject> = Api::all_with(cluster.client(), &crds::konflux());
+    let _ = konfluxes.delete("konflux", &DeleteParams::default()).await;
+    let _cleanup = DeleteKonflux(cluster.config().clone());
+    konfluxes
+        .create(
+            &PostParams::default(),
+            &support::object(
+                &crds::konflux(),
+                "konflux",
+                json!({"telemetry": {"enabled": true}}),
+            ),
+        )
+        .await
+        .expect("konflux CR");
+
+    let dir = tempdir("switch");
+    let out = dir.join("sink.ndjson");
+    let sink = start_sink(KEY, &out).await;
+    let home = cluster.namespace("switch-home").await;
+    let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
+    settings
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "settings"},
+                "data": {"flushInterval": "200ms", "heartbeatInterval": "1h",
+                         "retryBaseDelay": "50ms", "retryMaxDelay": "100ms"}
+            }))
+            .expect("ConfigMap"),
+        )
+        .await
+        .expect("settings");
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir);
+    daemon.wait_ready().await;
+    wait_metric(&daemon, "konflux_telemetry_enabled", "telemetry on", |v| v == 1.0).await;
+
+    let tenant = cluster.namespace("switch-tenant").await;
+    let components = tenant.dynamic_api(&crds::component());
+    let create = |name: &'static str| {
+        let components = components.clone();
+        async move {
+            let c = components
+                .create(
+                    &PostParams::default(),
+                    &support::object(&crds::component(), name, json!({"application": "a"})),
+                )
+                .await
+                .expect("component");
+            format!("{}-component-created", c.metadata.uid.expect("uid"))
+        }
+    };
+
+    // On: sent.
+    let first = create("first").await;
+    wait_for_ids(&out, std::slice::from_ref(&first)).await;
+
+    // Segment failing: the next event stays buffered, retried.
+    sink.inject(Fault {
+        status: Some(503),
+        count: Some(1_000_000),
+        ..Fault::default()
+    })
+    .expect("fault");
+    let buffered = create("buffered").await;
+    eventually("a 503 retry of the buffered event", WAIT, || async {
+        let (_, preview) = daemon.get("/preview").await?;
+        (preview.contains(&buffered) && sink.stats().statuses.get("503").is_some_and(|n| *n >= 2))
+            .then_some(())
+    })
+    .await;
+
+    // Off, in the middle of those retries.
+    let dropped_name = "konflux_telemetry_buffer_events_dropped_total{reason=\"telemetry_off\"}";
+    let patched = Instant::now();
+    set_telemetry(&konfluxes, false).await;
+    wait_metric(&daemon, "konflux_telemetry_enabled", "telemetry off", |v| v == 0.0).await;
+    let off_at = unix_ms();
+    eprintln!("telemetry off acknowledged {:?} after the patch", patched.elapsed());
+    assert_eq!(
+        daemon.get("/preview").await.expect("/preview").1,
+        r#"{"batch":[],"telemetry":"off"}"#
+    );
+    assert_eq!(metric(&daemon, "konflux_telemetry_events_buffered").await, 0.0);
+    let dropped = metric(&daemon, dropped_name).await;
+    assert!(dropped >= 1.0, "the buffered event was dropped: {dropped}");
+
+    // While off: a new object is seen (and not produced), then a flush time passes.
+    let unsent = create("while-off").await;
+    wait_metric(&daemon, dropped_name, "the object seen while off", |v| v > dropped).await;
+    let skipped_name = "konflux_telemetry_flushes_total{outcome=\"telemetry_off\"}";
+    let skipped = metric(&daemon, skipped_name).await;
+    wait_metric(&daemon, skipped_name, "a flush time while off", |v| v > skipped).await;
+    let log = sink.stats().request_log;
+    let late: Vec<_> = log.iter().filter(|r| r.arrival_ms >= off_at).collect();
+    assert!(late.is_empty(), "requests reached the sink while off: {late:?}");
+    assert_eq!(count(&sink_events(&out), &unsent), 0);
+    assert_eq!(count(&sink_events(&out), &buffered), 0);
+
+    // On again (Segment healthy): the marker is sent, and the relist catches up what was
+    // dropped or not produced while off; what was sent before is not sent again.
+    sink.reset();
+    let on_at = unix_ms();
+    set_telemetry(&konfluxes, true).await;
+    wait_metric(&daemon, "konflux_telemetry_enabled", "telemetry on again", |v| v == 1.0).await;
+    let marker = create("marker").await;
+    let events = wait_for_ids(&out, &[marker, buffered, unsent]).await;
+    assert_eq!(count(&events, &first), 1, "sent before the switch, not again");
+    assert!(
+        sink.stats().request_log.iter().all(|r| r.arrival_ms >= on_at),
+        "after the reset, only requests sent once on again"
+    );
+
+    // No CR: the daemon's own telemetryEnabled decides.
+    konfluxes
+        .delete("konflux", &DeleteParams::default())
+        .await
+        .expect("delete konflux");
+    settings
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"telemetryEnabled": "false"}})),
+        )
+        .await
+        .expect("telemetryEnabled");
+    wait_metric(&daemon, "konflux_telemetry_enabled", "off by telemetryEnabled", |v| v == 0.0)
+        .await;
+
+    let (clean, log) = daemon.terminate();
+    assert!(clean, "{log}");
+    assert!(log.contains("telemetry off"), "{log}");
+    assert!(log.contains("decided by the Konflux CR"), "{log}");
+    assert!(log.contains("decided by the daemon's telemetryEnabled setting"), "{log}");
+    assert!(!log.contains(KEY), "the write key in the log");
+    sink.shutdown().await;
+    tenant.cleanup().await;
+    home.cleanup().await;
+}
