@@ -21,11 +21,12 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{ClusterSource, TestCluster, crds, eventually, set_status};
+use support::kubectl::{Kubectl, documents, is_kind};
+use support::{crds, eventually, set_status};
 
 const HOME: &str = "segment-bridge";
 const SA: &str = "konflux-telemetry";
@@ -39,81 +40,6 @@ const FORBIDDEN_COMPONENTS: &str = "forbidden to list/watch components.appstudio
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// kubectl (with kustomize built in) and the admin kubeconfig: the local control plane's,
-/// or `$KUBECONFIG`'s (then kubectl from PATH).
-#[derive(Clone)]
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: Option<PathBuf>,
-}
-
-impl Kubectl {
-    fn for_cluster(cluster: &TestCluster) -> Self {
-        match cluster.source() {
-            ClusterSource::Local(path) => Kubectl {
-                bin: repo().join(".cluster/bin/kubectl"),
-                kubeconfig: Some(path.clone()),
-            },
-            ClusterSource::Kubeconfig => Kubectl {
-                bin: PathBuf::from("kubectl"),
-                kubeconfig: None,
-            },
-        }
-    }
-
-    /// Runs kubectl; (success, stdout, stderr).
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut cmd = Command::new(&self.bin);
-        if let Some(k) = &self.kubeconfig {
-            cmd.arg("--kubeconfig").arg(k);
-        }
-        cmd.args(args)
-            .current_dir(repo())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("running {}: {e}", self.bin.display()));
-        if let Some(text) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(text.as_bytes())
-                .expect("writing to kubectl");
-        }
-        let out = child.wait_with_output().expect("kubectl output");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn must(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let (ok, out, err) = self.run(args, stdin);
-        assert!(ok, "kubectl {args:?} failed:\n{err}\n{out}");
-        out
-    }
-}
-
-/// The YAML documents of a rendered kustomization.
-fn documents(yaml: &str) -> Vec<String> {
-    yaml.split("\n---\n")
-        .map(|d| d.trim_start_matches("---\n").to_owned())
-        .filter(|d| !d.trim().is_empty())
-        .collect()
-}
-
-fn is_kind(doc: &str, kind: &str) -> bool {
-    doc.lines().any(|l| l == format!("kind: {kind}"))
 }
 
 /// Everything the test applied, removed again (also when it panics). Namespaces it created

@@ -23,6 +23,7 @@
 pub mod crds;
 pub mod daemon;
 pub mod etcd;
+pub mod kubectl;
 pub mod results;
 
 mod cluster;

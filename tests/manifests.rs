@@ -1,0 +1,236 @@
+//! The one-file rendering of `deploy/base` that the Konflux operator would embed
+//! (`make manifests`, docs/operator.md): it is up to date with `deploy/base`, the API server
+//! accepts every object of it (server-side dry run), and it holds every object of every
+//! file `deploy/base/kustomization.yaml` lists, no more.
+
+mod support;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::path::Path;
+use support::kubectl::Kubectl;
+
+const RENDERED: &str = "deploy/rendered/konflux-telemetry.yaml";
+
+/// (apiVersion, kind, namespace, name) of each object in kubectl's `-o json` output (one
+/// object, or a `List`).
+fn identities(json_text: &str) -> BTreeSet<(String, String, String, String)> {
+    let v: Value = serde_json::from_str(json_text).expect("kubectl -o json");
+    let items = match v["kind"].as_str() {
+        Some("List") => v["items"].as_array().cloned().unwrap_or_default(),
+        _ => vec![v],
+    };
+    items
+        .iter()
+        .map(|o| {
+            let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("").to_owned();
+            (
+                s("/apiVersion"),
+                s("/kind"),
+                s("/metadata/namespace"),
+                s("/metadata/name"),
+            )
+        })
+        .collect()
+}
+
+/// The files `resources:` of a kustomization lists (plain files, as deploy/base has).
+fn resources(kustomization: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in kustomization.lines() {
+        if line.starts_with("resources:") {
+            inside = true;
+        } else if inside {
+            match line.trim().strip_prefix("- ") {
+                Some(file) if line.starts_with("  ") => out.push(file.trim().to_owned()),
+                _ if line.trim().is_empty() || line.trim_start().starts_with('#') => {}
+                _ => inside = false,
+            }
+        }
+    }
+    out
+}
+
+/// The namespaces the namespaced objects of `deploy/` live in (a dry run creates none of
+/// them). Created if missing and left, as tests/deploy.rs leaves konflux-info.
+async fn ensure_namespaces(cluster: &support::TestCluster) {
+    let namespaces: Api<Namespace> = Api::all(cluster.client());
+    for name in ["segment-bridge", "konflux-info"] {
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
+        match namespaces.create(&PostParams::default(), &ns).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("create namespace {name}: {e}"),
+        }
+    }
+}
+
+/// The objects of a kustomization as the API server would store them (server-side dry run).
+fn dry_run_objects(kubectl: &Kubectl, dir: &str) -> Vec<Value> {
+    let out = kubectl.must(&["apply", "--dry-run=server", "-k", dir, "-o", "json"], None);
+    let v: Value = serde_json::from_str(&out).expect("kubectl -o json");
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &str, dir: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("{dir}: no {kind}"))
+}
+
+/// The Secret's keys the daemon reads, and only those (issue 13: a key added to the
+/// Secret must not turn anything on).
+const SECRET_KEYS: [&str; 5] = [
+    "SEGMENT_API_URL",
+    "SEGMENT_BATCH_API",
+    "SEGMENT_WRITE_KEY",
+    "TEKTON_LIMIT",
+    "TEKTON_RESULTS_API_ADDR",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pod_reads_only_its_secret_keys_and_admits_only_its_callers() {
+    let cluster = support::cluster().await;
+    let kubectl = Kubectl::for_cluster(&cluster);
+    ensure_namespaces(&cluster).await;
+    for dir in ["deploy/base", "deploy/overlays/openshift", "deploy/overlays/kind"] {
+        let objects = dry_run_objects(&kubectl, dir);
+        let container = &of_kind(&objects, "Deployment", dir)["spec"]["template"]["spec"]
+            ["containers"][0];
+        assert!(container.get("envFrom").is_none(), "{dir}: envFrom takes the whole Secret");
+        let mut keys = BTreeSet::new();
+        for env in container["env"].as_array().expect("env") {
+            let Some(r) = env.pointer("/valueFrom/secretKeyRef") else {
+                continue;
+            };
+            assert_eq!(r["name"], "segment-bridge-config", "{dir}: {env}");
+            assert_eq!(r["optional"], true, "{dir}: the daemon runs without {env}");
+            assert_eq!(env["name"], r["key"], "{dir}: {env}");
+            keys.insert(r["key"].as_str().unwrap_or("").to_owned());
+        }
+        let expected: BTreeSet<String> = SECRET_KEYS.iter().map(|k| k.to_string()).collect();
+        assert_eq!(keys, expected, "{dir}: the Secret's keys read");
+
+        let np = &of_kind(&objects, "NetworkPolicy", dir)["spec"];
+        assert_eq!(np["policyTypes"], json!(["Ingress"]), "{dir}");
+        assert_eq!(
+            np["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+            "konflux-telemetry"
+        );
+        let rules = np["ingress"].as_array().expect("ingress rules");
+        let rule_for = |port: &str| {
+            let matching: Vec<&Value> = rules
+                .iter()
+                .filter(|r| r["ports"].as_array().is_some_and(|p| p.iter().any(|p| p["port"] == port)))
+                .collect();
+            assert_eq!(matching.len(), 1, "{dir}: one rule for port {port}");
+            matching[0]
+        };
+        // Every rule names its port: nothing admits every port.
+        assert!(rules.iter().all(|r| r["ports"].as_array().is_some_and(|p| !p.is_empty())));
+        assert_eq!(rules.len(), 2, "{dir}: http and webhook only");
+        let metrics_from = rule_for("http")["from"][0]["namespaceSelector"]["matchExpressions"][0]
+            .clone();
+        assert_eq!(metrics_from["key"], "kubernetes.io/metadata.name", "{dir}");
+        assert!(
+            metrics_from["values"].as_array().is_some_and(|v| v.contains(&json!("monitoring"))
+                && v.contains(&json!("openshift-user-workload-monitoring"))),
+            "{dir}: {metrics_from}"
+        );
+        let webhook_from = &rule_for("webhook")["from"];
+        if dir.ends_with("openshift") {
+            assert_eq!(
+                webhook_from,
+                &json!([{"namespaceSelector": {"matchLabels":
+                    {"policy-group.network.openshift.io/host-network": ""}}}]),
+                "{dir}: the webhook port from the host network only"
+            );
+        } else {
+            // The API server is on the host network: no selector can name it (see the file).
+            assert!(webhook_from.is_null(), "{dir}: {webhook_from}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_manifest_is_current_valid_and_complete() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cluster = support::cluster().await;
+    let kubectl = Kubectl::for_cluster(&cluster);
+
+    // Up to date: the file is exactly `kubectl kustomize deploy/base` after its header.
+    let rendered = std::fs::read_to_string(repo.join(RENDERED))
+        .unwrap_or_else(|e| panic!("{RENDERED}: {e}: run `make manifests`"));
+    let body: String = rendered
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let fresh = kubectl.must(&["kustomize", "deploy/base"], None);
+    assert!(
+        body == fresh,
+        "{RENDERED} is not what deploy/base renders today: run `make manifests`"
+    );
+
+    ensure_namespaces(&cluster).await;
+
+    // The API server accepts all of it, as the operator would apply it.
+    let applied = kubectl.must(
+        &[
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "--field-manager=konflux-operator",
+            "-f",
+            RENDERED,
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    let in_rendered = identities(&applied);
+
+    // Every object of every file of deploy/base, and nothing else.
+    let files = resources(
+        &std::fs::read_to_string(repo.join("deploy/base/kustomization.yaml"))
+            .expect("kustomization"),
+    );
+    assert!(files.len() >= 7, "resources of deploy/base: {files:?}");
+    let mut in_base = BTreeSet::new();
+    for file in &files {
+        let path = format!("deploy/base/{file}");
+        let objects = identities(&kubectl.must(
+            &["apply", "--dry-run=server", "-f", &path, "-o", "json"],
+            None,
+        ));
+        assert!(!objects.is_empty(), "{path}: no objects");
+        for o in objects {
+            assert!(in_rendered.contains(&o), "{RENDERED} lacks {o:?} of {path}");
+            in_base.insert(o);
+        }
+    }
+    let extra: Vec<_> = in_rendered.difference(&in_base).collect();
+    assert!(extra.is_empty(), "{RENDERED} has objects not in deploy/base: {extra:?}");
+    eprintln!(
+        "{RENDERED}: {} objects from {} files of deploy/base",
+        in_rendered.len(),
+        files.len()
+    );
+    for kind in [
+        "Deployment",
+        "ClusterRole",
+        "ValidatingWebhookConfiguration",
+        "Service",
+        "ConfigMap",
+    ] {
+        assert!(
+            in_rendered.iter().any(|(_, k, _, _)| k == kind),
+            "no {kind} in {RENDERED}"
+        );
+    }
+}
