@@ -377,6 +377,73 @@ fn actor_adds_user_id_and_type_only() {
     assert!(to_value(&e.with_actor(None)).get("userId").is_none());
 }
 
+/// Issue 13: what leaves is the parsed instant written anew, and strings that reach events
+/// as they are stay within a label value's 63 characters; anything else is malformed.
+#[test]
+fn timestamps_leave_reformatted_and_long_strings_are_malformed() {
+    let run = pipelinerun(
+        json!({"startTime": "2026-01-01T02:00:00.500+02:00",
+               "completionTime": "2026-01-01T00:01:00.000Z"}),
+        json!({"pipelines.appstudio.openshift.io/type": "b".repeat(63)}),
+    );
+    let got = events_json(run, &identity());
+    assert_eq!(got[0]["timestamp"], "2026-01-01T00:00:00.5Z");
+    assert_eq!(got[1]["timestamp"], "2026-01-01T00:01:00Z");
+    assert_eq!(got[1]["properties"]["startTime"], "2026-01-01T00:00:00.5Z");
+    assert_eq!(got[1]["properties"]["completionTime"], "2026-01-01T00:01:00Z");
+    assert_eq!(got[1]["properties"]["pipelineType"], "b".repeat(63));
+
+    let skipped = |object: Value| -> (String, &'static str) {
+        let items = decode(object.to_string().as_bytes()).expect("JSON");
+        let [Decoded::Skipped(e)] = items.as_slice() else {
+            panic!("not skipped: {items:?}")
+        };
+        (e.to_string(), e.reason())
+    };
+    let long = "x".repeat(64);
+    for (object, want, reason) in [
+        (
+            pipelinerun(json!({"startTime": "2026-01-01T00:00:00Z[x-name=alice]"}), json!({})),
+            "PipelineRun: status.startTime is not an RFC 3339 timestamp",
+            "bad_timestamp",
+        ),
+        (
+            pipelinerun(
+                json!({"startTime": format!("2026-01-01T00:00:00Z{}", " ".repeat(400))}),
+                json!({}),
+            ),
+            "PipelineRun: status.startTime is not an RFC 3339 timestamp",
+            "bad_timestamp",
+        ),
+        (
+            pipelinerun(
+                json!({"startTime": "2026-01-01T00:00:00Z"}),
+                json!({"pipelines.appstudio.openshift.io/type": long}),
+            ),
+            "PipelineRun: metadata.labels is longer than 63 characters",
+            "too_long",
+        ),
+        (
+            pipelinerun(
+                json!({"completionTime": "2026-01-01T00:00:00Z",
+                       "conditions": [{"type": "Succeeded", "reason": long}]}),
+                json!({}),
+            ),
+            "PipelineRun: status.conditions[].reason is longer than 63 characters",
+            "too_long",
+        ),
+        (
+            json!({"apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "Component",
+                "metadata": {"uid": long, "name": "c", "namespace": "n",
+                             "creationTimestamp": "2026-01-01T00:00:00Z"}}),
+            "Component: metadata.uid is longer than 63 characters",
+            "too_long",
+        ),
+    ] {
+        assert_eq!(skipped(object), (want.to_owned(), reason));
+    }
+}
+
 #[test]
 fn malformed_objects_say_which_field_and_never_the_value() {
     let cases = [

@@ -1,6 +1,11 @@
 //! Who the cluster is, as far as events say: a hashed cluster id and optional versions.
 
 use super::hash::h;
+use super::object::MAX_FIELD_CHARS;
+
+fn sendable(s: &str) -> bool {
+    !s.is_empty() && s.chars().count() <= MAX_FIELD_CHARS
+}
 
 /// The salt of every hash when no cluster id is known, as the old bridge did.
 pub const ANONYMOUS_CLUSTER: &str = "anonymous";
@@ -16,7 +21,9 @@ pub struct ClusterIdentity {
 }
 
 impl ClusterIdentity {
-    /// Empty strings count as unknown, as the old bridge's `${VAR:-}` did.
+    /// Empty strings count as unknown, as the old bridge's `${VAR:-}` did; so do versions
+    /// longer than [`MAX_FIELD_CHARS`] (they are sent as they are; the cluster id is only
+    /// hashed).
     pub fn new(
         cluster_id: Option<String>,
         konflux_version: Option<String>,
@@ -26,8 +33,8 @@ impl ClusterIdentity {
         Self {
             cluster_id_hash: cluster_id.as_deref().map(|c| h(&[c])),
             cluster_id,
-            konflux_version: konflux_version.filter(|s| !s.is_empty()),
-            kubernetes_version: kubernetes_version.filter(|s| !s.is_empty()),
+            konflux_version: konflux_version.filter(|s| sendable(s)),
+            kubernetes_version: kubernetes_version.filter(|s| sendable(s)),
         }
     }
 
@@ -60,5 +67,21 @@ impl ClusterIdentity {
     /// `h(username + ":" + C)`: the `userId` of an event whose actor is known.
     pub fn user_hash(&self, username: &str) -> String {
         h(&[username, self.salt()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_overlong_versions_are_unknown() {
+        let long = "v".repeat(MAX_FIELD_CHARS + 1);
+        let i = ClusterIdentity::new(Some("c".into()), Some(String::new()), Some(long));
+        assert_eq!((i.konflux_version(), i.kubernetes_version()), (None, None));
+        let ok = "v".repeat(MAX_FIELD_CHARS);
+        let i = ClusterIdentity::new(None, Some(ok.clone()), Some("v1.34".into()));
+        assert_eq!(i.konflux_version(), Some(ok.as_str()));
+        assert_eq!(i.kubernetes_version(), Some("v1.34"));
     }
 }
