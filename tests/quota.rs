@@ -1,0 +1,175 @@
+//! Segment quota per PipelineRun (issue 14), measured: the daemon with the watch and the
+//! sweep over Tekton Results, for a lookback of four sweep intervals (scaled down through
+//! the ConfigMap: `sweepInterval` 15s, `lookback` 60s). Every run is live in the cluster
+//! and recorded in Results, so both capture paths see each of its events, the sweep four
+//! times within the lookback. The old bridge re-sent every event at each of its runs
+//! within its lookback (the Konflux operator's guide: up to ~16 calls per PipelineRun);
+//! here each event must reach the sink exactly once. Prints the figures from the sink's
+//! request log (docs/performance.md, "Segment requests per PipelineRun").
+//!
+//! No sleeps: the test waits for the daemon's own counters, four more completed sweeps
+//! after the last record was written, then one more flush.
+
+mod support;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use std::collections::BTreeMap;
+use support::daemon::{DaemonProcess, WAIT, free_port, start_sink, tempdir};
+use support::results::results_server;
+use support::{crds, eventually, set_status};
+
+const KEY: &str = "wk-quota-test";
+const RUNS: usize = 20;
+const SWEEPS: f64 = 4.0;
+
+async fn metric(daemon: &DaemonProcess, name: &str) -> f64 {
+    let (_, text) = daemon.get("/metrics").await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_is_sent_once_over_four_sweeps_of_the_lookback() {
+    let cluster = support::cluster().await;
+    let results = results_server();
+    let dir = tempdir("quota");
+    let out = dir.join("sink.ndjson");
+    let sink = start_sink(KEY, &out).await;
+    let home = cluster.namespace("quota-home").await;
+    let tenant = cluster.namespace("quota-tenant").await;
+    let ns = tenant.name().to_owned();
+    let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
+    settings
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "settings"},
+                "data": {"flushInterval": "300ms", "sweepInterval": "15s", "lookback": "60s",
+                         "heartbeatInterval": "1h"}
+            }))
+            .expect("ConfigMap"),
+        )
+        .await
+        .expect("settings");
+    let (cm, state) = (
+        format!("{}/settings", home.name()),
+        format!("{}/state", home.name()),
+    );
+    let ca = results.ca.to_string_lossy().into_owned();
+    let sink_url = sink.api_url();
+    let args = [
+        "--segment-api-url",
+        &sink_url,
+        "--segment-write-key",
+        KEY,
+        "--cluster-id",
+        "quota-test",
+        "--config-map",
+        &cm,
+        "--state-config-map",
+        &state,
+        "--tekton-results-api-addr",
+        &results.addr,
+        "--tekton-results-token",
+        "not-checked",
+        "--tekton-results-ca-file",
+        &ca,
+    ];
+    let daemon = DaemonProcess::start(&cluster, &args, dir.join(format!("d-{}.log", free_port())));
+    daemon.wait_ready().await;
+
+    // The workload: RUNS PipelineRuns that start and complete now, live and in Results.
+    let runs = tenant.dynamic_api(&crds::pipelinerun());
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mut uids = Vec::new();
+    for i in 0..RUNS {
+        let name = format!("run-{i}");
+        runs.create(
+            &PostParams::default(),
+            &support::object(&crds::pipelinerun(), &name, json!({})),
+        )
+        .await
+        .expect("run");
+        let status = json!({"startTime": now, "completionTime": now,
+            "childReferences": [{"name": "a"}],
+            "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]});
+        let run = set_status(&runs, &name, status.clone()).await.expect("status");
+        let uid = run.metadata.uid.clone().expect("uid");
+        results
+            .record(
+                &ns,
+                &json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+                    "metadata": {"name": name, "namespace": ns, "uid": uid}, "status": status}),
+            )
+            .await;
+        uids.push(uid);
+    }
+
+    // Four sweeps over all of them (the lookback), then a flush after the last.
+    let sweeps = "konflux_telemetry_sweep_sweeps_total{outcome=\"ok\"}";
+    let base = metric(&daemon, sweeps).await;
+    eventually("four sweeps after the last record", WAIT * 3, || async {
+        (metric(&daemon, sweeps).await >= base + SWEEPS).then_some(())
+    })
+    .await;
+    let flushes = "konflux_telemetry_flushes_total{outcome=\"ok\"}";
+    let flushed = metric(&daemon, flushes).await;
+    eventually("a flush after the fourth sweep", WAIT, || async {
+        (metric(&daemon, flushes).await > flushed).then_some(())
+    })
+    .await;
+    let dedup = metric(
+        &daemon,
+        "konflux_telemetry_events_deduplicated_total{event=\"PipelineRun Completed\",source=\"sweep\"}",
+    )
+    .await;
+    let (clean, log) = daemon.terminate();
+    assert!(clean, "{log}");
+
+    // The sink's request log: every event of every run, each exactly once.
+    let stats = sink.stats();
+    let mut sent: BTreeMap<&str, usize> = BTreeMap::new();
+    for id in stats.request_log.iter().flat_map(|r| &r.message_ids) {
+        *sent.entry(id.as_str()).or_default() += 1;
+    }
+    let mut run_events = 0;
+    let mut run_requests = 0;
+    for r in &stats.request_log {
+        if r
+            .message_ids
+            .iter()
+            .any(|id| uids.iter().any(|u| id.starts_with(u.as_str())))
+        {
+            run_requests += 1;
+        }
+    }
+    for uid in &uids {
+        for suffix in ["started", "completed"] {
+            let id = format!("{uid}-{suffix}");
+            assert_eq!(sent.get(id.as_str()), Some(&1), "{id}");
+            run_events += 1;
+        }
+    }
+    assert!(
+        dedup >= SWEEPS * RUNS as f64 - RUNS as f64,
+        "the sweeps saw the runs again ({dedup} de-duplicated Completed events)"
+    );
+    let n = RUNS as f64;
+    eprintln!(
+        "quota: {RUNS} PipelineRuns, lookback 60s = {SWEEPS} sweeps of 15s, flush every 300ms: \
+         {} batch requests in all ({} carrying run events), {} events in all, {run_events} run \
+         events; per PipelineRun: {:.2} events sent, {:.2} requests; sweep re-sightings \
+         de-duplicated (Completed): {dedup}",
+        stats.request_log.len(),
+        run_requests,
+        stats.accepted_events,
+        run_events as f64 / n,
+        run_requests as f64 / n,
+    );
+    sink.shutdown().await;
+    tenant.cleanup().await;
+    home.cleanup().await;
+}
