@@ -603,7 +603,9 @@ fn spawn_switch(
                 Some(says) => {
                     cr_tx.send_replace(says);
                 }
-                None => warn!("the Konflux CR cannot be read: the telemetry switch stays as it was"),
+                None => {
+                    warn!("the Konflux CR cannot be read: the telemetry switch stays as it was")
+                }
             },
             // No Konflux CRD: no CR to say anything. Forbidden: unknown, nothing is sent.
             |e| {

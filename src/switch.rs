@@ -160,8 +160,16 @@ mod tests {
             says(cr("konflux", json!({"telemetry": {"enabled": true}}))),
             Some(CrSays::Set(true))
         );
-        for unset in [json!({}), json!({"telemetry": {}}), json!({"telemetry": null})] {
-            assert_eq!(says(cr("konflux", unset.clone())), Some(CrSays::Unset), "{unset}");
+        for unset in [
+            json!({}),
+            json!({"telemetry": {}}),
+            json!({"telemetry": null}),
+        ] {
+            assert_eq!(
+                says(cr("konflux", unset.clone())),
+                Some(CrSays::Unset),
+                "{unset}"
+            );
         }
         // another CR than `konflux` says nothing; a wrong type keeps the last answer
         assert_eq!(

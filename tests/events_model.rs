@@ -390,7 +390,10 @@ fn timestamps_leave_reformatted_and_long_strings_are_malformed() {
     assert_eq!(got[0]["timestamp"], "2026-01-01T00:00:00.5Z");
     assert_eq!(got[1]["timestamp"], "2026-01-01T00:01:00Z");
     assert_eq!(got[1]["properties"]["startTime"], "2026-01-01T00:00:00.5Z");
-    assert_eq!(got[1]["properties"]["completionTime"], "2026-01-01T00:01:00Z");
+    assert_eq!(
+        got[1]["properties"]["completionTime"],
+        "2026-01-01T00:01:00Z"
+    );
     assert_eq!(got[1]["properties"]["pipelineType"], "b".repeat(63));
 
     let skipped = |object: Value| -> (String, &'static str) {
@@ -403,7 +406,10 @@ fn timestamps_leave_reformatted_and_long_strings_are_malformed() {
     let long = "x".repeat(64);
     for (object, want, reason) in [
         (
-            pipelinerun(json!({"startTime": "2026-01-01T00:00:00Z[x-name=alice]"}), json!({})),
+            pipelinerun(
+                json!({"startTime": "2026-01-01T00:00:00Z[x-name=alice]"}),
+                json!({}),
+            ),
             "PipelineRun: status.startTime is not an RFC 3339 timestamp",
             "bad_timestamp",
         ),

@@ -25,7 +25,12 @@ fn identities(json_text: &str) -> BTreeSet<(String, String, String, String)> {
     items
         .iter()
         .map(|o| {
-            let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("").to_owned();
+            let s = |p: &str| {
+                o.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
             (
                 s("/apiVersion"),
                 s("/kind"),
@@ -71,7 +76,10 @@ async fn ensure_namespaces(cluster: &support::TestCluster) {
 
 /// The objects of a kustomization as the API server would store them (server-side dry run).
 fn dry_run_objects(kubectl: &Kubectl, dir: &str) -> Vec<Value> {
-    let out = kubectl.must(&["apply", "--dry-run=server", "-k", dir, "-o", "json"], None);
+    let out = kubectl.must(
+        &["apply", "--dry-run=server", "-k", dir, "-o", "json"],
+        None,
+    );
     let v: Value = serde_json::from_str(&out).expect("kubectl -o json");
     v["items"].as_array().cloned().unwrap_or_default()
 }
@@ -98,11 +106,18 @@ async fn the_pod_reads_only_its_secret_keys_and_admits_only_its_callers() {
     let cluster = support::cluster().await;
     let kubectl = Kubectl::for_cluster(&cluster);
     ensure_namespaces(&cluster).await;
-    for dir in ["deploy/base", "deploy/overlays/openshift", "deploy/overlays/kind"] {
+    for dir in [
+        "deploy/base",
+        "deploy/overlays/openshift",
+        "deploy/overlays/kind",
+    ] {
         let objects = dry_run_objects(&kubectl, dir);
-        let container = &of_kind(&objects, "Deployment", dir)["spec"]["template"]["spec"]
-            ["containers"][0];
-        assert!(container.get("envFrom").is_none(), "{dir}: envFrom takes the whole Secret");
+        let container =
+            &of_kind(&objects, "Deployment", dir)["spec"]["template"]["spec"]["containers"][0];
+        assert!(
+            container.get("envFrom").is_none(),
+            "{dir}: envFrom takes the whole Secret"
+        );
         let mut keys = BTreeSet::new();
         for env in container["env"].as_array().expect("env") {
             let Some(r) = env.pointer("/valueFrom/secretKeyRef") else {
@@ -126,20 +141,30 @@ async fn the_pod_reads_only_its_secret_keys_and_admits_only_its_callers() {
         let rule_for = |port: &str| {
             let matching: Vec<&Value> = rules
                 .iter()
-                .filter(|r| r["ports"].as_array().is_some_and(|p| p.iter().any(|p| p["port"] == port)))
+                .filter(|r| {
+                    r["ports"]
+                        .as_array()
+                        .is_some_and(|p| p.iter().any(|p| p["port"] == port))
+                })
                 .collect();
             assert_eq!(matching.len(), 1, "{dir}: one rule for port {port}");
             matching[0]
         };
         // Every rule names its port: nothing admits every port.
-        assert!(rules.iter().all(|r| r["ports"].as_array().is_some_and(|p| !p.is_empty())));
+        assert!(
+            rules
+                .iter()
+                .all(|r| r["ports"].as_array().is_some_and(|p| !p.is_empty()))
+        );
         assert_eq!(rules.len(), 2, "{dir}: http and webhook only");
-        let metrics_from = rule_for("http")["from"][0]["namespaceSelector"]["matchExpressions"][0]
-            .clone();
+        let metrics_from =
+            rule_for("http")["from"][0]["namespaceSelector"]["matchExpressions"][0].clone();
         assert_eq!(metrics_from["key"], "kubernetes.io/metadata.name", "{dir}");
         assert!(
-            metrics_from["values"].as_array().is_some_and(|v| v.contains(&json!("monitoring"))
-                && v.contains(&json!("openshift-user-workload-monitoring"))),
+            metrics_from["values"]
+                .as_array()
+                .is_some_and(|v| v.contains(&json!("monitoring"))
+                    && v.contains(&json!("openshift-user-workload-monitoring"))),
             "{dir}: {metrics_from}"
         );
         let webhook_from = &rule_for("webhook")["from"];
@@ -215,7 +240,10 @@ async fn rendered_manifest_is_current_valid_and_complete() {
         }
     }
     let extra: Vec<_> = in_rendered.difference(&in_base).collect();
-    assert!(extra.is_empty(), "{RENDERED} has objects not in deploy/base: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "{RENDERED} has objects not in deploy/base: {extra:?}"
+    );
     eprintln!(
         "{RENDERED}: {} objects from {} files of deploy/base",
         in_rendered.len(),

@@ -83,7 +83,9 @@ async fn each_event_is_sent_once_over_four_sweeps_of_the_lookback() {
 
     // The workload: RUNS PipelineRuns that start and complete now, live and in Results.
     let runs = tenant.dynamic_api(&crds::pipelinerun());
-    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let mut uids = Vec::new();
     for i in 0..RUNS {
         let name = format!("run-{i}");
@@ -96,7 +98,9 @@ async fn each_event_is_sent_once_over_four_sweeps_of_the_lookback() {
         let status = json!({"startTime": now, "completionTime": now,
             "childReferences": [{"name": "a"}],
             "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]});
-        let run = set_status(&runs, &name, status.clone()).await.expect("status");
+        let run = set_status(&runs, &name, status.clone())
+            .await
+            .expect("status");
         let uid = run.metadata.uid.clone().expect("uid");
         results
             .record(
@@ -138,8 +142,7 @@ async fn each_event_is_sent_once_over_four_sweeps_of_the_lookback() {
     let mut run_events = 0;
     let mut run_requests = 0;
     for r in &stats.request_log {
-        if r
-            .message_ids
+        if r.message_ids
             .iter()
             .any(|id| uids.iter().any(|u| id.starts_with(u.as_str())))
         {

@@ -36,7 +36,10 @@ async fn metric(daemon: &DaemonProcess, name: &str) -> f64 {
 }
 
 async fn wait_metric(daemon: &DaemonProcess, name: &str, what: &str, ok: impl Fn(f64) -> bool) {
-    eventually(what, WAIT, || async { ok(metric(daemon, name).await).then_some(()) }).await;
+    eventually(what, WAIT, || async {
+        ok(metric(daemon, name).await).then_some(())
+    })
+    .await;
 }
 
 fn unix_ms() -> u64 {
@@ -79,7 +82,12 @@ async fn set_telemetry(konfluxes: &Api<DynamicObject>, enabled: bool) {
         .expect("patch spec.telemetry.enabled");
 }
 
-fn start_daemon(cluster: &TestCluster, sink_url: &str, home: &str, dir: &std::path::Path) -> DaemonProcess {
+fn start_daemon(
+    cluster: &TestCluster,
+    sink_url: &str,
+    home: &str,
+    dir: &std::path::Path,
+) -> DaemonProcess {
     let settings = format!("{home}/settings");
     let state = format!("{home}/state");
     let args = [
@@ -94,7 +102,11 @@ fn start_daemon(cluster: &TestCluster, sink_url: &str, home: &str, dir: &std::pa
         "--state-config-map",
         &state,
     ];
-    DaemonProcess::start(cluster, &args, dir.join(format!("daemon-{}.log", free_port())))
+    DaemonProcess::start(
+        cluster,
+        &args,
+        dir.join(format!("daemon-{}.log", free_port())),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +147,10 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
         .expect("settings");
     let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir);
     daemon.wait_ready().await;
-    wait_metric(&daemon, "konflux_telemetry_enabled", "telemetry on", |v| v == 1.0).await;
+    wait_metric(&daemon, "konflux_telemetry_enabled", "telemetry on", |v| {
+        v == 1.0
+    })
+    .await;
 
     let tenant = cluster.namespace("switch-tenant").await;
     let components = tenant.dynamic_api(&crds::component());
@@ -176,26 +191,44 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
     let dropped_name = "konflux_telemetry_buffer_events_dropped_total{reason=\"telemetry_off\"}";
     let patched = Instant::now();
     set_telemetry(&konfluxes, false).await;
-    wait_metric(&daemon, "konflux_telemetry_enabled", "telemetry off", |v| v == 0.0).await;
+    wait_metric(&daemon, "konflux_telemetry_enabled", "telemetry off", |v| {
+        v == 0.0
+    })
+    .await;
     let off_at = unix_ms();
-    eprintln!("telemetry off acknowledged {:?} after the patch", patched.elapsed());
+    eprintln!(
+        "telemetry off acknowledged {:?} after the patch",
+        patched.elapsed()
+    );
     assert_eq!(
         daemon.get("/preview").await.expect("/preview").1,
         r#"{"batch":[],"telemetry":"off"}"#
     );
-    assert_eq!(metric(&daemon, "konflux_telemetry_events_buffered").await, 0.0);
+    assert_eq!(
+        metric(&daemon, "konflux_telemetry_events_buffered").await,
+        0.0
+    );
     let dropped = metric(&daemon, dropped_name).await;
     assert!(dropped >= 1.0, "the buffered event was dropped: {dropped}");
 
     // While off: a new object is seen (and not produced), then a flush time passes.
     let unsent = create("while-off").await;
-    wait_metric(&daemon, dropped_name, "the object seen while off", |v| v > dropped).await;
+    wait_metric(&daemon, dropped_name, "the object seen while off", |v| {
+        v > dropped
+    })
+    .await;
     let skipped_name = "konflux_telemetry_flushes_total{outcome=\"telemetry_off\"}";
     let skipped = metric(&daemon, skipped_name).await;
-    wait_metric(&daemon, skipped_name, "a flush time while off", |v| v > skipped).await;
+    wait_metric(&daemon, skipped_name, "a flush time while off", |v| {
+        v > skipped
+    })
+    .await;
     let log = sink.stats().request_log;
     let late: Vec<_> = log.iter().filter(|r| r.arrival_ms >= off_at).collect();
-    assert!(late.is_empty(), "requests reached the sink while off: {late:?}");
+    assert!(
+        late.is_empty(),
+        "requests reached the sink while off: {late:?}"
+    );
     assert_eq!(count(&sink_events(&out), &unsent), 0);
     assert_eq!(count(&sink_events(&out), &buffered), 0);
 
@@ -204,12 +237,25 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
     sink.reset();
     let on_at = unix_ms();
     set_telemetry(&konfluxes, true).await;
-    wait_metric(&daemon, "konflux_telemetry_enabled", "telemetry on again", |v| v == 1.0).await;
+    wait_metric(
+        &daemon,
+        "konflux_telemetry_enabled",
+        "telemetry on again",
+        |v| v == 1.0,
+    )
+    .await;
     let marker = create("marker").await;
     let events = wait_for_ids(&out, &[marker, buffered, unsent]).await;
-    assert_eq!(count(&events, &first), 1, "sent before the switch, not again");
+    assert_eq!(
+        count(&events, &first),
+        1,
+        "sent before the switch, not again"
+    );
     assert!(
-        sink.stats().request_log.iter().all(|r| r.arrival_ms >= on_at),
+        sink.stats()
+            .request_log
+            .iter()
+            .all(|r| r.arrival_ms >= on_at),
         "after the reset, only requests sent once on again"
     );
 
@@ -226,14 +272,22 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
         )
         .await
         .expect("telemetryEnabled");
-    wait_metric(&daemon, "konflux_telemetry_enabled", "off by telemetryEnabled", |v| v == 0.0)
-        .await;
+    wait_metric(
+        &daemon,
+        "konflux_telemetry_enabled",
+        "off by telemetryEnabled",
+        |v| v == 0.0,
+    )
+    .await;
 
     let (clean, log) = daemon.terminate();
     assert!(clean, "{log}");
     assert!(log.contains("telemetry off"), "{log}");
     assert!(log.contains("decided by the Konflux CR"), "{log}");
-    assert!(log.contains("decided by the daemon's telemetryEnabled setting"), "{log}");
+    assert!(
+        log.contains("decided by the daemon's telemetryEnabled setting"),
+        "{log}"
+    );
     assert!(!log.contains(KEY), "the write key in the log");
     sink.shutdown().await;
     tenant.cleanup().await;

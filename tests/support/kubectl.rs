@@ -74,7 +74,6 @@ impl Kubectl {
     }
 }
 
-
 /// The YAML documents of a rendered kustomization.
 pub fn documents(yaml: &str) -> Vec<String> {
     yaml.split("\n---\n")
