@@ -13,8 +13,8 @@ help: ## list the targets
 build: ## debug build
 	$(CARGO) build
 
-release: ## optimised build of the binary
-	$(CARGO) build --release --bin konflux-telemetry
+release: ## optimised build of the daemon and the test sink (konflux-telemetry-sink)
+	$(CARGO) build --release
 
 test: release results-up ## every test: unit, conformance, integration on the local API server
 	$(CARGO) test --release --all-targets

@@ -14,7 +14,7 @@ mod support;
 
 use futures::StreamExt;
 use konflux_telemetry::segment::WriteKey;
-use konflux_telemetry::sink::Sink;
+use konflux_telemetry_sink::Sink;
 use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};

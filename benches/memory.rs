@@ -207,7 +207,7 @@ async fn main() {
     let sender = Sender::new(cfg, SenderMetrics::new()).expect("sender");
     reset_peak();
     let t = Instant::now();
-    let flushed = core.flush(Some(&sender)).await;
+    let flushed = core.flush(&sender).await;
     println!(
         "  flush, Segment down: {} sent, {} unsent in {:.1} s; RSS peak {:.1} MiB, after {:.1} MiB",
         flushed.sent,

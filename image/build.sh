@@ -9,13 +9,17 @@
 #                           scratch with CA certificates and user 65532
 #                           (image/scratch.Containerfile)
 #
-# Both give one image: /usr/local/bin/konflux-telemetry as entry point, `run` as its
-# default command, user 65532. The engine is $ENGINE, else docker when it answers, else podman.
+# Both give the same two images: $IMAGE, /usr/local/bin/konflux-telemetry as entry point,
+# `run` as its default command, user 65532; and $SINK_IMAGE (default
+# konflux-telemetry-sink:dev), the test sink alone (konflux-telemetry-sink, for the kind
+# e2e), never in the daemon's image. The engine is $ENGINE, else docker when it answers,
+# else podman.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 image="${IMAGE:-konflux-telemetry:dev}"
+sink_image="${SINK_IMAGE:-konflux-telemetry-sink:dev}"
 mode="${IMAGE_BUILD:-auto}"
 musl=x86_64-unknown-linux-musl
 
@@ -45,6 +49,7 @@ fi
 case "$mode" in
   containerfile)
     "$engine" build -f Containerfile -t "$image" .
+    "$engine" build -f Containerfile --target sink -t "$sink_image" .
     ;;
   scratch)
     command -v musl-gcc >/dev/null 2>&1 || die "musl-gcc not found: apt-get install musl-tools"
@@ -56,23 +61,32 @@ case "$mode" in
     # so that the release profile (and the dependencies built for the host) stay the
     # same as `make release`'s.
     CC_x86_64_unknown_linux_musl=musl-gcc \
-      cargo build --release --locked --bin konflux-telemetry --target "$musl" >&2
+      cargo build --release --locked --bins --target "$musl" >&2
     log "cargo build --target $musl: $((SECONDS - t))s"
-    ctx="$(mktemp -d)"
-    trap 'rm -rf "$ctx"' EXIT
-    mkdir -p "$ctx/usr/local/bin" "$ctx/etc/ssl/certs" "$ctx/tmp"
-    chmod 1777 "$ctx/tmp"
-    install -m 0755 "${CARGO_TARGET_DIR:-target}/$musl/release/konflux-telemetry" "$ctx/usr/local/bin/"
-    strip "$ctx/usr/local/bin/konflux-telemetry"
     ca=/etc/ssl/certs/ca-certificates.crt
     [[ -f $ca ]] || die "$ca not found: apt-get install ca-certificates"
-    cp "$ca" "$ctx/etc/ssl/certs/"
-    printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$ctx/etc/passwd"
-    printf 'root:x:0:\nnonroot:x:65532:\n' >"$ctx/etc/group"
-    cp image/scratch.Containerfile "$ctx/Containerfile"
-    "$engine" build -q -f "$ctx/Containerfile" -t "$image" "$ctx" >/dev/null
+    ctx="$(mktemp -d)"
+    trap 'rm -rf "$ctx"' EXIT
+    # scratch_image BINARY TAG: BINARY alone on scratch (image/scratch.Containerfile, or
+    # image/scratch-sink.Containerfile for the sink).
+    scratch_image() {
+      local bin=$1 tag=$2 c="$ctx/$1"
+      mkdir -p "$c/usr/local/bin" "$c/etc/ssl/certs" "$c/tmp"
+      chmod 1777 "$c/tmp"
+      install -m 0755 "${CARGO_TARGET_DIR:-target}/$musl/release/$bin" "$c/usr/local/bin/"
+      strip "$c/usr/local/bin/$bin"
+      cp "$ca" "$c/etc/ssl/certs/"
+      printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$c/etc/passwd"
+      printf 'root:x:0:\nnonroot:x:65532:\n' >"$c/etc/group"
+      cp "image/scratch${bin#konflux-telemetry}.Containerfile" "$c/Containerfile"
+      "$engine" build -q -f "$c/Containerfile" -t "$tag" "$c" >/dev/null
+    }
+    scratch_image konflux-telemetry "$image"
+    scratch_image konflux-telemetry-sink "$sink_image"
     ;;
   *) die "IMAGE_BUILD must be auto, containerfile or scratch (not '$mode')" ;;
 esac
-size="$("$engine" image inspect --format '{{.Size}}' "$image")"
-log "built $image ($mode): $((size / 1024 / 1024)) MiB"
+for tag in "$image" "$sink_image"; do
+  size="$("$engine" image inspect --format '{{.Size}}' "$tag")"
+  log "built $tag ($mode): $((size / 1024 / 1024)) MiB"
+done

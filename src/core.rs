@@ -1,17 +1,17 @@
-//! The daemon's core: observations in, events into the [`Ledger`], flushes out to Segment.
+//! The daemon's core: observations in, events into the [`Ledger`], flushes out as plain
+//! data ([`crate::flush`]).
 //!
 //! Capture paths (watch, sweep, admission) only observe; the core alone decides whether an
 //! observation produces an event, so de-duplication is shared by all of them.
 
 use crate::events::{self, ClusterIdentity, EventName};
+use crate::flush::{Delivery, FlushOutcome, Flushed, Outgoing, Output};
 use crate::ledger::{Ledger, Offer};
 use crate::metrics::{CoreMetrics, OutcomeLabel, ReasonLabel};
 use crate::observation::{Observation, Sightings, Source};
-use crate::segment::Sender;
+use crate::segment::{Limits, batches_of};
 use bytes::Bytes;
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::Instant;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -27,6 +27,9 @@ pub struct Core {
     /// False while telemetry is off ([`crate::switch`]): nothing enters the buffer.
     enabled: std::sync::atomic::AtomicBool,
     metrics: CoreMetrics,
+    /// Events a flush recorded as delivered or let go, since start: the state is saved
+    /// when this moves.
+    recorded: std::sync::atomic::AtomicU64,
     /// Woken when the buffer holds a full batch.
     pub full: Notify,
 }
@@ -43,14 +46,6 @@ pub struct PreviewCursor {
     /// At least one event was written.
     started: bool,
     done: bool,
-}
-
-/// What a flush did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Flushed {
-    pub sent: usize,
-    pub unsent: usize,
-    pub dropped: usize,
 }
 
 impl Core {
@@ -70,6 +65,7 @@ impl Core {
             lookback_seconds: lookback_seconds.into(),
             enabled: true.into(),
             metrics,
+            recorded: 0.into(),
             full: Notify::new(),
         }
     }
@@ -119,13 +115,22 @@ impl Core {
 
     /// After a change to the buffer: counts and logs what it dropped to make room, and
     /// updates the gauge. Takes the lock guard to release it before logging.
-    fn settle(&self, mut ledger: MutexGuard<'_, Ledger>) -> usize {
+    /// Wakes the flusher when the buffer holds a full batch.
+    fn settle(&self, mut ledger: MutexGuard<'_, Ledger>) {
         let evicted = ledger.take_evicted();
         let len = ledger.len();
         self.metrics.events_buffered.set(len as i64);
         drop(ledger);
         self.count_evicted(evicted);
-        len
+        if len >= FULL_BATCH {
+            self.full.notify_one();
+        }
+    }
+
+    /// Sets `konflux_telemetry_enabled`: 1 while the flusher sends, 0 while telemetry is
+    /// off or not known yet.
+    pub fn set_enabled_gauge(&self, on: bool) {
+        self.metrics.enabled.set(i64::from(on));
     }
 
     fn count_evicted(&self, n: usize) {
@@ -220,10 +225,7 @@ impl Core {
             let offer = ledger.offer(event, now, lookback);
             self.count_offer(&offer, &labels);
         }
-        let len = self.settle(ledger);
-        if len >= FULL_BATCH {
-            self.full.notify_one();
-        }
+        self.settle(ledger);
     }
 
     /// Produces the heartbeat for `now`.
@@ -334,70 +336,75 @@ impl Core {
         self.ledger().import_produced(bytes)
     }
 
-    /// Sends what waits. With no sender (no write key), the events are let go as if sent:
-    /// the daemon then only captures and previews.
-    pub async fn flush(&self, sender: Option<&Sender>) -> Flushed {
-        let started = Instant::now();
-        // Serialise under the lock rather than copy every waiting event: a flush after a
-        // large relist would otherwise hold the events twice.
-        let (ids, batches) = {
-            let ledger = self.ledger();
-            let ids: Vec<String> = ledger
-                .iter_waiting()
-                .map(|e| e.message_id.to_string())
-                .collect();
-            // The batches share the buffer's bytes: a flush holds the events once.
-            let batches = sender.map(|s| s.prepare_encoded(ledger.iter_waiting()));
-            (ids, batches)
+    /// What waits, cut into batches under `limits` (the batches share the buffer's
+    /// bytes: a flush holds the events once), and the events no batch can carry. Taken
+    /// under the lock, without copying the events.
+    pub fn outgoing(&self, limits: &Limits) -> Outgoing {
+        let (batches, unsendable) = batches_of(self.ledger().iter_waiting(), limits);
+        Outgoing::new(batches, unsendable)
+    }
+
+    /// Records what `delivery` did with `out`: accepted events, events refused alone and
+    /// events no batch can carry leave the buffer and are remembered as produced; the
+    /// rest wait for the next flush. `reached` says whether the output reached a receiver
+    /// (false without a write key).
+    pub fn record(&self, out: &Outgoing, delivery: &Delivery, reached: bool) -> Flushed {
+        let mut ledger = self.ledger();
+        ledger.mark_sent(out.unsendable.iter().map(|d| &d.message_id));
+        ledger.mark_sent(&delivery.dropped);
+        ledger.mark_sent(&delivery.sent);
+        self.settle(ledger);
+        let recorded = out.unsendable.len() + delivery.dropped.len() + delivery.sent.len();
+        self.recorded
+            .fetch_add(recorded as u64, std::sync::atomic::Ordering::Relaxed);
+        let outcome = match (reached, delivery.sent.len(), delivery.unsent.len()) {
+            (false, _, _) => FlushOutcome::NoWriteKey,
+            (true, _, 0) => FlushOutcome::Ok,
+            (true, 0, _) => FlushOutcome::Failed,
+            (true, _, _) => FlushOutcome::Partial,
         };
-        let mut flushed = Flushed::default();
-        let outcome = match (sender, batches) {
-            _ if ids.is_empty() => "ok",
-            (Some(sender), Some(batches)) => {
-                let batched: HashSet<&String> =
-                    batches.iter().flat_map(|b| b.message_ids()).collect();
-                let too_large: Vec<String> = ids
-                    .iter()
-                    .filter(|id| !batched.contains(id))
-                    .cloned()
-                    .collect();
-                let report = sender.send_all(&batches).await;
-                flushed.dropped = too_large.len() + report.dropped.len();
-                flushed.sent = report.sent.len();
-                flushed.unsent = report.unsent.len();
-                let mut ledger = self.ledger();
-                ledger.mark_sent(&too_large);
-                // Refused alone by Segment: never sendable, let go like the too large.
-                ledger.mark_sent(&report.dropped);
-                ledger.mark_sent(&report.sent);
-                self.settle(ledger);
-                match (flushed.sent, flushed.unsent) {
-                    (_, 0) => "ok",
-                    (0, _) => "failed",
-                    _ => "partial",
-                }
-            }
-            _ => {
-                let mut ledger = self.ledger();
-                ledger.mark_sent(&ids);
-                self.settle(ledger);
-                flushed.sent = ids.len();
-                "no_write_key"
-            }
-        };
-        self.metrics
-            .flushes
-            .get_or_create(&OutcomeLabel { outcome })
-            .inc();
+        self.count_flush(outcome);
         self.metrics
             .flush_duration_seconds
-            .observe(started.elapsed().as_secs_f64());
-        if outcome != "failed" && outcome != "partial" {
+            .observe(out.started.elapsed().as_secs_f64());
+        Flushed {
+            outcome,
+            sent: delivery.sent.len(),
+            unsent: delivery.unsent.len(),
+            dropped: out.unsendable.len() + delivery.dropped.len(),
+        }
+    }
+
+    /// Events recorded as delivered or let go since start.
+    pub fn recorded(&self) -> u64 {
+        self.recorded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts a flush (or a flush time passed without one) by outcome.
+    pub fn count_flush(&self, outcome: FlushOutcome) {
+        self.metrics
+            .flushes
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        if outcome.succeeded() {
             self.metrics
                 .last_successful_flush
                 .set(events::Timestamp::now().unix_seconds());
         }
-        flushed
+    }
+
+    /// One flush to `output`: [`Core::outgoing`], the output's delivery, [`Core::record`].
+    pub async fn flush<O: Output>(&self, output: &O) -> Flushed {
+        let out = self.outgoing(&output.limits());
+        if out.is_empty() {
+            self.count_flush(FlushOutcome::Ok);
+            return Flushed::default();
+        }
+        output.report_unsendable(&out.unsendable);
+        let delivery = output.deliver(&out.batches).await;
+        self.record(&out, &delivery, output.reaches_receiver())
     }
 }
 
@@ -478,7 +485,7 @@ mod tests {
             core.observe(watch(o.clone()), NOW);
         }
         assert_eq!(ids(&core), ["a-started", "a-completed", "b-started"]);
-        let flushed = core.flush(None).await;
+        let flushed = core.flush(&crate::flush::Discard).await;
         assert_eq!(flushed.sent, 3);
         // kube-runtime replays every object after a 410 or a restart of the watch
         for o in &objects {
@@ -596,7 +603,7 @@ mod tests {
             NOW,
         );
         assert!(ids(&core).is_empty(), "{:?}", ids(&core));
-        assert_eq!(core.flush(None).await.sent, 0);
+        assert_eq!(core.flush(&crate::flush::Discard).await.sent, 0);
         core.expire(NOW + crate::observation::UNCONFIRMED_TTL_SECONDS + 1);
         for kind in [
             events::Kind::Component,
@@ -703,7 +710,7 @@ mod tests {
         core.observe(watch(run("a", "2025-12-31T23:00:00Z", None)), NOW);
         let shown: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
         assert_eq!(shown["batch"][0]["messageId"], "a-started");
-        core.flush(None).await;
+        core.flush(&crate::flush::Discard).await;
         assert_eq!(preview(&core), r#"{"batch":[]}"#);
     }
 

@@ -7,22 +7,22 @@
 //! - [`capture`]: watchers and ConfigMaps at the edge; [`sweep`]: Tekton Results.
 //! - [`core`]: observations to events, de-duplicated in the [`ledger`], flushed by the
 //!   [`segment`] sender. [`daemon`] wires it all for `konflux-telemetry run`.
-//! - [`sink`]: a Segment-compatible receiver for tests and demos.
 
 pub mod admission;
 pub mod capture;
 pub mod core;
 pub mod daemon;
 pub mod events;
+pub mod flush;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod observation;
+pub mod runtime;
 pub mod secret;
 pub mod segment;
 pub mod server;
 pub mod settings;
-pub mod sink;
 pub mod state;
 pub mod sweep;
 pub mod switch;
@@ -32,10 +32,6 @@ pub mod transform;
 /// Every error this crate returns to a caller.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An object could not be decoded into the fields the event model reads.
-    #[error("malformed object: {0}")]
-    Decode(#[from] events::DecodeError),
-
     /// Reading input or writing output failed.
     #[error("{context}: {source}")]
     Io {
@@ -48,9 +44,25 @@ pub enum Error {
     #[error("invalid setting {key}: {reason}")]
     Config { key: String, reason: String },
 
+    /// The kubeconfig given could not be read.
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+
+    /// No Kubernetes configuration could be found (in-cluster or KUBECONFIG).
+    #[error("Kubernetes configuration: {0}")]
+    InferConfig(#[from] kube::config::InferConfigError),
+
     /// The Kubernetes client could not be set up.
     #[error("Kubernetes client: {0}")]
-    Kube(String),
+    Kube(#[from] kube::Error),
+
+    /// The Segment output could not be set up.
+    #[error("{what}: {source}")]
+    Segment {
+        what: &'static str,
+        #[source]
+        source: segment::ConfigError,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -22,9 +22,6 @@ enum Command {
     /// Objects as NDJSON on stdin (one `kubectl get -o json` object a line), events as NDJSON
     /// on stdout, then the heartbeat. A drop-in for the old bridge's tekton-to-segment.sh.
     Transform(TransformArgs),
-    /// A Segment-compatible receiver for tests and demos: accepts `POST /v1/batch`, writes
-    /// the events to a file, and takes injected faults on `/control/*`.
-    Sink(konflux_telemetry::sink::SinkArgs),
     /// The daemon: watch the cluster, buffer events, send them to Segment.
     Run(Box<konflux_telemetry::daemon::RunArgs>),
 }
@@ -63,7 +60,6 @@ fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Transform(args) => run_transform(args),
-        Command::Sink(args) => konflux_telemetry::sink::run_command(args),
         Command::Run(args) => run_daemon(*args),
     }
 }

@@ -41,38 +41,105 @@ pub struct Settings {
 }
 
 impl Default for Settings {
+    /// Every key at its default in [`KEYS`], the one place defaults are written.
     fn default() -> Self {
-        Self {
-            flush_interval: Duration::from_secs(3600),
-            heartbeat_interval: Duration::from_secs(3600),
-            lookback: Duration::from_secs(4 * 3600),
-            max_buffered_events: 100_000,
-            max_buffered_bytes: 32 * MI,
-            requests_per_second: NonZeroU32::MIN.saturating_add(9),
-            log_level: "info".to_owned(),
-            sweep_interval: Duration::from_secs(3600),
-            retry_base_delay: Duration::from_millis(500),
-            retry_max_delay: Duration::from_secs(60),
-            retry_deadline: Duration::from_secs(300),
-            telemetry_enabled: true,
+        let mut s = Settings::blank();
+        for key in KEYS {
+            let read = (key.set)(&mut s, key.default);
+            debug_assert!(read.is_ok(), "default of {}: {read:?}", key.name);
         }
+        s
     }
 }
 
-/// Every key, its meaning and default, as documented in the README and `deploy/`.
-pub const KEYS: &[(&str, &str)] = &[
-    ("flushInterval", "1h"),
-    ("heartbeatInterval", "1h"),
-    ("lookback", "4h"),
-    ("maxBufferedEvents", "100000"),
-    ("maxBufferedBytes", "32Mi"),
-    ("requestsPerSecond", "10"),
-    ("logLevel", "info"),
-    ("sweepInterval", "1h"),
-    ("retryBaseDelay", "500ms"),
-    ("retryMaxDelay", "60s"),
-    ("retryDeadline", "5m"),
-    ("telemetryEnabled", "true"),
+/// One ConfigMap key: its name, its default as written in the ConfigMap, how a value is
+/// read (parser and bounds) into [`Settings`], and how the last good value is kept.
+/// Adding a key is a field of [`Settings`] and one entry of [`KEYS`].
+pub struct Key {
+    pub name: &'static str,
+    /// The value a missing key means, as the README and `deploy/` write it.
+    pub default: &'static str,
+    /// Reads a value (trimmed) into the settings, or says why it cannot be used.
+    set: fn(&mut Settings, &str) -> Result<(), String>,
+    /// Copies this key's value from the last good settings (the value given was rejected).
+    keep: fn(&mut Settings, &Settings),
+    /// The value, for the log line of a change.
+    show: fn(&Settings) -> String,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("name", &self.name)
+            .field("default", &self.default)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`Key`] for field `$field`, read by `$parse` (text to the field's type, bounds checked).
+macro_rules! key {
+    ($name:literal, $default:literal, $field:ident, $parse:expr) => {
+        Key {
+            name: $name,
+            default: $default,
+            set: |s, text| {
+                s.$field = ($parse)(text)?;
+                Ok(())
+            },
+            keep: |s, last| s.$field.clone_from(&last.$field),
+            show: |s| format!("{:?}", s.$field),
+        }
+    };
+}
+
+/// Every key: name, default, parser and bounds. The README's table and `deploy/` document
+/// these (tests/docs.rs checks that they do).
+pub const KEYS: &[Key] = &[
+    key!("flushInterval", "1h", flush_interval, |t| duration(
+        t,
+        Duration::from_millis(100)
+    )),
+    key!("heartbeatInterval", "1h", heartbeat_interval, |t| duration(
+        t,
+        Duration::from_secs(1)
+    )),
+    key!("lookback", "4h", lookback, |t| duration(
+        t,
+        Duration::from_secs(60)
+    )),
+    key!("maxBufferedEvents", "100000", max_buffered_events, |t| {
+        count(t, 1, 10_000_000)
+    }),
+    key!("maxBufferedBytes", "32Mi", max_buffered_bytes, |t| {
+        byte_size(t, MI, 1024 * MI)
+    }),
+    key!("requestsPerSecond", "10", requests_per_second, |t| count(
+        t, 1, 1000
+    )
+    .and_then(|n| {
+        u32::try_from(n)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .ok_or_else(|| "out of range".to_owned())
+    })),
+    key!("logLevel", "info", log_level, log_level),
+    key!("sweepInterval", "1h", sweep_interval, |t| duration(
+        t,
+        Duration::from_secs(1)
+    )),
+    key!("retryBaseDelay", "500ms", retry_base_delay, |t| duration(
+        t,
+        Duration::from_millis(1)
+    )),
+    key!("retryMaxDelay", "60s", retry_max_delay, |t| duration(
+        t,
+        Duration::from_millis(1)
+    )),
+    key!("retryDeadline", "5m", retry_deadline, |t| duration(
+        t,
+        Duration::from_millis(1)
+    )),
+    key!("telemetryEnabled", "true", telemetry_enabled, boolean),
 ];
 
 /// One key that was not applied, and why. The value is not repeated: it is config, not a
@@ -84,6 +151,24 @@ pub struct Rejected {
 }
 
 impl Settings {
+    /// Every field at a placeholder, before [`KEYS`]' defaults are read into it.
+    fn blank() -> Self {
+        Self {
+            flush_interval: Duration::ZERO,
+            heartbeat_interval: Duration::ZERO,
+            lookback: Duration::ZERO,
+            max_buffered_events: 0,
+            max_buffered_bytes: 0,
+            requests_per_second: NonZeroU32::MIN,
+            log_level: String::new(),
+            sweep_interval: Duration::ZERO,
+            retry_base_delay: Duration::ZERO,
+            retry_max_delay: Duration::ZERO,
+            retry_deadline: Duration::ZERO,
+            telemetry_enabled: false,
+        }
+    }
+
     /// Applies the ConfigMap's `data`: each valid key takes its value, each missing key its
     /// value in `base` (the defaults, with the command line's flags), each invalid key keeps
     /// the value it had in `last_good`.
@@ -94,50 +179,16 @@ impl Settings {
     ) -> (Settings, Vec<Rejected>) {
         let mut next = base.clone();
         let mut rejected = Vec::new();
-        for (key, value) in data {
-            let value = value.trim();
-            let outcome = match key.as_str() {
-                "flushInterval" => {
-                    duration(value, Duration::from_millis(100)).map(|d| next.flush_interval = d)
-                }
-                "heartbeatInterval" => {
-                    duration(value, Duration::from_secs(1)).map(|d| next.heartbeat_interval = d)
-                }
-                "lookback" => duration(value, Duration::from_secs(60)).map(|d| next.lookback = d),
-                "sweepInterval" => {
-                    duration(value, Duration::from_secs(1)).map(|d| next.sweep_interval = d)
-                }
-                "retryBaseDelay" => {
-                    duration(value, Duration::from_millis(1)).map(|d| next.retry_base_delay = d)
-                }
-                "retryMaxDelay" => {
-                    duration(value, Duration::from_millis(1)).map(|d| next.retry_max_delay = d)
-                }
-                "retryDeadline" => {
-                    duration(value, Duration::from_millis(1)).map(|d| next.retry_deadline = d)
-                }
-                "maxBufferedEvents" => {
-                    count(value, 1, 10_000_000).map(|n| next.max_buffered_events = n)
-                }
-                "maxBufferedBytes" => {
-                    byte_size(value, MI, 1024 * MI).map(|n| next.max_buffered_bytes = n)
-                }
-                "requestsPerSecond" => count(value, 1, 1000)
-                    .and_then(|n| {
-                        u32::try_from(n)
-                            .ok()
-                            .and_then(NonZeroU32::new)
-                            .ok_or_else(|| "out of range".to_owned())
-                    })
-                    .map(|n| next.requests_per_second = n),
-                "logLevel" => log_level(value).map(|l| next.log_level = l),
-                "telemetryEnabled" => boolean(value).map(|b| next.telemetry_enabled = b),
-                _ => Err("unknown key (ignored)".to_owned()),
+        for (name, value) in data {
+            let outcome = match KEYS.iter().find(|k| k.name == name) {
+                Some(key) => (key.set)(&mut next, value.trim()).inspect_err(|_| {
+                    (key.keep)(&mut next, last_good);
+                }),
+                None => Err("unknown key (ignored)".to_owned()),
             };
             if let Err(reason) = outcome {
-                keep_last_good(&mut next, last_good, key);
                 rejected.push(Rejected {
-                    key: key.clone(),
+                    key: name.clone(),
                     reason,
                 });
             }
@@ -147,23 +198,13 @@ impl Settings {
         }
         (next, rejected)
     }
-}
 
-fn keep_last_good(next: &mut Settings, last: &Settings, key: &str) {
-    match key {
-        "flushInterval" => next.flush_interval = last.flush_interval,
-        "heartbeatInterval" => next.heartbeat_interval = last.heartbeat_interval,
-        "lookback" => next.lookback = last.lookback,
-        "sweepInterval" => next.sweep_interval = last.sweep_interval,
-        "retryBaseDelay" => next.retry_base_delay = last.retry_base_delay,
-        "retryMaxDelay" => next.retry_max_delay = last.retry_max_delay,
-        "retryDeadline" => next.retry_deadline = last.retry_deadline,
-        "maxBufferedEvents" => next.max_buffered_events = last.max_buffered_events,
-        "maxBufferedBytes" => next.max_buffered_bytes = last.max_buffered_bytes,
-        "requestsPerSecond" => next.requests_per_second = last.requests_per_second,
-        "logLevel" => next.log_level.clone_from(&last.log_level),
-        "telemetryEnabled" => next.telemetry_enabled = last.telemetry_enabled,
-        _ => {}
+    /// Every key with its value, for the log line of a change.
+    pub fn describe(&self) -> String {
+        KEYS.iter()
+            .map(|k| format!("{}={}", k.name, (k.show)(self)))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -390,10 +431,34 @@ mod tests {
             &Settings::default(),
             &KEYS
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|k| (k.name.to_owned(), k.default.to_owned()))
                 .collect(),
         );
         assert!(rejected.is_empty(), "{rejected:?}");
         assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn every_key_rejects_garbage_and_keeps_its_last_good_value() {
+        let last = Settings::default();
+        let mut names = std::collections::HashSet::new();
+        for key in KEYS {
+            assert!(names.insert(key.name), "{} twice in KEYS", key.name);
+            let (s, rejected) = Settings::apply(
+                &Settings::blank(),
+                &last,
+                &data(&[(key.name, "not-a-value-[[[")]),
+            );
+            assert_eq!(rejected.len(), 1, "{}", key.name);
+            assert_eq!((key.show)(&s), (key.show)(&last), "{}", key.name);
+        }
+    }
+
+    #[test]
+    fn describe_names_every_key() {
+        let text = Settings::default().describe();
+        for key in KEYS {
+            assert!(text.contains(&format!("{}=", key.name)), "{text}");
+        }
     }
 }

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use konflux_telemetry::events::ClusterIdentity;
 use konflux_telemetry::segment::WriteKey;
-use konflux_telemetry::sink::Sink;
+use konflux_telemetry_sink::Sink;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use serde_json::{Value, json};
 use std::io::Read;

@@ -41,10 +41,11 @@ fn served_metrics() -> Vec<String> {
 #[test]
 fn readme_documents_every_config_key() {
     let readme = read("README.md");
-    for (key, default) in KEYS {
+    for key in KEYS {
+        let (name, default) = (key.name, key.default);
         assert!(
-            readme.contains(&format!("| `{key}` | `{default}` |")),
-            "README lacks `{key}` with default `{default}`"
+            readme.contains(&format!("| `{name}` | `{default}` |")),
+            "README lacks `{name}` with default `{default}`"
         );
     }
 }

@@ -13,7 +13,7 @@ mod support;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use konflux_telemetry::segment::WriteKey;
-use konflux_telemetry::sink::{Fault, Sink};
+use konflux_telemetry_sink::{Fault, Sink};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -256,6 +256,15 @@ impl World {
     }
 
     /// Each id arrived exactly once.
+    /// A marker run created after the events under test, waited for at the sink and added
+    /// to `ids`: the buffer flushes oldest first, so whatever was sent before it (a late
+    /// duplicate among it) has arrived by then. No sleep stands in for it.
+    async fn after_a_marker(&self, ns: &TestNamespace, ids: &mut Vec<String>) {
+        let marker = format!("{}-started", run(ns, "sekrit-marker", started(0)).await);
+        self.arrive(std::slice::from_ref(&marker)).await;
+        ids.push(marker);
+    }
+
     fn exactly_once(&self, ids: &[String], log: &str) {
         let sent = self.sent();
         for id in ids {
@@ -520,7 +529,7 @@ async fn apiserver_sigkill_restart_and_410_relist() {
     let d = run(&tenant, "sekrit-run-d", started(0)).await;
     ids.push(format!("{d}-started"));
     world.arrive(&ids).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    world.after_a_marker(&tenant, &mut ids).await;
     let log = daemon.terminate();
     world.exactly_once(&ids, &log);
     let gone = ["410", "Expired", "too old"]
@@ -616,7 +625,7 @@ async fn sink_503_storm_then_429_retry_after() {
     for r in &log[i429 + 1..] {
         assert!(r.arrival_ms >= r429.responded_ms + 2000);
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    world.after_a_marker(&tenant, &mut ids).await;
     let log = daemon.terminate();
     world.exactly_once(&ids, &log);
     tenant.cleanup().await;
@@ -692,7 +701,7 @@ async fn sink_slow_and_dropping_connections() {
         "{:?}",
         stats.statuses
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    world.after_a_marker(&tenant, &mut ids).await;
     let log = daemon.terminate();
     world.exactly_once(&ids, &log);
     tenant.cleanup().await;
@@ -778,7 +787,7 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
     let d3 = world.start(&args(&results_args));
     world.wait_ready(&d3).await;
     world.arrive(&ids).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    world.after_a_marker(&tenant, &mut ids).await;
     let log = d3.terminate();
     let sent = world.sent();
     let mut duplicates = 0;
@@ -862,7 +871,7 @@ async fn results_down_during_sweeps_then_back() {
             .then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    world.after_a_marker(&tenant, &mut ids).await;
     let log = daemon.terminate();
     world.exactly_once(&ids, &log);
     assert!(log.to_lowercase().contains("sweep"), "{log}");
@@ -1147,7 +1156,7 @@ async fn hostile_objects_settings_and_admission_reviews() {
     let v4 = run(&tenant, "sekrit-valid-4", started(-1)).await;
     ids.push(format!("{v4}-started"));
     world.arrive(&ids).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    world.after_a_marker(&tenant, &mut ids).await;
     let log = daemon.terminate();
     assert!(log.contains("rejected"), "{log}");
     world.exactly_once(&ids, &log);

@@ -5,7 +5,7 @@ use konflux_telemetry::segment::{
     Backoff, Batch, DropReason, Failure, SendError, Sender, SenderConfig, SenderMetrics, WriteKey,
     batches,
 };
-use konflux_telemetry::sink::{Fault, RequestRecord, Sink, Stats};
+use konflux_telemetry_sink::{Fault, RequestRecord, Sink, Stats};
 use std::io::Write as _;
 use std::num::NonZeroU32;
 use std::path::PathBuf;

@@ -6,7 +6,7 @@ use konflux_telemetry::admission::{AdmissionMetrics, Handler, Webhook};
 use konflux_telemetry::events::ClusterIdentity;
 use konflux_telemetry::segment::WriteKey;
 use konflux_telemetry::server::{self, Limits};
-use konflux_telemetry::sink::{Sink, SinkOptions};
+use konflux_telemetry_sink::{Sink, SinkOptions};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

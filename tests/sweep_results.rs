@@ -474,16 +474,21 @@ async fn run_sweeps_at_start_then_on_the_live_interval_and_stops_on_shutdown() {
             lookback: Duration::from_millis(1),
         })
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A sweep under way may still use the old lookback: wait for it to end, drop what it
+    // sent, then two whole sweeps under the new one deliver nothing. What a sweep sends
+    // is in the channel before it is counted, so no sleep stands in for "nothing more".
+    let counted = &metrics;
+    let sweeps_after = |n: u64| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while counted.sweeps("ok") < n {
+            assert!(tokio::time::Instant::now() < deadline, "{n} sweeps");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    sweeps_after(metrics.sweeps("ok") + 1).await;
     while rx.try_recv().is_ok() {}
-    let before = metrics.sweeps("ok");
-    assert!(
-        tokio::time::timeout(Duration::from_millis(2500), rx.recv())
-            .await
-            .is_err(),
-        "nothing within a 1 ms lookback"
-    );
-    assert!(metrics.sweeps("ok") > before, "sweeps continue");
+    sweeps_after(metrics.sweeps("ok") + 2).await;
+    assert!(rx.try_recv().is_err(), "nothing within a 1 ms lookback");
 
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), task)

@@ -11,7 +11,7 @@
 mod support;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use konflux_telemetry::sink::Fault;
+use konflux_telemetry_sink::Fault;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};

@@ -32,14 +32,14 @@ bash e2e/control-plane/cluster-up.sh
 # shellcheck disable=SC1091
 source .cluster/env
 say "building konflux-telemetry"
-cargo build --release --bin konflux-telemetry 2>&1 | grep -vE '^\s+(Compiling|Downloaded|Downloading)' >&2 || true
+cargo build --release 2>&1 | grep -vE '^\s+(Compiling|Downloaded|Downloading)' >&2 || true
 bin="$root/target/release/konflux-telemetry"
-[[ -x $bin ]] || { echo "demo: build failed" >&2; exit 1; }
+[[ -x $bin && -x $bin-sink ]] || { echo "demo: build failed" >&2; exit 1; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 dir="$root/.cluster/demo"; rm -rf "$dir"; mkdir -p "$dir"
 sink_port=$(free_port); http_port=$(free_port)
-"$bin" sink --listen "127.0.0.1:$sink_port" --write-key demo-key --out "$dir/sink.ndjson" >"$dir/sink.log" 2>&1 &
+"$bin-sink" --listen "127.0.0.1:$sink_port" --write-key demo-key --out "$dir/sink.ndjson" >"$dir/sink.log" 2>&1 &
 pids+=($!)
 kubectl create namespace segment-bridge --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 "$bin" run --kubeconfig "$KUBECONFIG" --segment-api-url "http://127.0.0.1:$sink_port/v1" \

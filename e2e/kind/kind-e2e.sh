@@ -22,6 +22,7 @@ root="$(cd "$here/../.." && pwd)"
 cd "$root"
 cluster="${KIND_CLUSTER:-konflux-telemetry-e2e}"
 export IMAGE="${IMAGE:-konflux-telemetry:dev}"
+export SINK_IMAGE="${SINK_IMAGE:-konflux-telemetry-sink:dev}"
 cache_root="${KONFLUX_TELEMETRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/konflux-telemetry}"
 ns=segment-bridge
 start=$SECONDS
@@ -91,7 +92,7 @@ if [[ $node_image == konflux-telemetry/* ]]; then
   kubectl -n kube-system scale deployment coredns --replicas=0 >/dev/null
   kubectl -n local-path-storage scale deployment local-path-provisioner --replicas=0 >/dev/null
 fi
-kind load docker-image "$IMAGE" --name "$cluster"
+kind load docker-image "$IMAGE" "$SINK_IMAGE" --name "$cluster"
 
 say "installing the CRDs and konflux-info"
 kubectl apply -R -f e2e/crds/ >/dev/null

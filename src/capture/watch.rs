@@ -6,7 +6,7 @@
 //! never stops the other kinds.
 
 use super::retry::WatchRetry;
-use crate::events::{Decoded, Kind, Watched};
+use crate::events::{Decoded, Watched, object};
 use crate::metrics::{CoreMetrics, KindLabel};
 use crate::observation::{Observation, ObservationTx, Source};
 use futures::StreamExt;
@@ -27,65 +27,26 @@ use tracing::{info, warn};
 /// body is held whole while it is decoded: 100 keeps that near 4 MB.
 pub const WATCH_PAGE_SIZE: u32 = 100;
 
-/// A kind the daemon watches: where it lives in the API and which objects count.
+/// A kind the daemon watches, as a type for kube's watcher: its entry of the one table of
+/// watched kinds ([`crate::events::object::WATCHED`]).
 pub trait WatchedKind: Clone + Debug + Send + Sync + 'static {
-    const KIND: Kind;
-    const GROUP: &'static str;
-    const VERSION: &'static str;
-    const KIND_NAME: &'static str;
-    const PLURAL: &'static str;
-    /// Only objects with these labels are watched.
-    const LABEL_SELECTOR: Option<&'static str> = None;
+    const SPEC: &'static object::WatchedKind;
 }
 
 macro_rules! watched_kind {
-    ($name:ident, $kind:expr, $group:expr, $version:expr, $kind_name:expr, $plural:expr $(, $selector:expr)?) => {
+    ($name:ident, $spec:expr) => {
         #[derive(Clone, Debug)]
         pub struct $name;
         impl WatchedKind for $name {
-            const KIND: Kind = $kind;
-            const GROUP: &'static str = $group;
-            const VERSION: &'static str = $version;
-            const KIND_NAME: &'static str = $kind_name;
-            const PLURAL: &'static str = $plural;
-            $(const LABEL_SELECTOR: Option<&'static str> = Some($selector);)?
+            const SPEC: &'static object::WatchedKind = &$spec;
         }
     };
 }
 
-watched_kind!(
-    PipelineRuns,
-    Kind::PipelineRun,
-    "tekton.dev",
-    "v1",
-    "PipelineRun",
-    "pipelineruns"
-);
-watched_kind!(
-    Components,
-    Kind::Component,
-    "appstudio.redhat.com",
-    "v1alpha1",
-    "Component",
-    "components"
-);
-watched_kind!(
-    TenantNamespaces,
-    Kind::Namespace,
-    "",
-    "v1",
-    "Namespace",
-    "namespaces",
-    "konflux-ci.dev/type=tenant"
-);
-watched_kind!(
-    Konfluxes,
-    Kind::Konflux,
-    "konflux.konflux-ci.dev",
-    "v1alpha1",
-    "Konflux",
-    "konfluxes"
-);
+watched_kind!(PipelineRuns, object::PIPELINE_RUN);
+watched_kind!(Components, object::COMPONENT);
+watched_kind!(TenantNamespaces, object::TENANT_NAMESPACE);
+watched_kind!(Konfluxes, object::KONFLUX);
 
 /// One watched object: its `resourceVersion` (all the watcher needs) and what the event
 /// model read from it.
@@ -98,7 +59,7 @@ pub struct Lite<K> {
 
 impl<'de, K: WatchedKind> Deserialize<'de> for Lite<K> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let w = Watched::deserialize_as(d, K::KIND)?;
+        let w = Watched::deserialize_as(d, K::SPEC.kind)?;
         Ok(Lite {
             meta: ObjectMeta {
                 resource_version: w.resource_version,
@@ -115,16 +76,16 @@ impl<K: WatchedKind> Resource for Lite<K> {
     type Scope = kube::core::DynamicResourceScope;
 
     fn kind(_: &()) -> Cow<'_, str> {
-        K::KIND_NAME.into()
+        K::SPEC.name.into()
     }
     fn group(_: &()) -> Cow<'_, str> {
-        K::GROUP.into()
+        K::SPEC.group.into()
     }
     fn version(_: &()) -> Cow<'_, str> {
-        K::VERSION.into()
+        K::SPEC.version.into()
     }
     fn plural(_: &()) -> Cow<'_, str> {
-        K::PLURAL.into()
+        K::SPEC.plural.into()
     }
     fn meta(&self) -> &ObjectMeta {
         &self.meta
@@ -153,6 +114,71 @@ impl WatchState {
     }
 }
 
+/// Where each watched kind's watch stands: `/readyz` answers ready once all are settled.
+/// Cheap to clone: clones share the states.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness {
+    pipeline_runs: Arc<WatchState>,
+    components: Arc<WatchState>,
+    tenant_namespaces: Arc<WatchState>,
+    konfluxes: Arc<WatchState>,
+}
+
+impl Readiness {
+    /// Every watch has listed once or is known to be unavailable.
+    pub fn settled(&self) -> bool {
+        [
+            &self.pipeline_runs,
+            &self.components,
+            &self.tenant_namespaces,
+            &self.konfluxes,
+        ]
+        .iter()
+        .all(|s| s.settled())
+    }
+}
+
+/// Every watched kind, until `stop`: one [`run`] each, sending to `tx`. Adding a kind is
+/// its [`WatchedKind`] entry above, a [`Readiness`] field and one line here.
+pub async fn run_all(
+    client: Client,
+    tx: ObservationTx,
+    metrics: CoreMetrics,
+    readiness: Readiness,
+    stop: CancellationToken,
+) {
+    let mut watches = tokio::task::JoinSet::new();
+    let mut spawn = |state: &Arc<WatchState>, watch: Watch| {
+        let (client, tx, metrics, stop) =
+            (client.clone(), tx.clone(), metrics.clone(), stop.clone());
+        watches.spawn(watch(client, tx, metrics, Arc::clone(state), stop));
+    };
+    spawn(&readiness.pipeline_runs, boxed::<PipelineRuns>);
+    spawn(&readiness.components, boxed::<Components>);
+    spawn(&readiness.tenant_namespaces, boxed::<TenantNamespaces>);
+    spawn(&readiness.konfluxes, boxed::<Konfluxes>);
+    watches.join_all().await;
+}
+
+/// [`run`] for one kind, as a function of one type for every kind.
+type Watch = fn(
+    Client,
+    ObservationTx,
+    CoreMetrics,
+    Arc<WatchState>,
+    CancellationToken,
+) -> futures::future::BoxFuture<'static, ()>;
+
+fn boxed<K: WatchedKind>(
+    client: Client,
+    tx: ObservationTx,
+    metrics: CoreMetrics,
+    state: Arc<WatchState>,
+    stop: CancellationToken,
+) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(run::<K>(client, tx, metrics, state, stop))
+}
+
 /// Watches kind `K` across the cluster until `stop`, sending what it sees to `tx`.
 pub async fn run<K: WatchedKind>(
     client: Client,
@@ -175,11 +201,11 @@ pub async fn run_with<K: WatchedKind>(
 ) {
     let api: Api<Lite<K>> = Api::all(client);
     let mut config = watcher::Config::default().page_size(WATCH_PAGE_SIZE);
-    if let Some(selector) = K::LABEL_SELECTOR {
+    if let Some(selector) = K::SPEC.selector {
         config = config.labels(selector);
     }
     let mut stream = watcher::watcher(api, config).boxed();
-    let kind = K::KIND;
+    let kind = K::SPEC.kind;
     let mut failing: Option<String> = None;
     loop {
         let item = tokio::select! {
@@ -277,16 +303,16 @@ struct Problem {
 }
 
 fn describe<K: WatchedKind>(e: &watcher::Error) -> Problem {
-    let resource = if K::GROUP.is_empty() {
-        K::PLURAL.to_owned()
+    let spec = K::SPEC;
+    let resource = if spec.group.is_empty() {
+        spec.plural.to_owned()
     } else {
-        format!("{}.{}", K::PLURAL, K::GROUP)
+        format!("{}.{}", spec.plural, spec.group)
     };
     let unavailable = status_code(e).and_then(|code| match code {
         404 => Some(format!(
             "{resource} ({}/{}) is not served: is its CRD installed?",
-            K::GROUP,
-            K::VERSION
+            spec.group, spec.version
         )),
         403 => Some(format!(
             "forbidden to list/watch {resource} at cluster scope: the ServiceAccount needs \

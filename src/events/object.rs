@@ -6,6 +6,7 @@
 //! ([`PipelineRun`], [`Component`], [`Namespace`], [`Konflux`]) have nothing of Kubernetes'
 //! client types in them, so the mapping to events is tested with plain data.
 
+use super::EventName;
 use super::lenient::{Count, Flag, JsonType, List, Obj, Str, scalars_as};
 use super::time::Timestamp;
 use serde::Deserialize;
@@ -147,18 +148,95 @@ impl Kind {
         }
     }
 
-    /// The kind an `apiVersion` and `kind` name, if it has events.
+    /// The kind an `apiVersion` and `kind` name, if it has events ([`WATCHED`]).
     pub fn of(api_version: &str, kind: &str) -> Option<Kind> {
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        match (group, kind) {
-            ("tekton.dev", "PipelineRun") => Some(Kind::PipelineRun),
-            ("appstudio.redhat.com", "Component") => Some(Kind::Component),
-            ("", "Namespace") => Some(Kind::Namespace),
-            ("konflux.konflux-ci.dev", "Konflux") => Some(Kind::Konflux),
-            _ => None,
-        }
+        WATCHED
+            .iter()
+            .find(|w| w.group == group && w.name == kind)
+            .map(|w| w.kind)
     }
 }
+
+/// A kind that has events: where it lives in the Kubernetes API, which objects count, how
+/// Tekton Results types its records, and the events it makes. The watch, admission and
+/// the sweep read this table ([`WATCHED`]); adding a kind is an entry here, its event
+/// mapping beside `pipelinerun.rs`, and its docs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WatchedKind {
+    pub kind: Kind,
+    /// API group (`""` for the core group).
+    pub group: &'static str,
+    pub version: &'static str,
+    /// The kind's name in the API (`PipelineRun`).
+    pub name: &'static str,
+    pub plural: &'static str,
+    /// Only objects with this label selector count.
+    pub selector: Option<&'static str>,
+    /// The `data.type` of its Tekton Results records (the newest first); empty for a kind
+    /// the sweep does not read.
+    pub results_data_types: &'static [&'static str],
+    /// The events its objects make.
+    pub events: &'static [EventName],
+}
+
+pub const PIPELINE_RUN: WatchedKind = WatchedKind {
+    kind: Kind::PipelineRun,
+    group: "tekton.dev",
+    version: "v1",
+    name: "PipelineRun",
+    plural: "pipelineruns",
+    selector: None,
+    // tekton.dev/v1 from current Results watchers; v1beta1 from older ones.
+    results_data_types: &[
+        "tekton.dev/v1.PipelineRun",
+        "tekton.dev/v1beta1.PipelineRun",
+    ],
+    events: &[
+        EventName::PipelineRunStarted,
+        EventName::PipelineRunCompleted,
+    ],
+};
+
+pub const COMPONENT: WatchedKind = WatchedKind {
+    kind: Kind::Component,
+    group: "appstudio.redhat.com",
+    version: "v1alpha1",
+    name: "Component",
+    plural: "components",
+    selector: None,
+    results_data_types: &[],
+    events: &[EventName::ComponentCreated],
+};
+
+pub const TENANT_NAMESPACE: WatchedKind = WatchedKind {
+    kind: Kind::Namespace,
+    group: "",
+    version: "v1",
+    name: "Namespace",
+    plural: "namespaces",
+    selector: Some("konflux-ci.dev/type=tenant"),
+    results_data_types: &[],
+    events: &[EventName::NamespaceCreated],
+};
+
+pub const KONFLUX: WatchedKind = WatchedKind {
+    kind: Kind::Konflux,
+    group: "konflux.konflux-ci.dev",
+    version: "v1alpha1",
+    name: "Konflux",
+    plural: "konfluxes",
+    selector: None,
+    results_data_types: &[],
+    events: &[
+        EventName::OperatorDeploymentStarted,
+        EventName::OperatorDeploymentCompleted,
+        EventName::OperatorRemovalStarted,
+    ],
+};
+
+/// Every kind that has events.
+pub const WATCHED: [&WatchedKind; 4] = [&PIPELINE_RUN, &COMPONENT, &TENANT_NAMESPACE, &KONFLUX];
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -652,5 +730,24 @@ impl Object {
             Object::Namespace(_) => Kind::Namespace,
             Object::Konflux(_) => Kind::Konflux,
         }
+    }
+}
+
+#[cfg(test)]
+mod watched_tests {
+    use super::*;
+
+    #[test]
+    fn each_watched_kind_is_found_by_its_api_version_and_name() {
+        for w in WATCHED {
+            let api_version = if w.group.is_empty() {
+                w.version.to_owned()
+            } else {
+                format!("{}/{}", w.group, w.version)
+            };
+            assert_eq!(Kind::of(&api_version, w.name), Some(w.kind), "{w:?}");
+            assert!(!w.events.is_empty(), "{w:?}");
+        }
+        assert_eq!(Kind::of("tekton.dev/v1", "TaskRun"), None);
     }
 }

@@ -19,8 +19,7 @@ pub use backoff::Backoff;
 pub use batch::{Batch, DropReason, Dropped, Encoded, Limits, batches, batches_of, batches_with};
 pub use metrics::SenderMetrics;
 pub use sender::{
-    ConfigError, DEFAULT_API_URL, Failure, FlushReport, SendError, Sender, SenderConfig,
-    normalize_api_url,
+    ConfigError, DEFAULT_API_URL, Failure, SendError, Sender, SenderConfig, normalize_api_url,
 };
 
 use std::fmt;
@@ -47,6 +46,18 @@ impl WriteKey {
     /// True for an empty key (nothing to authenticate with).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Whether `candidate` is this key (a receiver checking a request's credentials),
+    /// compared in time that does not depend on where they differ.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let key = self.0.as_bytes();
+        key.len() == candidate.len()
+            && key
+                .iter()
+                .zip(candidate)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 
     /// The key itself, for the `Authorization` header only.

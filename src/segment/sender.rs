@@ -1,18 +1,16 @@
 //! `POST {api_url}/batch` with retries, backoff, `Retry-After` and a rate limit.
 
 use super::backoff::Backoff;
-use super::batch::{
-    Batch, DropReason, Dropped, Encoded, Limits, batches_of, batches_with, sent_at_now,
-};
+use super::batch::{Batch, DropReason, Dropped, Limits, batches_with, sent_at_now};
 use super::metrics::SenderMetrics;
 use super::{EmptyWriteKey, WriteKey};
 use crate::events::Event;
+use crate::flush::{Delivery, Output};
 use base64::Engine as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -156,23 +154,6 @@ pub enum SendError {
     },
 }
 
-/// What [`Sender::send_all`] did with a flush's batches.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FlushReport {
-    /// `messageId`s Segment answered 2xx for: remove them from the buffer.
-    pub sent: Vec<String>,
-    /// `messageId`s not delivered: keep them for the next flush.
-    pub unsent: Vec<String>,
-    /// `messageId`s of events Segment refused alone (400 or 413 for a batch of that
-    /// event only): never sendable, remove them from the buffer. Counted in
-    /// `events_dropped{reason="rejected"}` and logged by name and `messageId`.
-    pub dropped: Vec<String>,
-    /// Events rejected, by HTTP status.
-    pub rejected: BTreeMap<u16, usize>,
-    /// Every batch error, in order.
-    pub errors: Vec<SendError>,
-}
-
 /// Sends batches to Segment. Cheap to clone; clones share the rate limit and the
 /// `Retry-After` state, so a 429 holds back every batch, not just the one it answered.
 #[derive(Clone)]
@@ -277,25 +258,9 @@ impl Sender {
         batches
     }
 
-    /// [`Sender::prepare`] for events serialised already (the buffer's): the batches share
-    /// their bytes.
-    pub fn prepare_encoded<'a>(&self, events: impl IntoIterator<Item = &'a Encoded>) -> Vec<Batch> {
-        let (batches, dropped) = batches_of(events, &self.inner.limits);
-        self.report_dropped(&dropped);
-        batches
-    }
-
     fn report_dropped(&self, dropped: &[Dropped]) {
         self.inner.metrics.record_dropped(dropped);
-        for d in dropped {
-            warn!(
-                event = d.name,
-                message_id = %d.message_id,
-                bytes = d.bytes,
-                reason = d.reason.as_str(),
-                "event dropped: it cannot be sent to Segment"
-            );
-        }
+        crate::flush::log_unsendable(dropped);
     }
 
     /// Sends one batch, retrying retryable failures with backoff until the deadline.
@@ -379,8 +344,8 @@ impl Sender {
     /// - The flush stops at the first batch that exhausts its retries, or at a 401 or
     ///   403 (a wrong key): the remaining batches are not tried and wait for the next
     ///   flush. Rejections are logged once per status with their event count.
-    pub async fn send_all(&self, batches: &[Batch]) -> FlushReport {
-        let mut report = FlushReport::default();
+    pub async fn send_all(&self, batches: &[Batch]) -> Delivery {
+        let mut report = Delivery::default();
         let mut stop = false;
         let mut splits = 0usize;
         for batch in batches {
@@ -449,7 +414,7 @@ impl Sender {
     }
 
     /// A batch of one event Segment refused: the event is dropped, counted and logged.
-    fn drop_rejected(&self, part: &Batch, e: &SendError, report: &mut FlushReport) {
+    fn drop_rejected(&self, part: &Batch, e: &SendError, report: &mut Delivery) {
         let status = match e {
             SendError::Rejected { status, .. } => *status,
             SendError::Exhausted { .. } => 0,
@@ -598,6 +563,21 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+impl Output for Sender {
+    fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    async fn deliver(&self, batches: &[Batch]) -> Delivery {
+        self.send_all(batches).await
+    }
+
+    /// Counted in `segment_events_dropped{reason}` and logged.
+    fn report_unsendable(&self, dropped: &[Dropped]) {
+        self.report_dropped(dropped);
+    }
 }
 
 #[cfg(test)]

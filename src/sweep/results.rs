@@ -33,12 +33,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-/// The `data.type` the Tekton Results watcher gives PipelineRun records (`tekton.dev/v1`),
-/// and the one of records written by older watchers (`tekton.dev/v1beta1`).
-pub const PIPELINERUN_TYPES: [&str; 2] = [
-    "tekton.dev/v1.PipelineRun",
-    "tekton.dev/v1beta1.PipelineRun",
-];
+/// The `data.type`s of PipelineRun records, from the table of watched kinds.
+pub const PIPELINERUN_TYPES: &[&str] = crate::events::object::PIPELINE_RUN.results_data_types;
 
 /// Where the service-account token is mounted in a pod.
 pub const DEFAULT_SA_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";

@@ -143,8 +143,8 @@ pub fn tempdir(name: &str) -> PathBuf {
 
 /// The project's Segment-compatible sink on a free loopback port, accepting `key`,
 /// writing what it accepts to `out`. `sink.api_url()` is the daemon's `--segment-api-url`.
-pub async fn start_sink(key: &str, out: &Path) -> konflux_telemetry::sink::Sink {
-    let (_, sink) = konflux_telemetry::sink::Sink::start(
+pub async fn start_sink(key: &str, out: &Path) -> konflux_telemetry_sink::Sink {
+    let (_, sink) = konflux_telemetry_sink::Sink::start(
         "127.0.0.1:0".parse().expect("loopback address"),
         konflux_telemetry::segment::WriteKey::new(key),
         out.to_path_buf(),

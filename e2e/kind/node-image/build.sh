@@ -32,6 +32,9 @@ cache_root="${KONFLUX_TELEMETRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/konflux-t
 
 log() { echo "node-image: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+# kind from the cache (built once by install-deps.sh) when the caller has none on PATH
+# (.ci/run starts this script on its own, beside the Go builds).
+command -v kind >/dev/null 2>&1 || PATH="$(dirname "$(bash "$here/../install-deps.sh")"):$PATH"
 
 if [[ -n ${KIND_NODE_IMAGE:-} ]]; then
   docker image inspect "$KIND_NODE_IMAGE" >/dev/null 2>&1 || docker pull "$KIND_NODE_IMAGE" >&2 \
@@ -68,7 +71,10 @@ kind_files="$(GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kind@$KIND_VER
 
 # --- base image (before the binaries: it needs no compiler, and can run beside a build) --
 # The pause image containerd uses for sandboxes: kubeadm's, from its source in the module cache.
-kube_src="$(cd "$root/e2e/kubernetes" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' k8s.io/kubernetes)"
+# `go mod download`, not `go list -m`: on a new machine the module is not in the cache yet
+# (the Kubernetes build may be downloading it right now), and `go list` does not fetch it.
+kube_src="$(cd "$root/e2e/kubernetes" && GOFLAGS=-mod=mod go mod download -json k8s.io/kubernetes | jq -r .Dir)"
+[[ -d $kube_src ]] || die "k8s.io/kubernetes not found in the Go module cache"
 pause_version="$(sed -n 's/^[[:space:]]*PauseVersion = "\(.*\)"/\1/p' "$kube_src/cmd/kubeadm/app/constants/constants.go")"
 [[ -n $pause_version ]] || die "PauseVersion not found in kubeadm's constants"
 pause_ref="registry.k8s.io/pause:$pause_version"

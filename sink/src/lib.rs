@@ -1,4 +1,5 @@
-//! A Segment-compatible receiver for tests and demos: `konflux-telemetry sink`.
+//! A Segment-compatible receiver for tests and demos: the `konflux-telemetry-sink`
+//! command, and [`Sink`] for tests in process. Not part of the daemon's binary or image.
 //!
 //! It accepts `POST /v1/batch` and `POST /batch` with Segment's Basic auth and limits
 //! (400 for a body over 500,000 bytes, an event over 32,768 bytes, more than 2,500
@@ -16,14 +17,14 @@ mod control;
 
 pub use control::{Fault, RequestRecord, Stats};
 
-use crate::segment::WriteKey;
-use crate::server::{self, ServerArgs};
 use base64::Engine as _;
 use bytes::Bytes;
 use control::{Control, unix_ms};
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
+use konflux_telemetry::segment::WriteKey;
+use konflux_telemetry::server::{self, ServerArgs};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::future::Future;
@@ -53,7 +54,7 @@ pub const MAX_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
 /// Default number of batch requests kept in the request log (the oldest go first).
 pub const REQUEST_LOG: usize = 1_000;
 
-/// `konflux-telemetry sink`: a Segment-compatible receiver writing events to a file.
+/// `konflux-telemetry-sink`: a Segment-compatible receiver writing events to a file.
 #[derive(Debug, clap::Args)]
 pub struct SinkArgs {
     /// Address to listen on (port 0: any free port; the address is printed).
@@ -625,7 +626,7 @@ fn authorized(req: &Request<server::Body>, key: &WriteKey) -> bool {
         .iter()
         .position(|&b| b == b':')
         .map_or(&decoded[..], |i| &decoded[..i]);
-    user == key.expose().as_bytes()
+    key.matches(user)
 }
 
 /// Decompresses a gzip body, refusing more than [`MAX_BODY_BYTES`] + 1 bytes of output.

@@ -1,0 +1,243 @@
+//! The flags of `konflux-telemetry run`, in groups, each flag with an environment
+//! fallback (the old bridge's variable names work), and what each group builds.
+
+use crate::secret::Secret;
+use crate::segment::{self, Backoff, Sender, SenderConfig, WriteKey};
+use crate::settings::{self, Settings};
+use crate::sweep::{ResultsConfig, TokenSource};
+use crate::{Error, Result};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Kubeconfig to use; in-cluster config (or KUBECONFIG) when unset.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub segment: SegmentArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// Default flush interval (the ConfigMap's flushInterval wins).
+    #[arg(long, env = "FLUSH_INTERVAL", value_parser = settings::parse_duration)]
+    pub flush_interval: Option<Duration>,
+    /// Default lookback (the ConfigMap's lookback wins).
+    #[arg(long, env = "LOOKBACK", value_parser = settings::parse_duration)]
+    pub lookback: Option<Duration>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    /// The live settings ConfigMap, as NAMESPACE/NAME.
+    #[arg(
+        long,
+        env = "CONFIG_MAP",
+        default_value = "segment-bridge/konflux-telemetry"
+    )]
+    pub config_map: String,
+    /// Where the record of produced events is kept across restarts, as NAMESPACE/NAME of a
+    /// ConfigMap; empty to keep nothing.
+    #[arg(
+        long,
+        env = "STATE_CONFIG_MAP",
+        default_value = "segment-bridge/konflux-telemetry-state"
+    )]
+    pub state_config_map: String,
+    /// Longest the final flush may take on SIGTERM.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = settings::parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Logs as JSON lines.
+    #[arg(long, env = "LOG_JSON")]
+    pub log_json: bool,
+    #[command(flatten)]
+    pub results: ResultsArgs,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+    /// Timeouts and connection cap of the HTTP and webhook servers.
+    #[command(flatten)]
+    pub server: crate::server::ServerArgs,
+}
+
+/// Where events go.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SegmentArgs {
+    /// Segment API base URL, without /batch.
+    #[arg(long, env = "SEGMENT_API_URL")]
+    pub segment_api_url: Option<String>,
+    /// The old bridge's full batch URL (with /batch); used when --segment-api-url is unset.
+    #[arg(long, env = "SEGMENT_BATCH_API", hide = true)]
+    pub segment_batch_api: Option<String>,
+    /// Segment write key. Without one, events are captured and previewed but never sent.
+    #[arg(long, env = "SEGMENT_WRITE_KEY", hide_env_values = true)]
+    pub segment_write_key: Option<Secret>,
+}
+
+impl SegmentArgs {
+    /// The API base URL: `--segment-api-url`, else the old bridge's `/batch` URL, else
+    /// Segment's.
+    pub fn api_url(&self) -> Result<String> {
+        match (&self.segment_api_url, &self.segment_batch_api) {
+            (Some(url), _) => segment::normalize_api_url(url),
+            (None, Some(batch)) => segment::normalize_api_url(batch),
+            (None, None) => Ok(segment::DEFAULT_API_URL.to_owned()),
+        }
+        .map_err(|source| Error::Segment {
+            what: "the Segment API URL",
+            source,
+        })
+    }
+
+    /// The write key; `None` when unset or blank (capture without sending).
+    pub fn write_key(&self) -> Option<WriteKey> {
+        self.segment_write_key
+            .as_ref()
+            .map(|k| k.expose().trim())
+            .filter(|k| !k.is_empty())
+            .map(WriteKey::new)
+    }
+}
+
+/// A Segment sender for `api_url` and `key` with the live settings' rate and retries.
+pub fn sender(
+    api_url: &str,
+    key: &WriteKey,
+    s: &Settings,
+    metrics: &segment::SenderMetrics,
+) -> Result<Sender> {
+    let mut cfg = SenderConfig::new(api_url, key.clone());
+    cfg.requests_per_second = s.requests_per_second;
+    cfg.backoff = Backoff {
+        base: s.retry_base_delay,
+        cap: s.retry_max_delay,
+        deadline: s.retry_deadline,
+    };
+    Sender::new(cfg, metrics.clone()).map_err(|source| Error::Segment {
+        what: "the Segment sender",
+        source,
+    })
+}
+
+/// What the events say about the cluster.
+#[derive(clap::Args, Clone, Debug)]
+pub struct IdentityArgs {
+    /// Cluster id (hashed before it leaves); found in the cluster when unset. Its value
+    /// salts the hashes: --help does not show it.
+    #[arg(long, env = "CLUSTER_ID", hide_env_values = true)]
+    pub cluster_id: Option<Secret>,
+    #[arg(long, env = "KONFLUX_VERSION")]
+    pub konflux_version: Option<String>,
+    #[arg(long, env = "KUBERNETES_VERSION")]
+    pub kubernetes_version: Option<String>,
+}
+
+/// The plain HTTP endpoints.
+#[derive(clap::Args, Clone, Debug)]
+pub struct HttpArgs {
+    /// Address of /healthz, /readyz, /metrics and /preview.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Serve /preview to any peer; by default only to loopback (kubectl port-forward).
+    #[arg(long, env = "PREVIEW_ANY_PEER")]
+    pub preview_any_peer: bool,
+}
+
+/// The reconciliation sweep over Tekton Results.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ResultsArgs {
+    /// Tekton Results API (`https://host:port`, or `host:port` meaning https); without
+    /// it there is no sweep.
+    #[arg(long, env = "TEKTON_RESULTS_API_ADDR")]
+    pub tekton_results_api_addr: Option<String>,
+    /// Records per Tekton Results page (the old bridge's TEKTON_LIMIT), clamped to what
+    /// the Pod's memory allows (5 to 250).
+    #[arg(long, env = "TEKTON_LIMIT")]
+    pub tekton_limit: Option<u32>,
+    /// Bearer token for the Results API; else the token file below is read (and re-read).
+    #[arg(long, env = "TEKTON_RESULTS_TOKEN", hide_env_values = true)]
+    pub tekton_results_token: Option<Secret>,
+    /// Service account token file for the Results API.
+    #[arg(long, env = "SA_TOKEN_PATH")]
+    pub sa_token_path: Option<PathBuf>,
+    /// PEM bundle of CAs trusted for the Results API (on OpenShift, the service CA).
+    #[arg(long, env = "TEKTON_RESULTS_CA_FILE")]
+    pub tekton_results_ca_file: Option<PathBuf>,
+    /// Accept any certificate from the Results API. Off by default; not for production.
+    #[arg(long, env = "TEKTON_RESULTS_INSECURE_SKIP_TLS_VERIFY")]
+    pub tekton_results_insecure_skip_tls_verify: bool,
+}
+
+impl ResultsArgs {
+    /// The Results client's configuration; `None` without an address (no sweep).
+    pub fn config(&self) -> Option<ResultsConfig> {
+        let addr = self
+            .tekton_results_api_addr
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())?;
+        let mut c = ResultsConfig::new(addr);
+        if let Some(token) = self
+            .tekton_results_token
+            .as_ref()
+            .map(|t| t.expose().trim())
+            .filter(|t| !t.is_empty())
+        {
+            c.token = TokenSource::Fixed(token.to_owned());
+        } else if let Some(path) = &self.sa_token_path {
+            c.token = TokenSource::File(path.clone());
+        }
+        c.ca_file.clone_from(&self.tekton_results_ca_file);
+        c.insecure_skip_tls_verify = self.tekton_results_insecure_skip_tls_verify;
+        if let Some(limit) = self.tekton_limit {
+            c.page_size = limit;
+        }
+        Some(c)
+    }
+}
+
+/// The admission webhook.
+#[derive(clap::Args, Clone, Debug)]
+pub struct WebhookArgs {
+    /// Address of the admission webhook (HTTPS, `POST /validate`); no webhook when unset.
+    #[arg(long, env = "WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<SocketAddr>,
+    /// Directory with the webhook's tls.crt and tls.key, re-read when they change.
+    #[arg(
+        long,
+        env = "WEBHOOK_CERT_DIR",
+        default_value = "/etc/konflux-telemetry/webhook-certs"
+    )]
+    pub webhook_cert_dir: PathBuf,
+    /// Largest AdmissionReview body the webhook reads, in bytes (larger: 413).
+    #[arg(long, env = "WEBHOOK_MAX_BODY_BYTES", default_value_t = crate::admission::MAX_BODY)]
+    pub webhook_max_body_bytes: usize,
+    /// Bytes of review bodies the webhook holds at once, all connections together
+    /// (beyond: 503, which the API server's `failurePolicy: Ignore` lets through).
+    #[arg(long, env = "WEBHOOK_MAX_BYTES_IN_FLIGHT", default_value_t = crate::admission::MAX_BYTES_IN_FLIGHT)]
+    pub webhook_max_bytes_in_flight: usize,
+}
+
+impl RunArgs {
+    /// The defaults with the flags that set a live setting's starting value.
+    pub fn base_settings(&self) -> Settings {
+        let mut base = Settings::default();
+        if let Some(d) = self.flush_interval {
+            base.flush_interval = d;
+        }
+        if let Some(d) = self.lookback {
+            base.lookback = d;
+        }
+        base
+    }
+}
+
+/// `NAMESPACE/NAME` split, for the flag `flag`.
+pub fn namespaced_name(text: &str, flag: &'static str) -> Result<(String, String)> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err(Error::Config {
+            key: flag.to_owned(),
+            reason: "expected NAMESPACE/NAME".to_owned(),
+        }),
+    }
+}

@@ -1,0 +1,50 @@
+//! The watches at run time: every watched kind ([`crate::capture::watch::run_all`]),
+//! started over when telemetry comes back on after being off, so that their relist
+//! produces what lies within the lookback and was not sent (the catch-up).
+
+use crate::capture::watch::{self, Readiness};
+use crate::metrics::CoreMetrics;
+use crate::observation::ObservationTx;
+use crate::switch::Decision;
+use tokio::sync::watch as live;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Runs the watches until `stop`, starting them over at each off-then-on of `switch`.
+pub async fn run(
+    client: kube::Client,
+    tx: ObservationTx,
+    metrics: CoreMetrics,
+    readiness: Readiness,
+    mut switch: live::Receiver<Decision>,
+    stop: CancellationToken,
+) {
+    loop {
+        let generation = stop.child_token();
+        let watches = watch::run_all(
+            client.clone(),
+            tx.clone(),
+            metrics.clone(),
+            readiness.clone(),
+            generation.clone(),
+        );
+        let resumed = async {
+            switch.wait_for(|d| d.is_off()).await?;
+            switch.wait_for(|d| d.is_on()).await.map(|_| ())
+        };
+        tokio::pin!(watches);
+        tokio::select! {
+            () = stop.cancelled() => {
+                generation.cancel();
+                watches.await;
+                return;
+            }
+            () = &mut watches => return,
+            // Disabled if the switch is gone: the watches then run until stop.
+            Ok(()) = resumed => {}
+        }
+        info!("telemetry back on: the watches relist to catch up within the lookback");
+        generation.cancel();
+        watches.await;
+    }
+}
