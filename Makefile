@@ -40,6 +40,7 @@ bench: ## benchmarks (figures printed, see docs/performance.md); the daemon benc
 	$(CARGO) bench --bench admission
 	$(MAKE) cluster-up
 	$(CARGO) bench --bench daemon
+	$(CARGO) bench --bench daemon_memory
 
 cluster-up: ## build (cached) and start etcd + kube-apiserver on loopback, install the CRDs
 	@bash e2e/control-plane/cluster-up.sh

@@ -310,16 +310,18 @@ fn log_level(text: &str) -> Result<String, String> {
         .map_err(|e| format!("not a log filter: {e}"))
 }
 
+/// A ConfigMap's `data` from pairs, for tests.
+#[cfg(test)]
+pub(crate) fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn durations() {

@@ -593,20 +593,26 @@ async fn deploy_manifests_and_least_privilege() {
     wait_for_ids(&out, &ids).await;
 
     // The record of produced events was written by the ServiceAccount (create + patch).
-    let state = eventually("the state ConfigMap", WAIT, || async {
-        home_cms.get_opt(STATE_CM).await.ok().flatten()
+    let managers = |cm: &ConfigMap| -> Vec<String> {
+        cm.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|m| m.manager.clone())
+            .collect()
+    };
+    let state = eventually("the state ConfigMap saved", WAIT, || async {
+        let cm = home_cms.get_opt(STATE_CM).await.ok().flatten()?;
+        managers(&cm)
+            .iter()
+            .any(|m| m == "konflux-telemetry")
+            .then_some(cm)
     })
     .await;
-    let managers: Vec<String> = state
-        .metadata
-        .managed_fields
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|m| m.manager)
-        .collect();
     assert!(
-        managers.iter().any(|m| m == "konflux-telemetry"),
-        "{managers:?}"
+        managers(&state).iter().any(|m| m == "konflux-telemetry"),
+        "{:?}",
+        managers(&state)
     );
 
     // Every metric the daemon serves has a dashboard panel; alerts use served names.

@@ -1,7 +1,7 @@
 //! Watching one named object: the daemon's own settings and `konflux-public-info`
 //! (ConfigMaps), and the `konflux` CR's telemetry switch.
 
-use super::retry::WatchRetry;
+use super::retry::{Guarded, Next, WatchRetry};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::watcher::{self, Event};
@@ -54,7 +54,7 @@ pub async fn watch_named<K>(
     api: Api<K>,
     what: &str,
     name: &str,
-    mut retry: WatchRetry,
+    retry: WatchRetry,
     stop: CancellationToken,
     mut on_change: impl FnMut(Option<&K>),
     mut on_error: impl FnMut(&watcher::Error),
@@ -63,18 +63,13 @@ pub async fn watch_named<K>(
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut stream = watcher::watcher(api, config).boxed();
+    let mut watch = Guarded::new(watcher::watcher(api, config).boxed(), retry, stop);
     let mut seen_in_list = false;
     let mut failing = false;
-    loop {
-        let item = tokio::select! {
-            () = stop.cancelled() => return,
-            item = stream.next() => item,
-        };
-        let Some(item) = item else { return };
-        match item {
-            Ok(event) => {
-                if retry.saw(&event) && failing {
+    while let Some(next) = watch.next().await {
+        match next {
+            Next::Event { event, recovered } => {
+                if recovered && failing {
                     info!("watch of {what} recovered");
                     failing = false;
                 }
@@ -90,17 +85,12 @@ pub async fn watch_named<K>(
                     Event::Delete(_) => on_change(None),
                 }
             }
-            Err(e) => {
+            Next::Failed(e) => {
                 if !failing {
                     warn!("cannot watch {what} (retrying with backoff): {e}");
                     failing = true;
                 }
                 on_error(&e);
-                let wait = retry.failed();
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(wait) => {}
-                }
             }
         }
     }

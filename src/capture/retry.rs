@@ -7,8 +7,10 @@
 //! a WARN every second. Here only progress resets it: an object listed, the end of a list,
 //! a change.
 
-use kube::runtime::watcher::Event;
+use futures::{Stream, StreamExt};
+use kube::runtime::watcher::{self, Event};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Exponential backoff with equal jitter: failure `n` (0-based) waits a random time in
 /// `[c/2, c]` where `c = min(cap, base * 2^n)`, so consecutive waits never shrink.
@@ -69,6 +71,64 @@ impl WatchRetry {
             return false;
         }
         std::mem::replace(&mut self.failures, 0) > 0
+    }
+}
+
+/// What a [`Guarded`] watch yields.
+#[derive(Debug)]
+pub enum Next<K> {
+    /// An item of the watch; `recovered` after a run of failures (time to say so).
+    Event { event: Event<K>, recovered: bool },
+    /// The watch failed; the next call to [`Guarded::next`] first waits out the backoff.
+    Failed(watcher::Error),
+}
+
+/// The wrapper every watch of the daemon goes through: it ends at `stop` (or with the
+/// stream), and after each error waits with [`WatchRetry`]'s backoff, which only
+/// progress resets.
+pub struct Guarded<S> {
+    stream: S,
+    retry: WatchRetry,
+    stop: CancellationToken,
+    failed: bool,
+}
+
+impl<S, K> Guarded<S>
+where
+    S: Stream<Item = Result<Event<K>, watcher::Error>> + Unpin,
+{
+    pub fn new(stream: S, retry: WatchRetry, stop: CancellationToken) -> Self {
+        Self {
+            stream,
+            retry,
+            stop,
+            failed: false,
+        }
+    }
+
+    /// The next item, `None` at stop or at the end of the stream.
+    pub async fn next(&mut self) -> Option<Next<K>> {
+        if std::mem::take(&mut self.failed) {
+            let wait = self.retry.failed();
+            tokio::select! {
+                () = self.stop.cancelled() => return None,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        let item = tokio::select! {
+            () = self.stop.cancelled() => return None,
+            item = self.stream.next() => item?,
+        };
+        Some(match item {
+            Ok(event) => Next::Event {
+                recovered: self.retry.saw(&event),
+                event,
+            },
+            Err(e) => {
+                self.failed = true;
+                Next::Failed(e)
+            }
+        })
     }
 }
 

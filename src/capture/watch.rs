@@ -5,7 +5,7 @@
 //! whose CRD is missing, or that RBAC forbids, is logged once and retried with backoff; it
 //! never stops the other kinds.
 
-use super::retry::WatchRetry;
+use super::retry::{Guarded, Next, WatchRetry};
 use crate::events::{Decoded, Watched, object};
 use crate::metrics::{CoreMetrics, KindLabel};
 use crate::observation::{Observation, ObservationTx, Source};
@@ -196,7 +196,7 @@ pub async fn run_with<K: WatchedKind>(
     tx: ObservationTx,
     metrics: CoreMetrics,
     state: Arc<WatchState>,
-    mut retry: WatchRetry,
+    retry: WatchRetry,
     stop: CancellationToken,
 ) {
     let api: Api<Lite<K>> = Api::all(client);
@@ -204,20 +204,13 @@ pub async fn run_with<K: WatchedKind>(
     if let Some(selector) = K::SPEC.selector {
         config = config.labels(selector);
     }
-    let mut stream = watcher::watcher(api, config).boxed();
+    let mut watch = Guarded::new(watcher::watcher(api, config).boxed(), retry, stop);
     let kind = K::SPEC.kind;
     let mut failing: Option<String> = None;
-    loop {
-        let item = tokio::select! {
-            () = stop.cancelled() => return,
-            item = stream.next() => item,
-        };
-        let Some(item) = item else { return };
-        match item {
-            Ok(event) => {
-                if retry.saw(&event)
-                    && let Some(problem) = failing.take()
-                {
+    while let Some(next) = watch.next().await {
+        match next {
+            Next::Event { event, recovered } => {
+                if recovered && let Some(problem) = failing.take() {
                     info!(kind = kind.as_str(), "watch recovered after: {problem}");
                 }
                 let (lite, deleted) = match event {
@@ -250,7 +243,7 @@ pub async fn run_with<K: WatchedKind>(
                     }
                 }
             }
-            Err(e) => {
+            Next::Failed(e) => {
                 metrics
                     .watch_restarts
                     .get_or_create(&KindLabel {
@@ -275,11 +268,6 @@ pub async fn run_with<K: WatchedKind>(
                         );
                     }
                     failing = Some(problem.text);
-                }
-                let wait = retry.failed();
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(wait) => {}
                 }
             }
         }

@@ -13,6 +13,8 @@ use tracing::{info, warn};
 /// The record of produced events is saved at most this often (and at stop): a SIGKILL
 /// costs at most this much of re-sent events, which Segment drops by `messageId`.
 pub const SAVE_EVERY: Duration = Duration::from_secs(30);
+/// How often a change is looked for (an atomic and a lock: cheap).
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the state lives, and what is saved there.
 #[derive(Clone)]
@@ -79,16 +81,22 @@ impl Checkpoint {
             stop.clone(),
         );
         let save = async {
-            let mut saved = (self.core.recorded(), self.watermark.get());
+            // What was saved, and when: the first change is saved within a second, the
+            // next ones at most every SAVE_EVERY.
+            let mut saved = (0, None);
+            let mut last_save: Option<tokio::time::Instant> = None;
+            let mut tick = tokio::time::interval(CHECK_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
-                    () = tokio::time::sleep(SAVE_EVERY) => {}
+                    _ = tick.tick() => {}
                 }
                 let now = (self.core.recorded(), self.watermark.get());
-                if now != saved {
+                if now != saved && last_save.is_none_or(|t| t.elapsed() >= SAVE_EVERY) {
                     self.save().await;
                     saved = now;
+                    last_save = Some(tokio::time::Instant::now());
                 }
             }
         };

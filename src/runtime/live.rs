@@ -99,14 +99,8 @@ impl LiveSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::data;
     use std::time::Duration;
-
-    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn reloads(m: &CoreMetrics, outcome: &'static str) -> u64 {
         m.config_reloads
