@@ -13,11 +13,11 @@
 //! the buffer's share; the daemon's own steady RSS (kube client, watches: docs/performance.md)
 //! comes on top. Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 
-use konflux_telemetry::core::{Core, PreviewCursor};
 use konflux_telemetry::events::{self, ClusterIdentity, Decoded};
 use konflux_telemetry::http::{self, Endpoints, Preview};
 use konflux_telemetry::metrics::CoreMetrics;
 use konflux_telemetry::observation::{Observation, Source};
+use konflux_telemetry::pipeline::{Core, PreviewCursor};
 use konflux_telemetry::segment::{Backoff, Sender, SenderConfig, SenderMetrics, WriteKey};
 use konflux_telemetry::settings::Settings;
 use std::sync::Arc;

@@ -1,17 +1,17 @@
 //! `konflux-telemetry run`: wiring only. Each part lives in its own module: the flags in
 //! [`crate::runtime::args`], the loops in [`crate::runtime`], the capture paths in
 //! [`crate::capture`], [`crate::sweep`] and [`crate::admission`], the pipeline in
-//! [`crate::core`], the outputs in [`crate::segment`] and [`crate::flush`].
+//! [`crate::pipeline`], the outputs in [`crate::segment`] and [`crate::flush`].
 
 pub use crate::runtime::args::RunArgs;
 
 use crate::capture::identity::{self, Configured, PublicInfo};
 use crate::capture::{config_maps, watch::Readiness};
-use crate::core::Core;
 use crate::events::Timestamp;
 use crate::flush::Discard;
 use crate::http::{self, Endpoints};
 use crate::metrics::{self, CoreMetrics};
+use crate::pipeline::Core;
 use crate::runtime::args::{self, namespaced_name};
 use crate::runtime::checkpoint::Checkpoint;
 use crate::runtime::flusher::Flusher;

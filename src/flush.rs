@@ -1,9 +1,9 @@
 //! One flush as plain data, in three steps:
 //!
 //! 1. the pipeline hands out what waits, cut into batches, and what cannot be sent at all
-//!    ([`Outgoing`], from [`crate::core::Core::outgoing`]);
+//!    ([`Outgoing`], from [`crate::pipeline::Core::outgoing`]);
 //! 2. an [`Output`] delivers the batches and reports what was accepted ([`Delivery`]);
-//! 3. the pipeline records that ([`crate::core::Core::record`]): accepted events leave
+//! 3. the pipeline records that ([`crate::pipeline::Core::record`]): accepted events leave
 //!    the buffer and are remembered as produced, the rest wait for the next flush.
 //!
 //! The outputs are Segment ([`crate::segment::Sender`]) and, without a write key,

@@ -5,7 +5,7 @@
 //! once, and only for a loopback peer (`kubectl port-forward` arrives on loopback) unless
 //! `--preview-any-peer` says otherwise.
 
-use crate::core::{Core, PreviewCursor};
+use crate::pipeline::{Core, PreviewCursor};
 use crate::server;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;

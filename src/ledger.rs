@@ -250,6 +250,7 @@ impl Ledger {
         self.produced.retain(|_, at| *at >= horizon);
     }
 
+    #[cfg(test)]
     pub fn produced_len(&self) -> usize {
         self.produced.len()
     }

@@ -1,16 +1,21 @@
 //! konflux-telemetry: anonymous usage events from a Konflux cluster, for Segment.
 //!
-//! Where things live:
-//! - [`events`]: the wire contract. Pure functions from decoded objects to Segment
-//!   `track` events; no I/O. `events::pipelinerun` is where a PipelineRun becomes events.
-//! - [`transform`]: the offline NDJSON transformer (`konflux-telemetry transform`).
-//! - [`capture`]: watchers and ConfigMaps at the edge; [`sweep`]: Tekton Results.
-//! - [`core`]: observations to events, de-duplicated in the [`ledger`], flushed by the
-//!   [`segment`] sender. [`daemon`] wires it all for `konflux-telemetry run`.
+//! Where things live, dependencies pointing down this list's layers:
+//! - the model, pure: [`events`], the wire contract, functions from decoded objects to
+//!   Segment `track` events, no I/O and no clock; `events::pipelinerun` is where a
+//!   PipelineRun becomes events. [`transform`] runs it offline (`konflux-telemetry
+//!   transform`).
+//! - the pipeline, in memory: [`observation`] in, [`pipeline`] decides (de-duplicated in
+//!   the [`ledger`]), [`flush`] as plain data out and in, batching in `segment::batch`,
+//!   the rules of [`switch`] and [`settings`].
+//! - the edges: sources [`capture`] (watches, identity, ConfigMaps), [`admission`],
+//!   [`sweep`] (Tekton Results); outputs `segment::Sender` and [`state`].
+//! - the runtime: [`runtime`] (the loops over time, the flags), [`server`], [`http`],
+//!   [`metrics`], [`telemetry`] (logging); [`daemon`] wires it all for
+//!   `konflux-telemetry run`.
 
 pub mod admission;
 pub mod capture;
-pub mod core;
 pub mod daemon;
 pub mod events;
 pub mod flush;
@@ -18,6 +23,7 @@ pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod observation;
+pub mod pipeline;
 pub mod runtime;
 pub mod secret;
 pub mod segment;

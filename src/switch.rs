@@ -8,7 +8,7 @@
 //! [`Switch::Pending`]: events are buffered but nothing is sent.
 //!
 //! What each answer does is in [`crate::daemon`] (sending, the relist on resume) and
-//! [`crate::core::Core::set_enabled`] (dropping the buffer).
+//! [`crate::pipeline::Core::set_enabled`] (dropping the buffer).
 
 use crate::events::object::KONFLUX_NAME;
 use crate::events::{Decoded, Object};

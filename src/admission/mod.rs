@@ -24,8 +24,8 @@ pub use metrics::{AdmissionMetrics, Outcome};
 pub use review::{Handler, Reply};
 pub use tls::CertStore;
 
-use crate::core::Core;
 use crate::observation::ObservationTx;
+use crate::pipeline::Core;
 use crate::server;
 use crate::{Error, Result};
 use bytes::Bytes;

@@ -2,7 +2,7 @@
 //! watermark saved at most every [`SAVE_EVERY`] when either changed, and once more at
 //! stop; the holder annotation renewed, so a second instance warns.
 
-use crate::core::Core;
+use crate::pipeline::Core;
 use crate::state;
 use crate::sweep::Watermark;
 use std::sync::Arc;

@@ -8,9 +8,9 @@
 //! settings, again when the sending settings change (rate, retries), and again when
 //! telemetry turns off, so that the old output's idle connections close with it.
 
-use crate::core::Core;
 use crate::events::Timestamp;
 use crate::flush::{FlushOutcome, Output};
+use crate::pipeline::Core;
 use crate::settings::Settings;
 use crate::switch::Decision;
 use std::sync::Arc;
@@ -154,10 +154,10 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::FULL_BATCH;
     use crate::events::ClusterIdentity;
     use crate::flush::Delivery;
     use crate::metrics::CoreMetrics;
+    use crate::pipeline::FULL_BATCH;
     use crate::segment::{Batch, Limits};
     use crate::switch::{CrSays, decide};
     use std::convert::Infallible;

@@ -20,9 +20,9 @@ pub mod output;
 pub mod switch;
 pub mod watches;
 
-use crate::core::Core;
 use crate::events::Timestamp;
 use crate::observation::ObservationRx;
+use crate::pipeline::Core;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;

@@ -6,8 +6,8 @@
 use crate::capture::config_maps;
 use crate::capture::retry::WatchRetry;
 use crate::capture::watch::{self, Konfluxes, Lite};
-use crate::core::Core;
 use crate::events::object::KONFLUX_NAME;
+use crate::pipeline::Core;
 use crate::settings::Settings;
 use crate::switch::{self, CrSays, Decision, Switch};
 use std::sync::Arc;

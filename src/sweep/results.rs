@@ -162,61 +162,6 @@ impl ResultsConfig {
             token_over_plain_http: false,
         }
     }
-
-    /// From the environment: `TEKTON_RESULTS_API_ADDR` (required), `TEKTON_RESULTS_TOKEN`
-    /// (a fixed token) or else `SA_TOKEN_PATH` (default [`DEFAULT_SA_TOKEN_PATH`]),
-    /// `TEKTON_RESULTS_CA_FILE`, `TEKTON_RESULTS_INSECURE_SKIP_TLS_VERIFY` (`true`/`false`),
-    /// `TEKTON_RESULTS_TIMEOUT_SECONDS`, `TEKTON_RESULTS_PAGE_SIZE` or else `TEKTON_LIMIT`
-    /// (the old bridge's name; a positive number, clamped by [`ResultsClient::new`]).
-    pub fn from_env() -> crate::Result<Self> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let bad = |key: &str, reason: &str| crate::Error::Config {
-            key: key.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let addr = var("TEKTON_RESULTS_API_ADDR")
-            .ok_or_else(|| bad("TEKTON_RESULTS_API_ADDR", "not set"))?;
-        let mut c = Self::new(addr.trim());
-        if let Some(t) = var("TEKTON_RESULTS_TOKEN") {
-            c.token = TokenSource::Fixed(t.trim().to_owned());
-        } else if let Some(p) = var("SA_TOKEN_PATH") {
-            c.token = TokenSource::File(PathBuf::from(p));
-        }
-        c.ca_file = var("TEKTON_RESULTS_CA_FILE").map(PathBuf::from);
-        if let Some(v) = var("TEKTON_RESULTS_INSECURE_SKIP_TLS_VERIFY") {
-            c.insecure_skip_tls_verify = match v.trim() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                _ => {
-                    return Err(bad(
-                        "TEKTON_RESULTS_INSECURE_SKIP_TLS_VERIFY",
-                        "expected true or false",
-                    ));
-                }
-            };
-        }
-        if let Some(v) = var("TEKTON_RESULTS_TIMEOUT_SECONDS") {
-            let s: u64 = v.trim().parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                bad(
-                    "TEKTON_RESULTS_TIMEOUT_SECONDS",
-                    "expected a positive number of seconds",
-                )
-            })?;
-            c.timeout = Duration::from_secs(s);
-        }
-        for key in ["TEKTON_RESULTS_PAGE_SIZE", "TEKTON_LIMIT"] {
-            if let Some(v) = var(key) {
-                c.page_size = v
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| bad(key, "expected a positive number of records"))?;
-                break;
-            }
-        }
-        Ok(c)
-    }
 }
 
 /// What went wrong with a sweep. A metric label, so a fixed set.

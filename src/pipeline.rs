@@ -1,4 +1,4 @@
-//! The daemon's core: observations in, events into the [`Ledger`], flushes out as plain
+//! The pipeline: observations in, events into the [`Ledger`], flushes out as plain
 //! data ([`crate::flush`]).
 //!
 //! Capture paths (watch, sweep, admission) only observe; the core alone decides whether an
