@@ -120,6 +120,8 @@ reap_orphans() {
 }
 
 stop_all() {
+  # A watcher left by a test (watcher.sh) goes first: it reports to the API server.
+  stop_pidfile "$state_dir/watcher.pid" tekton-results-watcher
   stop_pidfile "$state_dir/api.pid" tekton-results
   local pgdata
   pgdata="$(cat "$state_dir/pgdata.path" 2>/dev/null || true)"

@@ -76,3 +76,38 @@ impl ResultsServer {
         }
     }
 }
+
+impl ResultsServer {
+    /// The PipelineRun records stored under namespace `ns`, as `(record name, decoded value)`,
+    /// read through the REST API (a list of every record of every Result of `ns`).
+    pub async fn records(&self, ns: &str) -> Vec<(String, Value)> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let pem = std::fs::read(&self.ca).expect("CA");
+        let http = reqwest::Client::builder()
+            .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"))
+            .no_proxy()
+            .build()
+            .expect("client");
+        let url = format!(
+            "{}/apis/results.tekton.dev/v1alpha2/parents/{ns}/results/-/records",
+            self.addr
+        );
+        let r = http.get(url).send().await.expect("GET records");
+        assert!(r.status().is_success(), "listing records: {}", r.status());
+        let page: Value =
+            serde_json::from_str(&r.text().await.expect("a body")).expect("a JSON page of records");
+        page["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|rec| rec["data"]["type"] == "tekton.dev/v1.PipelineRun")
+            .map(|rec| {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(rec["data"]["value"].as_str().expect("a base64 value"))
+                    .expect("base64");
+                let name = rec["name"].as_str().expect("a record name").to_owned();
+                (name, serde_json::from_slice(&raw).expect("a JSON value"))
+            })
+            .collect()
+    }
+}
