@@ -987,17 +987,23 @@ mod tests {
         assert_eq!(tokens, [None, Some("A".into()), Some("B".into())]);
     }
 
-    #[tokio::test]
-    async fn ever_new_page_tokens_end_at_the_page_cap() {
-        let handler: Handler = Arc::new(|req: &Seen| {
+    /// A server whose every page holds `records()` and a page token never seen before.
+    fn ever_new_tokens(records: fn() -> Vec<serde_json::Value>) -> Handler {
+        Arc::new(move |req: &Seen| {
             let n: u64 = req
                 .query
                 .get("page_token")
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(0);
-            let page = serde_json::json!({"records": [record("a", "2026-01-01T12:00:00Z")], "next_page_token": (n + 1).to_string()});
+            let page =
+                serde_json::json!({"records": records(), "next_page_token": (n + 1).to_string()});
             (200, page.to_string())
-        });
+        })
+    }
+
+    #[tokio::test]
+    async fn ever_new_page_tokens_end_at_the_page_cap() {
+        let handler = ever_new_tokens(|| vec![record("a", "2026-01-01T12:00:00Z")]);
         let (addr, seen) = fake(handler).await;
         let mut c = config(&addr);
         c.max_pages = 7;
@@ -1011,15 +1017,7 @@ mod tests {
     #[tokio::test]
     async fn a_listing_ends_at_its_deadline() {
         // Ever-new tokens and no page cap to speak of: only the deadline ends it.
-        let handler: Handler = Arc::new(|req: &Seen| {
-            let n: u64 = req
-                .query
-                .get("page_token")
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(0);
-            let page = serde_json::json!({"records": [], "next_page_token": (n + 1).to_string()});
-            (200, page.to_string())
-        });
+        let handler = ever_new_tokens(Vec::new);
         let (addr, _) = fake(handler).await;
         let mut c = config(&addr);
         c.max_pages = usize::MAX;
