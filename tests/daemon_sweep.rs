@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::at;
+
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -66,14 +68,6 @@ async fn arrive(out: &Path, ids: &[String]) {
 
 fn sent(out: &Path) -> Vec<Value> {
     sink_events(out)
-}
-
-fn at(offset_seconds: i64) -> String {
-    jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_secs(offset_seconds))
-        .expect("time")
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,21 +171,7 @@ async fn pruned_while_down_is_recovered_once() {
     assert_eq!(completed["properties"]["status"], "Failed");
     assert_eq!(completed["properties"]["taskCount"], 2);
     // One more flush cycle passes with nothing new for these runs.
-    let probe = runs
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::pipelinerun(), "probe", json!({})),
-        )
-        .await
-        .expect("probe");
-    set_status(&runs, "probe", json!({"startTime": at(0)}))
-        .await
-        .expect("probe status");
-    arrive(
-        &out,
-        &[format!("{}-started", probe.metadata.uid.expect("uid"))],
-    )
-    .await;
+    arrive(&out, &[support::marker_run(&runs, "probe").await]).await;
     let log = stop(d2);
     for id in seen_ids.iter().chain(missed_ids.iter()) {
         assert_eq!(count(&out, id), 1, "{id}; log:\n{log}");

@@ -11,6 +11,8 @@
 
 mod support;
 
+use support::at;
+
 use k8s_openapi::api::core::v1::ConfigMap;
 use konflux_telemetry::segment::WriteKey;
 use konflux_telemetry_sink::{Fault, Sink};
@@ -37,14 +39,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
-}
-
-fn at(offset_seconds: i64) -> String {
-    jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_secs(offset_seconds))
-        .expect("time")
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 fn bash(script: &str, args: &[&str]) {

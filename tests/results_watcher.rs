@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::at;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -49,14 +51,6 @@ impl Drop for Watcher {
     fn drop(&mut self) {
         let _ = Command::new("bash").arg(script()).arg("stop").status();
     }
-}
-
-fn at(offset_seconds: i64) -> String {
-    jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_secs(offset_seconds))
-        .expect("time")
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 /// The sum of every series of `name` in a Prometheus text exposition.
@@ -204,21 +198,7 @@ async fn a_run_the_watcher_recorded_and_pruning_removed_is_swept_once() {
     assert_eq!(completed["properties"]["taskCount"], 1);
 
     // A marker run through the watch: once it is at the sink, later flushes have passed.
-    let probe = runs
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::pipelinerun(), "probe", json!({})),
-        )
-        .await
-        .expect("probe");
-    set_status(&runs, "probe", json!({"startTime": at(0)}))
-        .await
-        .expect("probe status");
-    wait_for_ids(
-        &out,
-        &[format!("{}-started", probe.metadata.uid.expect("uid"))],
-    )
-    .await;
+    wait_for_ids(&out, &[support::marker_run(&runs, "probe").await]).await;
     let (_, metrics) = daemon.get("/metrics").await.expect("metrics");
     let (ok, log) = daemon.terminate();
     assert!(ok, "daemon exit; log:\n{log}");

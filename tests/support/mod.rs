@@ -48,6 +48,32 @@ pub async fn set_status(
         .await
 }
 
+/// Now plus `offset_seconds`, as RFC 3339 in whole seconds (a status time).
+pub fn at(offset_seconds: i64) -> String {
+    jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(offset_seconds))
+        .expect("time")
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Creates a PipelineRun `name` in `runs` and starts it: a marker to wait for at the sink,
+/// sent after what a test checks, so that once it arrives the flushes before it have
+/// passed (the buffer flushes oldest first). Returns its `messageId` (`<uid>-started`).
+pub async fn marker_run(runs: &Api<DynamicObject>, name: &str) -> String {
+    let created = runs
+        .create(
+            &kube::api::PostParams::default(),
+            &object(&crds::pipelinerun(), name, serde_json::json!({})),
+        )
+        .await
+        .expect("marker run");
+    set_status(runs, name, serde_json::json!({"startTime": at(0)}))
+        .await
+        .expect("marker status");
+    format!("{}-started", created.metadata.uid.expect("uid"))
+}
+
 /// A `DynamicObject` of the given CRD with `spec` set, ready for `Api::create`.
 pub fn object(
     ar: &kube::discovery::ApiResource,

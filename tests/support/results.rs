@@ -36,16 +36,21 @@ pub fn results_server() -> ResultsServer {
 }
 
 impl ResultsServer {
-    /// Records a PipelineRun (its JSON, with `metadata.uid`) through the REST API, as
-    /// Tekton's watcher would: a Result, then a Record under it.
-    pub async fn record(&self, ns: &str, run: &Value) {
+    /// An HTTPS client of the server's REST API, trusting its CA.
+    fn client(&self) -> reqwest::Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let pem = std::fs::read(&self.ca).expect("CA");
-        let http = reqwest::Client::builder()
+        reqwest::Client::builder()
             .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"))
             .no_proxy()
             .build()
-            .expect("client");
+            .expect("client")
+    }
+
+    /// Records a PipelineRun (its JSON, with `metadata.uid`) through the REST API, as
+    /// Tekton's watcher would: a Result, then a Record under it.
+    pub async fn record(&self, ns: &str, run: &Value) {
+        let http = self.client();
         let uid = run["metadata"]["uid"].as_str().expect("uid").to_owned();
         let base = format!(
             "{}/apis/results.tekton.dev/v1alpha2/parents/{ns}/results",
@@ -75,19 +80,11 @@ impl ResultsServer {
             );
         }
     }
-}
 
-impl ResultsServer {
     /// The PipelineRun records stored under namespace `ns`, as `(record name, decoded value)`,
     /// read through the REST API (a list of every record of every Result of `ns`).
     pub async fn records(&self, ns: &str) -> Vec<(String, Value)> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let pem = std::fs::read(&self.ca).expect("CA");
-        let http = reqwest::Client::builder()
-            .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"))
-            .no_proxy()
-            .build()
-            .expect("client");
+        let http = self.client();
         let url = format!(
             "{}/apis/results.tekton.dev/v1alpha2/parents/{ns}/results/-/records",
             self.addr
