@@ -12,6 +12,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod common;
+use common::{env_usize, proc_status};
+
 use futures::StreamExt;
 use konflux_telemetry::segment::WriteKey;
 use konflux_telemetry_sink::Sink;
@@ -20,13 +23,6 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn now_rfc3339() -> String {
     jiff::Timestamp::now()
@@ -54,12 +50,6 @@ fn spec(target: usize) -> serde_json::Value {
         }
         n += 1;
     }
-}
-
-fn proc_status(pid: u32, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with(key))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
@@ -117,7 +107,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
-        println!("daemon bench: skipped under cargo test (run: cargo bench --bench daemon)");
+        println!(
+            "daemon bench: not run under cargo test, which builds it only (run: cargo bench --bench daemon)"
+        );
         return;
     }
     let runs = env_usize("BENCH_RUNS", 10_000);

@@ -14,6 +14,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod common;
+use common::env_usize;
+
 use futures::StreamExt;
 use konflux_telemetry::segment::WriteKey;
 use konflux_telemetry_sink::{Fault, Sink};
@@ -22,22 +25,9 @@ use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`).
+/// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`); 0 once the process is gone.
 fn proc_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|text| {
-            let line = text.lines().find(|l| l.starts_with(key))?.to_owned();
-            line.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or(0)
+    common::proc_status(pid, key).unwrap_or(0)
 }
 
 fn mib(kib: u64) -> f64 {

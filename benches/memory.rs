@@ -13,6 +13,9 @@
 //! the buffer's share; the daemon's own steady RSS (kube client, watches: docs/performance.md)
 //! comes on top. Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 
+mod common;
+use common::env_usize;
+
 use konflux_telemetry::events::{self, ClusterIdentity, Decoded};
 use konflux_telemetry::http::{self, Endpoints, Preview};
 use konflux_telemetry::metrics::CoreMetrics;
@@ -24,13 +27,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A field of /proc/self/status, in KiB.
 fn status_kib(key: &str) -> u64 {
@@ -126,7 +122,9 @@ async fn slow_preview(addr: std::net::SocketAddr) -> (usize, bool) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
-        println!("memory bench: skipped under cargo test (run: cargo bench --bench memory)");
+        println!(
+            "memory bench: not run under cargo test, which builds it only (run: cargo bench --bench memory)"
+        );
         return;
     }
     let defaults = Settings::default();

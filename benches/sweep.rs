@@ -26,6 +26,9 @@
 //! previous interval). Each prints records read, bytes received and the Results API
 //! server's CPU. The records are deleted at the end.
 
+mod common;
+use common::env_usize;
+
 use base64::Engine as _;
 use futures::StreamExt;
 use konflux_telemetry::events::{self, Decoded, Object};
@@ -45,13 +48,6 @@ const SIZES: [usize; 4] = [10_000, 20_000, 30_000, 40_000];
 
 fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn rfc3339(t: jiff::Timestamp) -> String {
@@ -441,7 +437,9 @@ fn main() {
         );
     }
     if !std::env::args().any(|a| a == "--bench") {
-        println!("sweep bench: skipped under cargo test (run: cargo bench --bench sweep)");
+        println!(
+            "sweep bench: not run under cargo test, which builds it only (run: cargo bench --bench sweep)"
+        );
         return;
     }
     let n = env_usize("BENCH_RECORDS", 50_000);

@@ -1,0 +1,17 @@
+//! What the benchmarks share: their knobs from the environment and a process's memory.
+#![allow(dead_code)]
+
+/// `name` from the environment as a number, else `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`), if the process is there.
+pub fn proc_status(pid: u32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
