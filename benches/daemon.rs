@@ -15,10 +15,9 @@ mod support;
 mod common;
 use common::{env_usize, proc_status};
 
-use futures::StreamExt;
 use konflux_telemetry::segment::WriteKey;
 use konflux_telemetry_sink::Sink;
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Stdio};
@@ -134,33 +133,18 @@ async fn main() {
         .collect();
     let t = Instant::now();
     let pr = support::crds::pipelinerun();
-    let created = futures::stream::iter(0..runs)
-        .map(|i| {
-            let api: Api<DynamicObject> = namespaces[i % tenants].dynamic_api(&pr);
-            let mut o = support::object(&pr, &format!("run-{i}"), specs[i % specs.len()].clone());
-            o.metadata.labels = Some(BTreeMap::from([
-                ("tekton.dev/pipeline".to_owned(), "docker-build".to_owned()),
-                (
-                    "pipelines.appstudio.openshift.io/type".to_owned(),
-                    "build".to_owned(),
-                ),
-            ]));
-            async move {
-                api.create(&PostParams::default(), &o).await.ok()?;
-                let now = now_rfc3339();
-                support::set_status(&api, &format!("run-{i}"), json!({
-                    "startTime": now, "completionTime": now,
-                    "childReferences": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
-                    "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]
-                }))
-                .await
-                .ok()
-            }
-        })
-        .buffer_unordered(16)
-        .filter(|r| std::future::ready(r.is_some()))
-        .count()
-        .await;
+    let created = support::create_completed_runs(
+        &namespaces,
+        runs,
+        16,
+        &[
+            ("tekton.dev/pipeline", "docker-build"),
+            ("pipelines.appstudio.openshift.io/type", "build"),
+        ],
+        3,
+        |i| specs[i % specs.len()].clone(),
+    )
+    .await;
     println!(
         "  setup: {created} runs created and completed in {:.1} s",
         t.elapsed().as_secs_f64()

@@ -17,10 +17,9 @@ mod support;
 mod common;
 use common::env_usize;
 
-use futures::StreamExt;
 use konflux_telemetry::segment::WriteKey;
 use konflux_telemetry_sink::{Fault, Sink};
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -84,36 +83,16 @@ async fn main() {
                 .await,
         );
     }
-    let pr = support::crds::pipelinerun();
     let t = Instant::now();
-    let created = futures::stream::iter(0..runs)
-        .map(|i| {
-            let api: Api<DynamicObject> = namespaces[i % tenants].dynamic_api(&pr);
-            let mut o = support::object(
-                &pr,
-                &format!("run-{i}"),
-                json!({"pipelineRef": {"name": "build"}}),
-            );
-            o.metadata.labels =
-                Some([("tekton.dev/pipeline".to_owned(), "docker-build".to_owned())].into());
-            async move {
-                api.create(&PostParams::default(), &o).await.ok()?;
-                let now = jiff::Timestamp::now()
-                    .strftime("%Y-%m-%dT%H:%M:%SZ")
-                    .to_string();
-                support::set_status(&api, &format!("run-{i}"), json!({
-                    "startTime": now, "completionTime": now,
-                    "childReferences": [{"name": "a"}, {"name": "b"}],
-                    "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]
-                }))
-                .await
-                .ok()
-            }
-        })
-        .buffer_unordered(32)
-        .filter(|r| std::future::ready(r.is_some()))
-        .count()
-        .await;
+    let created = support::create_completed_runs(
+        &namespaces,
+        runs,
+        32,
+        &[("tekton.dev/pipeline", "docker-build")],
+        2,
+        |_| json!({"pipelineRef": {"name": "build"}}),
+    )
+    .await;
     println!(
         "  setup: {created} runs created and completed in {:.1} s",
         t.elapsed().as_secs_f64()

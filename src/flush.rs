@@ -38,11 +38,6 @@ impl Outgoing {
     pub fn is_empty(&self) -> bool {
         self.batches.is_empty() && self.unsendable.is_empty()
     }
-
-    /// Events in the batches.
-    pub fn events(&self) -> usize {
-        self.batches.iter().map(Batch::len).sum()
-    }
 }
 
 /// What an [`Output`] did with a flush's batches, by `messageId`.

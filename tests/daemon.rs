@@ -58,17 +58,8 @@ async fn live_capture_restart_and_sigterm() {
     // The daemon's own namespace (segment-bridge in a real cluster) holds its ConfigMaps.
     let home = cluster.namespace("daemon-home").await;
     let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
-    settings
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "settings"},
-                "data": {"flushInterval": "500ms", "heartbeatInterval": "1h"}
-            }))
-            .expect("ConfigMap"),
-        )
-        .await
-        .expect("create settings");
+    home.settings(json!({"flushInterval": "500ms", "heartbeatInterval": "1h"}))
+        .await;
 
     let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
     daemon.wait_ready().await;

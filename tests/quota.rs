@@ -12,8 +12,7 @@
 
 mod support;
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 use std::collections::BTreeMap;
 use support::daemon::{DaemonProcess, WAIT, free_port, start_sink, tempdir};
@@ -23,13 +22,6 @@ use support::{crds, eventually, set_status};
 const KEY: &str = "wk-quota-test";
 const RUNS: usize = 20;
 const SWEEPS: f64 = 4.0;
-
-async fn metric(daemon: &DaemonProcess, name: &str) -> f64 {
-    let (_, text) = daemon.get("/metrics").await.unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_event_is_sent_once_over_four_sweeps_of_the_lookback() {
@@ -41,23 +33,13 @@ async fn each_event_is_sent_once_over_four_sweeps_of_the_lookback() {
     let home = cluster.namespace("quota-home").await;
     let tenant = cluster.namespace("quota-tenant").await;
     let ns = tenant.name().to_owned();
-    let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
-    settings
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "settings"},
-                "data": {"flushInterval": "300ms", "sweepInterval": "15s", "lookback": "60s",
-                         "heartbeatInterval": "1h"}
-            }))
-            .expect("ConfigMap"),
+    let cm = home
+        .settings(
+            json!({"flushInterval": "300ms", "sweepInterval": "15s", "lookback": "60s",
+                         "heartbeatInterval": "1h"}),
         )
-        .await
-        .expect("settings");
-    let (cm, state) = (
-        format!("{}/settings", home.name()),
-        format!("{}/state", home.name()),
-    );
+        .await;
+    let state = format!("{}/state", home.name());
     let ca = results.ca.to_string_lossy().into_owned();
     let sink_url = sink.api_url();
     let args = [
@@ -114,23 +96,23 @@ async fn each_event_is_sent_once_over_four_sweeps_of_the_lookback() {
 
     // Four sweeps over all of them (the lookback), then a flush after the last.
     let sweeps = "konflux_telemetry_sweep_sweeps_total{outcome=\"ok\"}";
-    let base = metric(&daemon, sweeps).await;
+    let base = daemon.metric(sweeps).await;
     eventually("four sweeps after the last record", WAIT * 3, || async {
-        (metric(&daemon, sweeps).await >= base + SWEEPS).then_some(())
+        (daemon.metric(sweeps).await >= base + SWEEPS).then_some(())
     })
     .await;
     let flushes = "konflux_telemetry_flushes_total{outcome=\"ok\"}";
-    let flushed = metric(&daemon, flushes).await;
+    let flushed = daemon.metric(flushes).await;
     eventually("a flush after the fourth sweep", WAIT, || async {
-        (metric(&daemon, flushes).await > flushed).then_some(())
+        (daemon.metric(flushes).await > flushed).then_some(())
     })
     .await;
-    let dedup = metric(
-        &daemon,
-        "konflux_telemetry_events_deduplicated_total{event=\"PipelineRun Completed\",source=\"sweep\"}",
+    let dedup = daemon.metric("konflux_telemetry_events_deduplicated_total{event=\"PipelineRun Completed\",source=\"sweep\"}",
     )
     .await;
-    let records_read = metric(&daemon, "konflux_telemetry_sweep_records_read_total").await;
+    let records_read = daemon
+        .metric("konflux_telemetry_sweep_records_read_total")
+        .await;
     let (clean, log) = daemon.terminate();
     assert!(clean, "{log}");
 

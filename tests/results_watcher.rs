@@ -53,14 +53,6 @@ impl Drop for Watcher {
     }
 }
 
-/// The sum of every series of `name` in a Prometheus text exposition.
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_the_watcher_recorded_and_pruning_removed_is_swept_once() {
     let cluster = support::cluster().await;
@@ -203,7 +195,7 @@ async fn a_run_the_watcher_recorded_and_pruning_removed_is_swept_once() {
     let (ok, log) = daemon.terminate();
     assert!(ok, "daemon exit; log:\n{log}");
     assert_eq!(
-        metric_sum(&metrics, "konflux_telemetry_objects_skipped_total"),
+        support::daemon::sample_sum(&metrics, "konflux_telemetry_objects_skipped_total"),
         0.0,
         "objects skipped:\n{metrics}"
     );

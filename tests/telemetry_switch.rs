@@ -23,21 +23,9 @@ use support::{TestCluster, crds, eventually};
 
 const KEY: &str = "wk-switch-test";
 
-/// The value of one sample at /metrics (`name` with its labels, as printed), if served.
-fn sample(metrics: &str, name: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
-async fn metric(daemon: &DaemonProcess, name: &str) -> f64 {
-    let (_, text) = daemon.get("/metrics").await.unwrap_or_default();
-    sample(&text, name).unwrap_or(0.0)
-}
-
 async fn wait_metric(daemon: &DaemonProcess, name: &str, what: &str, ok: impl Fn(f64) -> bool) {
     eventually(what, WAIT, || async {
-        ok(metric(daemon, name).await).then_some(())
+        ok(daemon.metric(name).await).then_some(())
     })
     .await;
 }
@@ -133,18 +121,9 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
     let sink = start_sink(KEY, &out).await;
     let home = cluster.namespace("switch-home").await;
     let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
-    settings
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "settings"},
-                "data": {"flushInterval": "200ms", "heartbeatInterval": "1h",
-                         "retryBaseDelay": "50ms", "retryMaxDelay": "100ms"}
-            }))
-            .expect("ConfigMap"),
-        )
-        .await
-        .expect("settings");
+    home.settings(json!({"flushInterval": "200ms", "heartbeatInterval": "1h",
+                         "retryBaseDelay": "50ms", "retryMaxDelay": "100ms"}))
+        .await;
     let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir);
     daemon.wait_ready().await;
     wait_metric(&daemon, "konflux_telemetry_enabled", "telemetry on", |v| {
@@ -205,10 +184,10 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
         r#"{"batch":[],"telemetry":"off"}"#
     );
     assert_eq!(
-        metric(&daemon, "konflux_telemetry_events_buffered").await,
+        daemon.metric("konflux_telemetry_events_buffered").await,
         0.0
     );
-    let dropped = metric(&daemon, dropped_name).await;
+    let dropped = daemon.metric(dropped_name).await;
     assert!(dropped >= 1.0, "the buffered event was dropped: {dropped}");
 
     // While off: a new object is seen (and not produced), then a flush time passes.
@@ -218,7 +197,7 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
     })
     .await;
     let skipped_name = "konflux_telemetry_flushes_total{outcome=\"telemetry_off\"}";
-    let skipped = metric(&daemon, skipped_name).await;
+    let skipped = daemon.metric(skipped_name).await;
     wait_metric(&daemon, skipped_name, "a flush time while off", |v| {
         v > skipped
     })

@@ -39,11 +39,6 @@ impl LiveSettings {
         )
     }
 
-    /// Another receiver of the published settings.
-    pub fn subscribe(&self) -> watch::Receiver<Settings> {
-        self.tx.subscribe()
-    }
-
     /// Reads the ConfigMap's `data` (`None`: no ConfigMap, every key at its default): each
     /// rejected key is logged and keeps its last good value, the reload is counted, and
     /// changed settings are published. Returns them when they changed.

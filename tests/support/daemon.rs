@@ -29,6 +29,21 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// One sample of a Prometheus text exposition: `series` is the name with its labels, as
+/// printed (`konflux_telemetry_flushes_total{outcome="ok"}`).
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The sum of every series of metric `name`, whatever their labels.
+pub fn sample_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 impl DaemonProcess {
     /// Starts `konflux-telemetry run ARGS --listen 127.0.0.1:PORT` (and `--kubeconfig` of the
     /// local cluster), with stderr in `log`. The write key comes from `args` only.
@@ -67,6 +82,12 @@ impl DaemonProcess {
     }
 
     /// GET an endpoint: its status and body, or `None` while the daemon does not answer.
+    /// One sample of its `/metrics` (see [`sample`]); 0 when not served (yet).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.get("/metrics").await.unwrap_or_default();
+        sample(&text, series).unwrap_or(0.0)
+    }
+
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
         let r = reqwest::get(format!("{}{path}", self.http)).await.ok()?;
         let status = r.status().as_u16();

@@ -74,6 +74,53 @@ pub async fn marker_run(runs: &Api<DynamicObject>, name: &str) -> String {
     format!("{}-started", created.metadata.uid.expect("uid"))
 }
 
+/// Creates `n` PipelineRuns `run-0`, `run-1`, ... spread over `namespaces`, each with
+/// `spec(i)` and `labels`, and completes each (Succeeded, `children` child references),
+/// `concurrency` at a time; returns how many were created and completed (the benches'
+/// cluster workload).
+pub async fn create_completed_runs(
+    namespaces: &[namespace::TestNamespace],
+    n: usize,
+    concurrency: usize,
+    labels: &[(&str, &str)],
+    children: usize,
+    spec: impl Fn(usize) -> serde_json::Value,
+) -> usize {
+    use futures::StreamExt;
+    let pr = crds::pipelinerun();
+    let labels: std::collections::BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let children: Vec<serde_json::Value> = (0..children)
+        .map(|c| serde_json::json!({"name": format!("t{c}")}))
+        .collect();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = namespaces[i % namespaces.len()].dynamic_api(&pr);
+            let name = format!("run-{i}");
+            let mut o = object(&pr, &name, spec(i));
+            o.metadata.labels = Some(labels.clone());
+            let children = children.clone();
+            async move {
+                api.create(&kube::api::PostParams::default(), &o)
+                    .await
+                    .ok()?;
+                let now = at(0);
+                set_status(&api, &name, serde_json::json!({
+                    "startTime": now, "completionTime": now, "childReferences": children,
+                    "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]
+                }))
+                .await
+                .ok()
+            }
+        })
+        .buffer_unordered(concurrency)
+        .filter(|r| std::future::ready(r.is_some()))
+        .count()
+        .await
+}
+
 /// A `DynamicObject` of the given CRD with `spec` set, ready for `Api::create`.
 pub fn object(
     ar: &kube::discovery::ApiResource,

@@ -64,6 +64,20 @@ impl TestNamespace {
         }
     }
 
+    /// Creates the daemon's settings ConfigMap `settings` here with `data` (its live
+    /// keys); returns `NAMESPACE/settings`, the value of `--config-map`.
+    pub async fn settings(&self, data: serde_json::Value) -> String {
+        let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "settings"}, "data": data}),
+        )
+        .expect("ConfigMap");
+        self.api()
+            .create(&PostParams::default(), &cm)
+            .await
+            .expect("settings ConfigMap");
+        format!("{}/settings", self.name)
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
