@@ -185,6 +185,7 @@ mod tests {
                     format!("id-{i}"),
                     at.clone(),
                     &identity,
+                    crate::events::Properties::common(&identity),
                 )
             })
             .collect();

@@ -299,6 +299,7 @@ mod tests {
             id.to_owned(),
             Timestamp::from_unix_seconds(at).unwrap(),
             &ClusterIdentity::default(),
+            crate::events::Properties::default(),
         );
         e.properties.task_count = Some(tasks);
         e

@@ -1419,11 +1419,8 @@ mod fuzz {
                 Kind::Namespace,
                 Kind::Konflux,
             ] {
-                let mut de = serde_json::Deserializer::from_slice(bytes);
-                if let Ok(Watched {
-                    decoded: konflux_telemetry::events::Decoded::Object(o),
-                    ..
-                }) = Watched::deserialize_as(&mut de, kind)
+                if let Ok(w) = serde_json::from_slice::<Watched>(bytes)
+                    && let konflux_telemetry::events::Decoded::Object(o) = w.decode_as(kind)
                 {
                     assert_eq!(o.kind(), kind);
                 }

@@ -26,6 +26,7 @@ fn event(i: usize, pad: usize) -> Event {
         format!("msg-{i:08}"),
         ts,
         &identity,
+        konflux_telemetry::events::Properties::common(&identity),
     );
     e.properties.status = Some("s".repeat(pad));
     e

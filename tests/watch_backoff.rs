@@ -4,7 +4,8 @@
 
 use konflux_telemetry::capture::config_maps;
 use konflux_telemetry::capture::retry::WatchRetry;
-use konflux_telemetry::capture::watch::{self, Konfluxes, WatchState};
+use konflux_telemetry::capture::watch::{self, WatchState};
+use konflux_telemetry::events::object::KONFLUX;
 use konflux_telemetry::metrics::CoreMetrics;
 use konflux_telemetry::server::{self, Limits};
 use std::sync::{Arc, Mutex};
@@ -124,7 +125,8 @@ async fn a_kind_whose_crd_is_missing_backs_off_and_warns_once() {
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
     let state = Arc::new(WatchState::default());
     let stop = CancellationToken::new();
-    let watching = tokio::spawn(watch::run_with::<Konfluxes>(
+    let watching = tokio::spawn(watch::run_with(
+        &KONFLUX,
         fake.client.clone(),
         tx,
         CoreMetrics::default(),

@@ -7,7 +7,7 @@
 //!
 //! The review is read in two steps: the envelope with each field of `request` kept as raw
 //! JSON (borrowed from the body, not copied), then only the fields needed, the object
-//! through the event model's own decoder ([`Watched::deserialize_as`]), which skips all
+//! through the event model's own decoder ([`Watched::decode_as`]), which skips all
 //! that no event reads (most of a PipelineRun's 10 to 42 KB).
 
 use super::metrics::{AdmissionMetrics, Outcome};
@@ -140,9 +140,8 @@ impl Handler {
             self.warn(Outcome::Undecodable, format_args!("{kind}: no {field}"));
             return Outcome::Undecodable;
         };
-        let mut de = serde_json::Deserializer::from_str(raw.get());
-        let decoded = match Watched::deserialize_as(&mut de, kind) {
-            Ok(w) => w.decoded,
+        let decoded = match serde_json::from_str::<Watched>(raw.get()) {
+            Ok(w) => w.decode_as(kind),
             // Cannot happen: the raw value was read as JSON already.
             Err(_) => Decoded::Skipped(DecodeError::Syntax(format!("{field} is not JSON"))),
         };

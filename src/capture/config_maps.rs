@@ -8,7 +8,6 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
-use std::hash::Hash;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -60,7 +59,6 @@ pub async fn watch_named<K>(
     mut on_error: impl FnMut(&watcher::Error),
 ) where
     K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
 {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut watch = Guarded::new(watcher::watcher(api, config).boxed(), retry, stop);

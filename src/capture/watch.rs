@@ -6,7 +6,8 @@
 //! never stops the other kinds.
 
 use super::retry::{Guarded, Next, WatchRetry};
-use crate::events::{Decoded, Watched, object};
+use crate::events::object::{self, WatchedKind};
+use crate::events::{Decoded, Watched};
 use crate::metrics::{CoreMetrics, KindLabel};
 use crate::observation::{Observation, ObservationTx, Source};
 use futures::StreamExt;
@@ -16,8 +17,6 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
-use std::fmt::Debug;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use tokio_util::sync::CancellationToken;
@@ -27,65 +26,51 @@ use tracing::{info, warn};
 /// body is held whole while it is decoded: 100 keeps that near 4 MB.
 pub const WATCH_PAGE_SIZE: u32 = 100;
 
-/// A kind the daemon watches, as a type for kube's watcher: its entry of the one table of
-/// watched kinds ([`crate::events::object::WATCHED`]).
-pub trait WatchedKind: Clone + Debug + Send + Sync + 'static {
-    const SPEC: &'static object::WatchedKind;
-}
-
-macro_rules! watched_kind {
-    ($name:ident, $spec:expr) => {
-        #[derive(Clone, Debug)]
-        pub struct $name;
-        impl WatchedKind for $name {
-            const SPEC: &'static object::WatchedKind = &$spec;
-        }
-    };
-}
-
-watched_kind!(PipelineRuns, object::PIPELINE_RUN);
-watched_kind!(Components, object::COMPONENT);
-watched_kind!(TenantNamespaces, object::TENANT_NAMESPACE);
-watched_kind!(Konfluxes, object::KONFLUX);
-
-/// One watched object: its `resourceVersion` (all the watcher needs) and what the event
-/// model read from it.
+/// One watched object as kube's watcher hands it over: its `resourceVersion` (all the
+/// watcher needs) and the fields the event model reads, interpreted as the watched kind
+/// once it arrives ([`Watched::decode_as`]). Its dynamic type is the kind's entry of the
+/// one table of watched kinds ([`object::WATCHED`]), so every kind is this one type.
 #[derive(Clone, Debug)]
-pub struct Lite<K> {
+pub struct Lite {
     meta: ObjectMeta,
-    pub decoded: Decoded,
-    _kind: PhantomData<K>,
+    watched: Watched,
 }
 
-impl<'de, K: WatchedKind> Deserialize<'de> for Lite<K> {
+impl<'de> Deserialize<'de> for Lite {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let w = Watched::deserialize_as(d, K::SPEC.kind)?;
+        let watched = Watched::deserialize(d)?;
         Ok(Lite {
             meta: ObjectMeta {
-                resource_version: w.resource_version,
+                resource_version: watched.resource_version.clone(),
                 ..ObjectMeta::default()
             },
-            decoded: w.decoded,
-            _kind: PhantomData,
+            watched,
         })
     }
 }
 
-impl<K: WatchedKind> Resource for Lite<K> {
-    type DynamicType = ();
+impl Lite {
+    /// What the event model reads from it as an object of `spec`'s kind.
+    pub fn decode_as(self, spec: &WatchedKind) -> Decoded {
+        self.watched.decode_as(spec.kind)
+    }
+}
+
+impl Resource for Lite {
+    type DynamicType = &'static WatchedKind;
     type Scope = kube::core::DynamicResourceScope;
 
-    fn kind(_: &()) -> Cow<'_, str> {
-        K::SPEC.name.into()
+    fn kind(spec: &Self::DynamicType) -> Cow<'_, str> {
+        spec.name.into()
     }
-    fn group(_: &()) -> Cow<'_, str> {
-        K::SPEC.group.into()
+    fn group(spec: &Self::DynamicType) -> Cow<'_, str> {
+        spec.group.into()
     }
-    fn version(_: &()) -> Cow<'_, str> {
-        K::SPEC.version.into()
+    fn version(spec: &Self::DynamicType) -> Cow<'_, str> {
+        spec.version.into()
     }
-    fn plural(_: &()) -> Cow<'_, str> {
-        K::SPEC.plural.into()
+    fn plural(spec: &Self::DynamicType) -> Cow<'_, str> {
+        spec.plural.into()
     }
     fn meta(&self) -> &ObjectMeta {
         &self.meta
@@ -114,32 +99,25 @@ impl WatchState {
     }
 }
 
-/// Where each watched kind's watch stands: `/readyz` answers ready once all are settled.
-/// Cheap to clone: clones share the states.
-#[derive(Clone, Debug, Default)]
-pub struct Readiness {
-    pipeline_runs: Arc<WatchState>,
-    components: Arc<WatchState>,
-    tenant_namespaces: Arc<WatchState>,
-    konfluxes: Arc<WatchState>,
+/// Where each watched kind's watch stands, in the order of [`object::WATCHED`]: `/readyz`
+/// answers ready once all are settled. Cheap to clone: clones share the states.
+#[derive(Clone, Debug)]
+pub struct Readiness(Arc<[Arc<WatchState>]>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness(object::WATCHED.iter().map(|_| Arc::default()).collect())
+    }
 }
 
 impl Readiness {
     /// Every watch has listed once or is known to be unavailable.
     pub fn settled(&self) -> bool {
-        [
-            &self.pipeline_runs,
-            &self.components,
-            &self.tenant_namespaces,
-            &self.konfluxes,
-        ]
-        .iter()
-        .all(|s| s.settled())
+        self.0.iter().all(|s| s.settled())
     }
 }
 
-/// Every watched kind, until `stop`: one [`run`] each, sending to `tx`. Adding a kind is
-/// its [`WatchedKind`] entry above, a [`Readiness`] field and one line here.
+/// Every kind of [`object::WATCHED`], until `stop`: one [`run`] each, sending to `tx`.
 pub async fn run_all(
     client: Client,
     tx: ObservationTx,
@@ -147,51 +125,40 @@ pub async fn run_all(
     readiness: Readiness,
     stop: CancellationToken,
 ) {
-    let mut watches = tokio::task::JoinSet::new();
-    let mut spawn = |state: &Arc<WatchState>, watch: Watch| {
-        let (client, tx, metrics, stop) =
-            (client.clone(), tx.clone(), metrics.clone(), stop.clone());
-        watches.spawn(watch(client, tx, metrics, Arc::clone(state), stop));
-    };
-    spawn(&readiness.pipeline_runs, boxed::<PipelineRuns>);
-    spawn(&readiness.components, boxed::<Components>);
-    spawn(&readiness.tenant_namespaces, boxed::<TenantNamespaces>);
-    spawn(&readiness.konfluxes, boxed::<Konfluxes>);
-    watches.join_all().await;
+    let watches = object::WATCHED
+        .iter()
+        .zip(readiness.0.iter())
+        .map(|(spec, state)| {
+            let (client, tx, metrics) = (client.clone(), tx.clone(), metrics.clone());
+            run(spec, client, tx, metrics, Arc::clone(state), stop.clone())
+        });
+    futures::future::join_all(watches).await;
 }
 
-/// [`run`] for one kind, as a function of one type for every kind.
-type Watch = fn(
-    Client,
-    ObservationTx,
-    CoreMetrics,
-    Arc<WatchState>,
-    CancellationToken,
-) -> futures::future::BoxFuture<'static, ()>;
-
-fn boxed<K: WatchedKind>(
-    client: Client,
-    tx: ObservationTx,
-    metrics: CoreMetrics,
-    state: Arc<WatchState>,
-    stop: CancellationToken,
-) -> futures::future::BoxFuture<'static, ()> {
-    Box::pin(run::<K>(client, tx, metrics, state, stop))
-}
-
-/// Watches kind `K` across the cluster until `stop`, sending what it sees to `tx`.
-pub async fn run<K: WatchedKind>(
+/// Watches kind `spec` across the cluster until `stop`, sending what it sees to `tx`.
+pub async fn run(
+    spec: &'static WatchedKind,
     client: Client,
     tx: ObservationTx,
     metrics: CoreMetrics,
     state: Arc<WatchState>,
     stop: CancellationToken,
 ) {
-    run_with::<K>(client, tx, metrics, state, WatchRetry::default(), stop).await;
+    run_with(
+        spec,
+        client,
+        tx,
+        metrics,
+        state,
+        WatchRetry::default(),
+        stop,
+    )
+    .await;
 }
 
 /// [`run`] with the caller's backoff after failures (tests).
-pub async fn run_with<K: WatchedKind>(
+pub async fn run_with(
+    spec: &'static WatchedKind,
     client: Client,
     tx: ObservationTx,
     metrics: CoreMetrics,
@@ -199,13 +166,13 @@ pub async fn run_with<K: WatchedKind>(
     retry: WatchRetry,
     stop: CancellationToken,
 ) {
-    let api: Api<Lite<K>> = Api::all(client);
+    let api: Api<Lite> = Api::all_with(client, &spec);
     let mut config = watcher::Config::default().page_size(WATCH_PAGE_SIZE);
-    if let Some(selector) = K::SPEC.selector {
+    if let Some(selector) = spec.selector {
         config = config.labels(selector);
     }
     let mut watch = Guarded::new(watcher::watcher(api, config).boxed(), retry, stop);
-    let kind = K::SPEC.kind;
+    let kind = spec.kind;
     let mut failing: Option<String> = None;
     while let Some(next) = watch.next().await {
         match next {
@@ -222,7 +189,7 @@ pub async fn run_with<K: WatchedKind>(
                         continue;
                     }
                 };
-                match lite.decoded {
+                match lite.decode_as(spec) {
                     Decoded::Object(mut object) => {
                         if deleted {
                             object.mark_deleted_now();
@@ -250,7 +217,7 @@ pub async fn run_with<K: WatchedKind>(
                         kind: kind.as_str(),
                     })
                     .inc();
-                let problem = describe::<K>(&e);
+                let problem = describe(spec, &e);
                 if let Some(p) = &problem.unavailable {
                     state.set(UNAVAILABLE);
                     if failing.as_deref() != Some(p.as_str()) {
@@ -290,8 +257,7 @@ struct Problem {
     unavailable: Option<String>,
 }
 
-fn describe<K: WatchedKind>(e: &watcher::Error) -> Problem {
-    let spec = K::SPEC;
+fn describe(spec: &WatchedKind, e: &watcher::Error) -> Problem {
     let resource = if spec.group.is_empty() {
         spec.plural.to_owned()
     } else {

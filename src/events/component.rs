@@ -13,22 +13,21 @@ pub fn events(c: &Component, identity: &ClusterIdentity) -> Option<Event> {
     let namespace = c.meta.namespace.as_deref().unwrap_or("unknown");
     let name = c.meta.name.as_deref().unwrap_or("");
     let salt = identity.salt();
-    Some(Event {
-        properties: Properties {
-            namespace_hash: Some(identity.namespace_hash(c.meta.namespace.as_deref())),
-            component_hash: Some(h(&[name, namespace, salt])),
-            application_hash: Some(h(&[
-                c.application.as_deref().unwrap_or(""),
-                namespace,
-                salt,
-            ])),
-            ..Properties::common(identity)
-        },
-        ..Event::new(
-            EventName::ComponentCreated,
-            created_id(&c.meta.uid),
-            created,
-            identity,
-        )
-    })
+    let properties = Properties {
+        component_hash: Some(h(&[name, namespace, salt])),
+        application_hash: Some(h(&[
+            c.application.as_deref().unwrap_or(""),
+            namespace,
+            salt,
+        ])),
+        ..Properties::in_namespace(c.meta.namespace.as_deref(), identity)
+    };
+    let id = created_id(&c.meta.uid);
+    Some(Event::new(
+        EventName::ComponentCreated,
+        id,
+        created,
+        identity,
+        properties,
+    ))
 }

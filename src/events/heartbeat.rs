@@ -1,6 +1,6 @@
 //! `Segment Bridge Heartbeat`: the daemon is alive, once every `heartbeatInterval`.
 
-use super::{ClusterIdentity, Event, EventName, Timestamp};
+use super::{ClusterIdentity, Event, EventName, Properties, Timestamp};
 
 /// The heartbeat at `now` (whole seconds). Only the optional properties.
 pub fn event(identity: &ClusterIdentity, now: Timestamp) -> Event {
@@ -8,5 +8,6 @@ pub fn event(identity: &ClusterIdentity, now: Timestamp) -> Event {
         Some(hash) => format!("{hash}-heartbeat-{now}"),
         None => format!("heartbeat-{now}"),
     };
-    Event::new(EventName::Heartbeat, message_id, now, identity)
+    let properties = Properties::common(identity);
+    Event::new(EventName::Heartbeat, message_id, now, identity, properties)
 }

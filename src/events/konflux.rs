@@ -3,7 +3,7 @@
 //! deleted).
 
 use super::object::{KONFLUX_NAME, Konflux};
-use super::{ClusterIdentity, Event, EventName, Properties};
+use super::{ClusterIdentity, Event, EventName, Properties, Timestamp};
 
 pub fn started_id(uid: &str) -> String {
     format!("{uid}-started")
@@ -18,58 +18,40 @@ pub fn removal_started_id(uid: &str) -> String {
 }
 
 pub fn events(k: &Konflux, identity: &ClusterIdentity) -> Vec<Event> {
-    let mut out = Vec::new();
     // The operator reconciles only the CR named `konflux`; others are not deployments.
     if k.meta.name.as_deref() != Some(KONFLUX_NAME) {
-        return out;
+        return Vec::new();
     }
     // Cluster-scoped: the namespace hash is that of `unknown`, as the old bridge sent it.
-    let base = Properties {
-        namespace_hash: Some(identity.namespace_hash(None)),
-        ..Properties::common(identity)
+    let base = Properties::in_namespace(None, identity);
+    let (uid, created) = (&k.meta.uid, k.meta.creation_timestamp.as_ref());
+    let event = |name, id, at: &Timestamp, properties| {
+        Event::new(name, id, at.clone(), identity, properties)
     };
-    let uid = &k.meta.uid;
-    if let Some(created) = &k.meta.creation_timestamp {
-        out.push(Event {
-            properties: base.clone(),
-            ..Event::new(
-                EventName::OperatorDeploymentStarted,
-                started_id(uid),
-                created.clone(),
-                identity,
-            )
-        });
-    }
-    if let Some(ready) = &k.ready
-        && let Some(done) = &ready.last_transition_time
-    {
-        let start = k.meta.creation_timestamp.as_ref();
-        out.push(Event {
-            properties: Properties {
-                start_time: Some(start.map(|t| t.as_str().to_owned())),
-                completion_time: Some(done.as_str().to_owned()),
-                duration_seconds: Some(start.map(|s| s.whole_seconds_until(done))),
-                status: Some(ready.reason.clone().unwrap_or_else(|| "Unknown".to_owned())),
-                ..base.clone()
-            },
-            ..Event::new(
-                EventName::OperatorDeploymentCompleted,
-                completed_id(uid),
-                done.clone(),
-                identity,
-            )
-        });
-    }
-    if let Some(deleted) = &k.meta.deletion_timestamp {
-        out.push(Event {
-            properties: base,
-            ..Event::new(
-                EventName::OperatorRemovalStarted,
-                removal_started_id(uid),
-                deleted.clone(),
-                identity,
-            )
-        });
-    }
-    out
+    let started = created.map(|at| {
+        let name = EventName::OperatorDeploymentStarted;
+        event(name, started_id(uid), at, base.clone())
+    });
+    // Completed once `Ready` is `True`, at its last transition.
+    let completed = k.ready.as_ref().and_then(|ready| {
+        let done = ready.last_transition_time.as_ref()?;
+        let properties = base
+            .clone()
+            .completed(created, done, ready.reason.as_deref());
+        Some(event(
+            EventName::OperatorDeploymentCompleted,
+            completed_id(uid),
+            done,
+            properties,
+        ))
+    });
+    let removal = k.meta.deletion_timestamp.as_ref().map(|at| {
+        let name = EventName::OperatorRemovalStarted;
+        event(name, removal_started_id(uid), at, base.clone())
+    });
+    started
+        .into_iter()
+        .chain(completed)
+        .chain(removal)
+        .collect()
 }

@@ -64,13 +64,17 @@ impl JsonType {
     }
 }
 
-/// The visitor methods for booleans and numbers, each giving `$wrap` of the type found:
-/// every lenient reader treats them alike.
-macro_rules! scalars_as {
-    ($ty:ty, $wrap:expr) => {
+/// The visitor methods of the JSON types a lenient reader does not read (`bool`, `number`,
+/// `string`, `null`, `array`, `object`): each gives `$wrap` of the type found, an array or
+/// an object drained unread.
+macro_rules! wrong_types {
+    ($ty:ty, $wrap:expr; $($json:ident),*) => { $( wrong_types!(@$json $ty, $wrap); )* };
+    (@bool $ty:ty, $wrap:expr) => {
         fn visit_bool<E>(self, _: bool) -> Result<$ty, E> {
             Ok($wrap(JsonType::Bool))
         }
+    };
+    (@number $ty:ty, $wrap:expr) => {
         fn visit_i64<E>(self, _: i64) -> Result<$ty, E> {
             Ok($wrap(JsonType::Number))
         }
@@ -81,137 +85,86 @@ macro_rules! scalars_as {
             Ok($wrap(JsonType::Number))
         }
     };
-}
-pub(super) use scalars_as;
-
-/// Reads any value, keeping only its type.
-struct TypeOnly;
-
-impl<'de> Visitor<'de> for TypeOnly {
-    type Value = JsonType;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    scalars_as!(JsonType, std::convert::identity);
-    fn visit_str<E>(self, _: &str) -> Result<JsonType, E> {
-        Ok(JsonType::String)
-    }
-    fn visit_unit<E>(self) -> Result<JsonType, E> {
-        Ok(JsonType::Null)
-    }
-    fn visit_none<E>(self) -> Result<JsonType, E> {
-        Ok(JsonType::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonType, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(JsonType::Array)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonType, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(JsonType::Object)
-    }
-}
-
-impl<'de> Deserialize<'de> for Str {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Str;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Str, E> {
-                Ok(Str::Ok(v.to_owned()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Str, E> {
-                Ok(Str::Ok(v))
-            }
-            scalars_as!(Str, Str::Wrong);
-            fn visit_unit<E>(self) -> Result<Str, E> {
-                Ok(Str::Wrong(JsonType::Null))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Str, A::Error> {
-                TypeOnly.visit_seq(seq).map(Str::Wrong)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Str, A::Error> {
-                TypeOnly.visit_map(map).map(Str::Wrong)
-            }
+    (@string $ty:ty, $wrap:expr) => {
+        fn visit_str<E>(self, _: &str) -> Result<$ty, E> {
+            Ok($wrap(JsonType::String))
         }
-        d.deserialize_any(V)
-    }
+    };
+    (@null $ty:ty, $wrap:expr) => {
+        fn visit_unit<E>(self) -> Result<$ty, E> {
+            Ok($wrap(JsonType::Null))
+        }
+    };
+    (@array $ty:ty, $wrap:expr) => {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<$ty, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok($wrap(JsonType::Array))
+        }
+    };
+    (@object $ty:ty, $wrap:expr) => {
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<$ty, A::Error> {
+            use serde::de::IgnoredAny;
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok($wrap(JsonType::Object))
+        }
+    };
 }
+pub(super) use wrong_types;
 
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Count;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
-                let mut n = 0usize;
-                while seq.next_element::<IgnoredAny>()?.is_some() {
-                    n += 1;
+/// A lenient reader: `Deserialize` for `$ty` through a visitor with the methods given
+/// (those of the JSON types it reads), every other JSON type giving `$wrap` of it.
+macro_rules! lenient {
+    ($ty:ty, $wrap:expr, wrong: [$($json:ident),*], $($visit:tt)*) => {
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("any JSON value")
+                    }
+                    $($visit)*
+                    wrong_types!($ty, $wrap; $($json),*);
                 }
-                Ok(Count::Ok(n))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Count, A::Error> {
-                TypeOnly.visit_map(map).map(Count::Wrong)
-            }
-            scalars_as!(Count, Count::Wrong);
-            fn visit_str<E>(self, _: &str) -> Result<Count, E> {
-                Ok(Count::Wrong(JsonType::String))
-            }
-            fn visit_unit<E>(self) -> Result<Count, E> {
-                Ok(Count::Ok(0))
+                d.deserialize_any(V)
             }
         }
-        d.deserialize_any(V)
-    }
+    };
 }
+pub(super) use lenient;
 
-impl<'de> Deserialize<'de> for Flag {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Flag;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Flag, E> {
-                Ok(Flag::Ok(v))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Flag, E> {
-                Ok(Flag::Wrong(JsonType::Number))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Flag, E> {
-                Ok(Flag::Wrong(JsonType::Number))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Flag, E> {
-                Ok(Flag::Wrong(JsonType::Number))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Flag, E> {
-                Ok(Flag::Wrong(JsonType::String))
-            }
-            fn visit_unit<E>(self) -> Result<Flag, E> {
-                Ok(Flag::Wrong(JsonType::Null))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Flag, A::Error> {
-                TypeOnly.visit_seq(seq).map(Flag::Wrong)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Flag, A::Error> {
-                TypeOnly.visit_map(map).map(Flag::Wrong)
-            }
-        }
-        d.deserialize_any(V)
+lenient!(Str, Str::Wrong, wrong: [bool, number, null, array, object],
+    fn visit_str<E>(self, v: &str) -> Result<Str, E> {
+        Ok(Str::Ok(v.to_owned()))
     }
-}
+    fn visit_string<E>(self, v: String) -> Result<Str, E> {
+        Ok(Str::Ok(v))
+    }
+);
+
+lenient!(Count, Count::Wrong, wrong: [bool, number, string, object],
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
+        let mut n = 0usize;
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            n += 1;
+        }
+        Ok(Count::Ok(n))
+    }
+    fn visit_unit<E>(self) -> Result<Count, E> {
+        Ok(Count::Ok(0))
+    }
+);
+
+lenient!(Flag, Flag::Wrong, wrong: [number, string, null, array, object],
+    fn visit_bool<E>(self, v: bool) -> Result<Flag, E> {
+        Ok(Flag::Ok(v))
+    }
+);
 
 /// Deserializes `T` only when the value is of the shape `T` reads (an array for `List`, an
 /// object for `Obj`); anything else is skipped and its type kept.
 macro_rules! shaped {
-    ($ty:ident, $visit:ident, $access:ident, $inner:ty, $wrap:expr) => {
+    ($ty:ident, $visit:ident, $access:ident, $inner:ty, $wrap:expr, other: $other:ident) => {
         impl<'de, T: Deserialize<'de>> Deserialize<'de> for $ty<T> {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 struct V<T>(std::marker::PhantomData<T>);
@@ -226,14 +179,7 @@ macro_rules! shaped {
                         )?;
                         Ok($wrap(inner))
                     }
-                    scalars_as!($ty<T>, $ty::Wrong);
-                    fn visit_str<E>(self, _: &str) -> Result<$ty<T>, E> {
-                        Ok($ty::Wrong(JsonType::String))
-                    }
-                    fn visit_unit<E>(self) -> Result<$ty<T>, E> {
-                        Ok($ty::Wrong(JsonType::Null))
-                    }
-                    shaped!(@other $access, $ty);
+                    wrong_types!($ty<T>, $ty::Wrong; bool, number, string, null, $other);
                 }
                 d.deserialize_any(V(std::marker::PhantomData))
             }
@@ -241,20 +187,10 @@ macro_rules! shaped {
     };
     (@deser SeqAccess, $a:ident) => { de::value::SeqAccessDeserializer::new($a) };
     (@deser MapAccess, $a:ident) => { de::value::MapAccessDeserializer::new($a) };
-    (@other SeqAccess, $ty:ident) => {
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$ty<T>, A::Error> {
-            TypeOnly.visit_map(map).map($ty::Wrong)
-        }
-    };
-    (@other MapAccess, $ty:ident) => {
-        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<$ty<T>, A::Error> {
-            TypeOnly.visit_seq(seq).map($ty::Wrong)
-        }
-    };
 }
 
-shaped!(List, visit_seq, SeqAccess, Vec<T>, List::Ok);
-shaped!(Obj, visit_map, MapAccess, T, Obj::Ok);
+shaped!(List, visit_seq, SeqAccess, Vec<T>, List::Ok, other: object);
+shaped!(Obj, visit_map, MapAccess, T, Obj::Ok, other: array);
 
 #[cfg(test)]
 mod tests {

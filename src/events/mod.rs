@@ -127,36 +127,23 @@ pub struct Event {
 
 /// Every property any event has; each event sets the ones the catalogue lists for it.
 /// `None` leaves a property out; `Some(None)` sends JSON `null`.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Properties {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_id_hash: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub konflux_version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes_version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace_hash: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub component_hash: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub application_hash: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub task_count: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub has_pipeline_label: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline_type: Option<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<Option<i64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_type: Option<ActorType>,
 }
 
@@ -172,13 +159,44 @@ impl Properties {
     }
 }
 
+impl Properties {
+    /// The common properties and the hash of the namespace an object is in (`None`: the
+    /// hash of `unknown`, as for cluster-scoped objects).
+    pub fn in_namespace(namespace: Option<&str>, identity: &ClusterIdentity) -> Self {
+        Self {
+            namespace_hash: Some(identity.namespace_hash(namespace)),
+            ..Self::common(identity)
+        }
+    }
+
+    /// These properties and the four of a completion: when it started (`null` when not
+    /// known) and completed, how long it took in whole seconds, and how it ended (`Unknown`
+    /// when it does not say).
+    pub fn completed(
+        self,
+        start: Option<&Timestamp>,
+        done: &Timestamp,
+        status: Option<&str>,
+    ) -> Self {
+        Self {
+            start_time: Some(start.map(|t| t.as_str().to_owned())),
+            completion_time: Some(done.as_str().to_owned()),
+            duration_seconds: Some(start.map(|s| s.whole_seconds_until(done))),
+            status: Some(status.unwrap_or("Unknown").to_owned()),
+            ..self
+        }
+    }
+}
+
 impl Event {
-    /// An event with the identity's common properties; the caller adds its own.
+    /// An event of the cluster `identity` with these properties (built on
+    /// [`Properties::common`]).
     pub fn new(
         name: EventName,
         message_id: String,
         timestamp: Timestamp,
         identity: &ClusterIdentity,
+        properties: Properties,
     ) -> Self {
         Self {
             name,
@@ -186,7 +204,7 @@ impl Event {
             timestamp,
             device_id: identity.cluster_id_hash().map(str::to_owned),
             actor: None,
-            properties: Properties::common(identity),
+            properties,
         }
     }
 

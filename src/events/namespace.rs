@@ -13,17 +13,14 @@ pub fn events(ns: &Namespace, identity: &ClusterIdentity) -> Option<Event> {
         return None;
     }
     let created = ns.meta.creation_timestamp.clone()?;
-    Some(Event {
-        properties: Properties {
-            // A namespace's own name is its namespace.
-            namespace_hash: Some(identity.namespace_hash(ns.meta.name.as_deref())),
-            ..Properties::common(identity)
-        },
-        ..Event::new(
-            EventName::NamespaceCreated,
-            created_id(&ns.meta.uid),
-            created,
-            identity,
-        )
-    })
+    // A namespace's own name is its namespace.
+    let properties = Properties::in_namespace(ns.meta.name.as_deref(), identity);
+    let id = created_id(&ns.meta.uid);
+    Some(Event::new(
+        EventName::NamespaceCreated,
+        id,
+        created,
+        identity,
+        properties,
+    ))
 }

@@ -7,10 +7,10 @@
 //! client types in them, so the mapping to events is tested with plain data.
 
 use super::EventName;
-use super::lenient::{Count, Flag, JsonType, List, Obj, Str, scalars_as};
+use super::lenient::{Count, Flag, JsonType, List, Obj, Str, lenient, wrong_types};
 use super::time::Timestamp;
 use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess};
 use std::fmt;
 
 /// Label whose presence is `hasPipelineLabel`.
@@ -180,60 +180,88 @@ pub struct WatchedKind {
     pub events: &'static [EventName],
 }
 
-pub const PIPELINE_RUN: WatchedKind = WatchedKind {
-    kind: Kind::PipelineRun,
-    group: "tekton.dev",
-    version: "v1",
-    name: "PipelineRun",
-    plural: "pipelineruns",
-    selector: None,
-    // tekton.dev/v1 from current Results watchers; v1beta1 from older ones.
-    results_data_types: &[
-        "tekton.dev/v1.PipelineRun",
-        "tekton.dev/v1beta1.PipelineRun",
-    ],
-    events: &[
-        EventName::PipelineRunStarted,
-        EventName::PipelineRunCompleted,
-    ],
-};
+impl WatchedKind {
+    /// The kind `name` (plural `plural`) of API `group` (`""` for the core group) and
+    /// `version`: every object counts, no Tekton Results records, no events until
+    /// [`Self::events`] names them.
+    const fn new(
+        kind: Kind,
+        group: &'static str,
+        version: &'static str,
+        name: &'static str,
+        plural: &'static str,
+    ) -> Self {
+        WatchedKind {
+            kind,
+            group,
+            version,
+            name,
+            plural,
+            selector: None,
+            results_data_types: &[],
+            events: &[],
+        }
+    }
 
-pub const COMPONENT: WatchedKind = WatchedKind {
-    kind: Kind::Component,
-    group: "appstudio.redhat.com",
-    version: "v1alpha1",
-    name: "Component",
-    plural: "components",
-    selector: None,
-    results_data_types: &[],
-    events: &[EventName::ComponentCreated],
-};
+    const fn selector(mut self, selector: &'static str) -> Self {
+        self.selector = Some(selector);
+        self
+    }
 
-pub const TENANT_NAMESPACE: WatchedKind = WatchedKind {
-    kind: Kind::Namespace,
-    group: "",
-    version: "v1",
-    name: "Namespace",
-    plural: "namespaces",
-    selector: Some("konflux-ci.dev/type=tenant"),
-    results_data_types: &[],
-    events: &[EventName::NamespaceCreated],
-};
+    const fn results(mut self, data_types: &'static [&'static str]) -> Self {
+        self.results_data_types = data_types;
+        self
+    }
 
-pub const KONFLUX: WatchedKind = WatchedKind {
-    kind: Kind::Konflux,
-    group: "konflux.konflux-ci.dev",
-    version: "v1alpha1",
-    name: "Konflux",
-    plural: "konfluxes",
-    selector: None,
-    results_data_types: &[],
-    events: &[
-        EventName::OperatorDeploymentStarted,
-        EventName::OperatorDeploymentCompleted,
-        EventName::OperatorRemovalStarted,
-    ],
-};
+    const fn events(mut self, events: &'static [EventName]) -> Self {
+        self.events = events;
+        self
+    }
+}
+
+pub const PIPELINE_RUN: WatchedKind = WatchedKind::new(
+    Kind::PipelineRun,
+    "tekton.dev",
+    "v1",
+    "PipelineRun",
+    "pipelineruns",
+)
+// tekton.dev/v1 from current Results watchers; v1beta1 from older ones.
+.results(&[
+    "tekton.dev/v1.PipelineRun",
+    "tekton.dev/v1beta1.PipelineRun",
+])
+.events(&[
+    EventName::PipelineRunStarted,
+    EventName::PipelineRunCompleted,
+]);
+
+pub const COMPONENT: WatchedKind = WatchedKind::new(
+    Kind::Component,
+    "appstudio.redhat.com",
+    "v1alpha1",
+    "Component",
+    "components",
+)
+.events(&[EventName::ComponentCreated]);
+
+pub const TENANT_NAMESPACE: WatchedKind =
+    WatchedKind::new(Kind::Namespace, "", "v1", "Namespace", "namespaces")
+        .selector("konflux-ci.dev/type=tenant")
+        .events(&[EventName::NamespaceCreated]);
+
+pub const KONFLUX: WatchedKind = WatchedKind::new(
+    Kind::Konflux,
+    "konflux.konflux-ci.dev",
+    "v1alpha1",
+    "Konflux",
+    "konfluxes",
+)
+.events(&[
+    EventName::OperatorDeploymentStarted,
+    EventName::OperatorDeploymentCompleted,
+    EventName::OperatorRemovalStarted,
+]);
 
 /// Every kind that has events.
 pub const WATCHED: [&WatchedKind; 4] = [&PIPELINE_RUN, &COMPONENT, &TENANT_NAMESPACE, &KONFLUX];
@@ -284,43 +312,58 @@ pub fn decode_one(json: &[u8]) -> Decoded {
     }
 }
 
-/// An object of a known kind, as a watch or a list delivers it: what the event model reads,
-/// and the `resourceVersion` the watch resumes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One object as a watch, a list or an admission request delivers it: read in one pass into
+/// the fields some kind's events read, not yet interpreted as a kind. The `resourceVersion`
+/// is what the watch resumes from. Read by any serde deserializer; fails only when the input
+/// is not JSON.
+#[derive(Clone)]
 pub struct Watched {
-    pub decoded: Decoded,
     pub resource_version: Option<String>,
+    wire: Obj<Wire>,
+}
+
+impl<'de> Deserialize<'de> for Watched {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut wire: Obj<Wire> = Deserialize::deserialize(d)?;
+        let resource_version = match &mut wire {
+            Obj::Ok(Wire {
+                metadata: Some(Obj::Ok(m)),
+                ..
+            }) => match m.resource_version.take() {
+                Some(Str::Ok(rv)) => Some(rv),
+                _ => None,
+            },
+            _ => None,
+        };
+        Ok(Watched {
+            resource_version,
+            wire,
+        })
+    }
 }
 
 impl Watched {
-    /// Reads one object of `kind` from any serde deserializer, in one pass. Fails only when
-    /// the input is not JSON; an object of the wrong shape is `Decoded::Skipped`.
-    pub fn deserialize_as<'de, D: Deserializer<'de>>(d: D, kind: Kind) -> Result<Self, D::Error> {
-        let doc: Obj<Wire> = Deserialize::deserialize(d)?;
-        Ok(match doc {
-            Obj::Wrong(found) => Watched {
-                decoded: Decoded::Skipped(DecodeError::NotAnObject(found)),
-                resource_version: None,
+    /// What the event model reads from it as an object of `kind`, whatever its `apiVersion`
+    /// and `kind` say (list items of built-in types carry neither); an object of the wrong
+    /// shape is `Decoded::Skipped`.
+    pub fn decode_as(self, kind: Kind) -> Decoded {
+        match self.wire {
+            Obj::Wrong(found) => Decoded::Skipped(DecodeError::NotAnObject(found)),
+            Obj::Ok(wire) => match wire.interpret_as(kind) {
+                Ok(Some(object)) => Decoded::Object(object),
+                Ok(None) => Decoded::NoEvents,
+                Err(e) => Decoded::Skipped(e),
             },
-            Obj::Ok(mut wire) => {
-                let resource_version = match wire.metadata.as_mut() {
-                    Some(Obj::Ok(m)) => match m.resource_version.take() {
-                        Some(Str::Ok(rv)) => Some(rv),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let decoded = match wire.interpret_as(kind) {
-                    Ok(Some(object)) => Decoded::Object(object),
-                    Ok(None) => Decoded::NoEvents,
-                    Err(e) => Decoded::Skipped(e),
-                };
-                Watched {
-                    decoded,
-                    resource_version,
-                }
-            }
-        })
+        }
+    }
+}
+
+/// Names stay out of Debug output: only the `resourceVersion` is shown.
+impl fmt::Debug for Watched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watched")
+            .field("resource_version", &self.resource_version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -342,7 +385,7 @@ fn redact(e: &serde_json::Error) -> String {
 
 // ---- the wire form: one struct that reads every kind's fields in one pass ----
 
-#[derive(Deserialize, Default)]
+#[derive(Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Wire {
     api_version: Option<Str>,
@@ -353,7 +396,7 @@ struct Wire {
     items: Option<List<Obj<Wire>>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct WireMeta {
     uid: Option<Str>,
@@ -365,18 +408,18 @@ struct WireMeta {
     labels: Option<WantedLabels>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Clone, Deserialize, Default)]
 struct WireSpec {
     application: Option<Str>,
     telemetry: Option<Obj<WireTelemetry>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Clone, Deserialize, Default)]
 struct WireTelemetry {
     enabled: Option<Flag>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct WireStatus {
     start_time: Option<Str>,
@@ -385,7 +428,7 @@ struct WireStatus {
     conditions: Option<List<Obj<WireCondition>>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct WireCondition {
     #[serde(rename = "type")]
@@ -396,7 +439,7 @@ struct WireCondition {
 }
 
 /// The three labels events read; every other label is skipped unread, however large.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct WantedLabels {
     has_pipeline: bool,
     pipeline_type: Option<Str>,
@@ -404,49 +447,28 @@ struct WantedLabels {
     wrong: Option<JsonType>,
 }
 
-impl<'de> Deserialize<'de> for WantedLabels {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = WantedLabels;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of labels")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WantedLabels, A::Error> {
-                let mut out = WantedLabels::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match key.as_ref() {
-                        PIPELINE_LABEL => {
-                            map.next_value::<IgnoredAny>()?;
-                            out.has_pipeline = true;
-                        }
-                        PIPELINE_TYPE_LABEL => out.pipeline_type = Some(map.next_value()?),
-                        NAMESPACE_TYPE_LABEL => out.namespace_type = Some(map.next_value()?),
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
+lenient!(WantedLabels, wrong_labels, wrong: [bool, number, string, array],
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WantedLabels, A::Error> {
+        let mut out = WantedLabels::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                PIPELINE_LABEL => {
+                    map.next_value::<IgnoredAny>()?;
+                    out.has_pipeline = true;
                 }
-                Ok(out)
+                PIPELINE_TYPE_LABEL => out.pipeline_type = Some(map.next_value()?),
+                NAMESPACE_TYPE_LABEL => out.namespace_type = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
-            fn visit_unit<E>(self) -> Result<WantedLabels, E> {
-                Ok(WantedLabels::default())
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<WantedLabels, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(wrong_labels(JsonType::Array))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<WantedLabels, E> {
-                Ok(wrong_labels(JsonType::String))
-            }
-            scalars_as!(WantedLabels, wrong_labels);
         }
-        d.deserialize_any(V)
+        Ok(out)
     }
-}
+    fn visit_unit<E>(self) -> Result<WantedLabels, E> {
+        Ok(WantedLabels::default())
+    }
+);
 
 fn wrong_labels(found: JsonType) -> WantedLabels {
     WantedLabels {

@@ -14,53 +14,25 @@ pub fn completed_id(uid: &str) -> String {
 
 /// The events the run implies as it stands: none, Started, or Started and Completed.
 pub fn events(run: &PipelineRun, identity: &ClusterIdentity) -> Vec<Event> {
-    let mut out = Vec::with_capacity(2);
     let common = common_properties(run, identity);
-    if let Some(start) = &run.start_time {
-        out.push(Event {
-            properties: common.clone(),
-            ..Event::new(
-                EventName::PipelineRunStarted,
-                started_id(&run.meta.uid),
-                start.clone(),
-                identity,
-            )
-        });
-    }
-    if let Some(completion) = &run.completion_time {
-        out.push(Event {
-            properties: Properties {
-                start_time: Some(run.start_time.as_ref().map(|t| t.as_str().to_owned())),
-                completion_time: Some(completion.as_str().to_owned()),
-                duration_seconds: Some(
-                    run.start_time
-                        .as_ref()
-                        .map(|start| start.whole_seconds_until(completion)),
-                ),
-                status: Some(
-                    run.succeeded_reason
-                        .clone()
-                        .unwrap_or_else(|| "Unknown".to_owned()),
-                ),
-                ..common
-            },
-            ..Event::new(
-                EventName::PipelineRunCompleted,
-                completed_id(&run.meta.uid),
-                completion.clone(),
-                identity,
-            )
-        });
-    }
-    out
+    let (uid, start) = (&run.meta.uid, run.start_time.as_ref());
+    let started = start.map(|at| {
+        let name = EventName::PipelineRunStarted;
+        Event::new(name, started_id(uid), at.clone(), identity, common.clone())
+    });
+    let completed = run.completion_time.as_ref().map(|done| {
+        let properties = common.completed(start, done, run.succeeded_reason.as_deref());
+        let name = EventName::PipelineRunCompleted;
+        Event::new(name, completed_id(uid), done.clone(), identity, properties)
+    });
+    started.into_iter().chain(completed).collect()
 }
 
 fn common_properties(run: &PipelineRun, identity: &ClusterIdentity) -> Properties {
     Properties {
-        namespace_hash: Some(identity.namespace_hash(run.meta.namespace.as_deref())),
         task_count: Some(run.task_count),
         has_pipeline_label: Some(run.has_pipeline_label),
         pipeline_type: Some(run.pipeline_type.clone()),
-        ..Properties::common(identity)
+        ..Properties::in_namespace(run.meta.namespace.as_deref(), identity)
     }
 }

@@ -5,8 +5,8 @@
 
 use crate::capture::config_maps;
 use crate::capture::retry::WatchRetry;
-use crate::capture::watch::{self, Konfluxes, Lite};
-use crate::events::object::KONFLUX_NAME;
+use crate::capture::watch::{self, Lite};
+use crate::events::object::{KONFLUX, KONFLUX_NAME};
 use crate::pipeline::Core;
 use crate::settings::Settings;
 use crate::switch::{self, CrSays, Decision, Switch};
@@ -17,14 +17,14 @@ use tracing::{info, warn};
 
 /// Watches the `konflux` CR until `stop`, publishing what it says about telemetry.
 pub async fn watch_cr(client: kube::Client, says: live::Sender<CrSays>, stop: CancellationToken) {
-    let api: kube::Api<Lite<Konfluxes>> = kube::Api::all(client);
+    let api: kube::Api<Lite> = kube::Api::all_with(client, &&KONFLUX);
     config_maps::watch_named(
         api,
         "the Konflux CR (for spec.telemetry.enabled)",
         KONFLUX_NAME,
         WatchRetry::default(),
         stop,
-        |cr| match CrSays::of(cr.map(|c| &c.decoded)) {
+        |cr| match CrSays::of(cr.map(|c| c.clone().decode_as(&KONFLUX)).as_ref()) {
             Some(s) => {
                 says.send_replace(s);
             }

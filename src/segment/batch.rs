@@ -292,6 +292,7 @@ mod tests {
             format!("m{id:06}"),
             ts,
             &identity,
+            crate::events::Properties::common(&identity),
         );
         e.properties.status = Some("x".repeat(status_len));
         e
