@@ -5,7 +5,7 @@
 
 pub use crate::runtime::args::RunArgs;
 
-use crate::capture::identity::{self, Configured, PublicInfo};
+use crate::capture::identity::{self, PublicInfo};
 use crate::capture::{config_maps, watch::Readiness};
 use crate::events::Timestamp;
 use crate::flush::Discard;
@@ -57,15 +57,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     let client = client(&args).await?;
 
     // The pipeline.
-    let configured = Configured {
-        cluster_id: args
-            .identity
-            .cluster_id
-            .as_ref()
-            .map(|c| c.expose().to_owned()),
-        konflux_version: args.identity.konflux_version.clone(),
-        kubernetes_version: args.identity.kubernetes_version.clone(),
-    };
+    let configured = args.identity.configured();
     let facts = identity::cluster_facts(&client).await;
     let info = identity::public_info(&client).await;
     let core_metrics = CoreMetrics::default();

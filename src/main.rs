@@ -2,6 +2,7 @@
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use konflux_telemetry::events::{ClusterIdentity, Timestamp};
+use konflux_telemetry::runtime::args::IdentityArgs;
 use konflux_telemetry::transform;
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,15 +29,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct TransformArgs {
-    /// Cluster id; hashed before use, never sent as is (its value is not shown here).
-    #[arg(long, env = "CLUSTER_ID", hide_env_values = true)]
-    cluster_id: Option<String>,
-    /// Konflux version, sent as `konfluxVersion`.
-    #[arg(long, env = "KONFLUX_VERSION")]
-    konflux_version: Option<String>,
-    /// Kubernetes version, sent as `kubernetesVersion`.
-    #[arg(long, env = "KUBERNETES_VERSION")]
-    kubernetes_version: Option<String>,
+    #[command(flatten)]
+    identity: IdentityArgs,
     /// Time of the heartbeat (RFC 3339); now, in whole seconds, by default.
     #[arg(long, env = "HEARTBEAT_TIMESTAMP", value_parser = parse_timestamp)]
     heartbeat_timestamp: Option<Timestamp>,
@@ -65,10 +59,11 @@ fn main() -> ExitCode {
 }
 
 fn run_transform(args: TransformArgs) -> ExitCode {
+    let configured = args.identity.configured();
     let identity = ClusterIdentity::new(
-        args.cluster_id,
-        args.konflux_version,
-        args.kubernetes_version,
+        configured.cluster_id,
+        configured.konflux_version,
+        configured.kubernetes_version,
     );
     let stdin = std::io::stdin().lock();
     let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());

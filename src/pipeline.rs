@@ -464,6 +464,11 @@ mod tests {
             .collect()
     }
 
+    /// The preview as JSON.
+    fn preview_json(core: &Core) -> serde_json::Value {
+        serde_json::from_str(&preview(core)).expect("the preview is JSON")
+    }
+
     fn preview(core: &Core) -> String {
         let mut cursor = PreviewCursor::default();
         let mut out = Vec::new();
@@ -531,7 +536,7 @@ mod tests {
             )),
             NOW,
         );
-        let waiting: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
+        let waiting = preview_json(&core);
         let waiting = waiting["batch"].as_array().unwrap();
         assert_eq!(waiting.len(), 2);
         assert!(
@@ -554,6 +559,20 @@ mod tests {
             object,
             actor: Some(Actor::new(user, &core.identity())),
         }
+    }
+
+    /// The `userId` of the `i`th event of the preview.
+    fn user_id(core: &Core, i: usize) -> Option<String> {
+        let shown = preview_json(core);
+        shown["batch"][i]
+            .get("userId")
+            .map(|u| u.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// `user` creates `object` at `at`: admission sees it, then the watch a second later.
+    fn created_by(core: &Core, object: &Object, user: &str, at: i64) {
+        core.observe(admission(object.clone(), user, core), at);
+        core.observe(watch(object.clone()), at + 1);
     }
 
     fn component(uid: &str, created: &str) -> Object {
@@ -614,8 +633,7 @@ mod tests {
         }
         // and the watch seeing them later (after expiry) gives no forged actor
         core.observe(watch(component("forged-c", at)), NOW + 700);
-        let shown: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
-        assert!(shown["batch"][0].get("userId").is_none(), "{shown}");
+        assert_eq!(user_id(&core, 0), None);
     }
 
     #[tokio::test]
@@ -623,21 +641,16 @@ mod tests {
         let core = core();
         // the real creation, confirmed by the watch
         let c = component("c1", "2026-01-01T00:00:00Z");
-        core.observe(admission(c.clone(), "alice", &core), NOW);
-        core.observe(watch(c.clone()), NOW + 1);
+        created_by(&core, &c, "alice", NOW);
         // a forged review naming the same uid comes later: the first actor stays
-        core.observe(admission(c.clone(), "mallory", &core), NOW + 2);
-        core.observe(watch(c.clone()), NOW + 3);
-        let shown: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
+        created_by(&core, &c, "mallory", NOW + 2);
         let alice = Actor::new("alice", &core.identity());
-        assert_eq!(shown["batch"].as_array().map(Vec::len), Some(1));
-        assert_eq!(shown["batch"][0]["userId"], alice.user_hash.as_str());
+        assert_eq!(ids(&core).len(), 1);
+        assert_eq!(user_id(&core, 0), Some(alice.user_hash));
         // a forged review naming an old object (created an hour ago) confirms nothing
         let old = component("c-old", "2025-12-31T23:00:00Z");
-        core.observe(admission(old.clone(), "mallory", &core), NOW);
-        core.observe(watch(old), NOW + 1);
-        let shown: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
-        assert!(shown["batch"][1].get("userId").is_none(), "{shown}");
+        created_by(&core, &old, "mallory", NOW);
+        assert_eq!(user_id(&core, 1), None);
     }
 
     #[tokio::test]
@@ -649,11 +662,8 @@ mod tests {
         core.observe(watch(c.clone()), NOW);
         core.observe(watch(c), NOW + 1);
         assert_eq!(ids(&core), ["brief-component-created"]);
-        let shown: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
-        assert_eq!(
-            shown["batch"][0]["userId"],
-            Actor::new("alice", &core.identity()).user_hash.as_str()
-        );
+        let alice = Actor::new("alice", &core.identity());
+        assert_eq!(user_id(&core, 0), Some(alice.user_hash));
     }
 
     #[tokio::test]
@@ -663,7 +673,7 @@ mod tests {
         core.observe(admission(deleting.clone(), "bob", &core), NOW);
         assert!(!ids(&core).iter().any(|id| id.ends_with("removal-started")));
         core.observe(watch(deleting), NOW + 1);
-        let shown: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
+        let shown = preview_json(&core);
         let removal = shown["batch"]
             .as_array()
             .and_then(|b| b.iter().find(|e| e["event"] == "Operator Removal Started"))
@@ -708,7 +718,7 @@ mod tests {
     async fn without_a_key_flush_lets_events_go_and_preview_shows_them_first() {
         let core = core();
         core.observe(watch(run("a", "2025-12-31T23:00:00Z", None)), NOW);
-        let shown: serde_json::Value = serde_json::from_str(&preview(&core)).unwrap();
+        let shown = preview_json(&core);
         assert_eq!(shown["batch"][0]["messageId"], "a-started");
         core.flush(&crate::flush::Discard).await;
         assert_eq!(preview(&core), r#"{"batch":[]}"#);

@@ -1,6 +1,7 @@
 //! The flags of `konflux-telemetry run`, in groups, each flag with an environment
 //! fallback (the old bridge's variable names work), and what each group builds.
 
+use crate::capture::identity::Configured;
 use crate::secret::Secret;
 use crate::segment::{self, Backoff, Sender, SenderConfig, WriteKey};
 use crate::settings::{self, Settings};
@@ -116,17 +117,30 @@ pub fn sender(
     })
 }
 
-/// What the events say about the cluster.
+/// What the events say about the cluster (`run` and `transform`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct IdentityArgs {
-    /// Cluster id (hashed before it leaves); found in the cluster when unset. Its value
-    /// salts the hashes: --help does not show it.
+    /// Cluster id, hashed before it leaves; `run` finds it in the cluster when unset. Its
+    /// value salts the hashes: --help does not show it.
     #[arg(long, env = "CLUSTER_ID", hide_env_values = true)]
     pub cluster_id: Option<Secret>,
-    #[arg(long, env = "KONFLUX_VERSION")]
+    /// Konflux version, sent as `konfluxVersion`; `run` reads konflux-public-info when unset.
+    #[arg(long, env = "KONFLUX_VERSION", value_name = "VERSION")]
     pub konflux_version: Option<String>,
-    #[arg(long, env = "KUBERNETES_VERSION")]
+    /// Kubernetes version, sent as `kubernetesVersion`; `run` asks the API server when unset.
+    #[arg(long, env = "KUBERNETES_VERSION", value_name = "VERSION")]
     pub kubernetes_version: Option<String>,
+}
+
+impl IdentityArgs {
+    /// What was configured, to win over what the cluster says.
+    pub fn configured(&self) -> Configured {
+        Configured {
+            cluster_id: self.cluster_id.as_ref().map(|c| c.expose().to_owned()),
+            konflux_version: self.konflux_version.clone(),
+            kubernetes_version: self.kubernetes_version.clone(),
+        }
+    }
 }
 
 /// The plain HTTP endpoints.

@@ -37,12 +37,55 @@ mod tests {
 
     const HOUR: Duration = Duration::from_secs(3600);
 
-    fn counting() -> (Arc<AtomicUsize>, impl FnMut() + Send + 'static) {
-        let beats = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&beats);
-        (beats, move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-        })
+    /// The heartbeat loop started on default settings, beating into a counter.
+    struct Started {
+        settings: watch::Sender<Settings>,
+        beats: Arc<AtomicUsize>,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Started {
+        async fn new() -> Self {
+            let (settings, rx) = watch::channel(Settings::default());
+            let beats = Arc::new(AtomicUsize::new(0));
+            let counter = Arc::clone(&beats);
+            let stop = CancellationToken::new();
+            let beat = move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            };
+            let task = tokio::spawn(run(rx, stop.clone(), beat));
+            settle().await;
+            Started {
+                settings,
+                beats,
+                stop,
+                task,
+            }
+        }
+
+        fn beats(&self) -> usize {
+            self.beats.load(Ordering::SeqCst)
+        }
+
+        /// The beats so far, once the clock has moved on by `by`.
+        async fn after(&self, by: Duration) -> usize {
+            tokio::time::advance(by).await;
+            settle().await;
+            self.beats()
+        }
+
+        /// The beats so far, once the loop has seen `change` to the settings.
+        async fn after_change(&self, change: impl FnOnce(&mut Settings)) -> usize {
+            self.settings.send_modify(change);
+            settle().await;
+            self.beats()
+        }
+
+        async fn stop(self) {
+            self.stop.cancel();
+            self.task.await.expect("the loop ends on stop");
+        }
     }
 
     /// Lets the spawned loop run until it waits on a timer again.
@@ -54,52 +97,41 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn beats_at_start_then_every_interval_and_follows_a_changed_interval() {
-        let (tx, rx) = watch::channel(Settings::default());
-        let (beats, beat) = counting();
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(rx, stop.clone(), beat));
-        settle().await;
-        assert_eq!(beats.load(Ordering::SeqCst), 1, "one beat at start");
-
-        tokio::time::advance(HOUR - Duration::from_secs(1)).await;
-        settle().await;
-        assert_eq!(beats.load(Ordering::SeqCst), 1, "not before the interval");
-        tokio::time::advance(Duration::from_secs(1)).await;
-        settle().await;
-        assert_eq!(beats.load(Ordering::SeqCst), 2, "one beat an interval");
+        let loop_ = Started::new().await;
+        assert_eq!(loop_.beats(), 1, "one beat at start");
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            loop_.after(HOUR - second).await,
+            1,
+            "not before the interval"
+        );
+        assert_eq!(loop_.after(second).await, 2, "one beat an interval");
 
         // Another key changes: the beat does not move.
-        tx.send_modify(|s| s.flush_interval = Duration::from_secs(1));
-        settle().await;
-        assert_eq!(beats.load(Ordering::SeqCst), 2);
+        let flush_interval = |s: &mut Settings| s.flush_interval = second;
+        assert_eq!(loop_.after_change(flush_interval).await, 2);
 
         // 10 minutes after the last beat the interval drops to 5 minutes: due at once.
-        tokio::time::advance(Duration::from_secs(600)).await;
-        tx.send_modify(|s| s.heartbeat_interval = Duration::from_secs(300));
-        settle().await;
-        assert_eq!(beats.load(Ordering::SeqCst), 3);
-        tokio::time::advance(Duration::from_secs(300)).await;
-        settle().await;
-        assert_eq!(beats.load(Ordering::SeqCst), 4);
+        let five_minutes = Duration::from_secs(300);
+        assert_eq!(loop_.after(2 * five_minutes).await, 2);
+        let heartbeat_interval = |s: &mut Settings| s.heartbeat_interval = five_minutes;
+        assert_eq!(loop_.after_change(heartbeat_interval).await, 3);
+        assert_eq!(loop_.after(five_minutes).await, 4);
 
-        stop.cancel();
-        task.await.expect("the loop ends on stop");
+        loop_.stop().await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_dropped_settings_sender_does_not_spin_the_loop() {
-        let (tx, rx) = watch::channel(Settings::default());
-        let (beats, beat) = counting();
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(rx, stop.clone(), beat));
+        let mut loop_ = Started::new().await;
+        // The loop's only sender goes; the one left in its place is not the loop's.
+        drop(std::mem::replace(
+            &mut loop_.settings,
+            watch::channel(Settings::default()).0,
+        ));
         settle().await;
-        drop(tx);
-        settle().await;
-        assert_eq!(beats.load(Ordering::SeqCst), 1);
-        tokio::time::advance(HOUR).await;
-        settle().await;
-        assert_eq!(beats.load(Ordering::SeqCst), 2);
-        stop.cancel();
-        task.await.expect("the loop ends on stop");
+        assert_eq!(loop_.beats(), 1);
+        assert_eq!(loop_.after(HOUR).await, 2);
+        loop_.stop().await;
     }
 }

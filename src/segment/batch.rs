@@ -383,6 +383,14 @@ mod tests {
         assert_eq!(limits.max_event_bytes, 32_000);
     }
 
+    fn limits(max_body_bytes: usize, max_event_bytes: usize, max_events: usize) -> Limits {
+        Limits {
+            max_body_bytes,
+            max_event_bytes,
+            max_events,
+        }
+    }
+
     #[test]
     fn count_limit_exactly_and_one_over() {
         // 2,500 events of ~250 bytes exceed 475,000 bytes: lift the body limit only.
@@ -425,11 +433,7 @@ mod tests {
 
     #[test]
     fn lower_limits_split_and_keep_order() {
-        let limits = Limits {
-            max_body_bytes: 2_000,
-            max_event_bytes: 900,
-            max_events: 3,
-        };
+        let limits = limits(2_000, 900, 3);
         let events: Vec<Event> = (0..20).map(|i| event(i, (i * 97) % 1_000)).collect();
         let (b, d) = batches_with(&events, &limits);
         let sent: Vec<&String> = b.iter().flat_map(|b| b.message_ids()).collect();
@@ -453,11 +457,7 @@ mod tests {
 
     #[test]
     fn encoded_events_batch_to_the_same_bytes() {
-        let limits = Limits {
-            max_body_bytes: 3_000,
-            max_event_bytes: 900,
-            max_events: 4,
-        };
+        let limits = limits(3_000, 900, 4);
         let events: Vec<Event> = (0..30).map(|i| event(i, (i * 131) % 1_100)).collect();
         let encoded: Vec<Encoded> = events
             .iter()
