@@ -57,6 +57,15 @@ fn command() -> clap::Command {
 }
 
 fn main() -> ExitCode {
+    // The one TLS crypto provider of the process (rustls' ring), before anything builds a
+    // TLS configuration; the library installs none (see `konflux_telemetry::crypto`).
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        eprintln!("konflux-telemetry: a TLS crypto provider was installed before main");
+        return ExitCode::from(1);
+    }
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Transform(args) => run_transform(args),

@@ -7,6 +7,7 @@
 //! the current one kept; the next poll tries again.
 
 use super::metrics::AdmissionMetrics;
+use crate::crypto::NoCryptoProvider;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -44,14 +45,17 @@ pub enum Reload {
 }
 
 impl CertStore {
-    pub fn new(dir: &Path, metrics: AdmissionMetrics) -> Self {
-        Self {
+    /// A store for the files of `dir`, with no certificate yet. Uses the process's TLS
+    /// crypto provider ([`crate::crypto`]), the one every other TLS configuration uses;
+    /// fails when none is installed.
+    pub fn new(dir: &Path, metrics: AdmissionMetrics) -> Result<Self, NoCryptoProvider> {
+        Ok(Self {
             dir: dir.to_owned(),
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            provider: crate::crypto::provider()?,
             current: RwLock::new(None),
             last_tried: Mutex::new(None),
             metrics,
-        }
+        })
     }
 
     pub fn provider(&self) -> Arc<CryptoProvider> {
@@ -171,7 +175,8 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
-/// The server configuration: TLS 1.2 and 1.3 with ring, HTTP/1.1, the reloading resolver.
+/// The server configuration: TLS 1.2 and 1.3 with the store's provider (the process's,
+/// ring), HTTP/1.1, the reloading resolver.
 pub fn server_config(store: &Arc<CertStore>) -> Result<rustls::ServerConfig, rustls::Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(store.provider())
         .with_safe_default_protocol_versions()?
