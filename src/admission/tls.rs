@@ -144,22 +144,33 @@ impl CertStore {
     }
 }
 
+/// Why a certificate and key pair cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    #[error("{cert} is not PEM: {0}", cert = CERT_FILE)]
+    CertificateNotPem(#[source] rustls::pki_types::pem::Error),
+    #[error("{cert} holds no certificate", cert = CERT_FILE)]
+    NoCertificate,
+    #[error("{key} holds no private key: {0}", key = KEY_FILE)]
+    NoPrivateKey(#[source] rustls::pki_types::pem::Error),
+    #[error("{cert} and {key} do not make a usable pair: {0}", cert = CERT_FILE, key = KEY_FILE)]
+    NotAPair(#[source] rustls::Error),
+}
+
 /// Parses a PEM chain and key, and checks that they belong together.
 pub fn certified_key(
     cert_pem: &[u8],
     key_pem: &[u8],
     provider: &CryptoProvider,
-) -> Result<CertifiedKey, String> {
+) -> Result<CertifiedKey, CertificateError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{CERT_FILE} is not PEM: {e}"))?;
+        .map_err(CertificateError::CertificateNotPem)?;
     if chain.is_empty() {
-        return Err(format!("{CERT_FILE} holds no certificate"));
+        return Err(CertificateError::NoCertificate);
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| format!("{KEY_FILE} holds no private key: {e}"))?;
-    CertifiedKey::from_der(chain, key, provider)
-        .map_err(|e| format!("{CERT_FILE} and {KEY_FILE} do not make a usable pair: {e}"))
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(CertificateError::NoPrivateKey)?;
+    CertifiedKey::from_der(chain, key, provider).map_err(CertificateError::NotAPair)
 }
 
 #[derive(Debug)]
