@@ -796,6 +796,11 @@ mod tests {
     type Handler = Arc<dyn Fn(&Seen) -> (u16, String) + Send + Sync>;
 
     /// A tiny HTTP/1.1 server on loopback: one request per connection.
+    /// `what` of each request the fake server saw, in order.
+    fn each_request<T>(seen: &Mutex<Vec<Seen>>, what: impl FnMut(&Seen) -> T) -> Vec<T> {
+        seen.lock().unwrap().iter().map(what).collect()
+    }
+
     async fn fake(handler: Handler) -> (String, Arc<Mutex<Vec<Seen>>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
@@ -989,12 +994,7 @@ mod tests {
         let (uids, err) = drain(&mut pages).await;
         assert!(matches!(err, Some(SweepError::PageTokenLoop)), "{err:?}");
         assert_eq!(uids, ["a", "a"]);
-        let tokens: Vec<_> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.query.get("page_token").cloned())
-            .collect();
+        let tokens = each_request(&seen, |s| s.query.get("page_token").cloned());
         assert_eq!(tokens, [None, Some("A".into()), Some("B".into())]);
     }
 
@@ -1066,12 +1066,7 @@ mod tests {
         let page = pages.next_page().await.unwrap().unwrap();
         assert_eq!(page.read, 12);
         assert_eq!(pages.refused_too_large(), 3);
-        let sizes: Vec<_> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.query["page_size"].clone())
-            .collect();
+        let sizes = each_request(&seen, |s| s.query["page_size"].clone());
         assert_eq!(sizes, ["100", "50", "25", "12"]);
 
         // At the smallest page size, a page still too large ends the listing.
@@ -1138,12 +1133,7 @@ mod tests {
         assert!(err.is_none(), "{err:?}");
         assert_eq!(uids, ["a"]);
         assert!(pages.fell_back());
-        let filters: Vec<_> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.query["filter"].clone())
-            .collect();
+        let filters = each_request(&seen, |s| s.query["filter"].clone());
         assert_eq!(filters, [narrowed, client.filter().to_owned()]);
 
         // Refusals that say nothing about the filter end the listing as before.
@@ -1262,12 +1252,7 @@ mod tests {
         std::fs::write(&path, "two\n").unwrap();
         let (_, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
         assert!(err.is_none(), "{err:?}");
-        let auth: Vec<_> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.authorization.clone())
-            .collect();
+        let auth = each_request(&seen, |s| s.authorization.clone());
         assert_eq!(
             auth.first().cloned().flatten().as_deref(),
             Some("Bearer one")
