@@ -38,12 +38,8 @@ struct TransformArgs {
     #[arg(long, env = "KUBERNETES_VERSION")]
     kubernetes_version: Option<String>,
     /// Time of the heartbeat (RFC 3339); now, in whole seconds, by default.
-    #[arg(long, env = "HEARTBEAT_TIMESTAMP", value_parser = parse_timestamp)]
+    #[arg(long, env = "HEARTBEAT_TIMESTAMP", value_parser = Timestamp::parse)]
     heartbeat_timestamp: Option<Timestamp>,
-}
-
-fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
-    Timestamp::parse(s).map_err(|e| e.to_string())
 }
 
 /// The command line, with no environment variable's value shown by `--help` in any
