@@ -12,6 +12,9 @@
 //! Under `cargo test --all-targets` (no `--bench` argument) it is a quick smoke run.
 //! `BENCH_SECONDS` sets the length of each loaded phase (default 10).
 
+#[path = "../tests/support/crypto.rs"]
+mod crypto;
+
 use konflux_telemetry::admission::{AdmissionMetrics, Handler, Webhook};
 use konflux_telemetry::events::ClusterIdentity;
 use serde_json::{Value, json};
@@ -224,7 +227,6 @@ async fn over_https(seconds: f64) {
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(webhook.run(stop.clone()));
 
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = std::fs::read(certs.join("ca.crt")).expect("ca.crt");
     let client = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("CA")])
@@ -330,6 +332,8 @@ async fn over_https(seconds: f64) {
 }
 
 fn main() {
+    // What the daemon's `main` does first: the webhook and the client need it.
+    crypto::install_provider();
     let full = std::env::args().any(|a| a == "--bench");
     let seconds: f64 = if full {
         std::env::var("BENCH_SECONDS")

@@ -69,7 +69,7 @@ async fn main() {
         );
         return;
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    support::crypto::install_provider();
     let runs = env_usize("BENCH_RUNS", 25_000);
     let tenants = (runs / 500).max(1);
     let cluster = support::cluster().await;

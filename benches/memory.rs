@@ -14,6 +14,8 @@
 //! comes on top. Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 
 mod common;
+#[path = "../tests/support/crypto.rs"]
+mod crypto;
 use common::env_usize;
 
 use konflux_telemetry::events::{self, ClusterIdentity, Decoded};
@@ -127,6 +129,8 @@ async fn main() {
         );
         return;
     }
+    // What the daemon's `main` does first: Sender::new needs it.
+    crypto::install_provider();
     let defaults = Settings::default();
     let runs = env_usize("BENCH_RUNS", 100_000);
     let max_events = env_usize("BENCH_MAX_EVENTS", defaults.max_buffered_events);

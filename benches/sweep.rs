@@ -27,6 +27,8 @@
 //! server's CPU. The records are deleted at the end.
 
 mod common;
+#[path = "../tests/support/crypto.rs"]
+mod crypto;
 use common::env_usize;
 
 use base64::Engine as _;
@@ -194,7 +196,6 @@ fn cpu_seconds(pid: &str) -> f64 {
 }
 
 fn admin(ca: &Path) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let pem = std::fs::read(ca).expect("read CA");
     reqwest::Client::builder()
         .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).expect("CA PEM"))
@@ -421,6 +422,8 @@ fn child() {
 }
 
 fn main() {
+    // What the daemon's `main` does first: ResultsClient::new needs it.
+    crypto::install_provider();
     if std::env::var_os("SWEEP_BENCH_CHILD").is_some() {
         return child();
     }

@@ -11,11 +11,12 @@
 //! - the edges: sources [`capture`] (watches, identity, ConfigMaps), [`admission`],
 //!   [`sweep`] (Tekton Results); outputs `segment::Sender` and [`state`].
 //! - the runtime: [`runtime`] (the loops over time, the flags), [`server`], [`http`],
-//!   [`metrics`], [`telemetry`] (logging); [`daemon`] wires it all for
-//!   `konflux-telemetry run`.
+//!   [`metrics`], [`telemetry`] (logging), [`crypto`] (the TLS provider `main` installs);
+//!   [`daemon`] wires it all for `konflux-telemetry run`.
 
 pub mod admission;
 pub mod capture;
+pub mod crypto;
 pub mod daemon;
 pub mod events;
 pub mod flush;
@@ -69,6 +70,10 @@ pub enum Error {
         #[source]
         source: segment::ConfigError,
     },
+
+    /// No TLS crypto provider is installed (`main` installs one at start).
+    #[error(transparent)]
+    CryptoProvider(#[from] crypto::NoCryptoProvider),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -32,12 +32,8 @@ struct TransformArgs {
     #[command(flatten)]
     identity: IdentityArgs,
     /// Time of the heartbeat (RFC 3339); now, in whole seconds, by default.
-    #[arg(long, env = "HEARTBEAT_TIMESTAMP", value_parser = parse_timestamp)]
+    #[arg(long, env = "HEARTBEAT_TIMESTAMP", value_parser = Timestamp::parse)]
     heartbeat_timestamp: Option<Timestamp>,
-}
-
-fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
-    Timestamp::parse(s).map_err(|e| e.to_string())
 }
 
 /// The command line, with no environment variable's value shown by `--help` in any
@@ -51,6 +47,15 @@ fn command() -> clap::Command {
 }
 
 fn main() -> ExitCode {
+    // The one TLS crypto provider of the process (rustls' ring), before anything builds a
+    // TLS configuration; the library installs none (see `konflux_telemetry::crypto`).
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        eprintln!("konflux-telemetry: a TLS crypto provider was installed before main");
+        return ExitCode::from(1);
+    }
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Transform(args) => run_transform(args),

@@ -1,7 +1,6 @@
 //! A value that must not show: the Segment write key and the Results token as flags.
 
 use std::convert::Infallible;
-use std::fmt;
 use std::str::FromStr;
 
 /// A secret string. `Debug` and `Display` print `<redacted>`; only [`Secret::expose`]
@@ -20,17 +19,25 @@ impl Secret {
     }
 }
 
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// `Debug` and `Display` for a type holding a secret: both print `$mask`, never the value.
+macro_rules! redacted_fmt {
+    ($type:ty, $mask:literal) => {
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str($mask)
+            }
+        }
 
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str($mask)
+            }
+        }
+    };
 }
+pub(crate) use redacted_fmt;
+
+redacted_fmt!(Secret, "<redacted>");
 
 impl FromStr for Secret {
     type Err = Infallible;

@@ -60,7 +60,7 @@ pub struct Key {
     /// The value a missing key means, as the README and `deploy/` write it.
     pub default: &'static str,
     /// Reads a value (trimmed) into the settings, or says why it cannot be used.
-    set: fn(&mut Settings, &str) -> Result<(), String>,
+    set: fn(&mut Settings, &str) -> Result<(), InvalidValue>,
     /// Copies this key's value from the last good settings (the value given was rejected).
     keep: fn(&mut Settings, &Settings),
     /// The value, for the log line of a change.
@@ -76,8 +76,12 @@ impl std::fmt::Debug for Key {
     }
 }
 
-/// A [`Key`] for field `$field`, read by `$parse` (text to the field's type, bounds checked).
+/// A [`Key`] for field `$field`, read by `$parse` (text to the field's type, bounds checked),
+/// or a duration of at least `$min` (and at most 720h).
 macro_rules! key {
+    ($name:literal, $default:literal, $field:ident, duration >= $min:expr) => {
+        key!($name, $default, $field, |t| duration(t, $min))
+    };
     ($name:literal, $default:literal, $field:ident, $parse:expr) => {
         Key {
             name: $name,
@@ -94,60 +98,71 @@ macro_rules! key {
 
 /// Every key: name, default, parser and bounds. The README's table and `deploy/` document
 /// these (tests/docs.rs checks that they do).
+#[rustfmt::skip] // a table: one key a line
 pub const KEYS: &[Key] = &[
-    key!("flushInterval", "1h", flush_interval, |t| duration(
-        t,
-        Duration::from_millis(100)
-    )),
-    key!("heartbeatInterval", "1h", heartbeat_interval, |t| duration(
-        t,
-        Duration::from_secs(1)
-    )),
-    key!("lookback", "4h", lookback, |t| duration(
-        t,
-        Duration::from_secs(60)
-    )),
-    key!("maxBufferedEvents", "100000", max_buffered_events, |t| {
-        count(t, 1, 10_000_000)
-    }),
-    key!("maxBufferedBytes", "32Mi", max_buffered_bytes, |t| {
-        byte_size(t, MI, 1024 * MI)
-    }),
-    key!("requestsPerSecond", "10", requests_per_second, |t| count(
-        t, 1, 1000
-    )
-    .and_then(|n| {
-        u32::try_from(n)
-            .ok()
-            .and_then(NonZeroU32::new)
-            .ok_or_else(|| "out of range".to_owned())
+    key!("flushInterval", "1h", flush_interval, duration >= Duration::from_millis(100)),
+    key!("heartbeatInterval", "1h", heartbeat_interval, duration >= Duration::from_secs(1)),
+    key!("lookback", "4h", lookback, duration >= Duration::from_secs(60)),
+    key!("maxBufferedEvents", "100000", max_buffered_events, |t| count(t, 1, 10_000_000)),
+    key!("maxBufferedBytes", "32Mi", max_buffered_bytes, |t| byte_size(t, MI, 1024 * MI)),
+    key!("requestsPerSecond", "10", requests_per_second, |t| count(t, 1, 1000).and_then(|n| {
+        u32::try_from(n).ok().and_then(NonZeroU32::new).ok_or(InvalidValue::OutOfRange)
     })),
     key!("logLevel", "info", log_level, log_level),
-    key!("sweepInterval", "1h", sweep_interval, |t| duration(
-        t,
-        Duration::from_secs(1)
-    )),
-    key!("retryBaseDelay", "500ms", retry_base_delay, |t| duration(
-        t,
-        Duration::from_millis(1)
-    )),
-    key!("retryMaxDelay", "60s", retry_max_delay, |t| duration(
-        t,
-        Duration::from_millis(1)
-    )),
-    key!("retryDeadline", "5m", retry_deadline, |t| duration(
-        t,
-        Duration::from_millis(1)
-    )),
+    key!("sweepInterval", "1h", sweep_interval, duration >= Duration::from_secs(1)),
+    key!("retryBaseDelay", "500ms", retry_base_delay, duration >= Duration::from_millis(1)),
+    key!("retryMaxDelay", "60s", retry_max_delay, duration >= Duration::from_millis(1)),
+    key!("retryDeadline", "5m", retry_deadline, duration >= Duration::from_millis(1)),
     key!("telemetryEnabled", "true", telemetry_enabled, boolean),
 ];
 
 /// One key that was not applied, and why. The value is not repeated: it is config, not a
 /// secret, but it may be long or odd, and the reason says enough.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Rejected {
     pub key: String,
-    pub reason: String,
+    pub reason: InvalidValue,
+}
+
+/// Why a value (of a ConfigMap key, or a duration flag) cannot be used. The texts name
+/// what is expected, never the value given.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidValue {
+    /// A key that is not in [`KEYS`].
+    #[error("unknown key (ignored)")]
+    UnknownKey,
+    #[error("empty duration")]
+    EmptyDuration,
+    /// A duration part starting with something else than a number.
+    #[error("expected a number, as in 30s, 5m, 1h30m")]
+    ExpectedNumber,
+    /// Digits and dots that are not a number (`1.2.3s`).
+    #[error("not a number")]
+    NotANumber(#[source] std::num::ParseFloatError),
+    #[error("missing unit (ms, s, m or h)")]
+    MissingUnit,
+    #[error("unknown unit (use ms, s, m or h)")]
+    UnknownUnit,
+    /// Too large for its type (or a duration overflowing).
+    #[error("out of range")]
+    OutOfRange,
+    #[error("must be at least {0:?}")]
+    TooShort(Duration),
+    #[error("must be at most 720h")]
+    TooLong,
+    #[error("not a whole number")]
+    NotAWholeNumber(#[source] std::num::ParseIntError),
+    #[error("must be between {min} and {max}")]
+    CountOutOfBounds { min: usize, max: usize },
+    /// Not digits with an optional `Ki`, `Mi` or `Gi` (no source: the unit was wrong).
+    #[error("expected a whole number of bytes, or with Ki, Mi or Gi")]
+    NotAByteSize(#[source] Option<std::num::ParseIntError>),
+    #[error("must be between {}Mi and {}Mi", .min / MI, .max / MI)]
+    SizeOutOfBounds { min: usize, max: usize },
+    #[error("must be true or false")]
+    NotABoolean,
+    #[error("not a log filter: {0}")]
+    LogFilter(#[source] tracing_subscriber::filter::ParseError),
 }
 
 impl Settings {
@@ -184,7 +199,7 @@ impl Settings {
                 Some(key) => (key.set)(&mut next, value.trim()).inspect_err(|_| {
                     (key.keep)(&mut next, last_good);
                 }),
-                None => Err("unknown key (ignored)".to_owned()),
+                None => Err(InvalidValue::UnknownKey),
             };
             if let Err(reason) = outcome {
                 rejected.push(Rejected {
@@ -209,10 +224,10 @@ impl Settings {
 }
 
 /// A duration as Kubernetes and Go write them: `90s`, `1h30m`, `500ms`, `2h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, InvalidValue> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty duration".to_owned());
+        return Err(InvalidValue::EmptyDuration);
     }
     let mut total = Duration::ZERO;
     let mut rest = text;
@@ -221,11 +236,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| !c.is_ascii_digit() && c != '.')
             .unwrap_or(rest.len());
         if digits == 0 {
-            return Err("expected a number, as in 30s, 5m, 1h30m".to_owned());
+            return Err(InvalidValue::ExpectedNumber);
         }
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| "not a number".to_owned())?;
+        let number: f64 = rest[..digits].parse().map_err(InvalidValue::NotANumber)?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -235,34 +248,32 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err("missing unit (ms, s, m or h)".to_owned()),
-            _ => return Err("unknown unit (use ms, s, m or h)".to_owned()),
+            "" => return Err(InvalidValue::MissingUnit),
+            _ => return Err(InvalidValue::UnknownUnit),
         };
         rest = &rest[unit_len..];
         let part =
-            Duration::try_from_secs_f64(number * seconds).map_err(|_| "out of range".to_owned())?;
-        total = total
-            .checked_add(part)
-            .ok_or_else(|| "out of range".to_owned())?;
+            Duration::try_from_secs_f64(number * seconds).map_err(|_| InvalidValue::OutOfRange)?;
+        total = total.checked_add(part).ok_or(InvalidValue::OutOfRange)?;
     }
     Ok(total)
 }
 
-fn duration(text: &str, min: Duration) -> Result<Duration, String> {
+fn duration(text: &str, min: Duration) -> Result<Duration, InvalidValue> {
     let d = parse_duration(text)?;
     if d < min {
-        return Err(format!("must be at least {min:?}"));
+        return Err(InvalidValue::TooShort(min));
     }
     if d > Duration::from_secs(30 * 24 * 3600) {
-        return Err("must be at most 720h".to_owned());
+        return Err(InvalidValue::TooLong);
     }
     Ok(d)
 }
 
-fn count(text: &str, min: usize, max: usize) -> Result<usize, String> {
-    let n: usize = text.parse().map_err(|_| "not a whole number".to_owned())?;
+fn count(text: &str, min: usize, max: usize) -> Result<usize, InvalidValue> {
+    let n: usize = text.parse().map_err(InvalidValue::NotAWholeNumber)?;
     if n < min || n > max {
-        return Err(format!("must be between {min} and {max}"));
+        return Err(InvalidValue::CountOutOfBounds { min, max });
     }
     Ok(n)
 }
@@ -271,7 +282,7 @@ fn count(text: &str, min: usize, max: usize) -> Result<usize, String> {
 const MI: usize = 1024 * 1024;
 
 /// A size as Kubernetes writes quantities of bytes: `33554432`, `512Ki`, `32Mi`, `1Gi`.
-fn byte_size(text: &str, min: usize, max: usize) -> Result<usize, String> {
+fn byte_size(text: &str, min: usize, max: usize) -> Result<usize, InvalidValue> {
     let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => text.split_at(i),
         None => (text, ""),
@@ -281,33 +292,31 @@ fn byte_size(text: &str, min: usize, max: usize) -> Result<usize, String> {
         "Ki" => 1024,
         "Mi" => MI,
         "Gi" => 1024 * MI,
-        _ => return Err("expected a whole number of bytes, or with Ki, Mi or Gi".to_owned()),
+        _ => return Err(InvalidValue::NotAByteSize(None)),
     };
     let n: usize = digits
         .parse()
-        .map_err(|_| "expected a whole number of bytes, or with Ki, Mi or Gi".to_owned())?;
-    let n = n
-        .checked_mul(unit)
-        .ok_or_else(|| "out of range".to_owned())?;
+        .map_err(|e| InvalidValue::NotAByteSize(Some(e)))?;
+    let n = n.checked_mul(unit).ok_or(InvalidValue::OutOfRange)?;
     if n < min || n > max {
-        return Err(format!("must be between {}Mi and {}Mi", min / MI, max / MI));
+        return Err(InvalidValue::SizeOutOfBounds { min, max });
     }
     Ok(n)
 }
 
-fn boolean(text: &str) -> Result<bool, String> {
+fn boolean(text: &str) -> Result<bool, InvalidValue> {
     match text {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err("must be true or false".to_owned()),
+        _ => Err(InvalidValue::NotABoolean),
     }
 }
 
-fn log_level(text: &str) -> Result<String, String> {
+fn log_level(text: &str) -> Result<String, InvalidValue> {
     tracing_subscriber::EnvFilter::builder()
         .parse(text)
         .map(|_| text.to_owned())
-        .map_err(|e| format!("not a log filter: {e}"))
+        .map_err(InvalidValue::LogFilter)
 }
 
 /// A ConfigMap's `data` from pairs, for tests.
@@ -325,10 +334,11 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        let ok = |t: &str| parse_duration(t).ok();
+        assert_eq!(ok("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(ok("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(ok("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(ok("1.5h"), Some(Duration::from_secs(5400)));
         for bad in ["", "10", "h", "5 minutes", "-1s", "1d", "1e400h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
@@ -343,9 +353,9 @@ mod tests {
         );
         assert!(rejected.is_empty());
         assert_eq!(s.max_buffered_bytes, 48 * MI);
-        assert_eq!(byte_size("2097152", MI, 2 * MI), Ok(2 * MI));
-        assert_eq!(byte_size("1024Ki", MI, 2 * MI), Ok(MI));
-        assert_eq!(byte_size("1Gi", MI, 1024 * MI), Ok(1024 * MI));
+        assert_eq!(byte_size("2097152", MI, 2 * MI).ok(), Some(2 * MI));
+        assert_eq!(byte_size("1024Ki", MI, 2 * MI).ok(), Some(MI));
+        assert_eq!(byte_size("1Gi", MI, 1024 * MI).ok(), Some(1024 * MI));
         for bad in [
             "",
             "Mi",
@@ -369,7 +379,10 @@ mod tests {
             &data(&[("maxBufferedBytes", "10")]),
         );
         assert_eq!(s.max_buffered_bytes, 5 * MI);
-        assert_eq!(rejected[0].reason, "must be between 1Mi and 1024Mi");
+        assert_eq!(
+            rejected[0].reason.to_string(),
+            "must be between 1Mi and 1024Mi"
+        );
     }
 
     #[test]
@@ -454,6 +467,60 @@ mod tests {
             assert_eq!(rejected.len(), 1, "{}", key.name);
             assert_eq!((key.show)(&s), (key.show)(&last), "{}", key.name);
         }
+    }
+
+    #[test]
+    fn reasons_name_what_is_expected_and_keep_their_source() {
+        let reason = |key: &str, value: &str| {
+            let (_, mut rejected) = Settings::apply(
+                &Settings::default(),
+                &Settings::default(),
+                &data(&[(key, value)]),
+            );
+            assert_eq!(rejected.len(), 1, "{key}={value}");
+            rejected.remove(0).reason
+        };
+        for (key, value, text) in [
+            ("colour", "blue", "unknown key (ignored)"),
+            ("flushInterval", " ", "empty duration"),
+            (
+                "flushInterval",
+                "h",
+                "expected a number, as in 30s, 5m, 1h30m",
+            ),
+            ("flushInterval", "1.2.3s", "not a number"),
+            ("flushInterval", "10", "missing unit (ms, s, m or h)"),
+            ("flushInterval", "1d", "unknown unit (use ms, s, m or h)"),
+            ("flushInterval", "99999999999999999999999h", "out of range"),
+            ("flushInterval", "10ms", "must be at least 100ms"),
+            ("flushInterval", "721h", "must be at most 720h"),
+            ("maxBufferedEvents", "x", "not a whole number"),
+            ("maxBufferedEvents", "0", "must be between 1 and 10000000"),
+            ("requestsPerSecond", "1001", "must be between 1 and 1000"),
+            (
+                "maxBufferedBytes",
+                "32M",
+                "expected a whole number of bytes, or with Ki, Mi or Gi",
+            ),
+            (
+                "maxBufferedBytes",
+                "99999999999999999999Gi",
+                "expected a whole number of bytes, or with Ki, Mi or Gi",
+            ),
+            ("maxBufferedBytes", "10", "must be between 1Mi and 1024Mi"),
+            ("telemetryEnabled", "no", "must be true or false"),
+        ] {
+            assert_eq!(reason(key, value).to_string(), text, "{key}={value}");
+        }
+        let filter = reason("logLevel", "info,[[[");
+        assert!(
+            filter.to_string().starts_with("not a log filter: "),
+            "{filter}"
+        );
+        use std::error::Error as _;
+        assert!(filter.source().is_some());
+        assert!(reason("flushInterval", "1.2.3s").source().is_some());
+        assert!(reason("maxBufferedEvents", "x").source().is_some());
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn make_certs(out: &Path, new_ca: bool) -> String {
 }
 
 fn https_client(ca_dir: &Path) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    support::crypto::install_provider();
     let pem = std::fs::read(ca_dir.join("ca.crt")).expect("ca.crt");
     reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("CA")])

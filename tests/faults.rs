@@ -1072,7 +1072,7 @@ async fn hostile_objects_settings_and_admission_reviews() {
     world.arrive(&ids).await;
 
     // Garbage AdmissionReviews: a 400 or a well-formed allow, never a crash.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    support::crypto::install_provider();
     let https = reqwest::Client::builder()
         // Self-signed: trusted as such, without a CA (it is the garbage that is tested).
         .danger_accept_invalid_certs(true)

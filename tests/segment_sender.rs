@@ -11,6 +11,8 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+#[path = "support/crypto.rs"]
+mod crypto;
 #[path = "support/logs.rs"]
 mod logs;
 use logs::Captured;
@@ -77,7 +79,13 @@ fn config(api_url: String, key: &str) -> SenderConfig {
 }
 
 fn sender(sink: &Sink) -> Sender {
-    Sender::new(config(sink.api_url(), KEY), SenderMetrics::new()).expect("sender")
+    new_sender(config(sink.api_url(), KEY), SenderMetrics::new())
+}
+
+/// A sender, with the TLS crypto provider the daemon's `main` installs.
+fn new_sender(cfg: SenderConfig, metrics: SenderMetrics) -> Sender {
+    crypto::install_provider();
+    Sender::new(cfg, metrics).expect("sender")
 }
 
 fn received(out: &PathBuf) -> Vec<serde_json::Value> {
@@ -157,8 +165,7 @@ async fn an_event_over_32000_bytes_is_dropped_and_counted_the_others_sent() {
 async fn a_wrong_key_is_rejected_without_retry() {
     let (sink, out) = sink("key").await;
     let metrics = SenderMetrics::new();
-    let sender =
-        Sender::new(config(sink.api_url(), "not-the-key"), metrics.clone()).expect("sender");
+    let sender = new_sender(config(sink.api_url(), "not-the-key"), metrics.clone());
     let events: Vec<Event> = (0..5).map(|i| event(i, 1)).collect();
     let (b, _) = batches(&events);
     let err = sender.send(&b[0]).await.expect_err("401");
@@ -238,7 +245,7 @@ async fn not_retryable_statuses_and_exhaustion() {
 
     let mut cfg = config(sink.api_url(), KEY);
     cfg.backoff.deadline = Duration::from_millis(300);
-    let short = Sender::new(cfg, SenderMetrics::new()).expect("sender");
+    let short = new_sender(cfg, SenderMetrics::new());
     sink.inject(Fault {
         status: Some(500),
         seconds: Some(30.0),
@@ -323,7 +330,7 @@ async fn retry_after_past_the_deadline_blocks_the_next_batch_without_a_request()
     let (sink, _out) = sink("429-deadline").await;
     let mut cfg = config(sink.api_url(), KEY);
     cfg.backoff.deadline = Duration::from_millis(500);
-    let sender = Sender::new(cfg, SenderMetrics::new()).expect("sender");
+    let sender = new_sender(cfg, SenderMetrics::new());
     sink.inject(Fault {
         status: Some(429),
         retry_after: Some(2),
@@ -385,7 +392,7 @@ async fn a_slow_answer_times_out_and_is_retried() {
     let (sink, out) = sink("timeout").await;
     let mut cfg = config(sink.api_url(), KEY);
     cfg.request_timeout = Duration::from_millis(200);
-    let sender = Sender::new(cfg, SenderMetrics::new()).expect("sender");
+    let sender = new_sender(cfg, SenderMetrics::new());
     sink.inject(Fault {
         latency_ms: Some(1_000),
         status: Some(500),
@@ -411,7 +418,7 @@ async fn the_write_key_appears_in_no_log_error_or_debug_output() {
     for key in ["wrong-key-also-secret", KEY] {
         let cfg = config(sink.api_url(), key);
         text += &format!("{cfg:?}\n");
-        let sender = Sender::new(cfg, SenderMetrics::new()).expect("sender");
+        let sender = new_sender(cfg, SenderMetrics::new());
         text += &format!("{sender:?}\n");
         sink.inject(Fault {
             status: Some(503),
@@ -434,7 +441,7 @@ async fn the_write_key_appears_in_no_log_error_or_debug_output() {
     }
     let mut cfg = config("http://127.0.0.1:9".into(), KEY);
     cfg.backoff.deadline = Duration::from_millis(100);
-    let sender = Sender::new(cfg, SenderMetrics::new()).expect("sender");
+    let sender = new_sender(cfg, SenderMetrics::new());
     let (b, _) = batches(&events);
     let err = sender
         .send(&b[0])
@@ -471,7 +478,7 @@ async fn the_write_key_appears_in_no_log_error_or_debug_output() {
 #[tokio::test]
 async fn the_sink_enforces_segment_limits() {
     let (sink, out) = sink("limits").await;
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crypto::install_provider();
     let client = reqwest::Client::new();
     let url = format!("{}/batch", sink.api_url());
     let post = |body: Vec<u8>| {
@@ -559,7 +566,7 @@ async fn a_flush_stops_at_the_first_batch_that_exhausts_its_retries() {
     let (sink, out) = sink("stop-at-exhausted").await;
     let mut cfg = config(sink.api_url(), KEY);
     cfg.backoff.deadline = Duration::from_millis(300);
-    let sender = Sender::new(cfg, SenderMetrics::new()).expect("sender");
+    let sender = new_sender(cfg, SenderMetrics::new());
     let events: Vec<Event> = (0..6).map(|i| event(i, 1)).collect();
     let b = small_batches(&events, 2);
     assert_eq!(b.len(), 3);
@@ -596,7 +603,7 @@ async fn a_batch_answered_400_is_split_to_drop_only_the_event_at_fault() {
     // the sink answers 400 to any batch holding it.
     let mut cfg = config(sink.api_url(), KEY);
     cfg.limits.max_event_bytes = 40_000;
-    let sender = Sender::new(cfg, SenderMetrics::new()).expect("sender");
+    let sender = new_sender(cfg, SenderMetrics::new());
     let mut events: Vec<Event> = (0..11).map(|i| event(i, 1)).collect();
     events[6] = event_of_len(6, 33_000);
     let batches = sender.prepare(&events);
@@ -645,7 +652,7 @@ async fn requests_carry_x_retry_count() {
 async fn a_transport_error_does_not_name_the_url() {
     let mut cfg = config("http://127.0.0.1:9/private-path-marker/v1".into(), KEY);
     cfg.backoff.deadline = Duration::from_millis(100);
-    let sender = Sender::new(cfg, SenderMetrics::new()).expect("sender");
+    let sender = new_sender(cfg, SenderMetrics::new());
     let (b, _) = batches(&[event(1, 1)]);
     let err = sender.send(&b[0]).await.expect_err("nothing listens");
     let text = format!("{err} {err:?}");

@@ -1,6 +1,9 @@
 //! Hostile clients against the servers, in process on loopback: the test sink (plain
 //! HTTP, through the server helper like the metrics port) and the admission webhook (TLS).
 
+#[path = "support/crypto.rs"]
+mod crypto;
+
 use base64::Engine as _;
 use konflux_telemetry::admission::{AdmissionMetrics, Handler, Webhook};
 use konflux_telemetry::events::ClusterIdentity;
@@ -36,7 +39,7 @@ fn limits(max_body_bytes: usize, max_bytes_in_flight: usize) -> Limits {
 }
 
 fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crypto::install_provider();
     reqwest::Client::new()
 }
 
@@ -231,6 +234,8 @@ async fn webhook(
         move || Arc::clone(&identity),
         AdmissionMetrics::default(),
     );
+    // The webhook serves with the process's provider, which the daemon's `main` installs.
+    crypto::install_provider();
     let webhook = Webhook::bind_with(
         "127.0.0.1:0".parse().expect("address"),
         &dir,
@@ -274,7 +279,7 @@ async fn tls(
 }
 
 fn https_client(dir: &Path) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crypto::install_provider();
     let pem = std::fs::read(dir.join("ca.crt")).expect("ca.crt");
     reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("CA")])

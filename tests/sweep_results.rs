@@ -6,6 +6,9 @@
 //! Tests share one server and run one at a time (`SERIAL`); each one only looks at the
 //! records it created (uids with a per-test prefix) and at records updated after it started.
 
+#[path = "support/crypto.rs"]
+mod crypto;
+
 use base64::Engine as _;
 use konflux_telemetry::events::Object;
 use konflux_telemetry::observation::{Observation, Source};
@@ -68,7 +71,10 @@ fn server() -> &'static Server {
     })
 }
 
+/// The client's configuration for the test server; installs the TLS crypto provider the
+/// daemon's `main` installs, which `ResultsClient::new` needs.
 fn config(server: &Server) -> ResultsConfig {
+    crypto::install_provider();
     let mut c = ResultsConfig::new(&server.addr);
     c.ca_file = Some(server.ca.clone());
     // Auth is disabled on the test server; a token must still be accepted.
@@ -79,7 +85,7 @@ fn config(server: &Server) -> ResultsConfig {
 
 /// A plain HTTP client trusting the test CA, to create records as the watcher would.
 fn admin(server: &Server) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crypto::install_provider();
     let pem = std::fs::read(&server.ca).expect("read CA");
     reqwest::Client::builder()
         .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).expect("CA PEM"))

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/crypto.rs"]
+mod crypto;
 #[path = "support/logs.rs"]
 mod logs;
 use logs::Captured;
@@ -78,7 +80,7 @@ async fn fake_api(path: &'static str, code: u16) -> Fake {
         handler,
         stop.clone().cancelled_owned(),
     ));
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crypto::install_provider();
     let url: http::Uri = format!("http://{addr}").parse().expect("URL");
     let client = kube::Client::try_from(kube::Config::new(url)).expect("client");
     Fake {

@@ -84,7 +84,7 @@ impl Webhook {
         handler: Handler,
         cert_poll: Duration,
     ) -> Result<Self> {
-        let certs = Arc::new(CertStore::new(cert_dir, handler.metrics().clone()));
+        let certs = Arc::new(CertStore::new(cert_dir, handler.metrics().clone())?);
         certs.reload();
         let config = tls::server_config(&certs).map_err(|e| Error::Config {
             key: "webhook-cert-dir".to_owned(),
@@ -285,7 +285,8 @@ mod tests {
                 .status()
                 .is_ok_and(|s| s.success())
         };
-        let store = CertStore::new(&dir, AdmissionMetrics::default());
+        crate::crypto::install_for_tests();
+        let store = CertStore::new(&dir, AdmissionMetrics::default()).expect("a provider");
         assert!(matches!(store.reload(), tls::Reload::Rejected(_)));
         assert_eq!(store.reload(), tls::Reload::Unchanged);
         if !make(false) {

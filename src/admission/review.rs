@@ -237,39 +237,40 @@ impl Operation {
     }
 }
 
-/// The review's outer layer, every field raw.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireReview<'a> {
-    #[serde(borrow)]
-    api_version: Option<&'a RawValue>,
-    #[serde(borrow)]
-    kind: Option<&'a RawValue>,
-    #[serde(borrow)]
-    request: Option<&'a RawValue>,
+/// A JSON object read with each of the named fields (camelCase in JSON) kept raw,
+/// borrowed from the body, and read later with [`lenient`].
+macro_rules! raw_fields {
+    ($(#[$doc:meta])* struct $name:ident { $($field:ident),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct $name<'a> {
+            $(
+                #[serde(borrow)]
+                $field: Option<&'a RawValue>,
+            )*
+        }
+    };
 }
 
-/// `request`, every field raw: a field of an unexpected type is treated as absent rather
-/// than failing the whole review.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireRequest<'a> {
-    #[serde(borrow)]
-    uid: Option<&'a RawValue>,
-    #[serde(borrow)]
-    kind: Option<&'a RawValue>,
-    #[serde(borrow)]
-    sub_resource: Option<&'a RawValue>,
-    #[serde(borrow)]
-    operation: Option<&'a RawValue>,
-    #[serde(borrow)]
-    user_info: Option<&'a RawValue>,
-    #[serde(borrow)]
-    object: Option<&'a RawValue>,
-    #[serde(borrow)]
-    old_object: Option<&'a RawValue>,
-    #[serde(borrow)]
-    dry_run: Option<&'a RawValue>,
+raw_fields! {
+    /// The review's outer layer, every field raw.
+    struct WireReview { api_version, kind, request }
+}
+
+raw_fields! {
+    /// `request`, every field raw: a field of an unexpected type is treated as absent
+    /// rather than failing the whole review.
+    struct WireRequest {
+        uid,
+        kind,
+        sub_resource,
+        operation,
+        user_info,
+        object,
+        old_object,
+        dry_run,
+    }
 }
 
 #[derive(Deserialize)]
@@ -302,35 +303,57 @@ fn lenient<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
     raw.and_then(|r| serde_json::from_str(r.get()).ok())
 }
 
+/// Why a body is not an `AdmissionReview`: names a field, never a value. The JSON parser's
+/// error is not kept as a source on purpose: its text quotes the body (a request object
+/// may carry secrets); its category and position are what is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum NotAReview {
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("unexpected end of input")]
+    Truncated,
+    #[error("not JSON (invalid syntax at line {line} column {column})")]
+    Syntax { line: usize, column: usize },
+    #[error("kind is not AdmissionReview")]
+    Kind,
+    #[error("apiVersion is not admission.k8s.io/*")]
+    ApiVersion,
+    #[error("no request")]
+    NoRequest,
+    #[error("request is not an object")]
+    RequestNotAnObject,
+    #[error("no request.uid")]
+    NoUid,
+}
+
 impl<'a> Envelope<'a> {
     /// Fails, with a reason naming the field (never a value), when the body is not an
     /// `AdmissionReview` with a request and its uid.
-    fn read(body: &'a [u8]) -> Result<Self, String> {
+    fn read(body: &'a [u8]) -> Result<Self, NotAReview> {
         let review: WireReview<'a> = serde_json::from_slice(body).map_err(|e| {
             use serde_json::error::Category;
             match e.classify() {
-                Category::Data => "not a JSON object".to_owned(),
-                Category::Eof => "unexpected end of input".to_owned(),
-                _ => format!(
-                    "not JSON (invalid syntax at line {} column {})",
-                    e.line(),
-                    e.column()
-                ),
+                Category::Data => NotAReview::NotAnObject,
+                Category::Eof => NotAReview::Truncated,
+                _ => NotAReview::Syntax {
+                    line: e.line(),
+                    column: e.column(),
+                },
             }
         })?;
         let kind: Option<String> = lenient(review.kind);
         if kind.as_deref() != Some("AdmissionReview") {
-            return Err("kind is not AdmissionReview".to_owned());
+            return Err(NotAReview::Kind);
         }
         let api_version: String = lenient(review.api_version)
             .filter(|v: &String| v.starts_with("admission.k8s.io/"))
-            .ok_or("apiVersion is not admission.k8s.io/*")?;
-        let request = review.request.ok_or("no request")?;
-        let request: WireRequest<'a> = serde_json::from_str(request.get())
-            .map_err(|_| "request is not an object".to_owned())?;
+            .ok_or(NotAReview::ApiVersion)?;
+        let request = review.request.ok_or(NotAReview::NoRequest)?;
+        let request: WireRequest<'a> =
+            serde_json::from_str(request.get()).map_err(|_| NotAReview::RequestNotAnObject)?;
         let uid: String = lenient(request.uid)
             .filter(|u: &String| !u.is_empty())
-            .ok_or("no request.uid")?;
+            .ok_or(NotAReview::NoUid)?;
         let gvk: Option<WireGvk> = lenient(request.kind);
         let kind = gvk.and_then(|g| {
             let group = g.group.unwrap_or_default();

@@ -7,6 +7,7 @@
 //! the current one kept; the next poll tries again.
 
 use super::metrics::AdmissionMetrics;
+use crate::crypto::NoCryptoProvider;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -44,14 +45,17 @@ pub enum Reload {
 }
 
 impl CertStore {
-    pub fn new(dir: &Path, metrics: AdmissionMetrics) -> Self {
-        Self {
+    /// A store for the files of `dir`, with no certificate yet. Uses the process's TLS
+    /// crypto provider ([`crate::crypto`]), the one every other TLS configuration uses;
+    /// fails when none is installed.
+    pub fn new(dir: &Path, metrics: AdmissionMetrics) -> Result<Self, NoCryptoProvider> {
+        Ok(Self {
             dir: dir.to_owned(),
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            provider: crate::crypto::provider()?,
             current: RwLock::new(None),
             last_tried: Mutex::new(None),
             metrics,
-        }
+        })
     }
 
     pub fn provider(&self) -> Arc<CryptoProvider> {
@@ -140,22 +144,33 @@ impl CertStore {
     }
 }
 
+/// Why a certificate and key pair cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    #[error("{cert} is not PEM: {0}", cert = CERT_FILE)]
+    CertificateNotPem(#[source] rustls::pki_types::pem::Error),
+    #[error("{cert} holds no certificate", cert = CERT_FILE)]
+    NoCertificate,
+    #[error("{key} holds no private key: {0}", key = KEY_FILE)]
+    NoPrivateKey(#[source] rustls::pki_types::pem::Error),
+    #[error("{cert} and {key} do not make a usable pair: {0}", cert = CERT_FILE, key = KEY_FILE)]
+    NotAPair(#[source] rustls::Error),
+}
+
 /// Parses a PEM chain and key, and checks that they belong together.
 pub fn certified_key(
     cert_pem: &[u8],
     key_pem: &[u8],
     provider: &CryptoProvider,
-) -> Result<CertifiedKey, String> {
+) -> Result<CertifiedKey, CertificateError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{CERT_FILE} is not PEM: {e}"))?;
+        .map_err(CertificateError::CertificateNotPem)?;
     if chain.is_empty() {
-        return Err(format!("{CERT_FILE} holds no certificate"));
+        return Err(CertificateError::NoCertificate);
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| format!("{KEY_FILE} holds no private key: {e}"))?;
-    CertifiedKey::from_der(chain, key, provider)
-        .map_err(|e| format!("{CERT_FILE} and {KEY_FILE} do not make a usable pair: {e}"))
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(CertificateError::NoPrivateKey)?;
+    CertifiedKey::from_der(chain, key, provider).map_err(CertificateError::NotAPair)
 }
 
 #[derive(Debug)]
@@ -171,7 +186,8 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
-/// The server configuration: TLS 1.2 and 1.3 with ring, HTTP/1.1, the reloading resolver.
+/// The server configuration: TLS 1.2 and 1.3 with the store's provider (the process's,
+/// ring), HTTP/1.1, the reloading resolver.
 pub fn server_config(store: &Arc<CertStore>) -> Result<rustls::ServerConfig, rustls::Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(store.provider())
         .with_safe_default_protocol_versions()?

@@ -22,7 +22,6 @@ pub use sender::{
     ConfigError, DEFAULT_API_URL, Failure, SendError, Sender, SenderConfig, normalize_api_url,
 };
 
-use std::fmt;
 use std::str::FromStr;
 
 /// A Segment write key. Its `Debug` and `Display` print `***`: the key itself only
@@ -66,17 +65,7 @@ impl WriteKey {
     }
 }
 
-impl fmt::Debug for WriteKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for WriteKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+crate::secret::redacted_fmt!(WriteKey, "***");
 
 /// An empty write key. The error does not repeat the value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

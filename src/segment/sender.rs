@@ -4,6 +4,7 @@ use super::backoff::Backoff;
 use super::batch::{Batch, DropReason, Dropped, Limits, batches_with, sent_at_now};
 use super::metrics::SenderMetrics;
 use super::{EmptyWriteKey, WriteKey};
+use crate::crypto::NoCryptoProvider;
 use crate::events::Event;
 use crate::flush::{Delivery, Output};
 use base64::Engine as _;
@@ -75,6 +76,9 @@ pub enum ConfigError {
     /// The HTTP client could not be built.
     #[error("building the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    /// No TLS crypto provider is installed.
+    #[error(transparent)]
+    CryptoProvider(#[from] NoCryptoProvider),
 }
 
 /// The API base from a configured URL: surrounding whitespace and trailing `/` removed,
@@ -193,8 +197,8 @@ enum AttemptError {
 }
 
 impl Sender {
-    /// A sender for `cfg`. Installs rustls' `ring` provider as the process default if
-    /// none is installed yet.
+    /// A sender for `cfg`, over the process's TLS crypto provider ([`crate::crypto`]);
+    /// fails when none is installed.
     pub fn new(cfg: SenderConfig, metrics: SenderMetrics) -> Result<Self, ConfigError> {
         if cfg.write_key.is_empty() {
             return Err(EmptyWriteKey.into());
@@ -204,8 +208,8 @@ impl Sender {
             reqwest::Url::parse(&format!("{base}/batch")).map_err(|_| ConfigError::ApiUrl {
                 reason: "not a URL",
             })?;
-        // Fails only when a provider is already installed, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest panics without a provider: say so instead.
+        crate::crypto::provider()?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!(
@@ -625,6 +629,7 @@ mod tests {
         let cfg = SenderConfig::new(DEFAULT_API_URL, WriteKey::new("sekrit-123"));
         let text = format!("{cfg:?}");
         assert!(!text.contains("sekrit-123"), "{text}");
+        crate::crypto::install_for_tests();
         let sender = Sender::new(cfg, SenderMetrics::new()).expect("sender");
         assert!(!format!("{sender:?}").contains("sekrit-123"));
         assert_eq!(sender.endpoint(), "https://api.segment.io/v1/batch");

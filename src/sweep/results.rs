@@ -233,12 +233,17 @@ pub enum SweepError {
     /// The client could not be built (bad address, unreadable CA file, token over http).
     #[error("Results API client: {0}")]
     Setup(String),
+    /// The client could not be built: no TLS crypto provider is installed.
+    #[error("Results API client: {0}")]
+    CryptoProvider(#[from] crate::crypto::NoCryptoProvider),
 }
 
 impl SweepError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            SweepError::Unreachable(_) | SweepError::Setup(_) => ErrorKind::Unreachable,
+            SweepError::Unreachable(_) | SweepError::Setup(_) | SweepError::CryptoProvider(_) => {
+                ErrorKind::Unreachable
+            }
             SweepError::HttpStatus(_) => ErrorKind::HttpStatus,
             SweepError::MalformedPage(_) => ErrorKind::MalformedPage,
             SweepError::PageTooLarge { .. } => ErrorKind::PageTooLarge,
@@ -359,8 +364,8 @@ impl ResultsClient {
             ]);
         }
 
-        // The process-wide rustls provider (ring); harmless when already installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // The process's TLS crypto provider, installed by `main`: reqwest panics without.
+        crate::crypto::provider()?;
         let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
@@ -791,6 +796,11 @@ mod tests {
     type Handler = Arc<dyn Fn(&Seen) -> (u16, String) + Send + Sync>;
 
     /// A tiny HTTP/1.1 server on loopback: one request per connection.
+    /// `what` of each request the fake server saw, in order.
+    fn each_request<T>(seen: &Mutex<Vec<Seen>>, what: impl FnMut(&Seen) -> T) -> Vec<T> {
+        seen.lock().unwrap().iter().map(what).collect()
+    }
+
     async fn fake(handler: Handler) -> (String, Arc<Mutex<Vec<Seen>>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
@@ -864,6 +874,12 @@ mod tests {
         })
     }
 
+    /// [`ResultsClient::new`] with the provider `main` installs.
+    fn new_client(config: &ResultsConfig) -> Result<ResultsClient, SweepError> {
+        crate::crypto::install_for_tests();
+        ResultsClient::new(config)
+    }
+
     fn config(addr: &str) -> ResultsConfig {
         let mut c = ResultsConfig::new(addr);
         c.token = TokenSource::None;
@@ -912,7 +928,7 @@ mod tests {
             (200, page.to_string())
         });
         let (addr, seen) = fake(handler).await;
-        let client = ResultsClient::new(&config(&addr)).unwrap();
+        let client = new_client(&config(&addr)).unwrap();
         let mut pages = client.records_since(since("2026-01-01T09:00:00Z"));
         let (uids, err) = drain(&mut pages).await;
         assert!(err.is_none(), "{err:?}");
@@ -938,7 +954,7 @@ mod tests {
         let (addr, _) = fake(Arc::new(|_: &Seen| (200, "{}".to_owned()))).await;
         let mut c = config(&addr);
         c.parent = "team-a".into();
-        let client = ResultsClient::new(&c).unwrap();
+        let client = new_client(&c).unwrap();
         let mut pages = client.records_since(since("2026-01-01T00:00:00Z"));
         let (uids, err) = drain(&mut pages).await;
         assert!(uids.is_empty() && err.is_none());
@@ -952,7 +968,7 @@ mod tests {
             (200, page.to_string())
         });
         let (addr, seen) = fake(handler).await;
-        let client = ResultsClient::new(&config(&addr)).unwrap();
+        let client = new_client(&config(&addr)).unwrap();
         let mut pages = client.records_since(since("2026-01-01T00:00:00Z"));
         let (uids, err) = drain(&mut pages).await;
         // The page that repeats its token is not trusted.
@@ -973,17 +989,12 @@ mod tests {
             (200, page.to_string())
         });
         let (addr, seen) = fake(handler).await;
-        let client = ResultsClient::new(&config(&addr)).unwrap();
+        let client = new_client(&config(&addr)).unwrap();
         let mut pages = client.records_since(since("2026-01-01T00:00:00Z"));
         let (uids, err) = drain(&mut pages).await;
         assert!(matches!(err, Some(SweepError::PageTokenLoop)), "{err:?}");
         assert_eq!(uids, ["a", "a"]);
-        let tokens: Vec<_> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.query.get("page_token").cloned())
-            .collect();
+        let tokens = each_request(&seen, |s| s.query.get("page_token").cloned());
         assert_eq!(tokens, [None, Some("A".into()), Some("B".into())]);
     }
 
@@ -1007,7 +1018,7 @@ mod tests {
         let (addr, seen) = fake(handler).await;
         let mut c = config(&addr);
         c.max_pages = 7;
-        let client = ResultsClient::new(&c).unwrap();
+        let client = new_client(&c).unwrap();
         let (uids, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
         assert!(matches!(err, Some(SweepError::PageLimit(7))), "{err:?}");
         assert_eq!(uids.len(), 7);
@@ -1022,7 +1033,7 @@ mod tests {
         let mut c = config(&addr);
         c.max_pages = usize::MAX;
         c.deadline = Duration::from_millis(300);
-        let client = ResultsClient::new(&c).unwrap();
+        let client = new_client(&c).unwrap();
         let (_, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
         assert!(matches!(err, Some(SweepError::Deadline(_))), "{err:?}");
     }
@@ -1050,23 +1061,18 @@ mod tests {
     async fn a_page_too_large_is_refused_and_asked_again_smaller() {
         // Pages of more than 20 records are too large; 100 -> 50 -> 25 -> 12 succeeds.
         let (c, seen, addr) = sized_pages(usize::MAX).await;
-        let client = ResultsClient::new(&c).unwrap();
+        let client = new_client(&c).unwrap();
         let mut pages = client.records_since(since("2026-01-01T00:00:00Z"));
         let page = pages.next_page().await.unwrap().unwrap();
         assert_eq!(page.read, 12);
         assert_eq!(pages.refused_too_large(), 3);
-        let sizes: Vec<_> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.query["page_size"].clone())
-            .collect();
+        let sizes = each_request(&seen, |s| s.query["page_size"].clone());
         assert_eq!(sizes, ["100", "50", "25", "12"]);
 
         // At the smallest page size, a page still too large ends the listing.
         let mut c = config(&addr);
         c.max_page_bytes = 10;
-        let client = ResultsClient::new(&c).unwrap();
+        let client = new_client(&c).unwrap();
         let (_, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
         assert!(
             matches!(err, Some(SweepError::PageTooLarge { page_size: 5, .. })),
@@ -1079,7 +1085,7 @@ mod tests {
         let (target, target_seen) = fake(Arc::new(|_: &Seen| (200, "{}".to_owned()))).await;
         let location = format!("{target}/elsewhere");
         let (addr, _) = fake(Arc::new(move |_: &Seen| (302, location.clone()))).await;
-        let client = ResultsClient::new(&config(&addr)).unwrap();
+        let client = new_client(&config(&addr)).unwrap();
         let (_, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
         assert!(matches!(err, Some(SweepError::HttpStatus(302))), "{err:?}");
         assert!(target_seen.lock().unwrap().is_empty());
@@ -1092,7 +1098,7 @@ mod tests {
         drop(closed);
         let mut c = config(&format!("http://127.0.0.1:{port}"));
         c.parent = "secret-namespace".into();
-        let client = ResultsClient::new(&c).unwrap();
+        let client = new_client(&c).unwrap();
         let (_, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
         let err = err.expect("an error");
         assert_eq!(err.kind(), ErrorKind::Unreachable);
@@ -1113,7 +1119,7 @@ mod tests {
             (200, page.to_string())
         });
         let (addr, seen) = fake(handler).await;
-        let client = ResultsClient::new(&config(&addr)).unwrap();
+        let client = new_client(&config(&addr)).unwrap();
         let narrowed = client.filter_with_events_after(since("2026-01-01T08:00:00.75Z"));
         assert_eq!(
             narrowed,
@@ -1127,17 +1133,12 @@ mod tests {
         assert!(err.is_none(), "{err:?}");
         assert_eq!(uids, ["a"]);
         assert!(pages.fell_back());
-        let filters: Vec<_> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.query["filter"].clone())
-            .collect();
+        let filters = each_request(&seen, |s| s.query["filter"].clone());
         assert_eq!(filters, [narrowed, client.filter().to_owned()]);
 
         // Refusals that say nothing about the filter end the listing as before.
         let (addr, seen) = fake(Arc::new(|_: &Seen| (403, "{}".to_owned()))).await;
-        let client = ResultsClient::new(&config(&addr)).unwrap();
+        let client = new_client(&config(&addr)).unwrap();
         let mut pages = client.records_since_with_events_after(
             since("2026-01-01T09:00:00Z"),
             since("2026-01-01T08:00:00Z"),
@@ -1167,7 +1168,7 @@ mod tests {
             (200, page.to_string())
         });
         let (addr, seen) = fake(handler).await;
-        let client = ResultsClient::new(&config(&addr)).unwrap();
+        let client = new_client(&config(&addr)).unwrap();
         let (uids, err) = drain(&mut client.records_since(since("2026-01-01T09:00:00Z"))).await;
         assert!(err.is_none(), "{err:?}");
         // `updateTime` stopped the listing at "c", as `update_time` would.
@@ -1188,7 +1189,7 @@ mod tests {
             ),
         ] {
             let (addr, _) = fake(Arc::new(move |_: &Seen| (status, body.to_owned()))).await;
-            let client = ResultsClient::new(&config(&addr)).unwrap();
+            let client = new_client(&config(&addr)).unwrap();
             let mut pages = client.records_since(since("2026-01-01T00:00:00Z"));
             let (_, err) = drain(&mut pages).await;
             let err = err.expect("an error");
@@ -1209,7 +1210,7 @@ mod tests {
             (200, page.to_string())
         });
         let (addr, _) = fake(handler).await;
-        let client = ResultsClient::new(&config(&addr)).unwrap();
+        let client = new_client(&config(&addr)).unwrap();
         let mut pages = client.records_since(since("2026-01-01T00:00:00Z"));
         let page = pages.next_page().await.unwrap().unwrap();
         assert_eq!(page.read, 4);
@@ -1243,7 +1244,7 @@ mod tests {
         let mut c = config(&addr);
         c.token = TokenSource::File(path.clone());
         c.token_over_plain_http = true;
-        let client = ResultsClient::new(&c).unwrap();
+        let client = new_client(&c).unwrap();
 
         let (_, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
         assert!(matches!(err, Some(SweepError::HttpStatus(401))), "{err:?}");
@@ -1251,12 +1252,7 @@ mod tests {
         std::fs::write(&path, "two\n").unwrap();
         let (_, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
         assert!(err.is_none(), "{err:?}");
-        let auth: Vec<_> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.authorization.clone())
-            .collect();
+        let auth = each_request(&seen, |s| s.authorization.clone());
         assert_eq!(
             auth.first().cloned().flatten().as_deref(),
             Some("Bearer one")
@@ -1306,7 +1302,7 @@ mod tests {
             )
         });
         let (addr, _) = fake(alternating).await;
-        let (sweeper, metrics, _) = new_sweeper(ResultsClient::new(&config(&addr)).unwrap());
+        let (sweeper, metrics, _) = new_sweeper(new_client(&config(&addr)).unwrap());
         let report = sweeper.sweep_since(since("2026-01-01T00:00:00Z")).await;
         assert_eq!(report.error, Some(ErrorKind::PageTokenLoop));
         assert_eq!(report.pages, 2);
@@ -1322,7 +1318,7 @@ mod tests {
         let (addr, _) = fake(big).await;
         let mut c = config(&addr);
         c.max_page_bytes = 300;
-        let (sweeper, metrics, _) = new_sweeper(ResultsClient::new(&c).unwrap());
+        let (sweeper, metrics, _) = new_sweeper(new_client(&c).unwrap());
         let report = sweeper.sweep_since(since("2026-01-01T00:00:00Z")).await;
         assert_eq!(report.error, Some(ErrorKind::PageTooLarge));
         // 100, 50, 25, 12, 6 refused and asked again; 5 refused and final.
@@ -1333,7 +1329,7 @@ mod tests {
     async fn refused_large_pages_are_counted_even_when_the_sweep_completes() {
         let (c, _, _) = sized_pages(30).await;
         let one = c.max_page_bytes / 20;
-        let (sweeper, metrics, collect) = new_sweeper(ResultsClient::new(&c).unwrap());
+        let (sweeper, metrics, collect) = new_sweeper(new_client(&c).unwrap());
         let report = sweeper.sweep_since(since("2026-01-01T00:00:00Z")).await;
         assert!(report.complete(), "{report:?}");
         assert_eq!(report.delivered, 12);
@@ -1362,7 +1358,7 @@ mod tests {
             (200, page.to_string())
         });
         let (addr, _) = fake(handler).await;
-        let (sweeper, metrics, collect) = new_sweeper(ResultsClient::new(&config(&addr)).unwrap());
+        let (sweeper, metrics, collect) = new_sweeper(new_client(&config(&addr)).unwrap());
         let settings = SweepSettings::default(); // 1 h interval, 4 h lookback
 
         // No watermark: the whole lookback.
@@ -1415,7 +1411,7 @@ mod tests {
         let mut c = ResultsConfig::new("https://results.example:8080");
         c.token = TokenSource::Fixed("s3cr3t".into());
         assert!(!format!("{c:?}").contains("s3cr3t"));
-        let client = ResultsClient::new(&c).unwrap();
+        let client = new_client(&c).unwrap();
         assert!(!format!("{client:?}").contains("s3cr3t"));
         assert_eq!(client.endpoint(), "results.example:8080");
     }
@@ -1423,10 +1419,7 @@ mod tests {
     #[test]
     fn bad_addresses_are_refused() {
         for addr in ["", "ftp://x", "not a url", "https://", ":8080"] {
-            assert!(
-                ResultsClient::new(&ResultsConfig::new(addr)).is_err(),
-                "{addr}"
-            );
+            assert!(new_client(&ResultsConfig::new(addr)).is_err(), "{addr}");
         }
     }
 
@@ -1458,7 +1451,7 @@ mod tests {
             assert_eq!(parse_addr(addr).unwrap().as_str(), url, "{addr}");
             let mut c = ResultsConfig::new(addr);
             c.token = TokenSource::None;
-            let client = ResultsClient::new(&c).unwrap();
+            let client = new_client(&c).unwrap();
             assert_eq!(client.endpoint(), endpoint);
             assert!(client.records_url.as_str().starts_with(url));
         }
@@ -1472,15 +1465,15 @@ mod tests {
         ] {
             let mut c = ResultsConfig::new("http://results.example:8080");
             c.token = token;
-            let err = ResultsClient::new(&c).unwrap_err().to_string();
+            let err = new_client(&c).unwrap_err().to_string();
             assert!(err.contains("only sent over https"), "{err}");
             // The same token over https, or over a scheme-less address, is fine.
             c.addr = "results.example:8080".into();
-            assert!(ResultsClient::new(&c).is_ok());
+            assert!(new_client(&c).is_ok());
         }
         let mut c = ResultsConfig::new("http://results.example:8080");
         c.token = TokenSource::None;
-        assert!(ResultsClient::new(&c).is_ok());
+        assert!(new_client(&c).is_ok());
     }
 
     #[test]
@@ -1490,6 +1483,6 @@ mod tests {
         assert_eq!(clamp_page_size(1), (MIN_PAGE_SIZE, true));
         let mut c = ResultsConfig::new("https://results.example:8080");
         c.page_size = 1000;
-        assert_eq!(ResultsClient::new(&c).unwrap().page_size(), MAX_PAGE_SIZE);
+        assert_eq!(new_client(&c).unwrap().page_size(), MAX_PAGE_SIZE);
     }
 }

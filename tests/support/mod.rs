@@ -21,6 +21,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod crds;
+pub mod crypto;
 pub mod daemon;
 pub mod etcd;
 pub mod kubectl;

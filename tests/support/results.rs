@@ -38,7 +38,7 @@ pub fn results_server() -> ResultsServer {
 impl ResultsServer {
     /// An HTTPS client of the server's REST API, trusting its CA.
     fn client(&self) -> reqwest::Client {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        super::crypto::install_provider();
         let pem = std::fs::read(&self.ca).expect("CA");
         reqwest::Client::builder()
             .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"))
