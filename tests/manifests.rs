@@ -41,6 +41,90 @@ fn identities(json_text: &str) -> BTreeSet<(String, String, String, String)> {
         .collect()
 }
 
+/// The webhook is registered for exactly the admission requests of the table of watched
+/// kinds, and the ClusterRole lets the daemon get, list and watch every watched kind: a
+/// kind added to the table without its manifests fails here.
+fn agrees_with_the_watched_kinds(applied_json: &str) {
+    use konflux_telemetry::events::object::{Admitted, WATCHED};
+    let v: Value = serde_json::from_str(applied_json).expect("kubectl -o json");
+    let items = v["items"].as_array().cloned().unwrap_or_default();
+    let of_kind = |kind: &str| -> Vec<Value> {
+        items
+            .iter()
+            .filter(|o| o["kind"] == kind)
+            .cloned()
+            .collect()
+    };
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // (operation, group, version, resource) of every webhook rule.
+    let mut registered = BTreeSet::new();
+    for config in of_kind("ValidatingWebhookConfiguration") {
+        for webhook in config["webhooks"].as_array().into_iter().flatten() {
+            for rule in webhook["rules"].as_array().into_iter().flatten() {
+                for op in strings(&rule["operations"]) {
+                    for group in strings(&rule["apiGroups"]) {
+                        for version in strings(&rule["apiVersions"]) {
+                            for resource in strings(&rule["resources"]) {
+                                registered.insert((
+                                    op.clone(),
+                                    group.clone(),
+                                    version.clone(),
+                                    resource,
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let expected: BTreeSet<(String, String, String, String)> = WATCHED
+        .iter()
+        .filter_map(|w| {
+            let op = match w.admitted? {
+                Admitted::Create => "CREATE",
+                Admitted::Delete => "DELETE",
+            };
+            Some((op.into(), w.group.into(), w.version.into(), w.plural.into()))
+        })
+        .collect();
+    assert_eq!(registered, expected, "the webhook's rules against WATCHED");
+    // (group, resource) the ClusterRole may get, list and watch.
+    let mut readable = BTreeSet::new();
+    for role in of_kind("ClusterRole") {
+        for rule in role["rules"].as_array().into_iter().flatten() {
+            let verbs = strings(&rule["verbs"]);
+            if ["get", "list", "watch"]
+                .iter()
+                .all(|v| verbs.iter().any(|x| x == v))
+            {
+                for group in strings(&rule["apiGroups"]) {
+                    for resource in strings(&rule["resources"]) {
+                        readable.insert((group.clone(), resource));
+                    }
+                }
+            }
+        }
+    }
+    for w in WATCHED {
+        assert!(
+            readable.contains(&(w.group.to_owned(), w.plural.to_owned())),
+            "the ClusterRole does not let the daemon get, list and watch {}.{}",
+            w.plural,
+            w.group
+        );
+    }
+}
+
 /// The files `resources:` of a kustomization lists (plain files, as deploy/base has).
 fn resources(kustomization: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -219,6 +303,7 @@ async fn rendered_manifest_is_current_valid_and_complete() {
         None,
     );
     let in_rendered = identities(&applied);
+    agrees_with_the_watched_kinds(&applied);
 
     // Every object of every file of deploy/base, and nothing else.
     let files = resources(

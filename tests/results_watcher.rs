@@ -128,6 +128,7 @@ async fn a_run_the_watcher_recorded_and_pruning_removed_is_swept_once() {
     assert_eq!(value["status"]["conditions"][0]["reason"], "Succeeded");
 
     // What the watcher wrote decodes: a sweep of this namespace alone skips nothing.
+    support::crypto::install_provider();
     let mut config = ResultsConfig::new(&results.addr);
     config.ca_file = Some(results.ca.clone());
     config.token = TokenSource::Fixed("not-checked".into());

@@ -11,10 +11,8 @@
 //! that no event reads (most of a PipelineRun's 10 to 42 KB).
 
 use super::metrics::{AdmissionMetrics, Outcome};
-use crate::events::object::KONFLUX_NAME;
-use crate::events::{
-    Actor, ClusterIdentity, DecodeError, Decoded, Kind, Object, Timestamp, Watched,
-};
+use crate::events::object::{self, Admitted};
+use crate::events::{Actor, ClusterIdentity, DecodeError, Decoded, Kind, Timestamp, Watched};
 use crate::observation::{Observation, ObservationTx, Source};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -103,38 +101,17 @@ impl Handler {
             return Outcome::DryRun;
         }
         if env.sub_resource {
-            self.warn(
-                Outcome::Unexpected,
-                format_args!(
-                    "a {} of a {} subresource: the webhook is registered for objects only",
-                    env.operation.label(),
-                    env.kind_label()
-                ),
-            );
-            return Outcome::Unexpected;
+            return self.unexpected(env, " subresource", "objects only".into());
         }
-        let (kind, raw) = match (env.operation, env.kind) {
-            (
-                Operation::Create,
-                Some(kind @ (Kind::PipelineRun | Kind::Component | Kind::Namespace)),
-            ) => (kind, env.object),
-            (Operation::Delete, Some(Kind::Konflux)) => (Kind::Konflux, env.old_object),
-            _ => {
-                self.warn(
-                    Outcome::Unexpected,
-                    format_args!(
-                        "a {} of a {}: the webhook is registered for CREATE of PipelineRuns, Components and Namespaces and DELETE of the Konflux CR",
-                        env.operation.label(),
-                        env.kind_label()
-                    ),
-                );
-                return Outcome::Unexpected;
+        let admitted = env.kind.and_then(Kind::watched).and_then(|w| w.admitted);
+        let (kind, field, raw) = match (env.operation, env.kind, admitted) {
+            (Operation::Create, Some(kind), Some(Admitted::Create)) => {
+                (kind, "request.object", env.object)
             }
-        };
-        let field = if kind == Kind::Konflux {
-            "request.oldObject"
-        } else {
-            "request.object"
+            (Operation::Delete, Some(kind), Some(Admitted::Delete)) => {
+                (kind, "request.oldObject", env.old_object)
+            }
+            _ => return self.unexpected(env, "", registered_for()),
         };
         let Some(raw) = raw else {
             self.warn(Outcome::Undecodable, format_args!("{kind}: no {field}"));
@@ -146,22 +123,17 @@ impl Handler {
             Err(_) => Decoded::Skipped(DecodeError::Syntax(format!("{field} is not JSON"))),
         };
         let mut object = match decoded {
-            Decoded::Object(o) => o,
-            Decoded::NoEvents => return Outcome::Ignored,
+            Decoded::Object(o) if o.counts() => o,
+            Decoded::Object(_) | Decoded::NoEvents => return Outcome::Ignored,
             Decoded::Skipped(e) => {
                 self.warn(Outcome::Undecodable, format_args!("{field}: {e}"));
                 return Outcome::Undecodable;
             }
         };
-        match &object {
-            Object::Namespace(ns) if !ns.is_tenant => return Outcome::Ignored,
-            Object::Konflux(k) if k.meta.name.as_deref() != Some(KONFLUX_NAME) => {
-                return Outcome::Ignored;
-            }
+        if admitted == Some(Admitted::Delete) {
             // Admission sees the request to delete, before any finalizer holds the
             // object: the removal starts now.
-            Object::Konflux(_) => object.mark_deleted_now(),
-            _ => {}
+            object.mark_deleted_now();
         }
         let actor = env
             .username
@@ -187,6 +159,19 @@ impl Handler {
 
     /// At most one warning per outcome every [`WARN_EVERY_SECONDS`]; the rest at debug.
     /// Messages name kinds, operations and fields, never a value from the request.
+    /// A request the webhook is not registered for (`registered` says what it is
+    /// registered for): allowed, logged, counted.
+    fn unexpected(&self, env: &Envelope<'_>, of: &str, registered: String) -> Outcome {
+        let (operation, kind) = (env.operation.label(), env.kind_label());
+        self.warn(
+            Outcome::Unexpected,
+            format_args!(
+                "a {operation} of a {kind}{of}: the webhook is registered for {registered}"
+            ),
+        );
+        Outcome::Unexpected
+    }
+
     fn warn(&self, outcome: Outcome, message: std::fmt::Arguments<'_>) {
         let i = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
         let now = Timestamp::now().unix_seconds();
@@ -235,6 +220,23 @@ impl Operation {
             Operation::Other => "other",
         }
     }
+}
+
+/// What the webhook is registered for, from the table of watched kinds: `CREATE of
+/// PipelineRun, Component, Namespace; DELETE of Konflux`.
+fn registered_for() -> String {
+    [(Admitted::Create, "CREATE"), (Admitted::Delete, "DELETE")]
+        .iter()
+        .map(|(admitted, operation)| {
+            let kinds: Vec<&str> = object::WATCHED
+                .iter()
+                .filter(|w| w.admitted == Some(*admitted))
+                .map(|w| w.name)
+                .collect();
+            format!("{operation} of {}", kinds.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A JSON object read with each of the named fields (camelCase in JSON) kept raw,
@@ -400,7 +402,15 @@ impl<'a> Envelope<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::ActorType;
+    use crate::events::{ActorType, Object};
+
+    #[test]
+    fn what_the_webhook_is_registered_for_comes_from_the_table() {
+        assert_eq!(
+            registered_for(),
+            "CREATE of PipelineRun, Component, Namespace; DELETE of Konflux"
+        );
+    }
     use serde_json::{Value, json};
     use tokio::sync::mpsc;
 

@@ -2,7 +2,7 @@
 //! Completed` (once `Ready` is `True`) and `Operator Removal Started` (once it is being
 //! deleted).
 
-use super::object::{KONFLUX_NAME, Konflux};
+use super::object::Konflux;
 use super::{ClusterIdentity, Event, EventName, Properties, Timestamp};
 
 pub fn started_id(uid: &str) -> String {
@@ -18,10 +18,6 @@ pub fn removal_started_id(uid: &str) -> String {
 }
 
 pub fn events(k: &Konflux, identity: &ClusterIdentity) -> Vec<Event> {
-    // The operator reconciles only the CR named `konflux`; others are not deployments.
-    if k.meta.name.as_deref() != Some(KONFLUX_NAME) {
-        return Vec::new();
-    }
     // Cluster-scoped: the namespace hash is that of `unknown`, as the old bridge sent it.
     let base = Properties::in_namespace(None, identity);
     let (uid, created) = (&k.meta.uid, k.meta.creation_timestamp.as_ref());

@@ -23,9 +23,13 @@ pub use time::Timestamp;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-/// The events an object implies now. Events whose time is not known yet (a run still
-/// going, a Konflux not yet Ready) are left out: they come when the object gets that time.
+/// The events an object implies now: none for an object that does not count
+/// ([`Object::counts`]). Events whose time is not known yet (a run still going, a Konflux
+/// not yet Ready) are left out: they come when the object gets that time.
 pub fn events_of(object: &Object, identity: &ClusterIdentity) -> Vec<Event> {
+    if !object.counts() {
+        return Vec::new();
+    }
     match object {
         Object::PipelineRun(run) => pipelinerun::events(run, identity),
         Object::Component(c) => component::events(c, identity).into_iter().collect(),

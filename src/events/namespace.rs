@@ -7,11 +7,8 @@ pub fn created_id(uid: &str) -> String {
     format!("{uid}-namespace-created")
 }
 
-/// Only namespaces labelled `konflux-ci.dev/type=tenant` have an event.
+/// A tenant namespace's creation (only tenants count: [`super::Object::counts`]).
 pub fn events(ns: &Namespace, identity: &ClusterIdentity) -> Option<Event> {
-    if !ns.is_tenant {
-        return None;
-    }
     let created = ns.meta.creation_timestamp.clone()?;
     // A namespace's own name is its namespace.
     let properties = Properties::in_namespace(ns.meta.name.as_deref(), identity);

@@ -138,7 +138,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Kind::PipelineRun => "PipelineRun",
             Kind::Component => "Component",
@@ -146,6 +146,11 @@ impl Kind {
             Kind::Konflux => "Konflux",
             Kind::Other => "object",
         }
+    }
+
+    /// Its entry of [`WATCHED`].
+    pub fn watched(self) -> Option<&'static WatchedKind> {
+        WATCHED.iter().copied().find(|w| w.kind == self)
     }
 
     /// The kind an `apiVersion` and `kind` name, if it has events ([`WATCHED`]).
@@ -178,29 +183,47 @@ pub struct WatchedKind {
     pub results_data_types: &'static [&'static str],
     /// The events its objects make.
     pub events: &'static [EventName],
+    /// The admission request that announces one of its objects, with the user who made
+    /// it; `None` for a kind the webhook does not see.
+    pub admitted: Option<Admitted>,
+}
+
+/// An admission request the webhook takes for a kind (the webhook configuration in
+/// `deploy/` registers these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admitted {
+    /// `CREATE`: the object is read from `request.object`.
+    Create,
+    /// `DELETE`: the object is read from `request.oldObject`; its removal starts now.
+    Delete,
 }
 
 impl WatchedKind {
-    /// The kind `name` (plural `plural`) of API `group` (`""` for the core group) and
+    /// The `kind` (plural `plural`) of API `group` (`""` for the core group) and
     /// `version`: every object counts, no Tekton Results records, no events until
     /// [`Self::events`] names them.
     const fn new(
         kind: Kind,
         group: &'static str,
         version: &'static str,
-        name: &'static str,
         plural: &'static str,
     ) -> Self {
         WatchedKind {
             kind,
             group,
             version,
-            name,
+            name: kind.as_str(),
             plural,
             selector: None,
             results_data_types: &[],
             events: &[],
+            admitted: None,
         }
+    }
+
+    const fn admitted(mut self, admitted: Admitted) -> Self {
+        self.admitted = Some(admitted);
+        self
     }
 
     const fn selector(mut self, selector: &'static str) -> Self {
@@ -219,49 +242,36 @@ impl WatchedKind {
     }
 }
 
-pub const PIPELINE_RUN: WatchedKind = WatchedKind::new(
-    Kind::PipelineRun,
-    "tekton.dev",
-    "v1",
-    "PipelineRun",
-    "pipelineruns",
-)
-// tekton.dev/v1 from current Results watchers; v1beta1 from older ones.
-.results(&[
-    "tekton.dev/v1.PipelineRun",
-    "tekton.dev/v1beta1.PipelineRun",
-])
-.events(&[
-    EventName::PipelineRunStarted,
-    EventName::PipelineRunCompleted,
-]);
+#[rustfmt::skip]
+pub const PIPELINE_RUN: WatchedKind =
+    WatchedKind::new(Kind::PipelineRun, "tekton.dev", "v1", "pipelineruns")
+        // tekton.dev/v1 from current Results watchers; v1beta1 from older ones.
+        .results(&["tekton.dev/v1.PipelineRun", "tekton.dev/v1beta1.PipelineRun"])
+        .events(&[EventName::PipelineRunStarted, EventName::PipelineRunCompleted])
+        .admitted(Admitted::Create);
 
-pub const COMPONENT: WatchedKind = WatchedKind::new(
-    Kind::Component,
-    "appstudio.redhat.com",
-    "v1alpha1",
-    "Component",
-    "components",
-)
-.events(&[EventName::ComponentCreated]);
+#[rustfmt::skip]
+pub const COMPONENT: WatchedKind =
+    WatchedKind::new(Kind::Component, "appstudio.redhat.com", "v1alpha1", "components")
+        .events(&[EventName::ComponentCreated])
+        .admitted(Admitted::Create);
 
+#[rustfmt::skip]
 pub const TENANT_NAMESPACE: WatchedKind =
-    WatchedKind::new(Kind::Namespace, "", "v1", "Namespace", "namespaces")
+    WatchedKind::new(Kind::Namespace, "", "v1", "namespaces")
         .selector("konflux-ci.dev/type=tenant")
-        .events(&[EventName::NamespaceCreated]);
+        .events(&[EventName::NamespaceCreated])
+        .admitted(Admitted::Create);
 
-pub const KONFLUX: WatchedKind = WatchedKind::new(
-    Kind::Konflux,
-    "konflux.konflux-ci.dev",
-    "v1alpha1",
-    "Konflux",
-    "konfluxes",
-)
-.events(&[
-    EventName::OperatorDeploymentStarted,
-    EventName::OperatorDeploymentCompleted,
-    EventName::OperatorRemovalStarted,
-]);
+#[rustfmt::skip]
+pub const KONFLUX: WatchedKind =
+    WatchedKind::new(Kind::Konflux, "konflux.konflux-ci.dev", "v1alpha1", "konfluxes")
+        .events(&[
+            EventName::OperatorDeploymentStarted,
+            EventName::OperatorDeploymentCompleted,
+            EventName::OperatorRemovalStarted,
+        ])
+        .admitted(Admitted::Delete);
 
 /// Every kind that has events.
 pub const WATCHED: [&WatchedKind; 4] = [&PIPELINE_RUN, &COMPONENT, &TENANT_NAMESPACE, &KONFLUX];
@@ -733,6 +743,17 @@ impl Object {
             && k.meta.deletion_timestamp.is_none()
         {
             k.meta.deletion_timestamp = Some(Timestamp::now());
+        }
+    }
+
+    /// Whether the object is one that has events at all: a Namespace only when it is a
+    /// tenant, the Konflux CR only when it is the one named `konflux` that the operator
+    /// reconciles.
+    pub fn counts(&self) -> bool {
+        match self {
+            Object::Namespace(ns) => ns.is_tenant,
+            Object::Konflux(k) => k.meta.name.as_deref() == Some(KONFLUX_NAME),
+            Object::PipelineRun(_) | Object::Component(_) => true,
         }
     }
 
