@@ -159,7 +159,7 @@ fn make_certs(dir: &Path) -> Option<PathBuf> {
 /// The handler time histogram's cumulative buckets: (upper bound in seconds, count).
 fn buckets(metrics: &AdmissionMetrics) -> Vec<(f64, u64)> {
     let mut registry = prometheus_client::registry::Registry::default();
-    metrics.register(&mut registry);
+    metrics.clone().register(&mut registry);
     let mut text = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
     text.lines()

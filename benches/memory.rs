@@ -171,7 +171,7 @@ async fn main() {
     let held = core.buffered();
     let counted = core.buffered_bytes();
     let dropped = metrics
-        .events_dropped
+        .buffer_events_dropped
         .get_or_create(&konflux_telemetry::metrics::ReasonLabel {
             reason: "buffer_full",
         })
@@ -206,7 +206,7 @@ async fn main() {
         deadline: Duration::from_millis(300),
     };
     cfg.requests_per_second = std::num::NonZeroU32::new(1000).expect("nonzero");
-    let sender = Sender::new(cfg, SenderMetrics::new()).expect("sender");
+    let sender = Sender::new(cfg, SenderMetrics::default()).expect("sender");
     reset_peak();
     let t = Instant::now();
     let flushed = core.flush(&sender).await;

@@ -373,7 +373,7 @@ fn child() {
         // As the daemon: a bounded channel the core drains.
         let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
         let (_settings_tx, settings_rx) = tokio::sync::watch::channel(SweepSettings::default());
-        let sweeper = Sweeper::new(client, settings_rx, tx, SweepMetrics::new());
+        let sweeper = Sweeper::new(client, settings_rx, tx, SweepMetrics::default());
         let counter = tokio::spawn(async move {
             let (mut all, mut ours) = (0usize, 0usize);
             while let Some(o) = rx.recv().await {
@@ -604,7 +604,7 @@ async fn incremental(addr: &str, ca: &Path, api_pid: &str, templates: &[String])
             ResultsClient::new(config).expect("client"),
             srx,
             tx,
-            SweepMetrics::new(),
+            SweepMetrics::default(),
         )
     };
     let (full, incr) = (sweeper(&config), sweeper(&config));

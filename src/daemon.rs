@@ -10,7 +10,7 @@ use crate::capture::{config_maps, watch::Readiness};
 use crate::events::Timestamp;
 use crate::flush::Discard;
 use crate::http::{self, Endpoints};
-use crate::metrics::{self, CoreMetrics};
+use crate::metrics::Metrics;
 use crate::pipeline::Core;
 use crate::runtime::args::{self, namespaced_name};
 use crate::runtime::checkpoint::Checkpoint;
@@ -18,9 +18,8 @@ use crate::runtime::flusher::Flusher;
 use crate::runtime::live::LiveSettings;
 use crate::runtime::output::SegmentOutput;
 use crate::runtime::{self, heartbeat};
-use crate::segment::SenderMetrics;
 use crate::settings::Settings;
-use crate::sweep::{ResultsClient, SweepMetrics, SweepSettings, Sweeper};
+use crate::sweep::{ResultsClient, SweepSettings, Sweeper};
 use crate::switch::{CrSays, Decision};
 use crate::{Error, Result, telemetry};
 use std::sync::Arc;
@@ -60,13 +59,13 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     let configured = args.identity.configured();
     let facts = identity::cluster_facts(&client).await;
     let info = identity::public_info(&client).await;
-    let core_metrics = CoreMetrics::default();
+    let (metrics, registry) = Metrics::new();
     let core = Arc::new(Core::new(
         identity::combine(&configured, &info, &facts),
         base.max_buffered_events,
         base.max_buffered_bytes,
         base.lookback.as_secs() as i64,
-        core_metrics.clone(),
+        metrics.core.clone(),
     ));
     info!(
         cluster_id_known = core.identity().has_cluster_id(),
@@ -87,7 +86,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     let (live_settings, settings) = LiveSettings::new(
         base.clone(),
         format!("{cm_namespace}/{cm_name}"),
-        core_metrics.clone(),
+        metrics.core.clone(),
     );
     let knobs = Arc::clone(&core);
     tasks.spawn(live_settings.run(
@@ -136,12 +135,11 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     tasks.spawn(runtime::watches::run(
         client.clone(),
         obs_tx.clone(),
-        core_metrics.clone(),
+        metrics.core.clone(),
         readiness.clone(),
         switch.clone(),
         stop.clone(),
     ));
-    let sweep_metrics = SweepMetrics::new();
     match args.results.config().map(|c| ResultsClient::new(&c)) {
         None => info!("no Tekton Results address: no reconciliation sweep"),
         Some(Err(e)) => warn!("no reconciliation sweep: {e}"),
@@ -160,7 +158,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
                 results,
                 sweep_settings,
                 obs_tx.clone(),
-                sweep_metrics.clone(),
+                metrics.sweep.clone(),
             );
             if let Some(c) = &checkpoint {
                 sweeper = sweeper.with_watermark(c.watermark());
@@ -170,7 +168,6 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     }
     // Servers drain on stop (in-flight requests finish) rather than being aborted.
     let mut servers = JoinSet::new();
-    let admission_metrics = crate::admission::AdmissionMetrics::default();
     if let Some(listen) = args.webhook.webhook_listen {
         let limits = args.server.limits(
             args.webhook.webhook_max_body_bytes,
@@ -181,7 +178,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
             &args.webhook.webhook_cert_dir,
             obs_tx.clone(),
             Arc::clone(&core),
-            admission_metrics.clone(),
+            metrics.admission.clone(),
         )
         .await?
         .with_limits(limits);
@@ -201,9 +198,6 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
         "serving /healthz /readyz /metrics /preview on http://{}",
         listener.local_addr().unwrap_or(args.http.listen)
     );
-    let sender_metrics = SenderMetrics::new();
-    let mut registry = metrics::registry(&core_metrics, &sender_metrics, &sweep_metrics);
-    admission_metrics.register(registry.sub_registry_with_prefix("admission"));
     let endpoints = Arc::new(Endpoints {
         core: Arc::clone(&core),
         registry,
@@ -222,7 +216,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     }));
     let output_for = move |s: &Settings| -> Result<SegmentOutput> {
         Ok(match &write_key {
-            Some(key) => SegmentOutput::Segment(args::sender(&api_url, key, s, &sender_metrics)?),
+            Some(key) => SegmentOutput::Segment(args::sender(&api_url, key, s, &metrics.segment)?),
             None => SegmentOutput::Discard(Discard),
         })
     };

@@ -7,7 +7,7 @@
 use crate::events::{self, ClusterIdentity, EventName};
 use crate::flush::{Delivery, FlushOutcome, Flushed, Outgoing, Output};
 use crate::ledger::{Ledger, Offer};
-use crate::metrics::{CoreMetrics, OutcomeLabel, ReasonLabel};
+use crate::metrics::{CoreMetrics, OutcomeLabel};
 use crate::observation::{Observation, Sightings, Source};
 use crate::segment::{Limits, batches_of};
 use bytes::Bytes;
@@ -135,12 +135,7 @@ impl Core {
 
     fn count_evicted(&self, n: usize) {
         if n > 0 {
-            self.metrics
-                .events_dropped
-                .get_or_create(&ReasonLabel {
-                    reason: "buffer_full",
-                })
-                .inc_by(n as u64);
+            self.metrics.dropped("buffer_full", n as u64);
             warn!(
                 events = n,
                 "buffer full: oldest events dropped (is Segment reachable?)"
@@ -177,12 +172,7 @@ impl Core {
 
     fn count_off(&self, n: usize) {
         if n > 0 {
-            self.metrics
-                .events_dropped
-                .get_or_create(&ReasonLabel {
-                    reason: "telemetry_off",
-                })
-                .inc_by(n as u64);
+            self.metrics.dropped("telemetry_off", n as u64);
         }
     }
 
@@ -245,20 +235,15 @@ impl Core {
     }
 
     fn count_offer(&self, offer: &Offer, labels: &crate::metrics::EventLabels) {
-        match offer {
-            Offer::New => self.metrics.events_produced.get_or_create(labels).inc(),
+        let family = match offer {
+            Offer::New => &self.metrics.events_produced,
             Offer::Updated | Offer::Unchanged | Offer::AlreadyProduced => {
-                self.metrics.events_deduplicated.get_or_create(labels).inc()
+                &self.metrics.events_deduplicated
             }
-            Offer::TooOld => self.metrics.events_too_old.get_or_create(labels).inc(),
-            Offer::Unserializable => self
-                .metrics
-                .events_dropped
-                .get_or_create(&ReasonLabel {
-                    reason: "unserializable",
-                })
-                .inc(),
+            Offer::TooOld => &self.metrics.events_too_old,
+            Offer::Unserializable => return self.metrics.dropped("unserializable", 1),
         };
+        family.get_or_create(labels).inc();
     }
 
     /// The next piece of `/preview`, `{"batch":[...]}` with each waiting event exactly as
@@ -390,7 +375,7 @@ impl Core {
             .inc();
         if outcome.succeeded() {
             self.metrics
-                .last_successful_flush
+                .last_successful_flush_timestamp_seconds
                 .set(events::Timestamp::now().unix_seconds());
         }
     }
@@ -423,6 +408,7 @@ fn actor_applies(name: EventName) -> bool {
 mod tests {
     use super::*;
     use crate::events::{Actor, Decoded, Object};
+    use crate::metrics::ReasonLabel;
 
     const NOW: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
@@ -700,7 +686,7 @@ mod tests {
         assert!(ids(&core).is_empty());
         assert_eq!(
             core.metrics
-                .events_dropped
+                .buffer_events_dropped
                 .get_or_create(&ReasonLabel {
                     reason: "telemetry_off"
                 })

@@ -18,7 +18,7 @@ const MESSAGE: &str =
 
 fn sender() -> Result<Sender, ConfigError> {
     let cfg = SenderConfig::new("https://api.segment.io/v1", WriteKey::new("a-key"));
-    Sender::new(cfg, SenderMetrics::new())
+    Sender::new(cfg, SenderMetrics::default())
 }
 
 fn results() -> Result<ResultsClient, SweepError> {

@@ -2,8 +2,9 @@
 //! name appear in the README (and the events in docs/privacy.md), so a change to one
 //! without the other fails here.
 
+use konflux_telemetry::admission::AdmissionMetrics;
 use konflux_telemetry::events::EventName;
-use konflux_telemetry::metrics::{self, CoreMetrics};
+use konflux_telemetry::metrics::{CoreMetrics, Metrics};
 use konflux_telemetry::segment::SenderMetrics;
 use konflux_telemetry::settings::KEYS;
 use konflux_telemetry::sweep::SweepMetrics;
@@ -15,13 +16,7 @@ fn read(path: &str) -> String {
 
 /// Every metric the daemon serves, as Prometheus names them (counters with `_total`).
 fn served_metrics() -> Vec<String> {
-    let mut registry = metrics::registry(
-        &CoreMetrics::default(),
-        &SenderMetrics::new(),
-        &SweepMetrics::new(),
-    );
-    konflux_telemetry::admission::AdmissionMetrics::default()
-        .register(registry.sub_registry_with_prefix("admission"));
+    let (_, registry) = Metrics::new();
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
     text.lines()
@@ -50,33 +45,19 @@ fn readme_documents_every_config_key() {
     }
 }
 
-/// Every name passed to `Registry::register` in a component's metrics file, with the
-/// prefix of that component's sub-registry. (A family with no samples yet is not encoded,
-/// so the sources are the complete list.)
+/// Every metric registered, with the prefix of its component's sub-registry. (A family
+/// with no samples yet is not encoded, so the served text is not the complete list.)
 fn registered_metrics() -> Vec<String> {
-    let files = [
-        ("src/metrics.rs", "konflux_telemetry_"),
-        ("src/segment/metrics.rs", "konflux_telemetry_segment_"),
-        ("src/sweep/mod.rs", "konflux_telemetry_sweep_"),
-        ("src/admission/metrics.rs", "konflux_telemetry_admission_"),
+    let components = [
+        ("konflux_telemetry_", CoreMetrics::NAMES),
+        ("konflux_telemetry_segment_", SenderMetrics::NAMES),
+        ("konflux_telemetry_sweep_", SweepMetrics::NAMES),
+        ("konflux_telemetry_admission_", AdmissionMetrics::NAMES),
     ];
-    let mut names = Vec::new();
-    for (file, prefix) in files {
-        let text = read(file);
-        for (i, _) in text.match_indices(".register(") {
-            let rest = &text[i + ".register(".len()..];
-            let Some(start) = rest.find('"') else {
-                continue;
-            };
-            if rest[..start].trim().is_empty() {
-                let name = &rest[start + 1..];
-                if let Some(end) = name.find('"') {
-                    names.push(format!("{prefix}{}", &name[..end]));
-                }
-            }
-        }
-    }
-    names
+    components
+        .iter()
+        .flat_map(|(prefix, names)| names.iter().map(move |name| format!("{prefix}{name}")))
+        .collect()
 }
 
 #[test]

@@ -140,7 +140,7 @@ async fn a_run_the_watcher_recorded_and_pruning_removed_is_swept_once() {
         ResultsClient::new(&config).expect("a Results client"),
         settings_rx,
         tx,
-        SweepMetrics::new(),
+        SweepMetrics::default(),
     );
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let since = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(10);

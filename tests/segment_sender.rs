@@ -79,7 +79,7 @@ fn config(api_url: String, key: &str) -> SenderConfig {
 }
 
 fn sender(sink: &Sink) -> Sender {
-    new_sender(config(sink.api_url(), KEY), SenderMetrics::new())
+    new_sender(config(sink.api_url(), KEY), SenderMetrics::default())
 }
 
 /// A sender, with the TLS crypto provider the daemon's `main` installs.
@@ -132,9 +132,9 @@ async fn all_events_arrive_once_in_batches_within_the_limits() {
     assert!(stats.request_log.iter().all(|r| r.events <= 2_500));
     assert!(stats.request_log.iter().all(|r| r.bytes <= 475_000));
     let m = sender.metrics();
-    assert_eq!(m.events_sent(), 2_700);
-    assert_eq!(m.batches_sent(), batches.len() as u64);
-    assert_eq!(m.send_retries(), 0);
+    assert_eq!(m.events_sent.get(), 2_700);
+    assert_eq!(m.batches_sent.get(), batches.len() as u64);
+    assert_eq!(m.send_retries.get(), 0);
 }
 
 #[tokio::test]
@@ -164,7 +164,7 @@ async fn an_event_over_32000_bytes_is_dropped_and_counted_the_others_sent() {
 #[tokio::test]
 async fn a_wrong_key_is_rejected_without_retry() {
     let (sink, out) = sink("key").await;
-    let metrics = SenderMetrics::new();
+    let metrics = SenderMetrics::default();
     let sender = new_sender(config(sink.api_url(), "not-the-key"), metrics.clone());
     let events: Vec<Event> = (0..5).map(|i| event(i, 1)).collect();
     let (b, _) = batches(&events);
@@ -177,7 +177,7 @@ async fn a_wrong_key_is_rejected_without_retry() {
         }
     );
     assert_eq!(statuses(&sink.stats()), [Some(401)]);
-    assert_eq!(metrics.send_retries(), 0);
+    assert_eq!(metrics.send_retries.get(), 0);
     assert_eq!(metrics.send_errors("401"), 1);
 
     // A flush stops at the first 401 and keeps every event.
@@ -223,9 +223,9 @@ async fn server_errors_are_retried_until_recovery_with_fresh_sent_at() {
         assert!(pair[0] < pair[1], "sentAt not renewed: {sent_at:?}");
     }
     assert_eq!(received(&out), as_values(&events));
-    assert_eq!(sender.metrics().send_retries(), 4);
+    assert_eq!(sender.metrics().send_retries.get(), 4);
     assert_eq!(sender.metrics().send_errors("503"), 4);
-    assert_eq!(sender.metrics().events_sent(), 20);
+    assert_eq!(sender.metrics().events_sent.get(), 20);
 }
 
 #[tokio::test]
@@ -245,7 +245,7 @@ async fn not_retryable_statuses_and_exhaustion() {
 
     let mut cfg = config(sink.api_url(), KEY);
     cfg.backoff.deadline = Duration::from_millis(300);
-    let short = new_sender(cfg, SenderMetrics::new());
+    let short = new_sender(cfg, SenderMetrics::default());
     sink.inject(Fault {
         status: Some(500),
         seconds: Some(30.0),
@@ -263,7 +263,7 @@ async fn not_retryable_statuses_and_exhaustion() {
         ),
         "{err:?}"
     );
-    assert!(short.metrics().send_retries() >= 1);
+    assert!(short.metrics().send_retries.get() >= 1);
 }
 
 /// Every request after a 429 arrives after its `Retry-After` ended.
@@ -330,7 +330,7 @@ async fn retry_after_past_the_deadline_blocks_the_next_batch_without_a_request()
     let (sink, _out) = sink("429-deadline").await;
     let mut cfg = config(sink.api_url(), KEY);
     cfg.backoff.deadline = Duration::from_millis(500);
-    let sender = new_sender(cfg, SenderMetrics::new());
+    let sender = new_sender(cfg, SenderMetrics::default());
     sink.inject(Fault {
         status: Some(429),
         retry_after: Some(2),
@@ -383,7 +383,7 @@ async fn a_connection_dropped_mid_body_is_retried_and_delivered() {
     assert_eq!(statuses(&sink.stats()), [None, None, Some(200)]);
     assert_eq!(received(&out), as_values(&events));
     let m = sender.metrics();
-    assert_eq!(m.send_retries(), 2);
+    assert_eq!(m.send_retries.get(), 2);
     assert_eq!(m.send_errors("connection") + m.send_errors("connect"), 2);
 }
 
@@ -392,7 +392,7 @@ async fn a_slow_answer_times_out_and_is_retried() {
     let (sink, out) = sink("timeout").await;
     let mut cfg = config(sink.api_url(), KEY);
     cfg.request_timeout = Duration::from_millis(200);
-    let sender = new_sender(cfg, SenderMetrics::new());
+    let sender = new_sender(cfg, SenderMetrics::default());
     sink.inject(Fault {
         latency_ms: Some(1_000),
         status: Some(500),
@@ -418,7 +418,7 @@ async fn the_write_key_appears_in_no_log_error_or_debug_output() {
     for key in ["wrong-key-also-secret", KEY] {
         let cfg = config(sink.api_url(), key);
         text += &format!("{cfg:?}\n");
-        let sender = new_sender(cfg, SenderMetrics::new());
+        let sender = new_sender(cfg, SenderMetrics::default());
         text += &format!("{sender:?}\n");
         sink.inject(Fault {
             status: Some(503),
@@ -441,7 +441,7 @@ async fn the_write_key_appears_in_no_log_error_or_debug_output() {
     }
     let mut cfg = config("http://127.0.0.1:9".into(), KEY);
     cfg.backoff.deadline = Duration::from_millis(100);
-    let sender = new_sender(cfg, SenderMetrics::new());
+    let sender = new_sender(cfg, SenderMetrics::default());
     let (b, _) = batches(&events);
     let err = sender
         .send(&b[0])
@@ -566,7 +566,7 @@ async fn a_flush_stops_at_the_first_batch_that_exhausts_its_retries() {
     let (sink, out) = sink("stop-at-exhausted").await;
     let mut cfg = config(sink.api_url(), KEY);
     cfg.backoff.deadline = Duration::from_millis(300);
-    let sender = new_sender(cfg, SenderMetrics::new());
+    let sender = new_sender(cfg, SenderMetrics::default());
     let events: Vec<Event> = (0..6).map(|i| event(i, 1)).collect();
     let b = small_batches(&events, 2);
     assert_eq!(b.len(), 3);
@@ -603,7 +603,7 @@ async fn a_batch_answered_400_is_split_to_drop_only_the_event_at_fault() {
     // the sink answers 400 to any batch holding it.
     let mut cfg = config(sink.api_url(), KEY);
     cfg.limits.max_event_bytes = 40_000;
-    let sender = new_sender(cfg, SenderMetrics::new());
+    let sender = new_sender(cfg, SenderMetrics::default());
     let mut events: Vec<Event> = (0..11).map(|i| event(i, 1)).collect();
     events[6] = event_of_len(6, 33_000);
     let batches = sender.prepare(&events);
@@ -652,7 +652,7 @@ async fn requests_carry_x_retry_count() {
 async fn a_transport_error_does_not_name_the_url() {
     let mut cfg = config("http://127.0.0.1:9/private-path-marker/v1".into(), KEY);
     cfg.backoff.deadline = Duration::from_millis(100);
-    let sender = new_sender(cfg, SenderMetrics::new());
+    let sender = new_sender(cfg, SenderMetrics::default());
     let (b, _) = batches(&[event(1, 1)]);
     let err = sender.send(&b[0]).await.expect_err("nothing listens");
     let text = format!("{err} {err:?}");

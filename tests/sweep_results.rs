@@ -187,7 +187,7 @@ async fn sweep(
     let client = ResultsClient::new(config).expect("client");
     let (tx, mut rx) = mpsc::channel(8); // small: the sweep must wait for the core, not grow
     let (_settings_tx, settings_rx) = watch::channel(SweepSettings::default());
-    let metrics = SweepMetrics::new();
+    let metrics = SweepMetrics::default();
     let sweeper = Sweeper::new(client, settings_rx, tx, metrics.clone());
     let collect = tokio::spawn(async move {
         let mut got = Vec::new();
@@ -257,7 +257,7 @@ async fn every_record_in_the_window_is_delivered_once_across_namespaces() {
         );
     }
     assert_eq!(metrics.errors(ErrorKind::UndecodableRecord), 0);
-    assert!(metrics.records_read() >= expected.len() as u64);
+    assert!(metrics.records_read.get() >= expected.len() as u64);
 
     // A wider window (the lookback as the daemon computes it) takes the older ones too.
     let (report, got, _) = sweep(&config(server), past(Duration::from_secs(3600))).await;
@@ -357,7 +357,7 @@ async fn unreachable_and_error_answers_are_survived_and_counted() {
     let client = ResultsClient::new(&unreachable).unwrap();
     let (tx, _rx) = mpsc::channel(8);
     let (_stx, srx) = watch::channel(SweepSettings::default());
-    let metrics = SweepMetrics::new();
+    let metrics = SweepMetrics::default();
     let sweeper = Sweeper::new(client, srx, tx, metrics.clone());
     let report = sweeper.sweep_once(Duration::from_secs(3600)).await;
     assert_eq!(report.error, Some(ErrorKind::Unreachable), "{report:?}");
@@ -407,7 +407,7 @@ async fn run_sweeps_at_start_then_on_the_live_interval_and_stops_on_shutdown() {
         interval: Duration::from_secs(3600),
         lookback: Duration::from_secs(600),
     });
-    let metrics = SweepMetrics::new();
+    let metrics = SweepMetrics::default();
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let sweeper = Sweeper::new(client, settings_rx, tx, metrics.clone());
     let task = tokio::spawn(sweeper.run(async move {
@@ -505,9 +505,8 @@ async fn run_sweeps_at_start_then_on_the_live_interval_and_stops_on_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_exposed() {
-    let metrics = SweepMetrics::new();
     let mut registry = prometheus_client::registry::Registry::with_prefix("sweep");
-    metrics.register(&mut registry);
+    SweepMetrics::default().register(&mut registry);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     for needle in [

@@ -1,13 +1,11 @@
 //! The webhook's metrics, registered under `konflux_telemetry_admission_*`. Labels come from
 //! fixed sets (operation, kind, outcome): never a user, a name or a namespace.
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 
-use crate::metrics::OutcomeLabel;
+use crate::metrics::{OutcomeLabel, label_sets, metric_set};
 
 /// What became of one admission request. A metric label, so a fixed set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,38 +53,35 @@ impl Outcome {
     }
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    /// `CREATE`, `DELETE`, `UPDATE`, `CONNECT`, or `other`.
-    pub operation: &'static str,
-    /// `PipelineRun`, `Component`, `Namespace`, `Konflux`, or `other`.
-    pub kind: &'static str,
-    pub outcome: &'static str,
+label_sets! {
+    /// Labels of `requests`.
+    RequestLabels {
+        /// `CREATE`, `DELETE`, `UPDATE`, `CONNECT`, or `other`.
+        operation,
+        /// `PipelineRun`, `Component`, `Namespace`, `Konflux`, or `other`.
+        kind,
+        /// An [`Outcome`] as text.
+        outcome,
+    }
 }
 
-/// Requests, latency, certificate reloads and TLS failures of the admission webhook.
-#[derive(Clone, Debug)]
-pub struct AdmissionMetrics {
-    /// Admission requests by operation, kind and outcome.
-    pub requests: Family<RequestLabels, Counter>,
-    /// Time from a request's headers to its answer, body reading included.
-    pub request_duration_seconds: Histogram,
-    /// Serving certificate (re)loads by outcome (`applied`, `rejected`).
-    pub certificate_reloads: Family<OutcomeLabel, Counter>,
-    /// Connections whose TLS handshake failed (a client not trusting the certificate, no
-    /// certificate loaded yet, a port scan...).
-    pub tls_handshake_failures: Counter,
-}
-
-impl Default for AdmissionMetrics {
-    fn default() -> Self {
-        Self {
-            requests: Family::default(),
-            // 50 µs to ~100 ms.
-            request_duration_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 12)),
-            certificate_reloads: Family::default(),
-            tls_handshake_failures: Counter::default(),
-        }
+metric_set! {
+    /// Requests, latency, certificate reloads and TLS failures of the admission webhook.
+    pub struct AdmissionMetrics {
+        /// Admission requests by operation, kind and outcome.
+        requests: Family<RequestLabels, Counter> =>
+            "Admission requests by operation, kind and outcome",
+        /// Time from a request's headers to its answer, body reading included (buckets from
+        /// 50 µs to ~100 ms).
+        request_duration_seconds: Histogram =
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 12)) =>
+            "Time from an admission request's headers to its answer",
+        /// Serving certificate (re)loads by outcome (`applied`, `rejected`).
+        certificate_reloads: Family<OutcomeLabel, Counter> =>
+            "Serving certificate loads by outcome",
+        /// Connections whose TLS handshake failed (a client not trusting the certificate, no
+        /// certificate loaded yet, a port scan...).
+        tls_handshake_failures: Counter => "Webhook connections whose TLS handshake failed",
     }
 }
 
@@ -105,29 +100,5 @@ impl AdmissionMetrics {
         self.certificate_reloads
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
-    }
-
-    /// Registers into `registry`, meant to be the daemon registry's `admission` sub-registry.
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "requests",
-            "Admission requests by operation, kind and outcome",
-            self.requests.clone(),
-        );
-        registry.register(
-            "request_duration_seconds",
-            "Time from an admission request's headers to its answer",
-            self.request_duration_seconds.clone(),
-        );
-        registry.register(
-            "certificate_reloads",
-            "Serving certificate loads by outcome",
-            self.certificate_reloads.clone(),
-        );
-        registry.register(
-            "tls_handshake_failures",
-            "Webhook connections whose TLS handshake failed",
-            self.tls_handshake_failures.clone(),
-        );
     }
 }

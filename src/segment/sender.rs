@@ -630,7 +630,7 @@ mod tests {
         let text = format!("{cfg:?}");
         assert!(!text.contains("sekrit-123"), "{text}");
         crate::crypto::install_for_tests();
-        let sender = Sender::new(cfg, SenderMetrics::new()).expect("sender");
+        let sender = Sender::new(cfg, SenderMetrics::default()).expect("sender");
         assert!(!format!("{sender:?}").contains("sekrit-123"));
         assert_eq!(sender.endpoint(), "https://api.segment.io/v1/batch");
     }

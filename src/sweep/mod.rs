@@ -16,7 +16,10 @@
 //! sweep reads the whole lookback. Only a complete sweep moves the watermark; the daemon
 //! keeps it with the record of produced events (`src/state.rs`), so a restart resumes.
 
+pub mod metrics;
 pub mod results;
+
+pub use metrics::SweepMetrics;
 
 pub use results::{
     ErrorKind, Page, RecordOutcome, RecordPages, ResultsClient, ResultsConfig, SweepError,
@@ -24,11 +27,6 @@ pub use results::{
 };
 
 use crate::observation::{Observation, ObservationTx, Source};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -152,155 +150,6 @@ impl Watermark {
 
     pub fn set(&self, coverage: Option<Coverage>) {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = coverage;
-    }
-}
-
-/// Label of `sweeps`: `ok` or `error`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabel {
-    pub outcome: &'static str,
-}
-
-/// Label of `completed`: `full` or `incremental`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct WindowLabel {
-    pub window: &'static str,
-}
-
-/// Label of `errors`: an [`ErrorKind`].
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabel {
-    pub kind: &'static str,
-}
-
-#[derive(Debug)]
-struct Inner {
-    sweeps: Family<OutcomeLabel, Counter>,
-    completed: Family<WindowLabel, Counter>,
-    records_read: Counter,
-    bytes_received: Counter,
-    errors: Family<KindLabel, Counter>,
-    sweep_duration_seconds: Histogram,
-}
-
-/// The sweep's metrics. Cheap to clone: clones share the same metrics.
-#[derive(Clone, Debug)]
-pub struct SweepMetrics(Arc<Inner>);
-
-impl Default for SweepMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl SweepMetrics {
-    pub fn new() -> Self {
-        let buckets = [0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0];
-        let m = Self(Arc::new(Inner {
-            sweeps: Family::default(),
-            completed: Family::default(),
-            records_read: Counter::default(),
-            bytes_received: Counter::default(),
-            errors: Family::default(),
-            sweep_duration_seconds: Histogram::new(buckets),
-        }));
-        // Every label value shows from the start (at 0).
-        for outcome in ["ok", "error"] {
-            let _ = m.0.sweeps.get_or_create(&OutcomeLabel { outcome });
-        }
-        for window in [WindowKind::Full, WindowKind::Incremental] {
-            let _ = m.0.completed.get_or_create(&WindowLabel {
-                window: window.as_str(),
-            });
-        }
-        for kind in ErrorKind::ALL {
-            let _ = m.0.errors.get_or_create(&KindLabel {
-                kind: kind.as_str(),
-            });
-        }
-        m
-    }
-
-    /// Registers in `registry` (the caller's sub-registry for the sweep):
-    /// `sweeps{outcome}`, `completed{window}`, `records_read`, `bytes_received`,
-    /// `errors{kind}`, `sweep_duration_seconds`.
-    pub fn register(&self, registry: &mut Registry) {
-        let m = &self.0;
-        registry.register(
-            "sweeps",
-            "Reconciliation sweeps over Tekton Results, by outcome",
-            m.sweeps.clone(),
-        );
-        registry.register(
-            "completed",
-            "Sweeps that read their whole window, by window: the full lookback, or incremental from the watermark",
-            m.completed.clone(),
-        );
-        registry.register(
-            "records_read",
-            "Records read from Tekton Results by the sweep",
-            m.records_read.clone(),
-        );
-        registry.register(
-            "bytes_received",
-            "Bytes of listing pages received from Tekton Results by the sweep",
-            m.bytes_received.clone(),
-        );
-        registry.register(
-            "errors",
-            "Sweep failures (whole pages) and undecodable records, by kind",
-            m.errors.clone(),
-        );
-        registry.register(
-            "sweep_duration_seconds",
-            "Duration of a reconciliation sweep",
-            m.sweep_duration_seconds.clone(),
-        );
-    }
-
-    /// Sweeps that ended with `outcome` (`ok` or `error`).
-    pub fn sweeps(&self, outcome: &'static str) -> u64 {
-        self.0.sweeps.get_or_create(&OutcomeLabel { outcome }).get()
-    }
-
-    /// Sweeps of `window` that read all of it.
-    pub fn completed(&self, window: WindowKind) -> u64 {
-        self.0
-            .completed
-            .get_or_create(&WindowLabel {
-                window: window.as_str(),
-            })
-            .get()
-    }
-
-    pub fn records_read(&self) -> u64 {
-        self.0.records_read.get()
-    }
-
-    pub fn bytes_received(&self) -> u64 {
-        self.0.bytes_received.get()
-    }
-
-    pub fn errors(&self, kind: ErrorKind) -> u64 {
-        self.0
-            .errors
-            .get_or_create(&KindLabel {
-                kind: kind.as_str(),
-            })
-            .get()
-    }
-
-    fn error(&self, kind: ErrorKind) {
-        self.error_by(kind, 1);
-    }
-
-    fn error_by(&self, kind: ErrorKind, n: u64) {
-        self.0
-            .errors
-            .get_or_create(&KindLabel {
-                kind: kind.as_str(),
-            })
-            .inc_by(n);
     }
 }
 
@@ -454,29 +303,17 @@ impl Sweeper {
         let started = std::time::Instant::now();
         let report = self.sweep_pages(since, events_after).await;
         let elapsed = started.elapsed();
-        self.metrics
-            .0
-            .sweep_duration_seconds
-            .observe(elapsed.as_secs_f64());
         let outcome = if report.error.is_some() {
             "error"
         } else {
             "ok"
         };
-        self.metrics
-            .0
-            .sweeps
-            .get_or_create(&OutcomeLabel { outcome })
-            .inc();
-        if report.complete() {
-            self.metrics
-                .0
-                .completed
-                .get_or_create(&WindowLabel {
-                    window: window.kind.as_str(),
-                })
-                .inc();
-        }
+        self.metrics.record_sweep(
+            window.kind,
+            outcome,
+            report.complete(),
+            elapsed.as_secs_f64(),
+        );
         let window_s = jiff::Timestamp::now()
             .duration_since(since)
             .as_secs()
@@ -536,8 +373,7 @@ impl Sweeper {
             report.pages += 1;
             report.records_read += page.read;
             report.bytes += page.bytes;
-            self.metrics.0.records_read.inc_by(page.read as u64);
-            self.metrics.0.bytes_received.inc_by(page.bytes as u64);
+            self.metrics.record_page(page.read, page.bytes);
             for record in page.records {
                 match record {
                     RecordOutcome::Object(object) => {
@@ -635,52 +471,64 @@ mod tests {
         assert_eq!(c2.to, t("2026-01-01T13:00:00Z"));
     }
 
-    #[test]
-    fn a_watermark_older_than_the_lookback_means_the_whole_lookback() {
-        let lookback = Duration::from_secs(4 * H);
+    /// The window of a sweep at `now` with a 4 h lookback, after complete sweeps that
+    /// covered `from` to `to`.
+    fn window_after(now: &str, from: &str, to: &str) -> Window {
         let c = Coverage {
-            from: t("2026-01-01T00:00:00Z"),
-            to: t("2026-01-01T04:00:00Z"),
+            from: t(from),
+            to: t(to),
         };
-        // Down for 8 h.
-        let w = window(t("2026-01-01T12:00:00Z"), lookback, MAX_OVERLAP, Some(c));
-        assert_eq!(w.kind, WindowKind::Full);
-        assert_eq!(w.since, t("2026-01-01T08:00:00Z"));
-        // Just within: the watermark minus the overlap is still inside the lookback.
-        let w = window(t("2026-01-01T07:57:00Z"), lookback, MAX_OVERLAP, Some(c));
+        window(t(now), Duration::from_secs(4 * H), MAX_OVERLAP, Some(c))
+    }
+
+    #[test]
+    fn a_coverage_that_cannot_be_trusted_means_the_whole_lookback() {
+        // (now, covered from, covered to, the lookback's start)
+        let cases = [
+            // A watermark older than the lookback: down for 8 h.
+            (
+                "2026-01-01T12:00:00Z",
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T04:00:00Z",
+                "2026-01-01T08:00:00Z",
+            ),
+            // Read with a 1 h lookback; now the lookback is 4 h: 3 h were never read.
+            (
+                "2026-01-01T12:30:00Z",
+                "2026-01-01T11:00:00Z",
+                "2026-01-01T12:00:00Z",
+                "2026-01-01T08:30:00Z",
+            ),
+            // A watermark in the future (the clock went back) is not trusted.
+            (
+                "2026-01-01T12:00:00Z",
+                "2026-01-01T08:00:00Z",
+                "2026-01-01T13:00:00Z",
+                "2026-01-01T08:00:00Z",
+            ),
+        ];
+        for (now, from, to, start) in cases {
+            let full = Window {
+                since: t(start),
+                kind: WindowKind::Full,
+            };
+            assert_eq!(
+                window_after(now, from, to),
+                full,
+                "at {now}, {from} to {to}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_watermark_just_within_the_lookback_is_incremental() {
+        // The watermark minus the overlap is still inside the lookback.
+        let w = window_after(
+            "2026-01-01T07:57:00Z",
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T04:00:00Z",
+        );
         assert_eq!(w.kind, WindowKind::Incremental);
         assert_eq!(w.since, t("2026-01-01T03:58:00Z"));
-    }
-
-    #[test]
-    fn a_coverage_that_does_not_reach_the_lookback_start_means_the_whole_lookback() {
-        // Read with a 1 h lookback; now the lookback is 4 h: 3 h were never read.
-        let c = Coverage {
-            from: t("2026-01-01T11:00:00Z"),
-            to: t("2026-01-01T12:00:00Z"),
-        };
-        let w = window(
-            t("2026-01-01T12:30:00Z"),
-            Duration::from_secs(4 * H),
-            MAX_OVERLAP,
-            Some(c),
-        );
-        assert_eq!(w.kind, WindowKind::Full);
-        assert_eq!(w.since, t("2026-01-01T08:30:00Z"));
-    }
-
-    #[test]
-    fn a_watermark_in_the_future_is_not_trusted() {
-        let c = Coverage {
-            from: t("2026-01-01T08:00:00Z"),
-            to: t("2026-01-01T13:00:00Z"),
-        };
-        let w = window(
-            t("2026-01-01T12:00:00Z"),
-            Duration::from_secs(4 * H),
-            MAX_OVERLAP,
-            Some(c),
-        );
-        assert_eq!(w.kind, WindowKind::Full);
     }
 }

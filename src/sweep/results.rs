@@ -1274,7 +1274,7 @@ mod tests {
     ) {
         let (tx, mut rx) = tokio::sync::mpsc::channel(8);
         let (_stx, srx) = tokio::sync::watch::channel(crate::sweep::SweepSettings::default());
-        let metrics = crate::sweep::SweepMetrics::new();
+        let metrics = crate::sweep::SweepMetrics::default();
         let sweeper = crate::sweep::Sweeper::new(client, srx, tx, metrics.clone());
         let collect = tokio::spawn(async move {
             let mut uids = Vec::new();
@@ -1334,7 +1334,7 @@ mod tests {
         assert!(report.complete(), "{report:?}");
         assert_eq!(report.delivered, 12);
         assert!(report.bytes > 0 && report.bytes <= one * 20);
-        assert_eq!(metrics.bytes_received(), report.bytes as u64);
+        assert_eq!(metrics.bytes_received.get(), report.bytes as u64);
         assert_eq!(metrics.errors(ErrorKind::PageTooLarge), 3);
         drop(sweeper);
         assert_eq!(collect.await.unwrap().len(), 12);
