@@ -2,15 +2,17 @@
 //! [`crate::runtime::args`], the loops in [`crate::runtime`], the capture paths in
 //! [`crate::capture`], [`crate::sweep`] and [`crate::admission`], the pipeline in
 //! [`crate::pipeline`], the outputs in [`crate::segment`] and [`crate::flush`].
+//! [`run_until`] reads as the daemon's life in order; each step is one method below it.
 
 pub use crate::runtime::args::RunArgs;
 
-use crate::capture::identity::{self, PublicInfo};
+use crate::capture::identity::{self, ClusterFacts, Configured, PublicInfo};
 use crate::capture::{config_maps, watch::Readiness};
 use crate::events::Timestamp;
 use crate::flush::Discard;
 use crate::http::{self, Endpoints};
 use crate::metrics::Metrics;
+use crate::observation::ObservationTx;
 use crate::pipeline::Core;
 use crate::runtime::args::{self, namespaced_name};
 use crate::runtime::checkpoint::Checkpoint;
@@ -21,12 +23,18 @@ use crate::runtime::{self, heartbeat};
 use crate::settings::Settings;
 use crate::sweep::{ResultsClient, SweepSettings, Sweeper};
 use crate::switch::{CrSays, Decision};
+use crate::telemetry::LogLevel;
 use crate::{Error, Result, telemetry};
+use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use tokio::sync::watch as live;
+use tokio::sync::{mpsc, watch as live};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+/// Observations waiting for the core: the watches, the sweep and the webhook wait when it
+/// is full (the webhook drops, counted, rather than wait).
+const OBSERVATION_QUEUE: usize = 1024;
 
 /// Runs until SIGTERM or Ctrl-C, then flushes (within the shutdown timeout) and returns.
 pub async fn run(args: RunArgs) -> Result<()> {
@@ -43,7 +51,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
 pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     let base = args.base_settings();
     let log_level = telemetry::init(&base.log_level, args.log_json);
-    let (cm_namespace, cm_name) = namespaced_name(&args.config_map, "config-map")?;
+    let config_map = namespaced_name(&args.config_map, "config-map")?;
     let state_at = match args.state_config_map.as_str() {
         "" => None,
         text => Some(namespaced_name(text, "state-config-map")?),
@@ -53,190 +61,240 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     if write_key.is_none() {
         warn!("no Segment write key: events are captured and shown at /preview, never sent");
     }
-    let client = client(&args).await?;
-
-    // The pipeline.
-    let configured = args.identity.configured();
-    let facts = identity::cluster_facts(&client).await;
-    let info = identity::public_info(&client).await;
     let (metrics, registry) = Metrics::new();
-    let core = Arc::new(Core::new(
-        identity::combine(&configured, &info, &facts),
-        base.max_buffered_events,
-        base.max_buffered_bytes,
-        base.lookback.as_secs() as i64,
-        metrics.core.clone(),
-    ));
-    info!(
-        cluster_id_known = core.identity().has_cluster_id(),
-        "konflux-telemetry {} starting",
-        crate::LIBRARY_VERSION
-    );
-    let mut tasks = JoinSet::new();
-    let checkpoint = match state_at {
-        Some((ns, name)) => {
-            let c = Checkpoint::load(client.clone(), ns, name, Arc::clone(&core)).await;
-            tasks.spawn(c.clone().run(stop.clone()));
-            Some(c)
-        }
-        None => None,
-    };
+    let mut d = Daemon::start(args, &base, metrics, stop.clone()).await?;
 
-    // Live settings, the cluster's public info, the telemetry switch.
-    let (live_settings, settings) = LiveSettings::new(
-        base.clone(),
-        format!("{cm_namespace}/{cm_name}"),
-        metrics.core.clone(),
-    );
-    let knobs = Arc::clone(&core);
-    tasks.spawn(live_settings.run(
-        client.clone(),
-        cm_namespace,
-        cm_name,
-        stop.clone(),
-        move |next: &Settings| {
-            log_level.set(&next.log_level);
-            knobs.set_lookback(next.lookback.as_secs() as i64);
-            knobs.set_max_buffered(next.max_buffered_events, next.max_buffered_bytes);
-        },
-    ));
-    let (c, s, id) = (client.clone(), stop.clone(), Arc::clone(&core));
-    tasks.spawn(async move {
-        config_maps::watch_one(
-            c,
-            identity::PUBLIC_INFO_NAMESPACE,
-            identity::PUBLIC_INFO_NAME,
-            s,
-            |cm| {
-                let info = cm.map(PublicInfo::from_config_map).unwrap_or_default();
-                id.set_identity(identity::combine(&configured, &info, &facts));
-            },
-        )
-        .await;
-    });
-    let (cr_tx, cr_rx) = live::channel(CrSays::Pending);
-    let (switch_tx, switch) = live::channel(Decision::PENDING);
-    tasks.spawn(runtime::switch::watch_cr(
-        client.clone(),
-        cr_tx,
-        stop.clone(),
-    ));
-    tasks.spawn(runtime::switch::decide(
-        Arc::clone(&core),
-        cr_rx,
-        settings.clone(),
-        switch_tx,
-        stop.clone(),
-    ));
+    // What decides: the live settings, the cluster's identity, the telemetry switch.
+    let checkpoint = d.checkpoint(state_at).await;
+    let settings = d.live_settings(config_map, base, log_level);
+    let switch = d.switch(&settings);
 
-    // Capture: the watches, the sweep, the webhook, all feeding the core.
-    let (obs_tx, obs_rx) = tokio::sync::mpsc::channel(1024);
-    let readiness = Readiness::default();
-    tasks.spawn(runtime::watches::run(
-        client.clone(),
-        obs_tx.clone(),
-        metrics.core.clone(),
-        readiness.clone(),
-        switch.clone(),
-        stop.clone(),
-    ));
-    match args.results.config().map(|c| ResultsClient::new(&c)) {
-        None => info!("no Tekton Results address: no reconciliation sweep"),
-        Some(Err(e)) => warn!("no reconciliation sweep: {e}"),
-        Some(Ok(results)) => {
-            if args.results.tekton_results_insecure_skip_tls_verify {
-                warn!(
-                    "Tekton Results TLS verification is off (--tekton-results-insecure-skip-tls-verify)"
-                );
-            }
-            let sweep_settings =
-                runtime::project(&settings, &stop, &mut tasks, |s| SweepSettings {
-                    interval: s.sweep_interval,
-                    lookback: s.lookback,
-                });
-            let mut sweeper = Sweeper::new(
-                results,
-                sweep_settings,
-                obs_tx.clone(),
-                metrics.sweep.clone(),
-            );
-            if let Some(c) = &checkpoint {
-                sweeper = sweeper.with_watermark(c.watermark());
-            }
-            tasks.spawn(sweeper.run(stop.clone().cancelled_owned()));
-        }
-    }
-    // Servers drain on stop (in-flight requests finish) rather than being aborted.
+    // Capture, all feeding the core; the servers drain on stop rather than being aborted.
+    let (tx, rx) = mpsc::channel(OBSERVATION_QUEUE);
+    let readiness = d.watches(tx.clone(), switch.clone());
+    d.sweep(tx.clone(), &settings, checkpoint.as_ref());
     let mut servers = JoinSet::new();
-    if let Some(listen) = args.webhook.webhook_listen {
-        let limits = args.server.limits(
-            args.webhook.webhook_max_body_bytes,
-            args.webhook.webhook_max_bytes_in_flight,
-        );
-        let webhook = crate::admission::Webhook::bind(
-            listen,
-            &args.webhook.webhook_cert_dir,
-            obs_tx.clone(),
-            Arc::clone(&core),
-            metrics.admission.clone(),
-        )
-        .await?
-        .with_limits(limits);
-        servers.spawn(webhook.run(stop.clone()));
-    }
-    drop(obs_tx);
-    let consumer = tokio::spawn(runtime::consume(Arc::clone(&core), obs_rx));
-
-    // HTTP.
-    let listener = tokio::net::TcpListener::bind(args.http.listen)
-        .await
-        .map_err(|source| Error::Io {
-            context: "binding the HTTP listener",
-            source,
-        })?;
-    info!(
-        "serving /healthz /readyz /metrics /preview on http://{}",
-        listener.local_addr().unwrap_or(args.http.listen)
-    );
-    let endpoints = Arc::new(Endpoints {
-        core: Arc::clone(&core),
-        registry,
-        ready: Box::new(move || readiness.settled()),
-        preview: http::Preview::new(args.http.preview_any_peer),
-    });
-    let http_limits = args
-        .server
-        .limits(http::MAX_BODY, http::MAX_BYTES_IN_FLIGHT);
-    servers.spawn(http::serve(listener, endpoints, http_limits, stop.clone()));
+    d.webhook(tx, &mut servers).await?;
+    let consumer = tokio::spawn(runtime::consume(Arc::clone(&d.core), rx));
+    d.http(registry, readiness, &mut servers).await?;
 
     // The heartbeat and the flusher; at stop, the final flush after the capture ends.
-    let beating = Arc::clone(&core);
-    tasks.spawn(heartbeat::run(settings.clone(), stop.clone(), move || {
-        beating.heartbeat(Timestamp::now());
-    }));
+    let beating = Arc::clone(&d.core);
+    d.tasks
+        .spawn(heartbeat::run(settings.clone(), stop.clone(), move || {
+            beating.heartbeat(Timestamp::now());
+        }));
+    let segment = d.metrics.segment.clone();
     let output_for = move |s: &Settings| -> Result<SegmentOutput> {
         Ok(match &write_key {
-            Some(key) => SegmentOutput::Segment(args::sender(&api_url, key, s, &metrics.segment)?),
+            Some(key) => SegmentOutput::Segment(args::sender(&api_url, key, s, &segment)?),
             None => SegmentOutput::Discard(Discard),
         })
     };
-    let flusher = Flusher::new(
-        Arc::clone(&core),
-        settings,
-        switch,
-        output_for,
-        args.shutdown_timeout,
-    )?
-    .run(stop.clone())
-    .await;
+    let timeout = d.args.shutdown_timeout;
+    let flusher = Flusher::new(Arc::clone(&d.core), settings, switch, output_for, timeout)?
+        .run(stop)
+        .await;
     servers.join_all().await;
-    tasks.shutdown().await;
+    d.tasks.shutdown().await;
     let _ = consumer.await;
     flusher.finish().await;
     if let Some(c) = &checkpoint {
         c.release().await;
     }
     Ok(())
+}
+
+/// What the daemon's parts share while it is wired: the flags, the cluster client, the
+/// core, the metrics, the background tasks and the stop signal.
+struct Daemon {
+    args: RunArgs,
+    client: kube::Client,
+    core: Arc<Core>,
+    metrics: Metrics,
+    tasks: JoinSet<()>,
+    stop: CancellationToken,
+    /// The configured identity and what the cluster said at start, combined again with
+    /// `konflux-public-info` whenever it changes.
+    identity: (Configured, ClusterFacts),
+}
+
+impl Daemon {
+    /// Connects to the cluster, learns its identity and builds the core.
+    async fn start(
+        args: RunArgs,
+        base: &Settings,
+        metrics: Metrics,
+        stop: CancellationToken,
+    ) -> Result<Self> {
+        let client = client(&args).await?;
+        let configured = args.identity.configured();
+        let facts = identity::cluster_facts(&client).await;
+        let info = identity::public_info(&client).await;
+        let core = Arc::new(Core::new(
+            identity::combine(&configured, &info, &facts),
+            base.max_buffered_events,
+            base.max_buffered_bytes,
+            base.lookback.as_secs() as i64,
+            metrics.core.clone(),
+        ));
+        info!(
+            cluster_id_known = core.identity().has_cluster_id(),
+            "konflux-telemetry {} starting",
+            crate::LIBRARY_VERSION
+        );
+        Ok(Daemon {
+            args,
+            client,
+            core,
+            metrics,
+            tasks: JoinSet::new(),
+            stop,
+            identity: (configured, facts),
+        })
+    }
+
+    /// The record of produced events, loaded from its ConfigMap and saved from now on.
+    async fn checkpoint(&mut self, at: Option<(String, String)>) -> Option<Checkpoint> {
+        let (ns, name) = at?;
+        let core = Arc::clone(&self.core);
+        let c = Checkpoint::load(self.client.clone(), ns, name, core).await;
+        self.tasks.spawn(c.clone().run(self.stop.clone()));
+        Some(c)
+    }
+
+    /// The live settings from their ConfigMap, applied to the core and the log level as
+    /// they change; and the cluster's identity, combined again when `konflux-public-info`
+    /// changes.
+    fn live_settings(
+        &mut self,
+        (namespace, name): (String, String),
+        base: Settings,
+        log_level: LogLevel,
+    ) -> live::Receiver<Settings> {
+        let at = format!("{namespace}/{name}");
+        let (live_settings, settings) = LiveSettings::new(base, at, self.metrics.core.clone());
+        let knobs = Arc::clone(&self.core);
+        let apply = move |next: &Settings| {
+            log_level.set(&next.log_level);
+            knobs.set_lookback(next.lookback.as_secs() as i64);
+            knobs.set_max_buffered(next.max_buffered_events, next.max_buffered_bytes);
+        };
+        let (client, stop) = (self.client.clone(), self.stop.clone());
+        let running = live_settings.run(client.clone(), namespace, name, stop.clone(), apply);
+        self.tasks.spawn(running);
+        let (core, (configured, facts)) = (Arc::clone(&self.core), self.identity.clone());
+        self.tasks.spawn(async move {
+            let (namespace, name) = (identity::PUBLIC_INFO_NAMESPACE, identity::PUBLIC_INFO_NAME);
+            config_maps::watch_one(client, namespace, name, stop, |cm| {
+                let info = cm.map(PublicInfo::from_config_map).unwrap_or_default();
+                core.set_identity(identity::combine(&configured, &info, &facts));
+            })
+            .await;
+        });
+        settings
+    }
+
+    /// The telemetry switch: the Konflux CR and `telemetryEnabled`, decided and applied.
+    fn switch(&mut self, settings: &live::Receiver<Settings>) -> live::Receiver<Decision> {
+        let (cr_tx, cr_rx) = live::channel(CrSays::Pending);
+        let (switch_tx, switch) = live::channel(Decision::PENDING);
+        let (client, core, stop) = (self.client.clone(), Arc::clone(&self.core), &self.stop);
+        self.tasks
+            .spawn(runtime::switch::watch_cr(client, cr_tx, stop.clone()));
+        let decide =
+            runtime::switch::decide(core, cr_rx, settings.clone(), switch_tx, stop.clone());
+        self.tasks.spawn(decide);
+        switch
+    }
+
+    /// A watch of every watched kind, started over when telemetry comes back on.
+    fn watches(&mut self, tx: ObservationTx, switch: live::Receiver<Decision>) -> Readiness {
+        let readiness = Readiness::default();
+        self.tasks.spawn(runtime::watches::run(
+            self.client.clone(),
+            tx,
+            self.metrics.core.clone(),
+            readiness.clone(),
+            switch,
+            self.stop.clone(),
+        ));
+        readiness
+    }
+
+    /// The reconciliation sweep over Tekton Results, when an address is given.
+    fn sweep(
+        &mut self,
+        tx: ObservationTx,
+        settings: &live::Receiver<Settings>,
+        checkpoint: Option<&Checkpoint>,
+    ) {
+        let results = match self.args.results.config().map(|c| ResultsClient::new(&c)) {
+            None => return info!("no Tekton Results address: no reconciliation sweep"),
+            Some(Err(e)) => return warn!("no reconciliation sweep: {e}"),
+            Some(Ok(results)) => results,
+        };
+        if self.args.results.tekton_results_insecure_skip_tls_verify {
+            warn!(
+                "Tekton Results TLS verification is off (--tekton-results-insecure-skip-tls-verify)"
+            );
+        }
+        let sweep_settings =
+            runtime::project(settings, &self.stop, &mut self.tasks, |s| SweepSettings {
+                interval: s.sweep_interval,
+                lookback: s.lookback,
+            });
+        let mut sweeper = Sweeper::new(results, sweep_settings, tx, self.metrics.sweep.clone());
+        if let Some(c) = checkpoint {
+            sweeper = sweeper.with_watermark(c.watermark());
+        }
+        self.tasks
+            .spawn(sweeper.run(self.stop.clone().cancelled_owned()));
+    }
+
+    /// The admission webhook, when `--webhook-listen` is given.
+    async fn webhook(&self, tx: ObservationTx, servers: &mut JoinSet<()>) -> Result<()> {
+        let a = &self.args.webhook;
+        let Some(listen) = a.webhook_listen else {
+            return Ok(());
+        };
+        let limits =
+            (self.args.server).limits(a.webhook_max_body_bytes, a.webhook_max_bytes_in_flight);
+        let (core, metrics) = (Arc::clone(&self.core), self.metrics.admission.clone());
+        let webhook =
+            crate::admission::Webhook::bind(listen, &a.webhook_cert_dir, tx, core, metrics)
+                .await?
+                .with_limits(limits);
+        servers.spawn(webhook.run(self.stop.clone()));
+        Ok(())
+    }
+
+    /// `/healthz`, `/readyz`, `/metrics` and `/preview`.
+    async fn http(
+        &self,
+        registry: Registry,
+        readiness: Readiness,
+        servers: &mut JoinSet<()>,
+    ) -> Result<()> {
+        let listen = self.args.http.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| Error::Io {
+                context: "binding the HTTP listener",
+                source,
+            })?;
+        let at = listener.local_addr().unwrap_or(listen);
+        info!("serving /healthz /readyz /metrics /preview on http://{at}");
+        let endpoints = Arc::new(Endpoints {
+            core: Arc::clone(&self.core),
+            registry,
+            ready: Box::new(move || readiness.settled()),
+            preview: http::Preview::new(self.args.http.preview_any_peer),
+        });
+        let limits = (self.args.server).limits(http::MAX_BODY, http::MAX_BYTES_IN_FLIGHT);
+        servers.spawn(http::serve(listener, endpoints, limits, self.stop.clone()));
+        Ok(())
+    }
 }
 
 async fn client(args: &RunArgs) -> Result<kube::Client> {
