@@ -208,7 +208,7 @@ impl Core {
             return;
         }
         for mut event in produced {
-            if actor.is_some() && actor_applies(event.name) {
+            if actor.is_some() && event.name.takes_actor() {
                 event.set_actor(actor.clone());
             }
             let labels = CoreMetrics::event(event.name, obs.source);
@@ -391,17 +391,6 @@ impl Core {
         let delivery = output.deliver(&out.batches).await;
         self.record(&out, &delivery, output.reaches_receiver())
     }
-}
-
-/// The events an actor belongs to: the creation of the object admission saw, a run's own
-/// events, and the Konflux CR's removal; not a deployment the deleting user did not start.
-fn actor_applies(name: EventName) -> bool {
-    !matches!(
-        name,
-        EventName::OperatorDeploymentStarted
-            | EventName::OperatorDeploymentCompleted
-            | EventName::Heartbeat
-    )
 }
 
 #[cfg(test)]

@@ -63,6 +63,18 @@ impl EventName {
         EventName::Heartbeat,
     ];
 
+    /// Whether the user admission saw act goes on the event: the creation of the object,
+    /// a run's own events, and the Konflux CR's removal; not a deployment the deleting
+    /// user did not start, nor the heartbeat.
+    pub fn takes_actor(self) -> bool {
+        !matches!(
+            self,
+            EventName::OperatorDeploymentStarted
+                | EventName::OperatorDeploymentCompleted
+                | EventName::Heartbeat
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventName::PipelineRunStarted => "PipelineRun Started",

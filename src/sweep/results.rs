@@ -82,12 +82,9 @@ pub fn parse_addr(addr: &str) -> Result<reqwest::Url, SweepError> {
     } else {
         format!("https://{addr}")
     };
-    let base = reqwest::Url::parse(&with_scheme)
-        .map_err(|e| SweepError::Setup(format!("TEKTON_RESULTS_API_ADDR is not a URL: {e}")))?;
+    let base = reqwest::Url::parse(&with_scheme).map_err(SetupError::NotAUrl)?;
     if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none_or(str::is_empty) {
-        return Err(SweepError::Setup(
-            "TEKTON_RESULTS_API_ADDR must be host:port or http(s)://host[:port]".into(),
-        ));
+        return Err(SetupError::NotHttp.into());
     }
     Ok(base)
 }
@@ -232,10 +229,34 @@ pub enum SweepError {
     Deadline(Duration),
     /// The client could not be built (bad address, unreadable CA file, token over http).
     #[error("Results API client: {0}")]
-    Setup(String),
+    Setup(#[from] SetupError),
     /// The client could not be built: no TLS crypto provider is installed.
     #[error("Results API client: {0}")]
     CryptoProvider(#[from] crate::crypto::NoCryptoProvider),
+}
+
+/// Why the Results API client could not be built. Says what is wrong, never the address,
+/// the token or the CA file's contents.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("TEKTON_RESULTS_API_ADDR is not a URL: {0}")]
+    NotAUrl(#[source] url::ParseError),
+    #[error("TEKTON_RESULTS_API_ADDR must be host:port or http(s)://host[:port]")]
+    NotHttp,
+    #[error("TEKTON_RESULTS_API_ADDR cannot be a base URL")]
+    NotABase,
+    #[error(
+        "TEKTON_RESULTS_API_ADDR is plain http: the bearer token is only sent over https; use https:// or host:port"
+    )]
+    TokenOverPlainHttp,
+    #[error("cannot read the CA file: {}", .0.kind())]
+    ReadCa(#[source] std::io::Error),
+    #[error("the CA file is not a PEM bundle")]
+    NotPem(#[source] reqwest::Error),
+    #[error("the CA file holds no certificate")]
+    NoCertificate,
+    #[error("cannot build the HTTP client: {}", describe(.0))]
+    Client(#[source] reqwest::Error),
 }
 
 impl SweepError {
@@ -325,9 +346,7 @@ impl ResultsClient {
         #[cfg(not(test))]
         let plain_http_ok = false;
         if base.scheme() == "http" && config.token != TokenSource::None && !plain_http_ok {
-            return Err(SweepError::Setup(
-                "TEKTON_RESULTS_API_ADDR is plain http: the bearer token is only sent over https; use https:// or host:port".into(),
-            ));
+            return Err(SetupError::TokenOverPlainHttp.into());
         }
         let (page_size, clamped) = clamp_page_size(config.page_size);
         if clamped {
@@ -349,9 +368,9 @@ impl ResultsClient {
         };
         let mut records_url = base.clone();
         {
-            let mut segs = records_url.path_segments_mut().map_err(|_| {
-                SweepError::Setup("TEKTON_RESULTS_API_ADDR cannot be a base URL".into())
-            })?;
+            let mut segs = records_url
+                .path_segments_mut()
+                .map_err(|()| SetupError::NotABase)?;
             segs.pop_if_empty().extend([
                 "apis",
                 "results.tekton.dev",
@@ -377,24 +396,19 @@ impl ResultsClient {
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy();
         if let Some(ca) = &config.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| SweepError::Setup(format!("cannot read the CA file: {}", e.kind())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|_| SweepError::Setup("the CA file is not a PEM bundle".into()))?;
+            let pem = std::fs::read(ca).map_err(SetupError::ReadCa)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(SetupError::NotPem)?;
             if certs.is_empty() {
-                return Err(SweepError::Setup("the CA file holds no certificate".into()));
+                return Err(SetupError::NoCertificate.into());
             }
             builder = builder.tls_certs_merge(certs);
         }
         if config.insecure_skip_tls_verify {
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
-        let http = builder.build().map_err(|e| {
-            SweepError::Setup(format!(
-                "cannot build the HTTP client: {}",
-                describe(&e.without_url())
-            ))
-        })?;
+        let http = builder
+            .build()
+            .map_err(|e| SetupError::Client(e.without_url()))?;
 
         let filter = PIPELINERUN_TYPES
             .iter()
@@ -1421,6 +1435,11 @@ mod tests {
         for addr in ["", "ftp://x", "not a url", "https://", ":8080"] {
             assert!(new_client(&ResultsConfig::new(addr)).is_err(), "{addr}");
         }
+        // What the URL parser said is kept as the source, and the address is not shown.
+        let e = parse_addr("host:notaport").expect_err("a port that is not a number");
+        assert!(matches!(e, SweepError::Setup(SetupError::NotAUrl(_))), "{e:?}");
+        assert!(std::error::Error::source(&e).and_then(|s| s.source()).is_some());
+        assert!(!e.to_string().contains("host"), "{e}");
     }
 
     #[test]
