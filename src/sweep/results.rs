@@ -1437,8 +1437,15 @@ mod tests {
         }
         // What the URL parser said is kept as the source, and the address is not shown.
         let e = parse_addr("host:notaport").expect_err("a port that is not a number");
-        assert!(matches!(e, SweepError::Setup(SetupError::NotAUrl(_))), "{e:?}");
-        assert!(std::error::Error::source(&e).and_then(|s| s.source()).is_some());
+        assert!(
+            matches!(e, SweepError::Setup(SetupError::NotAUrl(_))),
+            "{e:?}"
+        );
+        assert!(
+            std::error::Error::source(&e)
+                .and_then(|s| s.source())
+                .is_some()
+        );
         assert!(!e.to_string().contains("host"), "{e}");
     }
 
