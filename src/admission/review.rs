@@ -101,7 +101,7 @@ impl Handler {
             return Outcome::DryRun;
         }
         if env.sub_resource {
-            return self.unexpected(env, " subresource", "objects only".into());
+            return self.unexpected(env, " subresource", &"objects only");
         }
         let admitted = env.kind.and_then(Kind::watched).and_then(|w| w.admitted);
         let (kind, field, raw) = match (env.operation, env.kind, admitted) {
@@ -111,7 +111,7 @@ impl Handler {
             (Operation::Delete, Some(kind), Some(Admitted::Delete)) => {
                 (kind, "request.oldObject", env.old_object)
             }
-            _ => return self.unexpected(env, "", registered_for()),
+            _ => return self.unexpected(env, "", &RegisteredFor),
         };
         let Some(raw) = raw else {
             self.warn(Outcome::Undecodable, format_args!("{kind}: no {field}"));
@@ -161,7 +161,12 @@ impl Handler {
     /// Messages name kinds, operations and fields, never a value from the request.
     /// A request the webhook is not registered for (`registered` says what it is
     /// registered for): allowed, logged, counted.
-    fn unexpected(&self, env: &Envelope<'_>, of: &str, registered: String) -> Outcome {
+    fn unexpected(
+        &self,
+        env: &Envelope<'_>,
+        of: &str,
+        registered: &dyn std::fmt::Display,
+    ) -> Outcome {
         let (operation, kind) = (env.operation.label(), env.kind_label());
         self.warn(
             Outcome::Unexpected,
@@ -223,20 +228,25 @@ impl Operation {
 }
 
 /// What the webhook is registered for, from the table of watched kinds: `CREATE of
-/// PipelineRun, Component, Namespace; DELETE of Konflux`.
-fn registered_for() -> String {
-    [(Admitted::Create, "CREATE"), (Admitted::Delete, "DELETE")]
-        .iter()
-        .map(|(admitted, operation)| {
-            let kinds: Vec<&str> = object::WATCHED
+/// PipelineRun, Component, Namespace; DELETE of Konflux`. Written only when a warning is
+/// (warnings are rate-limited), never built per request.
+struct RegisteredFor;
+
+impl std::fmt::Display for RegisteredFor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let operations = [(Admitted::Create, "CREATE"), (Admitted::Delete, "DELETE")];
+        for (i, (admitted, operation)) in operations.iter().enumerate() {
+            f.write_str(if i == 0 { "" } else { "; " })?;
+            write!(f, "{operation} of ")?;
+            let kinds = object::WATCHED
                 .iter()
-                .filter(|w| w.admitted == Some(*admitted))
-                .map(|w| w.name)
-                .collect();
-            format!("{operation} of {}", kinds.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+                .filter(|w| w.admitted == Some(*admitted));
+            for (j, w) in kinds.enumerate() {
+                write!(f, "{}{}", if j == 0 { "" } else { ", " }, w.name)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A JSON object read with each of the named fields (camelCase in JSON) kept raw,
@@ -407,7 +417,7 @@ mod tests {
     #[test]
     fn what_the_webhook_is_registered_for_comes_from_the_table() {
         assert_eq!(
-            registered_for(),
+            RegisteredFor.to_string(),
             "CREATE of PipelineRun, Component, Namespace; DELETE of Konflux"
         );
     }

@@ -38,10 +38,10 @@ pub struct Lite {
 
 impl<'de> Deserialize<'de> for Lite {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let watched = Watched::deserialize(d)?;
+        let mut watched = Watched::deserialize(d)?;
         Ok(Lite {
             meta: ObjectMeta {
-                resource_version: watched.resource_version.clone(),
+                resource_version: watched.resource_version.take(),
                 ..ObjectMeta::default()
             },
             watched,
