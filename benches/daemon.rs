@@ -15,8 +15,6 @@ mod support;
 mod common;
 use common::{env_usize, proc_status};
 
-use konflux_telemetry::segment::WriteKey;
-use konflux_telemetry_sink::Sink;
 use kube::api::PostParams;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -105,10 +103,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!(
-            "daemon bench: not run under cargo test, which builds it only (run: cargo bench --bench daemon)"
-        );
+    if !common::run_as_bench("daemon") {
         return;
     }
     let runs = env_usize("BENCH_RUNS", 10_000);
@@ -152,26 +147,16 @@ async fn main() {
     let expected = 2 * created + tenants;
 
     // Sink and daemon.
-    let dir = std::env::temp_dir().join(format!("konflux-telemetry-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let (addr, sink) = Sink::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        WriteKey::new("bench"),
-        dir.join("sink.ndjson"),
-    )
-    .await
-    .expect("sink");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let dir = support::daemon::tempdir("bench");
+    let sink = support::daemon::start_sink("bench", &dir.join("sink.ndjson")).await;
+    let port = support::daemon::free_port();
     let home = cluster.namespace("bench-home").await;
     let before = apiserver_requests(&client).await;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
     cmd.args([
         "run",
         "--segment-api-url",
-        &format!("http://{addr}/v1"),
+        &sink.api_url(),
         "--segment-write-key",
         "bench",
     ])

@@ -17,9 +17,7 @@ mod support;
 mod common;
 use common::env_usize;
 
-use konflux_telemetry::segment::WriteKey;
-use konflux_telemetry_sink::{Fault, Sink};
-use kube::api::{Api, PostParams};
+use konflux_telemetry_sink::Fault;
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,10 +61,7 @@ async fn metric(http: &reqwest::Client, port: u16, name: &str) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!(
-            "daemon_memory bench: not run under cargo test (run: cargo bench --bench daemon_memory)"
-        );
+    if !common::run_as_bench("daemon_memory") {
         return;
     }
     support::crypto::install_provider();
@@ -99,45 +94,27 @@ async fn main() {
     );
 
     // Segment down: every batch request answered 503 until reset.
-    let dir = std::env::temp_dir().join(format!("konflux-telemetry-mem-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let (addr, sink) = Sink::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        WriteKey::new("mem"),
-        dir.join("sink.ndjson"),
-    )
-    .await
-    .expect("sink");
+    let dir = support::daemon::tempdir("mem");
+    let sink = support::daemon::start_sink("mem", &dir.join("sink.ndjson")).await;
     sink.inject(Fault {
         status: Some(503),
         seconds: Some(86_400.0),
         ..Fault::default()
     })
     .expect("fault");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let port = support::daemon::free_port();
     let home = cluster.namespace("mem-home").await;
-    let settings: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(cluster.client(), home.name());
-    settings
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "settings"},
-                "data": {"flushInterval": "2s", "retryDeadline": "1s", "retryBaseDelay": "100ms",
-                         "retryMaxDelay": "200ms", "heartbeatInterval": "1h"}
-            }))
-            .expect("ConfigMap"),
+    let settings = home
+        .settings(
+            json!({"flushInterval": "2s", "retryDeadline": "1s", "retryBaseDelay": "100ms",
+                         "retryMaxDelay": "200ms", "heartbeatInterval": "1h"}),
         )
-        .await
-        .expect("settings");
+        .await;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
-    cmd.args(["run", "--segment-api-url", &format!("http://{addr}/v1")])
+    cmd.args(["run", "--segment-api-url", &sink.api_url()])
         .args(["--segment-write-key", "mem", "--cluster-id", "mem"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--config-map", &format!("{}/settings", home.name())])
+        .args(["--config-map", &settings])
         .args(["--state-config-map", ""])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

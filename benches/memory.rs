@@ -123,10 +123,7 @@ async fn slow_preview(addr: std::net::SocketAddr) -> (usize, bool) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!(
-            "memory bench: not run under cargo test, which builds it only (run: cargo bench --bench memory)"
-        );
+    if !common::run_as_bench("memory") {
         return;
     }
     // What the daemon's `main` does first: Sender::new needs it.

@@ -439,10 +439,7 @@ fn main() {
             "the bench record is not a readable PipelineRun"
         );
     }
-    if !std::env::args().any(|a| a == "--bench") {
-        println!(
-            "sweep bench: not run under cargo test, which builds it only (run: cargo bench --bench sweep)"
-        );
+    if !common::run_as_bench("sweep") {
         return;
     }
     let n = env_usize("BENCH_RECORDS", 50_000);

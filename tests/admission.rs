@@ -478,11 +478,7 @@ async fn creations_carry_the_hashed_actor() {
         .expect("delete the brief component");
 
     // PipelineRuns by alice and by a service account; the admin moves them along.
-    let by_alice = alice_runs
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::pipelinerun(), "secret-run-alice", json!({})),
-        )
+    let by_alice = support::create_run(&alice_runs, "secret-run-alice")
         .await
         .expect("alice's run");
     let sa_client = tenant.service_account_client("secret-builder").await;
@@ -500,13 +496,7 @@ async fn creations_carry_the_hashed_actor() {
     let sa_runs: Api<DynamicObject> =
         Api::namespaced_with(sa_client, tenant.name(), &crds::pipelinerun());
     let by_sa = eventually("the service account to be allowed", WAIT, || async {
-        sa_runs
-            .create(
-                &PostParams::default(),
-                &support::object(&crds::pipelinerun(), "secret-run-sa", json!({})),
-            )
-            .await
-            .ok()
+        support::create_run(&sa_runs, "secret-run-sa").await.ok()
     })
     .await;
     // A forged review naming alice's (real) run, sent straight to the webhook port: the

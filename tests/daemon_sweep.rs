@@ -9,45 +9,24 @@ use support::at;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::Path;
-use support::daemon::{DaemonProcess, sink_events, start_sink, wait_for_ids};
-use support::results::results_server;
+use support::daemon::{DaemonProcess, sending_flags, sink_events, start_sink, wait_for_ids};
+use support::results::{ResultsServer, results_server};
 use support::{TestCluster, crds, set_status};
 
 const KEY: &str = "wk-sweep-test";
 
-/// The daemon of this test: flushes every 300 ms, sweeps `results_addr` at start.
+/// The daemon of this test: flushes every 300 ms, sweeps `results` at start.
 fn start(
     cluster: &TestCluster,
     sink: &str,
     home: &str,
-    results_addr: &str,
-    ca: &Path,
+    results: &ResultsServer,
     log: &Path,
 ) -> DaemonProcess {
-    let (settings, state) = (format!("{home}/settings"), format!("{home}/state"));
-    let ca = ca.to_string_lossy();
-    let args = [
-        "--segment-api-url",
-        sink,
-        "--segment-write-key",
-        KEY,
-        "--cluster-id",
-        "sweep-test",
-        "--flush-interval",
-        "300ms",
-        "--config-map",
-        &settings,
-        "--state-config-map",
-        &state,
-        "--tekton-results-api-addr",
-        results_addr,
-        "--tekton-results-token",
-        "not-checked",
-        "--tekton-results-ca-file",
-        &ca,
-    ];
+    let mut args = sending_flags(sink, KEY, "sweep-test", home);
+    args.extend(results.sweep_flags());
     DaemonProcess::start(cluster, &args, log.to_path_buf())
 }
 
@@ -60,14 +39,6 @@ fn stop(daemon: DaemonProcess) -> String {
 
 fn count(out: &Path, id: &str) -> usize {
     support::daemon::count(&sink_events(out), id)
-}
-
-async fn arrive(out: &Path, ids: &[String]) {
-    wait_for_ids(out, ids).await;
-}
-
-fn sent(out: &Path) -> Vec<Value> {
-    sink_events(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,20 +57,8 @@ async fn pruned_while_down_is_recovered_once() {
 
     // 1. The daemon runs; a run starts and completes; the watch sends it; Results records it.
     let log1 = dir.join("d1.log");
-    let d1 = start(
-        &cluster,
-        &sink_url,
-        home.name(),
-        &results.addr,
-        &results.ca,
-        &log1,
-    );
-    runs.create(
-        &PostParams::default(),
-        &support::object(&crds::pipelinerun(), "seen", json!({})),
-    )
-    .await
-    .expect("run");
+    let d1 = start(&cluster, &sink_url, home.name(), &results, &log1);
+    support::create_run(&runs, "seen").await.expect("run");
     let status = json!({"startTime": at(-120), "completionTime": at(-60), "childReferences": [{"name": "a"}],
                         "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]});
     let seen = set_status(&runs, "seen", status.clone())
@@ -110,7 +69,7 @@ async fn pruned_while_down_is_recovered_once() {
         format!("{seen_uid}-started"),
         format!("{seen_uid}-completed"),
     ];
-    arrive(&out, &seen_ids).await;
+    wait_for_ids(&out, &seen_ids).await;
     results
         .record(
             &ns,
@@ -122,12 +81,7 @@ async fn pruned_while_down_is_recovered_once() {
 
     // 2. While it is down: a run completes, is recorded, and is pruned from the cluster;
     //    and an old record lies before the lookback.
-    runs.create(
-        &PostParams::default(),
-        &support::object(&crds::pipelinerun(), "missed", json!({})),
-    )
-    .await
-    .expect("run");
+    support::create_run(&runs, "missed").await.expect("run");
     let missed_status = json!({"startTime": at(-50), "completionTime": at(-10), "childReferences": [{"name": "a"}, {"name": "b"}],
                                "conditions": [{"type": "Succeeded", "status": "False", "reason": "Failed"}]});
     let missed = set_status(&runs, "missed", missed_status.clone())
@@ -151,27 +105,20 @@ async fn pruned_while_down_is_recovered_once() {
 
     // 3. Restart: the sweep recovers exactly the missing events.
     let log2 = dir.join("d2.log");
-    let d2 = start(
-        &cluster,
-        &sink_url,
-        home.name(),
-        &results.addr,
-        &results.ca,
-        &log2,
-    );
+    let d2 = start(&cluster, &sink_url, home.name(), &results, &log2);
     let missed_ids = [
         format!("{missed_uid}-started"),
         format!("{missed_uid}-completed"),
     ];
-    arrive(&out, &missed_ids).await;
-    let completed = sent(&out)
+    wait_for_ids(&out, &missed_ids).await;
+    let completed = sink_events(&out)
         .into_iter()
         .find(|e| e["messageId"] == missed_ids[1])
         .expect("completed");
     assert_eq!(completed["properties"]["status"], "Failed");
     assert_eq!(completed["properties"]["taskCount"], 2);
     // One more flush cycle passes with nothing new for these runs.
-    arrive(&out, &[support::marker_run(&runs, "probe").await]).await;
+    wait_for_ids(&out, &[support::marker_run(&runs, "probe").await]).await;
     let log = stop(d2);
     for id in seen_ids.iter().chain(missed_ids.iter()) {
         assert_eq!(count(&out, id), 1, "{id}; log:\n{log}");
@@ -181,25 +128,16 @@ async fn pruned_while_down_is_recovered_once() {
 
     // 4. An unreachable Results API costs the sweep only: the watch goes on.
     let log3 = dir.join("d3.log");
-    let d3 = start(
-        &cluster,
-        &sink_url,
-        home.name(),
-        "https://127.0.0.1:1",
-        &results.ca,
-        &log3,
-    );
-    let alive = runs
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::pipelinerun(), "alive", json!({})),
-        )
-        .await
-        .expect("run");
+    let unreachable = ResultsServer {
+        addr: "https://127.0.0.1:1".into(),
+        ca: results.ca.clone(),
+    };
+    let d3 = start(&cluster, &sink_url, home.name(), &unreachable, &log3);
+    let alive = support::create_run(&runs, "alive").await.expect("run");
     set_status(&runs, "alive", json!({"startTime": at(0)}))
         .await
         .expect("status");
-    arrive(
+    wait_for_ids(
         &out,
         &[format!("{}-started", alive.metadata.uid.expect("uid"))],
     )
@@ -253,10 +191,9 @@ async fn env_from(secrets: &Api<Secret>, name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn metric(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
-        .unwrap_or(0.0)
+/// One sample of a `/metrics` text; 0 when not served (yet).
+fn metric(text: &str, series: &str) -> f64 {
+    support::daemon::sample(text, series).unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,7 +269,7 @@ async fn the_operators_secret_as_written_sweeps_over_https() {
     let log = dir.join("d1.log");
     let d1 = DaemonProcess::start_with_env(&cluster, &args, &env, log.clone());
     let ids = [format!("{uid}-started"), format!("{uid}-completed")];
-    arrive(&out, &ids).await;
+    wait_for_ids(&out, &ids).await;
     let (_, metrics) = d1.get("/metrics").await.expect("metrics");
     assert!(
         metric(
@@ -440,8 +377,7 @@ async fn a_restart_resumes_from_the_watermark_and_a_long_outage_reads_the_whole_
         &cluster,
         &sink_url,
         home.name(),
-        &results.addr,
-        &results.ca,
+        &results,
         &dir.join("d1.log"),
     );
     let text = metric_reaches(&d1, FULL_OK, 1.0).await;
@@ -472,11 +408,10 @@ async fn a_restart_resumes_from_the_watermark_and_a_long_outage_reads_the_whole_
         &cluster,
         &sink_url,
         home.name(),
-        &results.addr,
-        &results.ca,
+        &results,
         &dir.join("d2.log"),
     );
-    arrive(
+    wait_for_ids(
         &out,
         &[format!("{uid}-started"), format!("{uid}-completed")],
     )
@@ -512,8 +447,7 @@ async fn a_restart_resumes_from_the_watermark_and_a_long_outage_reads_the_whole_
         &cluster,
         &sink_url,
         home.name(),
-        &results.addr,
-        &results.ca,
+        &results,
         &dir.join("d3.log"),
     );
     let text = metric_reaches(&d3, FULL_OK, 1.0).await;

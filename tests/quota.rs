@@ -12,10 +12,9 @@
 
 mod support;
 
-use kube::api::PostParams;
 use serde_json::json;
 use std::collections::BTreeMap;
-use support::daemon::{DaemonProcess, WAIT, free_port, start_sink, tempdir};
+use support::daemon::{DaemonProcess, WAIT, free_port, sending_flags, start_sink, tempdir};
 use support::results::results_server;
 use support::{crds, eventually, set_status};
 
@@ -33,33 +32,14 @@ async fn each_event_is_sent_once_over_four_sweeps_of_the_lookback() {
     let home = cluster.namespace("quota-home").await;
     let tenant = cluster.namespace("quota-tenant").await;
     let ns = tenant.name().to_owned();
-    let cm = home
-        .settings(
-            json!({"flushInterval": "300ms", "sweepInterval": "15s", "lookback": "60s",
-                         "heartbeatInterval": "1h"}),
-        )
-        .await;
-    let state = format!("{}/state", home.name());
-    let ca = results.ca.to_string_lossy().into_owned();
-    let sink_url = sink.api_url();
-    let args = [
-        "--segment-api-url",
-        &sink_url,
-        "--segment-write-key",
-        KEY,
-        "--cluster-id",
-        "quota-test",
-        "--config-map",
-        &cm,
-        "--state-config-map",
-        &state,
-        "--tekton-results-api-addr",
-        &results.addr,
-        "--tekton-results-token",
-        "not-checked",
-        "--tekton-results-ca-file",
-        &ca,
-    ];
+    // The settings ConfigMap where `sending_flags` points the daemon (NAMESPACE/settings).
+    home.settings(
+        json!({"flushInterval": "300ms", "sweepInterval": "15s", "lookback": "60s",
+               "heartbeatInterval": "1h"}),
+    )
+    .await;
+    let mut args = sending_flags(&sink.api_url(), KEY, "quota-test", home.name());
+    args.extend(results.sweep_flags());
     let daemon = DaemonProcess::start(&cluster, &args, dir.join(format!("d-{}.log", free_port())));
     daemon.wait_ready().await;
 
@@ -71,12 +51,7 @@ async fn each_event_is_sent_once_over_four_sweeps_of_the_lookback() {
     let mut uids = Vec::new();
     for i in 0..RUNS {
         let name = format!("run-{i}");
-        runs.create(
-            &PostParams::default(),
-            &support::object(&crds::pipelinerun(), &name, json!({})),
-        )
-        .await
-        .expect("run");
+        support::create_run(&runs, &name).await.expect("run");
         let status = json!({"startTime": now, "completionTime": now,
             "childReferences": [{"name": "a"}],
             "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]});

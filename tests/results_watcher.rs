@@ -14,9 +14,9 @@ use std::time::Duration;
 use konflux_telemetry::sweep::{
     ResultsClient, ResultsConfig, SweepMetrics, SweepSettings, Sweeper, TokenSource,
 };
-use kube::api::{DeleteParams, PostParams};
+use kube::api::DeleteParams;
 use serde_json::json;
-use support::daemon::{DaemonProcess, count, sink_events, start_sink, wait_for_ids};
+use support::daemon::{DaemonProcess, count, sending_flags, sink_events, start_sink, wait_for_ids};
 use support::results::results_server;
 use support::{crds, eventually, set_status};
 use tokio::sync::{mpsc, watch};
@@ -69,11 +69,7 @@ async fn a_run_the_watcher_recorded_and_pruning_removed_is_swept_once() {
 
     // 1. The watcher records a run as it starts and completes (no daemon yet).
     let watcher = Watcher::start(&ns);
-    let created = runs
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::pipelinerun(), "built", json!({})),
-        )
+    let created = support::create_run(&runs, "built")
         .await
         .expect("create the run");
     let uid = created.metadata.uid.clone().expect("uid");
@@ -154,32 +150,8 @@ async fn a_run_the_watcher_recorded_and_pruning_removed_is_swept_once() {
     );
 
     // 3. The daemon starts only now: its watch never saw the run; the sweep recovers it.
-    let (settings, state) = (
-        format!("{}/settings", home.name()),
-        format!("{}/state", home.name()),
-    );
-    let ca = results.ca.to_string_lossy().into_owned();
-    let sink_url = sink.api_url();
-    let args = [
-        "--segment-api-url",
-        &sink_url,
-        "--segment-write-key",
-        KEY,
-        "--cluster-id",
-        "watcher-test",
-        "--flush-interval",
-        "300ms",
-        "--config-map",
-        &settings,
-        "--state-config-map",
-        &state,
-        "--tekton-results-api-addr",
-        &results.addr,
-        "--tekton-results-token",
-        "not-checked",
-        "--tekton-results-ca-file",
-        &ca,
-    ];
+    let mut args = sending_flags(&sink.api_url(), KEY, "watcher-test", home.name());
+    args.extend(results.sweep_flags());
     let daemon = DaemonProcess::start(&cluster, &args, dir.join("daemon.log"));
     let ids = [format!("{uid}-started"), format!("{uid}-completed")];
     let events = wait_for_ids(&out, &ids).await;

@@ -1,6 +1,18 @@
 //! What the benchmarks share: their knobs from the environment and a process's memory.
 #![allow(dead_code)]
 
+/// Whether `cargo bench` runs this bench (it passes `--bench`). Under `cargo test`, which
+/// only builds it, says so and how to run bench `name`.
+pub fn run_as_bench(name: &str) -> bool {
+    let asked = std::env::args().any(|a| a == "--bench");
+    if !asked {
+        println!(
+            "{name} bench: not run under cargo test, which builds it only (run: cargo bench --bench {name})"
+        );
+    }
+    asked
+}
+
 /// `name` from the environment as a number, else `default`.
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

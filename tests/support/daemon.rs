@@ -1,6 +1,7 @@
 //! The `konflux-telemetry` binary as a process, and what integration tests read back from
 //! it and from the sink.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -47,7 +48,7 @@ pub fn sample_sum(text: &str, name: &str) -> f64 {
 impl DaemonProcess {
     /// Starts `konflux-telemetry run ARGS --listen 127.0.0.1:PORT` (and `--kubeconfig` of the
     /// local cluster), with stderr in `log`. The write key comes from `args` only.
-    pub fn start(cluster: &TestCluster, args: &[&str], log: PathBuf) -> Self {
+    pub fn start(cluster: &TestCluster, args: &[impl AsRef<OsStr>], log: PathBuf) -> Self {
         Self::start_with_env(cluster, args, &[], log)
     }
 
@@ -55,7 +56,7 @@ impl DaemonProcess {
     /// Secret would (the write key may come from them).
     pub fn start_with_env(
         cluster: &TestCluster,
-        args: &[&str],
+        args: &[impl AsRef<OsStr>],
         env: &[(String, String)],
         log: PathBuf,
     ) -> Self {
@@ -153,6 +154,29 @@ pub fn konflux_lock() -> std::fs::File {
         .expect("lock file");
     file.lock().expect("lock the konflux CR");
     file
+}
+
+/// The flags of a daemon that sends to the sink at `sink_url` with `key`, as cluster
+/// `cluster_id`, flushes every 300 ms, and keeps its settings and state in the ConfigMaps
+/// `settings` and `state` of namespace `home`.
+pub fn sending_flags(sink_url: &str, key: &str, cluster_id: &str, home: &str) -> Vec<String> {
+    let (settings, state) = (format!("{home}/settings"), format!("{home}/state"));
+    [
+        "--segment-api-url",
+        sink_url,
+        "--segment-write-key",
+        key,
+        "--cluster-id",
+        cluster_id,
+        "--flush-interval",
+        "300ms",
+        "--config-map",
+        &settings,
+        "--state-config-map",
+        &state,
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 /// A fresh directory for a test's logs and sink output.

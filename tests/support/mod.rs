@@ -58,17 +58,18 @@ pub fn at(offset_seconds: i64) -> String {
         .to_string()
 }
 
+/// Creates a PipelineRun `name` with an empty spec in `runs` (no status: a test moves it
+/// along with [`set_status`]).
+pub async fn create_run(runs: &Api<DynamicObject>, name: &str) -> kube::Result<DynamicObject> {
+    let run = object(&crds::pipelinerun(), name, serde_json::json!({}));
+    runs.create(&kube::api::PostParams::default(), &run).await
+}
+
 /// Creates a PipelineRun `name` in `runs` and starts it: a marker to wait for at the sink,
 /// sent after what a test checks, so that once it arrives the flushes before it have
 /// passed (the buffer flushes oldest first). Returns its `messageId` (`<uid>-started`).
 pub async fn marker_run(runs: &Api<DynamicObject>, name: &str) -> String {
-    let created = runs
-        .create(
-            &kube::api::PostParams::default(),
-            &object(&crds::pipelinerun(), name, serde_json::json!({})),
-        )
-        .await
-        .expect("marker run");
+    let created = create_run(runs, name).await.expect("marker run");
     set_status(runs, name, serde_json::json!({"startTime": at(0)}))
         .await
         .expect("marker status");

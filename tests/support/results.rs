@@ -36,6 +36,22 @@ pub fn results_server() -> ResultsServer {
 }
 
 impl ResultsServer {
+    /// The flags that point a daemon's sweep at this server: its address, its CA, and a
+    /// token (the local server checks none).
+    pub fn sweep_flags(&self) -> Vec<String> {
+        let ca = self.ca.to_string_lossy();
+        [
+            "--tekton-results-api-addr",
+            &self.addr,
+            "--tekton-results-token",
+            "not-checked",
+            "--tekton-results-ca-file",
+            &ca,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
     /// An HTTPS client of the server's REST API, trusting its CA.
     fn client(&self) -> reqwest::Client {
         super::crypto::install_provider();
