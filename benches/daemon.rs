@@ -163,6 +163,8 @@ async fn main() {
     .args([
         "--cluster-id",
         "bench",
+        "--telemetry-enabled",
+        "true",
         "--flush-interval",
         "1s",
         "--listen",

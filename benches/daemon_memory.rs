@@ -113,6 +113,7 @@ async fn main() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
     cmd.args(["run", "--segment-api-url", &sink.api_url()])
         .args(["--segment-write-key", "mem", "--cluster-id", "mem"])
+        .args(["--telemetry-enabled", "true"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--config-map", &settings])
         .args(["--state-config-map", ""])

@@ -226,6 +226,7 @@ async fn main() {
         registry: prometheus_client::registry::Registry::default(),
         ready: Box::new(|| true),
         preview: Preview::new(false),
+        switch: tokio::sync::watch::channel(konflux_telemetry::switch::Decision::PENDING).1,
     });
     let stop = CancellationToken::new();
     let limits = konflux_telemetry::server::ServerArgs::default()

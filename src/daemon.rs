@@ -22,7 +22,7 @@ use crate::runtime::output::SegmentOutput;
 use crate::runtime::{self, heartbeat};
 use crate::settings::Settings;
 use crate::sweep::{ResultsClient, SweepSettings, Sweeper};
-use crate::switch::{CrSays, Decision};
+use crate::switch::{CrSays, Decision, PlatformSays};
 use crate::telemetry::LogLevel;
 use crate::{Error, Result, telemetry};
 use prometheus_client::registry::Registry;
@@ -76,7 +76,8 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     let mut servers = JoinSet::new();
     d.webhook(tx, &mut servers).await?;
     let consumer = tokio::spawn(runtime::consume(Arc::clone(&d.core), rx));
-    d.http(registry, readiness, &mut servers).await?;
+    d.http(registry, readiness, switch.clone(), &mut servers)
+        .await?;
 
     // The heartbeat and the flusher; at stop, the final flush after the capture ends.
     let beating = Arc::clone(&d.core);
@@ -195,16 +196,32 @@ impl Daemon {
         settings
     }
 
-    /// The telemetry switch: the Konflux CR and `telemetryEnabled`, decided and applied.
+    /// The telemetry switch: the Konflux CR, `telemetryEnabled` and the platform, decided
+    /// and applied.
     fn switch(&mut self, settings: &live::Receiver<Settings>) -> live::Receiver<Decision> {
         let (cr_tx, cr_rx) = live::channel(CrSays::Pending);
+        let (platform_tx, platform_rx) = live::channel(PlatformSays::Pending);
         let (switch_tx, switch) = live::channel(Decision::PENDING);
         let (client, core, stop) = (self.client.clone(), Arc::clone(&self.core), &self.stop);
-        self.tasks
-            .spawn(runtime::switch::watch_cr(client, cr_tx, stop.clone()));
-        let decide =
-            runtime::switch::decide(core, cr_rx, settings.clone(), switch_tx, stop.clone());
-        self.tasks.spawn(decide);
+        self.tasks.spawn(runtime::switch::watch_cr(
+            client.clone(),
+            cr_tx,
+            stop.clone(),
+        ));
+        self.tasks.spawn(runtime::switch::watch_platform(
+            client,
+            platform_tx,
+            stop.clone(),
+        ));
+        self.tasks.spawn(runtime::switch::decide(
+            core,
+            cr_rx,
+            settings.clone(),
+            platform_rx,
+            switch_tx,
+            self.metrics.switch.clone(),
+            stop.clone(),
+        ));
         switch
     }
 
@@ -274,6 +291,7 @@ impl Daemon {
         &self,
         registry: Registry,
         readiness: Readiness,
+        switch: live::Receiver<Decision>,
         servers: &mut JoinSet<()>,
     ) -> Result<()> {
         let listen = self.args.http.listen;
@@ -290,6 +308,7 @@ impl Daemon {
             registry,
             ready: Box::new(move || readiness.settled()),
             preview: http::Preview::new(self.args.http.preview_any_peer),
+            switch,
         });
         let limits = (self.args.server).limits(http::MAX_BODY, http::MAX_BYTES_IN_FLIGHT);
         servers.spawn(http::serve(listener, endpoints, limits, self.stop.clone()));

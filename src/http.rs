@@ -7,6 +7,7 @@
 
 use crate::pipeline::{Core, PreviewCursor};
 use crate::server;
+use crate::switch::Decision;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, StreamBody};
@@ -29,7 +30,13 @@ pub struct Endpoints {
     pub ready: Box<dyn Fn() -> bool + Send + Sync>,
     /// Who `/preview` answers, and its readers at once.
     pub preview: Preview,
+    /// The telemetry switch, which `/preview` reports (header [`TELEMETRY_HEADER`]).
+    pub switch: tokio::sync::watch::Receiver<Decision>,
 }
+
+/// The header of every `/preview` answer saying whether telemetry is on, off or pending
+/// and who decided: `on; decided-by=config`.
+pub const TELEMETRY_HEADER: &str = "konflux-telemetry";
 
 /// `/preview`'s bounds: the peers it answers and the readers at once.
 #[derive(Debug, Default)]
@@ -168,15 +175,30 @@ fn preview(endpoints: &Endpoints, peer: SocketAddr) -> Response<Body> {
                 .to_owned(),
         );
     }
+    let decision = *endpoints.switch.borrow();
+    let said = HeaderValue::from_str(&format!(
+        "{}; decided-by={}",
+        decision.state(),
+        decision.by.label()
+    ));
+    let say = |mut r: Response<Body>| {
+        if let Ok(v) = &said {
+            r.headers_mut().insert(TELEMETRY_HEADER, v.clone());
+        }
+        r
+    };
     // Telemetry off: nothing is buffered, and the answer says why it is empty.
     if !endpoints.core.enabled() {
         let mut r = text(
             StatusCode::OK,
-            r#"{"batch":[],"telemetry":"off"}"#.to_owned(),
+            format!(
+                r#"{{"batch":[],"telemetry":"off","decidedBy":"{}"}}"#,
+                decision.by.label()
+            ),
         );
         r.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        return r;
+        return say(r);
     }
     let Some(slot) = PreviewSlot::take(&endpoints.preview.running) else {
         let mut r = text(
@@ -197,7 +219,7 @@ fn preview(endpoints: &Endpoints, peer: SocketAddr) -> Response<Body> {
     let mut r = Response::new(StreamBody::new(futures::stream::iter(pieces)).boxed());
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
+    say(r)
 }
 
 fn text(status: StatusCode, body: String) -> Response<Body> {
@@ -222,6 +244,7 @@ mod tests {
             registry: Registry::default(),
             ready: Box::new(|| true),
             preview: Preview::new(any_peer),
+            switch: tokio::sync::watch::channel(Decision::PENDING).1,
         }
     }
 

@@ -8,6 +8,7 @@
 use crate::admission::AdmissionMetrics;
 use crate::events::{EventName, Kind};
 use crate::observation::Source;
+use crate::runtime::switch::SwitchMetrics;
 use crate::segment::SenderMetrics;
 use crate::sweep::SweepMetrics;
 use prometheus_client::metrics::counter::Counter;
@@ -161,7 +162,7 @@ metric_set! {
         config_reloads: Family<OutcomeLabel, Counter> => "ConfigMap reloads by outcome",
         /// 1 while telemetry is on (sending), 0 while it is off or not known yet.
         enabled: Gauge =>
-            "1 while telemetry is on, 0 while it is off (Konflux CR or telemetryEnabled) or not known yet",
+            "1 while telemetry is on, 0 while it is off (Konflux CR, telemetryEnabled or the platform's default) or not known yet",
     }
 }
 
@@ -202,6 +203,8 @@ pub struct Metrics {
     pub sweep: SweepMetrics,
     /// `konflux_telemetry_admission_*`.
     pub admission: AdmissionMetrics,
+    /// `konflux_telemetry_decided_by`: the telemetry switch.
+    pub switch: SwitchMetrics,
 }
 
 impl Metrics {
@@ -217,6 +220,7 @@ impl Metrics {
             sweep: SweepMetrics::default().register(registry.sub_registry_with_prefix("sweep")),
             admission: AdmissionMetrics::default()
                 .register(registry.sub_registry_with_prefix("admission")),
+            switch: SwitchMetrics::default().register(&mut registry),
         };
         (metrics, registry)
     }

@@ -35,9 +35,9 @@ pub struct Settings {
     /// How long one batch is retried before it waits for the next flush (`retryDeadline`,
     /// default 5m).
     pub retry_deadline: Duration,
-    /// Whether to send at all when the Konflux CR does not say (`telemetryEnabled`, default
-    /// true); see [`crate::switch`].
-    pub telemetry_enabled: bool,
+    /// Whether to send at all when the Konflux CR does not say (`telemetryEnabled`; unset
+    /// by default: the platform decides, off on vanilla Kubernetes); see [`crate::switch`].
+    pub telemetry_enabled: Option<bool>,
 }
 
 impl Default for Settings {
@@ -113,7 +113,7 @@ pub const KEYS: &[Key] = &[
     key!("retryBaseDelay", "500ms", retry_base_delay, duration >= Duration::from_millis(1)),
     key!("retryMaxDelay", "60s", retry_max_delay, duration >= Duration::from_millis(1)),
     key!("retryDeadline", "5m", retry_deadline, duration >= Duration::from_millis(1)),
-    key!("telemetryEnabled", "true", telemetry_enabled, boolean),
+    key!("telemetryEnabled", "", telemetry_enabled, optional_boolean),
 ];
 
 /// One key that was not applied, and why. The value is not repeated: it is config, not a
@@ -180,7 +180,7 @@ impl Settings {
             retry_base_delay: Duration::ZERO,
             retry_max_delay: Duration::ZERO,
             retry_deadline: Duration::ZERO,
-            telemetry_enabled: false,
+            telemetry_enabled: None,
         }
     }
 
@@ -312,6 +312,14 @@ fn boolean(text: &str) -> Result<bool, InvalidValue> {
     }
 }
 
+/// `true`, `false`, or empty: not said (the platform decides, see [`crate::switch`]).
+fn optional_boolean(text: &str) -> Result<Option<bool>, InvalidValue> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    boolean(text).map(Some)
+}
+
 fn log_level(text: &str) -> Result<String, InvalidValue> {
     tracing_subscriber::EnvFilter::builder()
         .parse(text)
@@ -407,6 +415,7 @@ mod tests {
         let last = Settings {
             flush_interval: Duration::from_secs(5),
             requests_per_second: NonZeroU32::MIN,
+            telemetry_enabled: Some(true),
             ..Settings::default()
         };
         let (s, rejected) = Settings::apply(
@@ -425,7 +434,7 @@ mod tests {
         assert_eq!(s.requests_per_second, NonZeroU32::MIN);
         assert_eq!(s.log_level, "info");
         assert_eq!(s.heartbeat_interval, Duration::from_secs(120));
-        assert!(s.telemetry_enabled);
+        assert_eq!(s.telemetry_enabled, Some(true), "the last good value stays");
         let keys: Vec<&str> = rejected.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(
             keys,

@@ -146,6 +146,8 @@ fn start_daemon(
     cmd.arg("run")
         .args(["--segment-api-url", sink_url, "--segment-write-key", KEY])
         .args(["--cluster-id", CLUSTER_ID])
+        // The local cluster is vanilla Kubernetes: telemetry is off unless opted in.
+        .args(["--telemetry-enabled", "true"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--config-map", &format!("{home}/settings")])
         .args(["--state-config-map", ""])

@@ -142,6 +142,8 @@ impl Daemon {
             .args(["--cluster-id", "x"])
             .args(["--segment-api-url", sink_url, "--segment-write-key", KEY])
             .args(["--flush-interval", "500ms"])
+            // The local cluster is vanilla Kubernetes: telemetry is off unless opted in.
+            .args(["--telemetry-enabled", "true"])
             .args(["--config-map", &format!("{HOME}/konflux-telemetry")])
             .args(["--state-config-map", &format!("{HOME}/{STATE_CM}")])
             .env_remove("SEGMENT_WRITE_KEY")

@@ -5,6 +5,7 @@
 use konflux_telemetry::admission::AdmissionMetrics;
 use konflux_telemetry::events::EventName;
 use konflux_telemetry::metrics::{CoreMetrics, Metrics};
+use konflux_telemetry::runtime::switch::SwitchMetrics;
 use konflux_telemetry::segment::SenderMetrics;
 use konflux_telemetry::settings::KEYS;
 use konflux_telemetry::sweep::SweepMetrics;
@@ -38,9 +39,15 @@ fn readme_documents_every_config_key() {
     let readme = read("README.md");
     for key in KEYS {
         let (name, default) = (key.name, key.default);
+        // An empty default is a key that is unset unless written.
+        let shown = if default.is_empty() {
+            "(unset)".to_owned()
+        } else {
+            format!("`{default}`")
+        };
         assert!(
-            readme.contains(&format!("| `{name}` | `{default}` |")),
-            "README lacks `{name}` with default `{default}`"
+            readme.contains(&format!("| `{name}` | {shown} |")),
+            "README lacks `{name}` with default {shown}"
         );
     }
 }
@@ -53,6 +60,7 @@ fn registered_metrics() -> Vec<String> {
         ("konflux_telemetry_segment_", SenderMetrics::NAMES),
         ("konflux_telemetry_sweep_", SweepMetrics::NAMES),
         ("konflux_telemetry_admission_", AdmissionMetrics::NAMES),
+        ("konflux_telemetry_", SwitchMetrics::NAMES),
     ];
     components
         .iter()

@@ -170,6 +170,8 @@ impl World {
             .args(["--segment-api-url", &self.sink_url])
             .args(["--segment-write-key", KEY])
             .args(["--cluster-id", "faults-test"])
+            // The local cluster is vanilla Kubernetes: telemetry is off unless opted in.
+            .args(["--telemetry-enabled", "true"])
             .args(["--flush-interval", "300ms"])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--config-map", &format!("{}/settings", self.home.name())])

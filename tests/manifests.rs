@@ -215,6 +215,28 @@ async fn the_pod_reads_only_its_secret_keys_and_admits_only_its_callers() {
         let expected: BTreeSet<String> = SECRET_KEYS.iter().map(|k| k.to_string()).collect();
         assert_eq!(keys, expected, "{dir}: the Secret's keys read");
 
+        // One file for every platform: no fixed UID or GID (OpenShift's restricted-v2
+        // refuses them; the image's numeric USER serves elsewhere), and the restricted
+        // profile as Konflux's operands set it.
+        let pod = &of_kind(&objects, "Deployment", dir)["spec"]["template"]["spec"];
+        for (what, sc) in [
+            ("pod", &pod["securityContext"]),
+            ("container", &container["securityContext"]),
+        ] {
+            for fixed in ["runAsUser", "runAsGroup"] {
+                assert!(sc.get(fixed).is_none(), "{dir}: {what} sets {fixed}: {sc}");
+            }
+            assert_eq!(sc["runAsNonRoot"], true, "{dir}: {what}");
+        }
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        let c = &container["securityContext"];
+        assert_eq!(c["allowPrivilegeEscalation"], false, "{dir}");
+        assert_eq!(c["readOnlyRootFilesystem"], true, "{dir}");
+        assert_eq!(c["capabilities"]["drop"], json!(["ALL"]), "{dir}");
+
         let np = &of_kind(&objects, "NetworkPolicy", dir)["spec"];
         assert_eq!(np["policyTypes"], json!(["Ingress"]), "{dir}");
         assert_eq!(

@@ -1,7 +1,8 @@
 //! The Konflux CR's telemetry switch on the real API server: `spec.telemetry.enabled: false`
 //! stops sending (even mid-retry), drops the buffer, and no request reaches the sink while
 //! it stays false; `true` again resumes, and the relist catches up what lies within the
-//! lookback. Without a CR, the daemon's own `telemetryEnabled` decides.
+//! lookback. Without a CR, the daemon's own `telemetryEnabled` decides; where nobody said,
+//! the platform: off on vanilla Kubernetes, the console's telemetry state on OpenShift.
 //!
 //! No "sleep, then check nothing arrived": while off, the test waits for the daemon's own
 //! markers that it saw a new object (`buffer_events_dropped_total{reason="telemetry_off"}`)
@@ -76,6 +77,17 @@ fn start_daemon(
     home: &str,
     dir: &std::path::Path,
 ) -> DaemonProcess {
+    start_daemon_with_env(cluster, sink_url, home, dir, &[])
+}
+
+/// [`start_daemon`] with environment variables (an empty value unsets one).
+fn start_daemon_with_env(
+    cluster: &TestCluster,
+    sink_url: &str,
+    home: &str,
+    dir: &std::path::Path,
+    env: &[(String, String)],
+) -> DaemonProcess {
     let settings = format!("{home}/settings");
     let state = format!("{home}/state");
     let args = [
@@ -90,9 +102,10 @@ fn start_daemon(
         "--state-config-map",
         &state,
     ];
-    DaemonProcess::start(
+    DaemonProcess::start_with_env(
         cluster,
         &args,
+        env,
         dir.join(format!("daemon-{}.log", free_port())),
     )
 }
@@ -181,7 +194,7 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
     );
     assert_eq!(
         daemon.get("/preview").await.expect("/preview").1,
-        r#"{"batch":[],"telemetry":"off"}"#
+        r#"{"batch":[],"telemetry":"off","decidedBy":"konflux_cr"}"#
     );
     assert_eq!(
         daemon.metric("konflux_telemetry_events_buffered").await,
@@ -268,6 +281,194 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
         "{log}"
     );
     assert!(!log.contains(KEY), "the write key in the log");
+    sink.shutdown().await;
+    tenant.cleanup().await;
+    home.cleanup().await;
+}
+
+/// Deletes the OpenShift objects the platform test made when it ends, panicking or not, so
+/// that no later test's daemon believes it runs on OpenShift.
+struct DeleteOpenShift(kube::Config);
+
+impl Drop for DeleteOpenShift {
+    fn drop(&mut self) {
+        let config = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                if let Ok(client) = kube::Client::try_from(config) {
+                    delete_openshift(&client).await;
+                }
+            });
+            Ok::<(), std::io::Error>(())
+        })
+        .join();
+    }
+}
+
+async fn delete_openshift(client: &kube::Client) {
+    let dp = DeleteParams::default();
+    let cv: Api<DynamicObject> = Api::all_with(client.clone(), &crds::cluster_version());
+    let _ = cv.delete("version", &dp).await;
+    let consoles: Api<DynamicObject> = Api::all_with(client.clone(), &crds::console());
+    let _ = consoles.delete("cluster", &dp).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "openshift-monitoring");
+    let _ = cms.delete("cluster-monitoring-config", &dp).await;
+}
+
+async fn wait_decided(daemon: &DaemonProcess, by: &str, enabled: f64) {
+    let series = format!("konflux_telemetry_decided_by{{by=\"{by}\"}}");
+    eventually(&format!("telemetry decided by {by}"), WAIT, || async {
+        (daemon.metric(&series).await == 1.0
+            && daemon.metric("konflux_telemetry_enabled").await == enabled)
+            .then_some(())
+    })
+    .await;
+}
+
+/// The `konflux-telemetry` header of `/preview`: `on; decided-by=config`.
+async fn preview_says(daemon: &DaemonProcess) -> String {
+    let r = reqwest::get(format!("{}/preview", daemon.http))
+        .await
+        .expect("/preview");
+    r.headers()
+        .get("konflux-telemetry")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_nobody_said_the_platform_decides() {
+    let cluster = support::cluster().await;
+    let _lock = konflux_lock();
+    let client = cluster.client();
+    let konfluxes: Api<DynamicObject> = Api::all_with(client.clone(), &crds::konflux());
+    let _ = konfluxes.delete("konflux", &DeleteParams::default()).await;
+    delete_openshift(&client).await;
+    let _cleanup = DeleteOpenShift(cluster.config().clone());
+
+    let dir = tempdir("platform");
+    let out = dir.join("sink.ndjson");
+    let sink = start_sink(KEY, &out).await;
+    let home = cluster.namespace("platform-home").await;
+    let settings: Api<ConfigMap> = Api::namespaced(client.clone(), home.name());
+    home.settings(json!({"flushInterval": "200ms", "heartbeatInterval": "1h"}))
+        .await;
+    // No CR, no telemetryEnabled (neither flag nor key): the platform decides.
+    let unset = [("TELEMETRY_ENABLED".to_owned(), String::new())];
+    let daemon = start_daemon_with_env(&cluster, &sink.api_url(), home.name(), &dir, &unset);
+    daemon.wait_ready().await;
+
+    // Vanilla Kubernetes (no ClusterVersion named version): off.
+    wait_decided(&daemon, "kubernetes_default", 0.0).await;
+    assert_eq!(
+        preview_says(&daemon).await,
+        "off; decided-by=kubernetes_default"
+    );
+    assert_eq!(
+        daemon.get("/preview").await.expect("/preview").1,
+        r#"{"batch":[],"telemetry":"off","decidedBy":"kubernetes_default"}"#
+    );
+
+    // OpenShift, with neither a console config nor an opt-out: the console's telemetry is
+    // on, and so is the daemon's; a Component is sent.
+    let cv: Api<DynamicObject> = Api::all_with(client.clone(), &crds::cluster_version());
+    cv.create(
+        &PostParams::default(),
+        &support::object(&crds::cluster_version(), "version", json!({})),
+    )
+    .await
+    .expect("ClusterVersion version");
+    wait_decided(&daemon, "openshift_console", 1.0).await;
+    assert_eq!(
+        preview_says(&daemon).await,
+        "on; decided-by=openshift_console"
+    );
+    let tenant = cluster.namespace("platform-tenant").await;
+    let c = tenant
+        .dynamic_api(&crds::component())
+        .create(
+            &PostParams::default(),
+            &support::object(&crds::component(), "c", json!({"application": "a"})),
+        )
+        .await
+        .expect("component");
+    let id = format!("{}-component-created", c.metadata.uid.expect("uid"));
+    wait_for_ids(&out, &[id]).await;
+
+    // The console operator's annotation turns it off.
+    let consoles: Api<DynamicObject> = Api::all_with(client.clone(), &crds::console());
+    let mut console = support::object(&crds::console(), "cluster", json!({}));
+    console.metadata.annotations = Some(
+        [(
+            "telemetry.console.openshift.io/DISABLED".to_owned(),
+            "true".to_owned(),
+        )]
+        .into(),
+    );
+    consoles
+        .create(&PostParams::default(), &console)
+        .await
+        .expect("Console cluster");
+    wait_decided(&daemon, "openshift_console", 0.0).await;
+
+    // Without it, the cluster's own opt-out turns it off.
+    consoles
+        .patch(
+            "cluster",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "telemetry.console.openshift.io/DISABLED": null}}})),
+        )
+        .await
+        .expect("remove the annotation");
+    wait_decided(&daemon, "openshift_console", 1.0).await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": "openshift-monitoring"}});
+    let _ = namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(ns).expect("namespace"),
+        )
+        .await;
+    let monitoring: Api<ConfigMap> = Api::namespaced(client.clone(), "openshift-monitoring");
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "cluster-monitoring-config"},
+                    "data": {"config.yaml": "telemeterClient:\n  enabled: false\n"}});
+    monitoring
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(cm).expect("config map"),
+        )
+        .await
+        .expect("cluster-monitoring-config");
+    wait_decided(&daemon, "openshift_cluster_monitoring", 0.0).await;
+
+    // An explicit telemetryEnabled wins over the platform.
+    settings
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"telemetryEnabled": "true"}})),
+        )
+        .await
+        .expect("telemetryEnabled");
+    wait_decided(&daemon, "config", 1.0).await;
+
+    let (clean, log) = daemon.terminate();
+    assert!(clean, "{log}");
+    for said in [
+        "telemetry off: nothing is buffered or sent (decided by the default on Kubernetes",
+        "telemetry on (decided by the OpenShift console's telemetry setting)",
+        "telemetry off: nothing is buffered or sent (decided by the OpenShift cluster's telemetry opt-out",
+        "telemetry on (decided by the daemon's telemetryEnabled setting)",
+    ] {
+        assert!(log.contains(said), "{said:?} not in the log: {log}");
+    }
     sink.shutdown().await;
     tenant.cleanup().await;
     home.cleanup().await;

@@ -42,8 +42,10 @@ sink_port=$(free_port); http_port=$(free_port)
 "$bin-sink" --listen "127.0.0.1:$sink_port" --write-key demo-key --out "$dir/sink.ndjson" >"$dir/sink.log" 2>&1 &
 pids+=($!)
 kubectl create namespace segment-bridge --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# The local API server is vanilla Kubernetes, where telemetry is off unless opted in.
 "$bin" run --kubeconfig "$KUBECONFIG" --segment-api-url "http://127.0.0.1:$sink_port/v1" \
   --segment-write-key demo-key --cluster-id demo-cluster --flush-interval 1s \
+  --telemetry-enabled true \
   --state-config-map "" --listen "127.0.0.1:$http_port" >"$dir/daemon.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null && break; sleep 0.2; done

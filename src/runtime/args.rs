@@ -26,6 +26,11 @@ pub struct RunArgs {
     /// Default lookback (the ConfigMap's lookback wins).
     #[arg(long, env = "LOOKBACK", value_parser = settings::parse_duration)]
     pub lookback: Option<Duration>,
+    /// Opt in (true) or out (false) where the Konflux CR's spec.telemetry.enabled is unset
+    /// (the ConfigMap's telemetryEnabled wins); unset: the platform decides (off on vanilla
+    /// Kubernetes, the console's telemetry on OpenShift).
+    #[arg(long, env = "TELEMETRY_ENABLED")]
+    pub telemetry_enabled: Option<bool>,
     #[command(flatten)]
     pub http: HttpArgs,
     /// The live settings ConfigMap, as NAMESPACE/NAME.
@@ -238,6 +243,9 @@ impl RunArgs {
         }
         if let Some(d) = self.lookback {
             base.lookback = d;
+        }
+        if self.telemetry_enabled.is_some() {
+            base.telemetry_enabled = self.telemetry_enabled;
         }
         base
     }

@@ -159,7 +159,7 @@ mod tests {
     use crate::metrics::CoreMetrics;
     use crate::pipeline::FULL_BATCH;
     use crate::segment::{Batch, Limits};
-    use crate::switch::{CrSays, decide};
+    use crate::switch::{CrSays, PlatformSays, decide};
     use std::convert::Infallible;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -227,7 +227,7 @@ mod tests {
         ));
         let (settings, settings_rx) = watch::channel(Settings::default());
         let first = if on {
-            decide(CrSays::Absent, true)
+            decide(CrSays::Absent, Some(true), PlatformSays::Kubernetes)
         } else {
             Decision::PENDING
         };
@@ -336,13 +336,15 @@ mod tests {
         settle().await;
         assert_eq!(r.output.count(), 0, "pending: held");
         assert_eq!(r.core.buffered(), 2);
-        r.switch.send_replace(decide(CrSays::Set(true), true));
+        r.switch
+            .send_replace(decide(CrSays::Set(true), None, PlatformSays::Kubernetes));
         settle().await;
         tokio::time::advance(HOUR).await;
         settle().await;
         assert_eq!(r.output.count(), 2, "on: sent at the next flush");
         // Off: the output is rebuilt, nothing goes out, and none at stop.
-        r.switch.send_replace(decide(CrSays::Set(false), true));
+        r.switch
+            .send_replace(decide(CrSays::Set(false), None, PlatformSays::Kubernetes));
         settle().await;
         assert_eq!(r.built.load(Ordering::SeqCst), 2);
         r.beats(T0 + 10, 1);
@@ -367,7 +369,8 @@ mod tests {
         tokio::time::advance(HOUR).await;
         settle().await;
         // The delivery hangs; turning telemetry off ends it, and the loop goes on.
-        r.switch.send_replace(decide(CrSays::Set(false), true));
+        r.switch
+            .send_replace(decide(CrSays::Set(false), None, PlatformSays::Kubernetes));
         settle().await;
         assert_eq!(
             r.built.load(Ordering::SeqCst),

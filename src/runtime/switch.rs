@@ -1,19 +1,50 @@
-//! The telemetry switch at run time: the Konflux CR watched, the rule
-//! ([`crate::switch::decide`]) applied to it and to the live `telemetryEnabled`, each new
-//! decision applied to the core (off drops the buffer) and published to the flusher and
-//! the watches.
+//! The telemetry switch at run time: the Konflux CR and the platform watched, the rule
+//! ([`crate::switch::decide`]) applied to them and to the live `telemetryEnabled`, each new
+//! decision applied to the core (off drops the buffer), counted in
+//! `konflux_telemetry_decided_by`, logged with who decided, and published to the flusher
+//! and the watches.
 
 use crate::capture::config_maps;
 use crate::capture::retry::WatchRetry;
 use crate::capture::watch::{self, Lite};
 use crate::events::object::{KONFLUX, KONFLUX_NAME};
+use crate::metrics::{family_with, label_sets, metric_set};
 use crate::pipeline::Core;
 use crate::settings::Settings;
-use crate::switch::{self, CrSays, Decision, Switch};
+use crate::switch::{self, ConsoleSays, CrSays, DecidedBy, Decision, PlatformSays, Switch};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch as live;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+label_sets! {
+    DecidedByLabel { by }
+}
+
+metric_set! {
+    /// The switch's metrics, at the registry's root.
+    pub struct SwitchMetrics {
+        decided_by: Family<DecidedByLabel, Gauge> = family_with(
+            DecidedBy::ALL.map(|by| DecidedByLabel { by: by.label() })
+        ) => "1 for who decides the telemetry switch now (Konflux CR, telemetryEnabled, the platform's default), 0 for the others",
+    }
+}
+
+impl SwitchMetrics {
+    fn decided(&self, by: DecidedBy) {
+        for other in DecidedBy::ALL {
+            let label = DecidedByLabel { by: other.label() };
+            self.decided_by
+                .get_or_create(&label)
+                .set(i64::from(other == by));
+        }
+    }
+}
 
 /// Watches the `konflux` CR until `stop`, publishing what it says about telemetry.
 pub async fn watch_cr(client: kube::Client, says: live::Sender<CrSays>, stop: CancellationToken) {
@@ -40,28 +71,174 @@ pub async fn watch_cr(client: kube::Client, says: live::Sender<CrSays>, stop: Ca
     .await;
 }
 
-/// Decides from what the CR says and the settings' `telemetryEnabled`, until `stop`:
-/// each new decision is applied to `core` (off drops what it buffered), logged with who
-/// decided, and published on `decisions`.
+/// OpenShift's `ClusterVersion` named `version`: where it exists, the cluster is OpenShift.
+pub const CLUSTER_VERSION: (&str, &str, &str, &str) =
+    ("config.openshift.io", "v1", "ClusterVersion", "version");
+/// The console operator's config, whose annotations carry the console's telemetry state.
+pub const CONSOLE_OPERATOR: (&str, &str, &str, &str) =
+    ("operator.openshift.io", "v1", "Console", "cluster");
+/// The cluster's monitoring config, where a cluster opts out of its telemetry.
+pub const MONITORING_CONFIG: (&str, &str) = ("openshift-monitoring", "cluster-monitoring-config");
+
+fn cluster_scoped(
+    client: &kube::Client,
+    (group, version, kind, _): (&str, &str, &str, &str),
+) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk))
+}
+
+/// Watches what the platform says until `stop`: whether the cluster is OpenShift (the
+/// `ClusterVersion` named `version`, watched), and there the console's telemetry state (the
+/// console operator's annotations and the cluster's monitoring config, watched once the
+/// cluster is known to be OpenShift).
+pub async fn watch_platform(
+    client: kube::Client,
+    says: live::Sender<PlatformSays>,
+    stop: CancellationToken,
+) {
+    // None: not read yet.
+    let (openshift_tx, mut openshift) = live::channel(None::<bool>);
+    let (console_tx, mut console) = live::channel(None::<Option<BTreeMap<String, String>>>);
+    let (opted_out_tx, mut opted_out) = live::channel(None::<bool>);
+    let cluster_version = config_maps::watch_named(
+        cluster_scoped(&client, CLUSTER_VERSION),
+        "the ClusterVersion (is this OpenShift?)",
+        CLUSTER_VERSION.3,
+        WatchRetry::default(),
+        stop.clone(),
+        |cv| {
+            openshift_tx.send_replace(Some(cv.is_some()));
+        },
+        // No ClusterVersion kind: not OpenShift. Forbidden: unknown, nothing is decided.
+        |e| {
+            if watch::status_code(e) == Some(404) {
+                openshift_tx.send_replace(Some(false));
+            }
+        },
+    );
+    let mut cluster_version = std::pin::pin!(cluster_version);
+    let mut openshift_watches: Option<tokio::task::JoinSet<()>> = None;
+    loop {
+        let is_openshift = *openshift.borrow_and_update();
+        if is_openshift == Some(true) && openshift_watches.is_none() {
+            let mut tasks = tokio::task::JoinSet::new();
+            tasks.spawn(watch_console(
+                client.clone(),
+                console_tx.clone(),
+                stop.clone(),
+            ));
+            tasks.spawn(watch_monitoring(
+                client.clone(),
+                opted_out_tx.clone(),
+                stop.clone(),
+            ));
+            openshift_watches = Some(tasks);
+        }
+        let platform = match is_openshift {
+            None => PlatformSays::Pending,
+            Some(false) => PlatformSays::Kubernetes,
+            Some(true) => {
+                match (
+                    &*console.borrow_and_update(),
+                    *opted_out.borrow_and_update(),
+                ) {
+                    (Some(annotations), Some(out)) => {
+                        PlatformSays::OpenShift(ConsoleSays::of(annotations.as_ref(), out))
+                    }
+                    _ => PlatformSays::Pending,
+                }
+            }
+        };
+        says.send_if_modified(|cur| std::mem::replace(cur, platform) != platform);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = &mut cluster_version => return,
+            r = openshift.changed() => if r.is_err() { return },
+            r = console.changed() => if r.is_err() { return },
+            r = opted_out.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// The console operator's config's annotations, `Some(None)` where it does not exist.
+async fn watch_console(
+    client: kube::Client,
+    says: live::Sender<Option<Option<BTreeMap<String, String>>>>,
+    stop: CancellationToken,
+) {
+    config_maps::watch_named(
+        cluster_scoped(&client, CONSOLE_OPERATOR),
+        "the OpenShift console operator's config (for its telemetry state)",
+        CONSOLE_OPERATOR.3,
+        WatchRetry::default(),
+        stop,
+        |console| {
+            let annotations = console.map(|c| c.metadata.annotations.clone().unwrap_or_default());
+            says.send_replace(Some(annotations));
+        },
+        // No Console kind (the console capability is off): no console to say anything.
+        |e| {
+            if watch::status_code(e) == Some(404) {
+                says.send_replace(Some(None));
+            }
+        },
+    )
+    .await;
+}
+
+/// Whether the cluster opted out of its telemetry in `cluster-monitoring-config`. A
+/// `config.yaml` that cannot be read keeps the last answer, and says why.
+async fn watch_monitoring(
+    client: kube::Client,
+    says: live::Sender<Option<bool>>,
+    stop: CancellationToken,
+) {
+    let (namespace, name) = MONITORING_CONFIG;
+    config_maps::watch_one(client, namespace, name, stop, |cm: Option<&ConfigMap>| {
+        let yaml = cm
+            .and_then(|cm| cm.data.as_ref())
+            .and_then(|d| d.get("config.yaml"))
+            .map_or("", String::as_str);
+        match switch::monitoring_opts_out(yaml) {
+            Ok(out) => {
+                says.send_replace(Some(out));
+            }
+            Err(e) => warn!(
+                "{namespace}/{name}: config.yaml cannot be read ({e}); the telemetry opt-out stays as it was"
+            ),
+        }
+    })
+    .await;
+}
+
+/// Decides from what the CR says, the settings' `telemetryEnabled` and what the platform
+/// says, until `stop`: each new decision is applied to `core` (off drops what it
+/// buffered), counted, logged with who decided, and published on `decisions`.
 pub async fn decide(
     core: Arc<Core>,
     mut cr: live::Receiver<CrSays>,
     mut settings: live::Receiver<Settings>,
+    mut platform: live::Receiver<PlatformSays>,
     decisions: live::Sender<Decision>,
+    metrics: SwitchMetrics,
     stop: CancellationToken,
 ) {
     let mut last = *decisions.borrow();
+    metrics.decided(last.by);
     loop {
         let said = *cr.borrow_and_update();
-        let d = switch::decide(said, settings.borrow_and_update().telemetry_enabled);
+        let configured = settings.borrow_and_update().telemetry_enabled;
+        let d = switch::decide(said, configured, *platform.borrow_and_update());
         if d != last {
             let dropped = core.set_enabled(!d.is_off());
             let state = match d.switch {
                 Switch::On => "on",
                 Switch::Off => "off: nothing is buffered or sent",
-                Switch::Pending => "held until the Konflux CR is read",
+                Switch::Pending => "held until the Konflux CR and the platform are read",
             };
             info!(dropped, "telemetry {state} (decided by {})", d.by.as_str());
+            metrics.decided(d.by);
             decisions.send_replace(d);
             last = d;
         }
@@ -69,6 +246,7 @@ pub async fn decide(
             () = stop.cancelled() => return,
             r = cr.changed() => if r.is_err() { return },
             r = settings.changed() => if r.is_err() { return },
+            r = platform.changed() => if r.is_err() { return },
         }
     }
 }
@@ -79,8 +257,15 @@ mod tests {
     use crate::events::{ClusterIdentity, Timestamp};
     use crate::metrics::CoreMetrics;
 
+    fn decided_by(metrics: &SwitchMetrics, by: DecidedBy) -> i64 {
+        metrics
+            .decided_by
+            .get_or_create(&DecidedByLabel { by: by.label() })
+            .get()
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn the_cr_and_the_setting_decide_and_off_drops_the_buffer() {
+    async fn the_cr_the_setting_and_the_platform_decide_and_off_drops_the_buffer() {
         let core = Arc::new(Core::new(
             ClusterIdentity::new(None, None, None),
             1000,
@@ -90,29 +275,48 @@ mod tests {
         ));
         let (cr_tx, cr_rx) = live::channel(CrSays::Pending);
         let (settings_tx, settings_rx) = live::channel(Settings::default());
+        let (platform_tx, platform_rx) = live::channel(PlatformSays::Pending);
         let (tx, mut rx) = live::channel(Decision::PENDING);
+        let metrics = SwitchMetrics::default();
         let stop = CancellationToken::new();
         let task = tokio::spawn(decide(
             Arc::clone(&core),
             cr_rx,
             settings_rx,
+            platform_rx,
             tx,
+            metrics.clone(),
             stop.clone(),
         ));
         core.heartbeat(Timestamp::from_unix_seconds(1_767_225_600).expect("a time"));
         assert_eq!(core.buffered(), 1);
 
+        // No CR and no setting: pending while the platform is not known, then off on
+        // vanilla Kubernetes.
         cr_tx.send_replace(CrSays::Absent);
+        tokio::task::yield_now().await;
+        assert_eq!(*rx.borrow_and_update(), Decision::PENDING);
+        assert_eq!(core.buffered(), 1, "pending keeps the buffer");
+        platform_tx.send_replace(PlatformSays::Kubernetes);
         rx.changed().await.expect("a decision");
-        assert!(
-            rx.borrow_and_update().is_on(),
-            "no CR: the setting (true) decides"
-        );
+        let d = *rx.borrow_and_update();
+        assert!(d.is_off(), "off by default on Kubernetes");
+        assert_eq!(d.by, DecidedBy::KubernetesDefault);
+        assert_eq!(core.buffered(), 0, "off drops the buffer");
+        assert_eq!(decided_by(&metrics, DecidedBy::KubernetesDefault), 1);
 
-        settings_tx.send_modify(|s| s.telemetry_enabled = false);
+        // An explicit telemetryEnabled opts in.
+        settings_tx.send_modify(|s| s.telemetry_enabled = Some(true));
+        rx.changed().await.expect("a decision");
+        let d = *rx.borrow_and_update();
+        assert_eq!((d.is_on(), d.by), (true, DecidedBy::Config));
+        assert!(core.enabled());
+        assert_eq!(decided_by(&metrics, DecidedBy::Config), 1);
+        assert_eq!(decided_by(&metrics, DecidedBy::KubernetesDefault), 0);
+
+        settings_tx.send_modify(|s| s.telemetry_enabled = Some(false));
         rx.changed().await.expect("a decision");
         assert!(rx.borrow_and_update().is_off());
-        assert_eq!(core.buffered(), 0, "off drops the buffer");
         assert!(!core.enabled());
 
         // The CR's field wins over the setting.
@@ -120,7 +324,7 @@ mod tests {
         rx.changed().await.expect("a decision");
         let d = *rx.borrow_and_update();
         assert!(d.is_on());
-        assert_eq!(d.by, switch::DecidedBy::KonfluxCr);
+        assert_eq!(d.by, DecidedBy::KonfluxCr);
         assert!(core.enabled());
 
         stop.cancel();

@@ -38,6 +38,11 @@ pub fn cluster_version() -> ApiResource {
     )
 }
 
+/// `consoles.operator.openshift.io/v1`, cluster-scoped: OpenShift's console operator config.
+pub fn console() -> ApiResource {
+    ar("operator.openshift.io", "v1", "Console", "consoles")
+}
+
 /// All four, with their scope.
 pub fn all() -> Vec<(ApiResource, Scope)> {
     vec![

@@ -67,11 +67,22 @@ impl DaemonProcess {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env_remove("SEGMENT_WRITE_KEY")
             .env_remove("CLUSTER_ID")
-            .envs(env.iter().map(|(k, v)| (k, v)))
+            // The local cluster is vanilla Kubernetes, where telemetry is off unless opted
+            // in: every daemon of the tests opts in, but a test of the default, which
+            // passes TELEMETRY_ENABLED empty (unset here).
+            .env("TELEMETRY_ENABLED", "true")
+            .envs(
+                env.iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k, v)),
+            )
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("daemon log file"));
+        for (k, _) in env.iter().filter(|(_, v)| v.is_empty()) {
+            cmd.env_remove(k);
+        }
         if let ClusterSource::Local(kubeconfig) = cluster.source() {
             cmd.arg("--kubeconfig").arg(kubeconfig);
         }
