@@ -47,6 +47,50 @@ pub async fn run(args: RunArgs) -> Result<()> {
     run_until(args, stop).await
 }
 
+/// How long the start line waits for the telemetry switch to settle before it says
+/// `pending`.
+const START_LINE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Where events go, for the start line: the Segment API's host (never the key, nor the
+/// rest of the URL), or nowhere without a write key.
+fn segment_host(api_url: &str, has_key: bool) -> String {
+    if !has_key {
+        return "nowhere (no Segment write key: /preview only)".to_owned();
+    }
+    url::Url::parse(api_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "the Segment API".to_owned())
+}
+
+/// The one line at start that says where events go, where to see them, whether telemetry
+/// is on and who decided, and how to turn it off; logged once the switch has settled (or
+/// after [`START_LINE_WAIT`], as pending).
+async fn start_line(
+    destination: String,
+    http: std::net::SocketAddr,
+    mut switch: live::Receiver<Decision>,
+    stop: CancellationToken,
+) {
+    let settled = tokio::time::timeout(
+        START_LINE_WAIT,
+        switch.wait_for(|d| d.switch != crate::switch::Switch::Pending),
+    );
+    tokio::select! {
+        () = stop.cancelled() => return,
+        _ = settled => {}
+    }
+    let d = *switch.borrow();
+    info!(
+        "konflux-telemetry {}: telemetry {} (decided by {}); events go to {destination}; \
+         preview them at http://{http}/preview (loopback: kubectl port-forward); to turn \
+         telemetry off, set spec.telemetry.enabled: false on the Konflux CR named konflux",
+        crate::LIBRARY_VERSION,
+        d.state(),
+        d.by.as_str(),
+    );
+}
+
 /// [`run`] with the stop signal given: tests and embedders cancel `stop`.
 pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     let base = args.base_settings();
@@ -78,6 +122,12 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     let consumer = tokio::spawn(runtime::consume(Arc::clone(&d.core), rx));
     d.http(registry, readiness, switch.clone(), &mut servers)
         .await?;
+    d.tasks.spawn(start_line(
+        segment_host(&api_url, write_key.is_some()),
+        d.args.http.listen,
+        switch.clone(),
+        stop.clone(),
+    ));
 
     // The heartbeat and the flusher; at stop, the final flush after the capture ends.
     let beating = Arc::clone(&d.core);

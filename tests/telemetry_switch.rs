@@ -461,6 +461,24 @@ async fn where_nobody_said_the_platform_decides() {
 
     let (clean, log) = daemon.terminate();
     assert!(clean, "{log}");
+    // The start line: the switch as it settled, where events go (the host only), where
+    // to see them, how to turn it off.
+    let start = log
+        .lines()
+        .find(|l| l.contains("events go to"))
+        .unwrap_or_else(|| panic!("no start line: {log}"));
+    for said in [
+        "telemetry off (decided by the default on Kubernetes",
+        "events go to 127.0.0.1;",
+        "/preview",
+        "spec.telemetry.enabled: false on the Konflux CR",
+    ] {
+        assert!(
+            start.contains(said),
+            "{said:?} not in the start line: {start}"
+        );
+    }
+    assert!(!start.contains(KEY), "the write key in the start line");
     for said in [
         "telemetry off: nothing is buffered or sent (decided by the default on Kubernetes",
         "telemetry on (decided by the OpenShift console's telemetry setting)",
