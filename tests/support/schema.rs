@@ -6,7 +6,7 @@
 //! `unevaluatedProperties`). Compiled once per test binary.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -28,7 +28,11 @@ pub fn document() -> &'static Value {
 
 struct Compiled {
     schemas: boon::Schemas,
+    /// The whole schema: what decides.
     root: boon::SchemaIndex,
+    /// The envelope and each event's properties on their own: what explains a refusal.
+    envelope: boon::SchemaIndex,
+    by_name: BTreeMap<String, boon::SchemaIndex>,
 }
 
 fn compiled() -> &'static Compiled {
@@ -40,20 +44,51 @@ fn compiled() -> &'static Compiled {
             .add_resource(location, document().clone())
             .expect("add the schema");
         let mut schemas = boon::Schemas::new();
-        let root = compiler
-            .compile(location, &mut schemas)
-            .unwrap_or_else(|e| panic!("schema/events.json is not a valid JSON Schema: {e}"));
-        Compiled { schemas, root }
+        let mut compile = |fragment: &str| {
+            compiler
+                .compile(&format!("{location}{fragment}"), &mut schemas)
+                .unwrap_or_else(|e| panic!("schema/events.json is not a valid JSON Schema: {e}"))
+        };
+        let root = compile("");
+        let envelope = compile("#/$defs/SegmentTrack");
+        let defs = document()["$defs"].as_object().expect("$defs");
+        let by_name = defs
+            .iter()
+            .filter_map(|(key, d)| Some((d["x-event-name"].as_str()?.to_owned(), key)))
+            .map(|(name, key)| (name, compile(&format!("#/$defs/{key}"))))
+            .collect();
+        Compiled {
+            schemas,
+            root,
+            envelope,
+            by_name,
+        }
     })
 }
 
-/// Why the schema refuses `event`, or `None` when it allows it.
+/// Why the schema refuses `event`, or `None` when it allows it. The reason names the
+/// envelope's faults and those of the properties against the event's own definition
+/// (the root's `oneOf` alone would list every definition's).
 pub fn violation(event: &Value) -> Option<String> {
     let c = compiled();
-    c.schemas
-        .validate(event, c.root)
-        .err()
-        .map(|e| e.to_string())
+    let refused = c.schemas.validate(event, c.root).err()?.to_string();
+    let name = event["event"].as_str().unwrap_or_default();
+    let Some(&definition) = c.by_name.get(name) else {
+        return Some(format!("no definition has x-event-name {name:?}"));
+    };
+    let reasons: Vec<String> = [
+        c.schemas.validate(event, c.envelope).err(),
+        c.schemas.validate(&event["properties"], definition).err(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|e| e.to_string())
+    .collect();
+    Some(if reasons.is_empty() {
+        refused
+    } else {
+        reasons.join("\n")
+    })
 }
 
 /// Panics, naming the reason and the event, unless the schema allows `event`.
