@@ -517,7 +517,8 @@ mod tests {
         assert!(
             waiting
                 .iter()
-                .all(|e| e["userId"] == alice.user_hash.as_str())
+                .all(|e| e["properties"]["actorHash"] == alice.user_hash.as_str()
+                    && e.get("userId").is_none())
         );
     }
 
@@ -536,11 +537,12 @@ mod tests {
         }
     }
 
-    /// The `userId` of the `i`th event of the preview.
-    fn user_id(core: &Core, i: usize) -> Option<String> {
+    /// The `actorHash` of the `i`th event of the preview (never a `userId`).
+    fn actor_hash(core: &Core, i: usize) -> Option<String> {
         let shown = preview_json(core);
-        shown["batch"][i]
-            .get("userId")
+        assert!(shown["batch"][i].get("userId").is_none());
+        shown["batch"][i]["properties"]
+            .get("actorHash")
             .map(|u| u.as_str().unwrap_or_default().to_owned())
     }
 
@@ -608,7 +610,7 @@ mod tests {
         }
         // and the watch seeing them later (after expiry) gives no forged actor
         core.observe(watch(component("forged-c", at)), NOW + 700);
-        assert_eq!(user_id(&core, 0), None);
+        assert_eq!(actor_hash(&core, 0), None);
     }
 
     #[tokio::test]
@@ -621,11 +623,11 @@ mod tests {
         created_by(&core, &c, "mallory", NOW + 2);
         let alice = Actor::new("alice", &core.identity());
         assert_eq!(ids(&core).len(), 1);
-        assert_eq!(user_id(&core, 0), Some(alice.user_hash));
+        assert_eq!(actor_hash(&core, 0), Some(alice.user_hash));
         // a forged review naming an old object (created an hour ago) confirms nothing
         let old = component("c-old", "2025-12-31T23:00:00Z");
         created_by(&core, &old, "mallory", NOW);
-        assert_eq!(user_id(&core, 1), None);
+        assert_eq!(actor_hash(&core, 1), None);
     }
 
     #[tokio::test]
@@ -638,7 +640,7 @@ mod tests {
         core.observe(watch(c), NOW + 1);
         assert_eq!(ids(&core), ["brief-component-created"]);
         let alice = Actor::new("alice", &core.identity());
-        assert_eq!(user_id(&core, 0), Some(alice.user_hash));
+        assert_eq!(actor_hash(&core, 0), Some(alice.user_hash));
     }
 
     #[tokio::test]
@@ -655,7 +657,7 @@ mod tests {
             .cloned()
             .expect("removal event");
         assert_eq!(
-            removal["userId"],
+            removal["properties"]["actorHash"],
             Actor::new("bob", &core.identity()).user_hash.as_str()
         );
     }

@@ -230,12 +230,9 @@ fn metric_sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
 
 const REQUESTS: &str = "konflux_telemetry_admission_requests_total";
 
+/// The sink's events, each checked against `schema/events.json`.
 fn sent_events(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    support::daemon::sink_events(out)
 }
 
 /// Waits until every id is at the sink; returns those events, in the order of `ids`.
@@ -249,10 +246,19 @@ async fn wait_for_ids(out: &Path, ids: &[String], within: Duration) -> Vec<Value
     .await
 }
 
+/// The actor as properties only: no `userId`, the cluster stays Amplitude's device.
 fn assert_actor(event: &Value, user: &str, kind: &str) {
-    assert_eq!(event["userId"], user_hash(user), "{event}");
+    assert!(event.get("userId").is_none(), "{event}");
+    assert_eq!(event["properties"]["actorHash"], user_hash(user), "{event}");
     assert_eq!(event["properties"]["actorType"], kind, "{event}");
     assert_eq!(event["anonymousId"], "anonymous");
+    let cluster_hash = ClusterIdentity::new(Some(CLUSTER_ID.to_owned()), None, None)
+        .cluster_id_hash()
+        .map(str::to_owned);
+    assert_eq!(
+        event["context"]["device"]["id"].as_str().map(str::to_owned),
+        cluster_hash
+    );
 }
 
 /// Registers this test's webhook: CREATE of PipelineRuns and Components in namespaces
@@ -399,6 +405,8 @@ fn uid(o: &DynamicObject) -> String {
 /// Components, PipelineRuns (by a person and by a service account) and a tenant Namespace
 /// created through the webhook: their events carry the hashed actor and nothing else of
 /// the user; a Component deleted again at once still has its event; a dry run has none.
+/// The daemon's real path (webhook sighting, confirmed by the watch): a run's Started and
+/// Completed carry `actorHash` and `actorType` as properties, and no `userId`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creations_carry_the_hashed_actor() {
     let cluster = support::cluster().await;
@@ -671,7 +679,7 @@ async fn post_review(client: &reqwest::Client, daemon: &Daemon, review: &Value) 
 /// Reviews sent straight to the webhook port (not by the API server) with invented uids
 /// and user: they are allowed, and produce no `Component Created`, `PipelineRun Started`
 /// or `Completed`, `Namespace Created` or `Operator Removal Started`, with or without
-/// `userId`. A Component then created through the API server (the marker, sent after
+/// actor. A Component then created through the API server (the marker, sent after
 /// them) has its event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_reviews_produce_no_event() {
@@ -746,6 +754,11 @@ async fn forged_reviews_produce_no_event() {
     let marker_id = format!("{}-component-created", uid(&marker));
     let events = wait_for_ids(&sinked.out, std::slice::from_ref(&marker_id), WAIT).await;
     assert!(events[0].get("userId").is_none(), "{}", events[0]);
+    assert!(
+        events[0]["properties"].get("actorHash").is_none(),
+        "{}",
+        events[0]
+    );
     let (_, preview) = daemon.get("/preview").await.expect("preview");
     let sent = std::fs::read_to_string(&sinked.out).unwrap_or_default();
     for forged in forged_uids {
@@ -820,6 +833,11 @@ async fn konflux_removal_is_seen_at_once() {
     let started_id = format!("{k_uid}-started");
     let first = wait_for_ids(&sinked.out, std::slice::from_ref(&started_id), WAIT).await;
     assert!(first[0].get("userId").is_none(), "{}", first[0]);
+    assert!(
+        first[0]["properties"].get("actorHash").is_none(),
+        "{}",
+        first[0]
+    );
 
     let bob: Api<DynamicObject> = Api::all_with(
         impersonating(&cluster, "bob", Some(vec!["system:masters".to_owned()])),
@@ -921,6 +939,7 @@ async fn daemon_down_creations_succeed_and_the_watch_fills_in() {
     let created = format!("{}-component-created", uid(&component));
     let events = wait_for_ids(&sinked.out, std::slice::from_ref(&created), WAIT).await;
     assert!(events[0].get("userId").is_none(), "{}", events[0]);
+    assert!(events[0]["properties"].get("actorHash").is_none());
     assert!(events[0]["properties"].get("actorType").is_none());
 
     let (ok, log) = daemon.terminate();

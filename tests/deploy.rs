@@ -199,12 +199,9 @@ impl Drop for Daemon {
     }
 }
 
+/// The sink's events, each checked against `schema/events.json`.
 fn sent_events(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    support::daemon::sink_events(out)
 }
 
 async fn wait_for_ids(out: &Path, ids: &[String]) -> Vec<Value> {

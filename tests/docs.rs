@@ -1,6 +1,12 @@
 //! The documents match the code: every ConfigMap key, every metric served and every event
-//! name appear in the README (and the events in docs/privacy.md), so a change to one
-//! without the other fails here.
+//! name appear in the README (and the events in docs/privacy.md), and docs/privacy.md
+//! lists the events and properties of schema/events.json, so a change to one without the
+//! other fails here.
+
+#[path = "support/schema.rs"]
+mod schema;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use konflux_telemetry::admission::AdmissionMetrics;
 use konflux_telemetry::events::EventName;
@@ -93,5 +99,65 @@ fn privacy_page_lists_every_event() {
             "docs/privacy.md lacks {}",
             name.as_str()
         );
+    }
+}
+
+/// The words in backticks of `text`.
+fn backticked(text: &str) -> BTreeSet<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// docs/privacy.md's table of events: each event's properties besides the common ones.
+fn privacy_events(page: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let header = "| event | when | properties besides the common ones |";
+    let start = page
+        .find(header)
+        .expect("the events table of docs/privacy.md");
+    page[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|row| {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let name = backticked(cells[1])
+                .into_iter()
+                .next()
+                .expect("an event name");
+            (name, backticked(cells[3]))
+        })
+        .collect()
+}
+
+#[test]
+fn privacy_page_and_schema_list_the_same_events_and_properties() {
+    let page = read("docs/privacy.md");
+    let documented = privacy_events(&page);
+    let schema: BTreeMap<String, BTreeSet<String>> = schema::event_definitions()
+        .into_iter()
+        .map(|(name, d)| (name.to_owned(), schema::own_properties(d)))
+        .collect();
+    assert_eq!(schema.len(), EventName::ALL.len(), "{schema:?}");
+    assert_eq!(
+        documented, schema,
+        "docs/privacy.md (left) vs schema/events.json"
+    );
+
+    let common_line = page
+        .lines()
+        .find(|l| l.starts_with("**Common properties**"))
+        .expect("docs/privacy.md's line of common properties");
+    assert_eq!(backticked(common_line), schema::common_properties());
+    // and each property is explained somewhere beside the table
+    for (event, properties) in &documented {
+        for p in properties {
+            assert!(
+                page.matches(&format!("`{p}`")).count() > 1,
+                "docs/privacy.md names {p} of {event} only in the table"
+            );
+        }
     }
 }

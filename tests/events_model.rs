@@ -1,9 +1,13 @@
 //! The event model on fixtures written here: every event kind, every property, the hashing,
 //! missing fields, running and finished runs, failed runs, Konflux before Ready, fractional
 //! seconds. Hash values were computed independently (Python's hashlib), not by this crate.
+//! Every event a test here makes is checked against `schema/events.json`.
+
+#[path = "support/schema.rs"]
+mod schema;
 
 use konflux_telemetry::events::{
-    self, Actor, ClusterIdentity, Decoded, Event, Timestamp, decode, events_of,
+    self, Actor, ClusterIdentity, Decoded, Event, SCHEMA_VERSION, Timestamp, decode, events_of,
 };
 use serde_json::{Value, json};
 
@@ -25,12 +29,16 @@ fn events_json(object: Value, identity: &ClusterIdentity) -> Vec<Value> {
     out
 }
 
+/// The event as Segment receives it, once the schema has allowed it.
 fn to_value(e: &Event) -> Value {
-    serde_json::from_str(&e.to_json()).expect("event JSON")
+    let v = serde_json::from_str(&e.to_json()).expect("event JSON");
+    schema::assert_valid(&v);
+    v
 }
 
 fn common() -> Value {
-    json!({"clusterIdHash": "d0f631ca1ddb", "konfluxVersion": "0.9", "kubernetesVersion": "1.33"})
+    json!({"schemaVersion": SCHEMA_VERSION, "clusterIdHash": "d0f631ca1ddb",
+           "konfluxVersion": "0.9", "kubernetesVersion": "1.33"})
 }
 
 fn with(mut base: Value, extra: Value) -> Value {
@@ -335,7 +343,7 @@ fn heartbeat_with_and_without_cluster_id() {
     );
     let anon = to_value(&events::heartbeat::event(&ClusterIdentity::default(), at));
     assert_eq!(anon["messageId"], "heartbeat-2026-03-04T08:00:00Z");
-    assert_eq!(anon["properties"], json!({}));
+    assert_eq!(anon["properties"], json!({"schemaVersion": SCHEMA_VERSION}));
     assert!(anon["context"].get("device").is_none());
 }
 
@@ -347,12 +355,12 @@ fn unknown_cluster_salts_with_anonymous_and_sends_no_cluster_hash() {
     let got = events_json(c, &ClusterIdentity::new(Some(String::new()), None, None));
     assert_eq!(
         got[0]["properties"],
-        json!({"namespaceHash": "fdd9bc2e3a0e"})
+        json!({"schemaVersion": SCHEMA_VERSION, "namespaceHash": "fdd9bc2e3a0e"})
     );
 }
 
 #[test]
-fn actor_adds_user_id_and_type_only() {
+fn actor_adds_actor_hash_and_type_properties_never_user_id() {
     let id = identity();
     let run = pipelinerun(json!({"startTime": "2026-05-01T10:00:01Z"}), json!({}));
     let Decoded::Object(o) = events::decode_one(run.to_string().as_bytes()) else {
@@ -362,7 +370,10 @@ fn actor_adds_user_id_and_type_only() {
         .remove(0)
         .with_actor(Some(Actor::new("alice", &id)));
     let v = to_value(&e);
-    assert_eq!(v["userId"], "9cc84632cf74");
+    assert!(v.get("userId").is_none(), "{v}");
+    assert_eq!(v["anonymousId"], "anonymous");
+    assert_eq!(v["context"]["device"]["id"], "d0f631ca1ddb");
+    assert_eq!(v["properties"]["actorHash"], "9cc84632cf74");
     assert_eq!(v["properties"]["actorType"], "user");
     let sa = Actor::new("system:serviceaccount:team-a:builder", &id);
     assert_eq!(sa.user_hash, "a854792fb180");
@@ -374,17 +385,23 @@ fn actor_adds_user_id_and_type_only() {
         Actor::new("system:admin", &id).kind,
         events::ActorType::System
     );
-    assert!(to_value(&e.with_actor(None)).get("userId").is_none());
+    let none = to_value(&e.with_actor(None));
+    assert!(none.get("userId").is_none());
+    assert!(none["properties"].get("actorHash").is_none());
+    assert!(none["properties"].get("actorType").is_none());
 }
 
 /// Issue 13: what leaves is the parsed instant written anew, and strings that reach events
 /// as they are stay within a label value's 63 characters; anything else is malformed.
 #[test]
 fn timestamps_leave_reformatted_and_long_strings_are_malformed() {
+    // (a condition's reason: a label value outside pipelineType's enumeration is refused
+    // by the schema)
     let run = pipelinerun(
         json!({"startTime": "2026-01-01T02:00:00.500+02:00",
-               "completionTime": "2026-01-01T00:01:00.000Z"}),
-        json!({"pipelines.appstudio.openshift.io/type": "b".repeat(63)}),
+               "completionTime": "2026-01-01T00:01:00.000Z",
+               "conditions": [{"type": "Succeeded", "reason": "b".repeat(63)}]}),
+        json!({}),
     );
     let got = events_json(run, &identity());
     assert_eq!(got[0]["timestamp"], "2026-01-01T00:00:00.5Z");
@@ -394,7 +411,7 @@ fn timestamps_leave_reformatted_and_long_strings_are_malformed() {
         got[1]["properties"]["completionTime"],
         "2026-01-01T00:01:00Z"
     );
-    assert_eq!(got[1]["properties"]["pipelineType"], "b".repeat(63));
+    assert_eq!(got[1]["properties"]["status"], "b".repeat(63));
 
     let skipped = |object: Value| -> (String, &'static str) {
         let items = decode(object.to_string().as_bytes()).expect("JSON");

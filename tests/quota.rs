@@ -91,6 +91,8 @@ async fn each_event_is_sent_once_over_four_sweeps_of_the_lookback() {
     let (clean, log) = daemon.terminate();
     assert!(clean, "{log}");
 
+    // Every event the sink took passes schema/events.json.
+    support::daemon::sink_events(&out);
     // The sink's request log: every event of every run, each exactly once.
     let stats = sink.stats();
     let mut sent: BTreeMap<&str, usize> = BTreeMap::new();

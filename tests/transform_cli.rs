@@ -1,5 +1,10 @@
 //! `konflux-telemetry transform` as a user runs it: streams, warns per bad line, summarises,
-//! exits 0 whatever it skipped. Plus a property test: no input line makes it panic.
+//! exits 0 whatever it skipped. Plus a property test: no input line makes it panic, and
+//! every event it writes, from any input, passes `schema/events.json`; so do the events of
+//! the segment-bridge 2.0 conformance vectors.
+
+#[path = "support/schema.rs"]
+mod schema;
 
 use konflux_telemetry::events::{ClusterIdentity, Timestamp};
 use konflux_telemetry::transform::{self, Summary};
@@ -46,14 +51,9 @@ fn bad_lines_are_warned_by_number_and_the_rest_still_flows() {
         ],
     );
     assert_eq!(code, 0);
-    let ids: Vec<String> = out
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).expect("JSON line")["messageId"]
-                .as_str()
-                .expect("id")
-                .to_owned()
-        })
+    let ids: Vec<String> = schema::valid_lines(&out)
+        .iter()
+        .map(|e| e["messageId"].as_str().expect("id").to_owned())
         .collect();
     assert_eq!(
         ids,
@@ -180,15 +180,50 @@ fn any_json() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
+/// Transforms `input`; every event written must pass the schema.
 fn transform_lines(input: &[u8]) -> Summary {
-    transform::run(
+    let mut out = Vec::new();
+    let summary = transform::run(
         input,
-        Vec::new(),
+        &mut out,
         Vec::new(),
         &ClusterIdentity::new(Some("c".into()), None, None),
         Some(Timestamp::parse("2026-01-01T00:00:00Z").expect("time")),
     )
-    .expect("in-memory I/O cannot fail")
+    .expect("in-memory I/O cannot fail");
+    let written = schema::valid_lines(std::str::from_utf8(&out).expect("UTF-8"));
+    assert_eq!(written.len() as u64, summary.events);
+    summary
+}
+
+/// The segment-bridge 2.0 vectors beside the checkout (`../shared/conformance`, or
+/// `$SHARED`), transformed as `check-conformance.sh` runs it: each of the 26 events passes
+/// the schema (the script compares them with the old bridge's).
+#[test]
+fn conformance_vectors_give_events_the_schema_allows() {
+    let shared = std::env::var_os("SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    let vectors = shared.join("conformance/segment-bridge-2.0");
+    let input = std::fs::read_to_string(vectors.join("input.ndjson"))
+        .unwrap_or_else(|e| panic!("{}: {e} (set SHARED)", vectors.display()));
+    let expected = std::fs::read_to_string(vectors.join("expected.ndjson")).expect("expected");
+    let (code, out, err) = run_cli(
+        &input,
+        &[
+            ("CLUSTER_ID", "test-cluster"),
+            ("KONFLUX_VERSION", "1.2.3"),
+            ("KUBERNETES_VERSION", "1.30"),
+            ("HEARTBEAT_TIMESTAMP", "2026-03-04T08:00:00Z"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let events = schema::valid_lines(&out);
+    assert_eq!(
+        events.len(),
+        expected.lines().filter(|l| !l.is_empty()).count()
+    );
+    assert_eq!(events.len(), 26);
 }
 
 proptest! {

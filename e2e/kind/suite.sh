@@ -138,13 +138,14 @@ webhook_actor_and_dry_run() {
   uid="$(component_yaml "comp-$run_id" "$tns" | kubectl --as=alice --as-group=system:masters create -o jsonpath='{.metadata.uid}' -f -)"
   event="$(wait_event "$uid-component-created")"
   [[ $(jq -r .event <<<"$event") == "Component Created" ]] || fail "wrong event: $event"
-  [[ $(jq -r .userId <<<"$event") == "$(h "alice:$cluster_id")" ]] || fail "userId is not h(alice:$cluster_id): $event"
+  [[ $(jq -r .properties.actorHash <<<"$event") == "$(h "alice:$cluster_id")" ]] || fail "actorHash is not h(alice:$cluster_id): $event"
+  [[ $(jq 'has("userId")' <<<"$event") == false ]] || fail "the event has a userId: $event"
   [[ $(jq -r .properties.actorType <<<"$event") == user ]] || fail "actorType is not user: $event"
   # The marker: a later Component's event has arrived, the dry run's has not.
   marker="$(component_yaml "marker-$run_id" "$tns" | kubectl create -o jsonpath='{.metadata.uid}' -f -)"
   wait_event "$marker-component-created" >/dev/null
   (($(count "$dry-component-created") == 0)) || fail "the dry run was sent"
-  note "Component Created with userId h(alice), the dry run not sent"
+  note "Component Created with actorHash h(alice) and no userId, the dry run not sent"
 }
 
 pipelinerun_lifecycle() {

@@ -64,7 +64,7 @@ impl ClusterIdentity {
         h(&[namespace.unwrap_or("unknown"), self.salt()])
     }
 
-    /// `h(username + ":" + C)`: the `userId` of an event whose actor is known.
+    /// `h(username + ":" + C)`: the `actorHash` of an event whose actor is known.
     pub fn user_hash(&self, username: &str) -> String {
         h(&[username, self.salt()])
     }

@@ -89,7 +89,13 @@ impl EventName {
     }
 }
 
-/// Who acted, where admission saw it: the hashed user and what kind of user it was.
+/// The version of `schema/events.json` that every event validates against, sent as the
+/// property `schemaVersion` of every event (`tests/schema.rs` checks the two agree).
+pub const SCHEMA_VERSION: &str = "1.0.0";
+
+/// Who acted, where admission saw it: the hashed user and what kind of user it was. It
+/// travels as the properties `actorHash` and `actorType`, never as Segment's `userId`:
+/// Amplitude would give the cluster's whole history (its device) to that one user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
     /// `h(username + ":" + C)`.
@@ -160,6 +166,7 @@ pub struct Properties {
     pub completion_time: Option<String>,
     pub duration_seconds: Option<Option<i64>>,
     pub status: Option<String>,
+    pub actor_hash: Option<String>,
     pub actor_type: Option<ActorType>,
 }
 
@@ -224,13 +231,14 @@ impl Event {
         }
     }
 
-    /// Sets who acted (from admission). The `actorType` property goes with `userId`.
+    /// Sets who acted (from admission): the properties `actorHash` and `actorType`.
     pub fn with_actor(mut self, actor: Option<Actor>) -> Self {
         self.set_actor(actor);
         self
     }
 
     pub fn set_actor(&mut self, actor: Option<Actor>) {
+        self.properties.actor_hash = actor.as_ref().map(|a| a.user_hash.clone());
         self.properties.actor_type = actor.as_ref().map(|a| a.kind);
         self.actor = actor;
     }
@@ -259,12 +267,18 @@ impl Serialize for Event {
             device: Option<Device<'a>>,
             library: Library,
         }
+        /// Every event's properties start with the schema's version.
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Versioned<'a> {
+            schema_version: &'static str,
+            #[serde(flatten)]
+            properties: &'a Properties,
+        }
+        // No `userId`, ever: the cluster is Amplitude's device, the actor is a property.
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("type", "track")?;
         m.serialize_entry("anonymousId", "anonymous")?;
-        if let Some(actor) = &self.actor {
-            m.serialize_entry("userId", &actor.user_hash)?;
-        }
         m.serialize_entry("messageId", &self.message_id)?;
         m.serialize_entry("timestamp", self.timestamp.as_str())?;
         m.serialize_entry("event", self.name.as_str())?;
@@ -278,7 +292,13 @@ impl Serialize for Event {
                 },
             },
         )?;
-        m.serialize_entry("properties", &self.properties)?;
+        m.serialize_entry(
+            "properties",
+            &Versioned {
+                schema_version: SCHEMA_VERSION,
+                properties: &self.properties,
+            },
+        )?;
         m.end()
     }
 }

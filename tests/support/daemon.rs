@@ -128,13 +128,16 @@ impl DaemonProcess {
     }
 }
 
-/// The events the sink accepted, from its output file.
+/// The events the sink accepted, from its output file; each must pass
+/// `schema/events.json` (so every integration test checks every event it receives).
 pub fn sink_events(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out)
+    let events: Vec<Value> = std::fs::read_to_string(out)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+        .collect();
+    super::schema::assert_all_valid(&events);
+    events
 }
 
 /// How many of `events` have `messageId` `id`.

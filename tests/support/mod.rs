@@ -26,6 +26,7 @@ pub mod daemon;
 pub mod etcd;
 pub mod kubectl;
 pub mod results;
+pub mod schema;
 
 mod cluster;
 mod namespace;
