@@ -22,7 +22,7 @@
 //! connections close, in-flight requests finish and their connections close, all within
 //! `drain_timeout`; whatever is still open then is dropped.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
@@ -185,14 +185,26 @@ where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge { limit }),
-        Err(e) => match e.downcast::<BodyError>() {
-            Ok(ours) => Err(*ours),
-            Err(other) => Err(BodyError::Read(other)),
-        },
+    // Read into one buffer sized by the declared length (at most the cap): the body is
+    // held once, not as its frames and then a copy of them.
+    let expected = usize::try_from(body.size_hint().lower()).unwrap_or(limit);
+    let mut buf = BytesMut::with_capacity(expected.min(limit));
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return BodyError::TooLarge { limit };
+            }
+            match e.downcast::<BodyError>() {
+                Ok(ours) => *ours,
+                Err(other) => BodyError::Read(other),
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
     }
+    Ok(buf.freeze())
 }
 
 /// A request body as handlers see it: hyper's, cut off at the server's byte cap, its
