@@ -9,9 +9,15 @@
 //!    handler's own time from the daemon's histogram; then the most requests/s 16
 //!    concurrent clients get. Target: p99 under 5 ms at 500 requests/s.
 //!
+//! 3. Hostile reviews, each under the 8 MiB body cap (issue 24): what one costs the
+//!    process at its peak (`VmHWM` of `/proc/self/status`, reset before each), against
+//!    its size. The decoder must cost a bounded multiple of the body: asserted (at most
+//!    twice the body), so a regression fails the bench and its smoke run.
+//!
 //! Under `cargo test --all-targets` (no `--bench` argument) it is a quick smoke run.
 //! `BENCH_SECONDS` sets the length of each loaded phase (default 10).
 
+mod common;
 #[path = "../tests/support/crypto.rs"]
 mod crypto;
 
@@ -140,6 +146,114 @@ fn handler_alone(seconds: f64) {
             i += 1;
         }
         report(&format!("{what} ({size} B)"), latencies, started.elapsed());
+    }
+}
+
+/// A Component review whose object, under `cap` bytes in all, is padded with `pad` repeated
+/// in `field` (an array).
+fn padded_review(
+    kind: (&str, &str, &str),
+    object: Value,
+    field: &[&str],
+    pad: &str,
+    cap: usize,
+) -> String {
+    let mut object = object;
+    let mut at = &mut object;
+    for f in field {
+        at = &mut at[*f];
+    }
+    *at = json!([]);
+    let empty = review(object, kind, 0);
+    let marker = "[]";
+    let n = (cap - empty.len()) / (pad.len() + 1);
+    let items = format!("[{}]", vec![pad; n].join(","));
+    let last = empty.rfind(marker).expect("the padded field");
+    format!("{}{items}{}", &empty[..last], &empty[last + marker.len()..])
+}
+
+/// Peak RSS growth (KiB) while the handler answers `body`, and the answer's status.
+fn peak_of(h: &Handler, body: &str) -> (u64, u16, usize) {
+    let me = std::process::id();
+    // Resets VmHWM to the current RSS (Linux: "5" > clear_refs).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = common::proc_status(me, "VmRSS:").unwrap_or(0);
+    let reply = h.review(body.as_bytes());
+    let peak = common::proc_status(me, "VmHWM:").unwrap_or(0);
+    (peak.saturating_sub(before), reply.status, reply.body.len())
+}
+
+fn hostile_reviews() {
+    let h = handler();
+    let cap = konflux_telemetry::admission::MAX_BODY - 1024;
+    let component = json!({
+        "apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "Component",
+        "metadata": {"name": "web", "namespace": "tenant-a", "uid": "00000000-0000-4000-8000-000000000001",
+                     "creationTimestamp": "2026-03-03T10:00:00Z"},
+        "spec": {"application": "app"}
+    });
+    let run = json!({
+        "apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+        "metadata": {"name": "r", "namespace": "tenant-a", "uid": "00000000-0000-4000-9000-000000000001",
+                     "creationTimestamp": "2026-03-03T10:00:00Z"},
+        "status": {}
+    });
+    let gvk_c = ("appstudio.redhat.com", "v1alpha1", "Component");
+    let gvk_r = ("tekton.dev", "v1", "PipelineRun");
+    let long_uid = {
+        let r = review(component.clone(), gvk_c, 0);
+        let uid = "705ab4f5-6393-11e8-b7cc-000000000000";
+        r.replace(uid, &"u".repeat(cap - r.len()))
+    };
+    let cases = [
+        (
+            "object.items of {}",
+            padded_review(gvk_c, component.clone(), &["items"], "{}", cap),
+        ),
+        (
+            "object.items of {\"metadata\":{}}",
+            padded_review(
+                gvk_c,
+                component.clone(),
+                &["items"],
+                r#"{"metadata":{}}"#,
+                cap,
+            ),
+        ),
+        (
+            "status.conditions of {}",
+            padded_review(gvk_r, run.clone(), &["status", "conditions"], "{}", cap),
+        ),
+        (
+            "status.conditions, 64-byte entries",
+            padded_review(
+                gvk_r,
+                run.clone(),
+                &["status", "conditions"],
+                r#"{"type":"Other","status":"True","reason":"SomeReason","message":"m"}"#,
+                cap,
+            ),
+        ),
+        (
+            "status.childReferences of {}",
+            padded_review(gvk_r, run, &["status", "childReferences"], "{}", cap),
+        ),
+        ("request.uid of 8 MiB", long_uid),
+    ];
+    for (what, body) in cases {
+        let (peak_kib, status, answer) = peak_of(&h, &body);
+        let body_kib = body.len() as u64 / 1024;
+        println!(
+            "hostile review, {what:<36} body {:>5.1} MiB: peak +{:>6.1} MiB ({:.2}x the body), {status}, answer {answer} B",
+            body_kib as f64 / 1024.0,
+            peak_kib as f64 / 1024.0,
+            peak_kib as f64 / body_kib.max(1) as f64,
+        );
+        assert!(
+            peak_kib <= 2 * body_kib,
+            "{what}: the decoder cost {peak_kib} KiB for a body of {body_kib} KiB"
+        );
+        assert!(answer <= 512, "{what}: an answer of {answer} bytes");
     }
 }
 
@@ -348,6 +462,7 @@ fn main() {
         if full { "bench" } else { "smoke run" },
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    hostile_reviews();
     handler_alone(seconds.min(3.0));
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -325,8 +325,7 @@ impl Daemon {
         let Some(listen) = a.webhook_listen else {
             return Ok(());
         };
-        let limits =
-            (self.args.server).limits(a.webhook_max_body_bytes, a.webhook_max_bytes_in_flight);
+        let limits = a.limits(&self.args.server)?;
         let (core, metrics) = (Arc::clone(&self.core), self.metrics.admission.clone());
         let webhook =
             crate::admission::Webhook::bind(listen, &a.webhook_cert_dir, tx, core, metrics)
@@ -360,6 +359,24 @@ impl Daemon {
             preview: http::Preview::new(self.args.http.preview_any_peer),
             switch,
         });
+        if let Some(probe_listen) = self.args.http.probe_listen {
+            let probes = tokio::net::TcpListener::bind(probe_listen)
+                .await
+                .map_err(|source| Error::Io {
+                    context: "binding the probe listener",
+                    source,
+                })?;
+            let at = probes.local_addr().unwrap_or(probe_listen);
+            info!("serving /healthz /readyz for probes on http://{at}");
+            let limits = http::probe_limits(&self.args.server);
+            let endpoints = Arc::clone(&endpoints);
+            servers.spawn(http::serve_probes(
+                probes,
+                endpoints,
+                limits,
+                self.stop.clone(),
+            ));
+        }
         let limits = (self.args.server).limits(http::MAX_BODY, http::MAX_BYTES_IN_FLIGHT);
         servers.spawn(http::serve(listener, endpoints, limits, self.stop.clone()));
         Ok(())

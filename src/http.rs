@@ -1,4 +1,7 @@
-//! The daemon's plain HTTP endpoints: `/healthz`, `/readyz`, `/metrics`, `/preview`.
+//! The daemon's plain HTTP endpoints: `/healthz`, `/readyz`, `/metrics`, `/preview`; and,
+//! with `--probe-listen`, `/healthz` and `/readyz` alone on a listener of their own
+//! ([`serve_probes`]) for the kubelet, so that clients holding the main port's connections
+//! cannot make the probes fail (the NetworkPolicy admits no one to it but the node).
 //!
 //! `/preview` streams the buffer a piece at a time ([`Core::preview_chunk`]), so a reader
 //! costs one piece (~64 KiB) whatever the buffer holds; at most [`MAX_PREVIEWS`] run at
@@ -120,6 +123,53 @@ pub async fn serve(
         stop.cancelled_owned(),
     )
     .await;
+}
+
+/// Connections the probe listener holds at once, and per peer: the kubelet opens one per
+/// probe, and there are two probes.
+pub const PROBE_MAX_CONNECTIONS: usize = 16;
+pub const PROBE_MAX_CONNECTIONS_PER_PEER: usize = 8;
+
+/// The probe listener's limits: `server`'s timeouts, its own connection caps, no body.
+pub fn probe_limits(server: &server::ServerArgs) -> server::Limits {
+    let mut limits = server.limits(MAX_BODY, MAX_BYTES_IN_FLIGHT);
+    limits.max_connections = PROBE_MAX_CONNECTIONS;
+    limits.max_connections_per_peer = PROBE_MAX_CONNECTIONS_PER_PEER;
+    limits
+}
+
+/// Serves `/healthz` and `/readyz` only on `listener` until `stop`: the kubelet's way in,
+/// apart from the port Prometheus and `/preview` use.
+pub async fn serve_probes(
+    listener: TcpListener,
+    endpoints: Arc<Endpoints>,
+    limits: server::Limits,
+    stop: CancellationToken,
+) {
+    let handler = move |req: Request<server::Body>| {
+        let endpoints = Arc::clone(&endpoints);
+        async move { Ok::<_, Infallible>(probe(&endpoints, &req)) }
+    };
+    server::serve(
+        "probes",
+        listener,
+        server::Transport::Plain,
+        limits,
+        handler,
+        stop.cancelled_owned(),
+    )
+    .await;
+}
+
+/// Answers one request on the probe listener: `/healthz` and `/readyz`, nothing else.
+pub fn probe<B>(endpoints: &Endpoints, req: &Request<B>) -> Response<Body> {
+    match req.uri().path() {
+        "/healthz" | "/readyz" => handle(endpoints, SocketAddr::from(([0, 0, 0, 0], 0)), req),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: the probe port serves /healthz /readyz\n".to_owned(),
+        ),
+    }
 }
 
 /// Answers one request from `peer`.
@@ -278,6 +328,20 @@ mod tests {
             handle(&e, "10.244.0.7:1".parse().expect("address"), &req).status(),
             StatusCode::OK
         );
+    }
+
+    #[test]
+    fn the_probe_port_answers_probes_only() {
+        let e = endpoints(true);
+        let status = |path: &str| {
+            let req = Request::get(path).body(()).expect("request");
+            probe(&e, &req).status()
+        };
+        assert_eq!(status("/healthz"), StatusCode::OK);
+        assert_eq!(status("/readyz"), StatusCode::OK);
+        for path in ["/metrics", "/preview", "/"] {
+            assert_eq!(status(path), StatusCode::NOT_FOUND, "{path}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the capture paths (watch, sweep, admission) hand to the daemon's core: an object as
 //! seen, by whom it was seen, and (from admission) who acted on it.
 
+use crate::events::object::MAX_FIELD_CHARS;
 use crate::events::{Actor, Kind, Object};
 use std::collections::{HashMap, VecDeque};
 
@@ -55,6 +56,14 @@ pub const UNCONFIRMED_TTL_SECONDS: i64 = 600;
 pub const CONFIRMED_TTL_SECONDS: i64 = 24 * 3600;
 /// Sightings kept at most; past it the oldest is forgotten.
 pub const MAX_SIGHTINGS: usize = 50_000;
+/// Bytes the sightings may hold at most (as [`Sightings::bytes`] counts them); past it
+/// the oldest is forgotten. With every field capped a sighting costs at most about 400
+/// bytes: at the longest, about 37,000 fit; at real sizes (a 36-character uid, a short
+/// namespace), [`MAX_SIGHTINGS`].
+pub const MAX_SIGHTINGS_BYTES: usize = 16 * 1024 * 1024;
+/// What one sighting costs besides its strings: the map's entry and the queue's, the
+/// actor's hash, allocator rounding.
+const SIGHTING_OVERHEAD_BYTES: usize = 256;
 
 /// Admission's word about one object: who created it (or deleted the Konflux CR). It is
 /// not trusted: anyone who can reach the webhook port can send a review.
@@ -79,34 +88,60 @@ struct Sighting {
 ///   within [`CONFIRM_WINDOW_SECONDS`] of the sighting.
 /// - The first sighting of a uid is kept; later ones (a forged review naming a real
 ///   object) change nothing.
-/// - Unconfirmed sightings expire after [`UNCONFIRMED_TTL_SECONDS`], counted.
+/// - Unconfirmed sightings expire after [`UNCONFIRMED_TTL_SECONDS`], counted: at every
+///   [`Sightings::sighted`] and [`Sightings::confirm`] (each is given the time), whether
+///   or not anything else ([`Sightings::expire`]) runs.
+/// - Bounded by count ([`MAX_SIGHTINGS`]) and by bytes ([`MAX_SIGHTINGS_BYTES`]): past
+///   either the oldest unconfirmed sighting is forgotten (counted), then the oldest
+///   confirmed one. A namespace longer than [`MAX_FIELD_CHARS`] (no Kubernetes namespace
+///   is) is not kept at all.
 #[derive(Debug, Default)]
 pub struct Sightings {
     by_uid: HashMap<String, Sighting>,
-    /// uids in the order they were first seen, for dropping the oldest when full.
-    order: VecDeque<String>,
+    /// Unconfirmed sightings, (seen, uid) in the order they were first seen. An entry
+    /// whose uid is gone, confirmed, or sighted again at another time is stale: skipped.
+    pending: VecDeque<(i64, String)>,
+    /// Confirmed sightings, (seen, uid) in the order they were confirmed.
+    kept: VecDeque<(i64, String)>,
+    /// What the entries hold, as [`cost`] counts it.
+    bytes: usize,
+}
+
+/// What a sighting of `uid` in `namespace` is counted for: its strings twice (the map's
+/// key and a queue's) and a fixed overhead.
+fn cost(uid: &str, namespace: Option<&str>) -> usize {
+    SIGHTING_OVERHEAD_BYTES + 2 * uid.len() + namespace.map_or(0, str::len)
 }
 
 impl Sightings {
-    /// Takes admission's sighting of `object` at `now`. Returns the kind of an unconfirmed
-    /// sighting dropped to make room, to be counted.
-    pub fn sighted(&mut self, object: &Object, actor: Option<Actor>, now: i64) -> Option<Kind> {
+    /// Takes admission's sighting of `object` at `now`. Returns the kinds of unconfirmed
+    /// sightings forgotten (expired, or dropped to make room, or this one refused), to be
+    /// counted.
+    pub fn sighted(&mut self, object: &Object, actor: Option<Actor>, now: i64) -> Vec<Kind> {
+        let mut forgotten = self.expire_due(now);
         let meta = object.meta();
         if self.by_uid.contains_key(&meta.uid) {
-            return None;
+            return forgotten;
         }
-        let mut dropped = None;
-        while self.by_uid.len() >= MAX_SIGHTINGS {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(s) = self.by_uid.remove(&oldest)
-                && !s.confirmed
-            {
-                dropped = Some(s.kind);
+        let namespace = meta.namespace.as_deref();
+        if namespace.is_some_and(|ns| ns.chars().count() > MAX_FIELD_CHARS)
+            || meta.uid.chars().count() > MAX_FIELD_CHARS
+        {
+            forgotten.push(object.kind());
+            return forgotten;
+        }
+        let cost = cost(&meta.uid, namespace);
+        while !self.by_uid.is_empty()
+            && (self.by_uid.len() >= MAX_SIGHTINGS || self.bytes + cost > MAX_SIGHTINGS_BYTES)
+        {
+            match self.drop_oldest() {
+                Some(Some(kind)) => forgotten.push(kind),
+                Some(None) => {}
+                None => break,
             }
         }
-        self.order.push_back(meta.uid.clone());
+        self.pending.push_back((now, meta.uid.clone()));
+        self.bytes += cost;
         self.by_uid.insert(
             meta.uid.clone(),
             Sighting {
@@ -117,12 +152,18 @@ impl Sightings {
                 confirmed: false,
             },
         );
-        dropped
+        forgotten
     }
 
-    /// The watch or the sweep saw `object`: the actor admission saw for it, if admission's
-    /// sighting matches it.
-    pub fn confirm(&mut self, object: &Object) -> Option<Actor> {
+    /// The watch or the sweep saw `object` at `now`: the actor admission saw for it, if
+    /// admission's sighting matches it. Also returns the kinds of unconfirmed sightings
+    /// that expired by `now`, to be counted.
+    pub fn confirm(&mut self, object: &Object, now: i64) -> (Option<Actor>, Vec<Kind>) {
+        let expired = self.expire_due(now);
+        (self.matching(object), expired)
+    }
+
+    fn matching(&mut self, object: &Object) -> Option<Actor> {
         let meta = object.meta();
         let s = self.by_uid.get_mut(&meta.uid)?;
         if s.kind != object.kind() || s.namespace != meta.namespace {
@@ -135,29 +176,115 @@ impl Sightings {
         if (at.unix_seconds() - s.seen).abs() > CONFIRM_WINDOW_SECONDS {
             return None;
         }
-        s.confirmed = true;
+        if !s.confirmed {
+            s.confirmed = true;
+            self.kept.push_back((s.seen, meta.uid.clone()));
+        }
         s.actor.clone()
+    }
+
+    /// Forgets the oldest sighting: unconfirmed first. `None` when there is none left;
+    /// else the kind of an unconfirmed one forgotten.
+    fn drop_oldest(&mut self) -> Option<Option<Kind>> {
+        for confirmed in [false, true] {
+            let queue = if confirmed {
+                &mut self.kept
+            } else {
+                &mut self.pending
+            };
+            while let Some((seen, uid)) = queue.pop_front() {
+                let live = self
+                    .by_uid
+                    .get(&uid)
+                    .is_some_and(|s| s.seen == seen && s.confirmed == confirmed);
+                if live {
+                    let kind = self.remove(&uid).map(|s| s.kind);
+                    return Some(if confirmed { None } else { kind });
+                }
+            }
+        }
+        None
+    }
+
+    fn remove(&mut self, uid: &str) -> Option<Sighting> {
+        let s = self.by_uid.remove(uid)?;
+        self.bytes = self.bytes.saturating_sub(cost(uid, s.namespace.as_deref()));
+        Some(s)
+    }
+
+    /// Forgets what is past its time, from the fronts of the queues only (cheap enough
+    /// for every call): unconfirmed sightings older than [`UNCONFIRMED_TTL_SECONDS`]
+    /// (returning their kinds) and confirmed ones older than [`CONFIRMED_TTL_SECONDS`].
+    fn expire_due(&mut self, now: i64) -> Vec<Kind> {
+        let mut unconfirmed = Vec::new();
+        for confirmed in [false, true] {
+            let ttl = if confirmed {
+                CONFIRMED_TTL_SECONDS
+            } else {
+                UNCONFIRMED_TTL_SECONDS
+            };
+            loop {
+                let queue = if confirmed {
+                    &mut self.kept
+                } else {
+                    &mut self.pending
+                };
+                let Some((seen, uid)) = queue.front() else {
+                    break;
+                };
+                let (seen, live) = match self.by_uid.get(uid) {
+                    Some(s) if s.seen == *seen && s.confirmed == confirmed => (*seen, true),
+                    _ => (*seen, false),
+                };
+                if live && seen >= now.saturating_sub(ttl) {
+                    break;
+                }
+                let Some((_, uid)) = queue.pop_front() else {
+                    break;
+                };
+                if live
+                    && let Some(s) = self.remove(&uid)
+                    && !confirmed
+                {
+                    unconfirmed.push(s.kind);
+                }
+            }
+        }
+        unconfirmed
     }
 
     /// Forgets unconfirmed sightings older than [`UNCONFIRMED_TTL_SECONDS`] (returning
     /// their kinds, to be counted) and confirmed ones older than
-    /// [`CONFIRMED_TTL_SECONDS`].
+    /// [`CONFIRMED_TTL_SECONDS`], wherever they are in the queues.
     pub fn expire(&mut self, now: i64) -> Vec<Kind> {
         let mut unconfirmed = Vec::new();
-        self.by_uid.retain(|_, s| {
+        let mut freed = 0;
+        self.by_uid.retain(|uid, s| {
             let ttl = if s.confirmed {
                 CONFIRMED_TTL_SECONDS
             } else {
                 UNCONFIRMED_TTL_SECONDS
             };
             let keep = s.seen >= now.saturating_sub(ttl);
-            if !keep && !s.confirmed {
-                unconfirmed.push(s.kind);
+            if !keep {
+                freed += cost(uid, s.namespace.as_deref());
+                if !s.confirmed {
+                    unconfirmed.push(s.kind);
+                }
             }
             keep
         });
+        self.bytes = self.bytes.saturating_sub(freed);
         let by_uid = &self.by_uid;
-        self.order.retain(|uid| by_uid.contains_key(uid));
+        let live = |confirmed: bool| {
+            move |(seen, uid): &(i64, String)| {
+                by_uid
+                    .get(uid)
+                    .is_some_and(|s| s.seen == *seen && s.confirmed == confirmed)
+            }
+        };
+        self.pending.retain(live(false));
+        self.kept.retain(live(true));
         unconfirmed
     }
 
@@ -167,6 +294,11 @@ impl Sightings {
 
     pub fn is_empty(&self) -> bool {
         self.by_uid.is_empty()
+    }
+
+    /// What the sightings hold, as counted against [`MAX_SIGHTINGS_BYTES`].
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -205,10 +337,10 @@ mod tests {
     fn the_watch_confirms_the_same_object_and_its_actor_attaches() {
         let mut s = Sightings::default();
         let c = object("Component", "u1", Some("ns"), AT);
-        assert_eq!(s.sighted(&c, actor("alice"), NOW), None);
-        assert_eq!(s.confirm(&c), actor("alice"));
+        assert!(s.sighted(&c, actor("alice"), NOW).is_empty());
+        assert_eq!(s.confirm(&c, NOW).0, actor("alice"));
         // again, for the object's later updates
-        assert_eq!(s.confirm(&c), actor("alice"));
+        assert_eq!(s.confirm(&c, NOW).0, actor("alice"));
     }
 
     #[test]
@@ -220,20 +352,25 @@ mod tests {
             NOW,
         );
         assert_eq!(
-            s.confirm(&object("PipelineRun", "u1", Some("ns"), AT)),
+            s.confirm(&object("PipelineRun", "u1", Some("ns"), AT), NOW)
+                .0,
             None
         );
         assert_eq!(
-            s.confirm(&object("Component", "u1", Some("other"), AT)),
+            s.confirm(&object("Component", "u1", Some("other"), AT), NOW)
+                .0,
             None
         );
-        assert_eq!(s.confirm(&object("Component", "u1", None, AT)), None);
-        assert_eq!(s.confirm(&object("Component", "u2", Some("ns"), AT)), None);
+        assert_eq!(s.confirm(&object("Component", "u1", None, AT), NOW).0, None);
+        assert_eq!(
+            s.confirm(&object("Component", "u2", Some("ns"), AT), NOW).0,
+            None
+        );
         // a forged review naming a real object that was created long before
         let old = object("Component", "u1", Some("ns"), "2025-12-31T23:57:59Z");
-        assert_eq!(s.confirm(&old), None);
+        assert_eq!(s.confirm(&old, NOW).0, None);
         let within = object("Component", "u1", Some("ns"), "2025-12-31T23:58:00Z");
-        assert_eq!(s.confirm(&within), actor("mallory"));
+        assert_eq!(s.confirm(&within, NOW).0, actor("mallory"));
     }
 
     #[test]
@@ -242,7 +379,7 @@ mod tests {
         let c = object("PipelineRun", "r", Some("ns"), AT);
         s.sighted(&c, actor("alice"), NOW);
         s.sighted(&c, actor("mallory"), NOW + 1);
-        assert_eq!(s.confirm(&c), actor("alice"));
+        assert_eq!(s.confirm(&c, NOW).0, actor("alice"));
         assert_eq!(s.len(), 1);
     }
 
@@ -253,17 +390,67 @@ mod tests {
         let real = object("PipelineRun", "real", Some("ns"), AT);
         s.sighted(&forged, actor("mallory"), NOW);
         s.sighted(&real, actor("alice"), NOW);
-        assert!(s.confirm(&real).is_some());
+        assert!(s.confirm(&real, NOW).0.is_some());
         assert!(s.expire(NOW + UNCONFIRMED_TTL_SECONDS).is_empty());
         assert_eq!(
             s.expire(NOW + UNCONFIRMED_TTL_SECONDS + 1),
             vec![Kind::Component]
         );
-        assert_eq!(s.confirm(&forged), None);
-        assert_eq!(s.confirm(&real), actor("alice"));
+        assert_eq!(s.confirm(&forged, NOW).0, None);
+        assert_eq!(s.confirm(&real, NOW).0, actor("alice"));
         assert!(s.expire(NOW + CONFIRMED_TTL_SECONDS + 1).is_empty());
         assert!(s.is_empty());
-        assert!(s.order.is_empty());
+        assert!(s.pending.is_empty() && s.kept.is_empty());
+        assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn unconfirmed_sightings_expire_on_time_without_a_flush() {
+        let mut s = Sightings::default();
+        let forged = object("Component", "forged", Some("ns"), AT);
+        let real = object("PipelineRun", "real", Some("ns"), AT);
+        assert!(s.sighted(&forged, actor("mallory"), NOW).is_empty());
+        assert!(s.sighted(&real, actor("alice"), NOW + 1).is_empty());
+        assert_eq!(s.confirm(&real, NOW + 2).0, actor("alice"));
+        // 10 minutes on, any sighting or confirmation forgets the forged one (counted)
+        let later = object("Component", "later", Some("ns"), AT);
+        let (actor_of_later, expired) = s.confirm(&later, NOW + UNCONFIRMED_TTL_SECONDS + 1);
+        assert_eq!((actor_of_later, expired), (None, vec![Kind::Component]));
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            s.confirm(&forged, NOW + UNCONFIRMED_TTL_SECONDS + 2).0,
+            None
+        );
+        // the confirmed one stays its day, then goes uncounted
+        assert_eq!(s.confirm(&real, NOW + 3600).0, actor("alice"));
+        assert!(
+            s.sighted(&later, None, NOW + CONFIRMED_TTL_SECONDS + 2)
+                .is_empty()
+        );
+        assert_eq!(s.confirm(&real, NOW + CONFIRMED_TTL_SECONDS + 2).0, None);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.bytes(), cost("later", Some("ns")));
+    }
+
+    #[test]
+    fn long_namespaces_are_not_kept_and_bytes_are_bounded() {
+        let mut s = Sightings::default();
+        let long = "n".repeat(MAX_FIELD_CHARS + 1);
+        let o = object("Component", "u", Some(&long), AT);
+        assert_eq!(s.sighted(&o, actor("mallory"), NOW), vec![Kind::Component]);
+        assert!(s.is_empty());
+        assert_eq!(s.bytes(), 0);
+        let ns = "n".repeat(MAX_FIELD_CHARS);
+        let mut forgotten = 0;
+        for i in 0..MAX_SIGHTINGS {
+            let uid = format!("{i:0>63}");
+            let o = object("Component", &uid, Some(&ns), AT);
+            forgotten += s.sighted(&o, actor("mallory"), NOW).len();
+            assert!(s.bytes() <= MAX_SIGHTINGS_BYTES);
+        }
+        let each = cost(&"0".repeat(63), Some(&ns));
+        assert_eq!(s.len(), MAX_SIGHTINGS.min(MAX_SIGHTINGS_BYTES / each));
+        assert_eq!(forgotten + s.len(), MAX_SIGHTINGS);
     }
 
     #[test]
@@ -271,11 +458,14 @@ mod tests {
         let mut s = Sightings::default();
         for i in 0..MAX_SIGHTINGS {
             let o = object("Component", &format!("u{i}"), Some("ns"), AT);
-            assert_eq!(s.sighted(&o, None, NOW), None);
+            assert!(s.sighted(&o, None, NOW).is_empty());
         }
         let next = object("Component", "next", Some("ns"), AT);
-        assert_eq!(s.sighted(&next, None, NOW), Some(Kind::Component));
+        assert_eq!(s.sighted(&next, None, NOW), vec![Kind::Component]);
         assert_eq!(s.len(), MAX_SIGHTINGS);
-        assert_eq!(s.confirm(&object("Component", "u0", Some("ns"), AT)), None);
+        assert_eq!(
+            s.confirm(&object("Component", "u0", Some("ns"), AT), NOW).0,
+            None
+        );
     }
 }

@@ -194,7 +194,12 @@ impl Core {
                     self.count_unconfirmed(dropped);
                     return;
                 }
-                Source::Watch | Source::Sweep => sightings.confirm(&obs.object),
+                Source::Watch | Source::Sweep => {
+                    let (actor, expired) = sightings.confirm(&obs.object, now);
+                    drop(sightings);
+                    self.count_unconfirmed(expired);
+                    actor
+                }
                 Source::Clock => None,
             }
         };
@@ -302,13 +307,11 @@ impl Core {
                 "admission sightings the watch never confirmed expired (forged reviews, or objects the watch missed); no event from them"
             );
         }
-        for kind in unconfirmed {
-            self.count_unconfirmed(Some(kind));
-        }
+        self.count_unconfirmed(unconfirmed);
     }
 
-    fn count_unconfirmed(&self, kind: Option<events::Kind>) {
-        if let Some(kind) = kind {
+    fn count_unconfirmed(&self, kinds: Vec<events::Kind>) {
+        for kind in kinds {
             self.metrics.skipped(kind, "unconfirmed");
         }
     }

@@ -8,16 +8,21 @@
 //!   `handshake_timeout`; a connection on which no byte moved for `idle_timeout` while no
 //!   request is being handled (a client that does not read its answer) is closed;
 //! - **connections**: at most `max_connections` at once. Beyond that the listener accepts
-//!   nothing until one closes (new ones wait in the kernel's backlog);
+//!   nothing until one closes (new ones wait in the kernel's backlog). One peer (an IP
+//!   address) holds at most `max_connections_per_peer` of them: its next connection is
+//!   accepted and closed at once (logged at most once a minute), so no single client can take every slot (the
+//!   kubelet's probes have a listener of their own, `--probe-listen`, [`crate::http`]);
 //! - **bytes**: a body declared (`Content-Length`) over `max_body_bytes` is answered 413
 //!   before a byte of it is read; a streamed one is cut off at the cap; all the bodies
-//!   being read at once hold at most `max_bytes_in_flight` (beyond: 503).
+//!   being read at once hold at most `max_bytes_in_flight` (beyond: 503); a request's
+//!   bytes stay counted until its answer has been taken for sending (a client that does
+//!   not read its answer keeps them until the idle timeout closes it).
 //!
 //! When `stop` completes the listener is closed (new connections are refused), idle
 //! connections close, in-flight requests finish and their connections close, all within
 //! `drain_timeout`; whatever is still open then is dropped.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
@@ -26,9 +31,10 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use prometheus_client::metrics::counter::Counter;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -63,6 +69,7 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_peer: usize,
     pub max_body_bytes: usize,
     pub max_bytes_in_flight: usize,
     pub drain_timeout: Duration,
@@ -94,20 +101,25 @@ pub struct ServerArgs {
     /// Most connections each server holds open at once; more wait to be accepted.
     #[arg(long, env = "SERVER_MAX_CONNECTIONS", default_value_t = 256)]
     pub server_max_connections: usize,
+    /// Most connections one peer (IP address) holds open at once on each server; more
+    /// from it are closed at once. Keeps one client from taking every connection.
+    #[arg(long, env = "SERVER_MAX_CONNECTIONS_PER_PEER", default_value_t = 64)]
+    pub server_max_connections_per_peer: usize,
     /// On SIGTERM, longest in-flight requests are given to finish.
     #[arg(long, env = "SERVER_DRAIN_TIMEOUT", default_value = "5s", value_parser = crate::settings::parse_duration)]
     pub server_drain_timeout: Duration,
 }
 
 impl Default for ServerArgs {
-    /// 10 s for a head, 30 s for a body, 30 s idle (and handshake), 256 connections, 5 s
-    /// to drain.
+    /// 10 s for a head, 30 s for a body, 30 s idle (and handshake), 256 connections (64
+    /// a peer), 5 s to drain.
     fn default() -> Self {
         Self {
             server_header_read_timeout: Duration::from_secs(10),
             server_body_timeout: Duration::from_secs(30),
             server_idle_timeout: Duration::from_secs(30),
             server_max_connections: 256,
+            server_max_connections_per_peer: 64,
             server_drain_timeout: Duration::from_secs(5),
         }
     }
@@ -122,6 +134,7 @@ impl ServerArgs {
             idle_timeout: self.server_idle_timeout,
             handshake_timeout: self.server_idle_timeout,
             max_connections: self.server_max_connections.max(1),
+            max_connections_per_peer: self.server_max_connections_per_peer.max(1),
             max_body_bytes,
             max_bytes_in_flight: max_bytes_in_flight.max(1),
             drain_timeout: self.server_drain_timeout,
@@ -172,14 +185,26 @@ where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge { limit }),
-        Err(e) => match e.downcast::<BodyError>() {
-            Ok(ours) => Err(*ours),
-            Err(other) => Err(BodyError::Read(other)),
-        },
+    // Read into one buffer sized by the declared length (at most the cap): the body is
+    // held once, not as its frames and then a copy of them.
+    let expected = usize::try_from(body.size_hint().lower()).unwrap_or(limit);
+    let mut buf = BytesMut::with_capacity(expected.min(limit));
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return BodyError::TooLarge { limit };
+            }
+            match e.downcast::<BodyError>() {
+                Ok(ours) => *ours,
+                Err(other) => BodyError::Read(other),
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
     }
+    Ok(buf.freeze())
 }
 
 /// A request body as handlers see it: hyper's, cut off at the server's byte cap, its
@@ -289,6 +314,9 @@ pub async fn serve<H, F, B, E>(
         handler,
     });
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
+    let mut refused_since_warning = 0u64;
+    let mut last_warning: Option<Instant> = None;
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     tokio::pin!(stop);
@@ -308,6 +336,25 @@ pub async fn serve<H, F, B, E>(
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Some(share) =
+                    PeerShare::take(&peers, peer.ip(), limits.max_connections_per_peer)
+                else {
+                    // Closed unread: the slot is free again at once.
+                    drop(stream);
+                    drop(permit);
+                    refused_since_warning += 1;
+                    if last_warning.is_none_or(|t| t.elapsed() >= PEER_WARN_EVERY) {
+                        warn!(
+                            server = name,
+                            refused = refused_since_warning,
+                            "connections refused: one peer already holds {} (--server-max-connections-per-peer)",
+                            limits.max_connections_per_peer
+                        );
+                        refused_since_warning = 0;
+                        last_warning = Some(Instant::now());
+                    }
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let watcher = graceful.watcher();
                 connections.spawn(connection(
@@ -315,7 +362,7 @@ pub async fn serve<H, F, B, E>(
                     peer,
                     Arc::clone(&shared),
                     watcher,
-                    permit,
+                    (permit, share),
                 ));
             }
             Err(e) => {
@@ -346,6 +393,52 @@ pub async fn serve<H, F, B, E>(
     connections.shutdown().await;
 }
 
+/// Shortest time between two warnings about connections refused to a peer.
+const PEER_WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// One of a peer's connections, given back when the connection ends.
+struct PeerShare {
+    peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PeerShare {
+    /// A share for `ip`, unless it holds `max` already.
+    fn take(peers: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<Self> {
+        let ip = canonical(ip);
+        let mut held = peers.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = held.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerShare {
+            peers: Arc::clone(peers),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerShare {
+    fn drop(&mut self) {
+        let mut held = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// An IPv4 address mapped in IPv6 counts as the IPv4 one.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
 /// The address a request came from, in its extensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peer(pub SocketAddr);
@@ -362,7 +455,7 @@ async fn connection(
     peer: SocketAddr,
     shared: Arc<Shared>,
     watcher: Watcher,
-    _slot: OwnedSemaphorePermit,
+    _slot: (OwnedSemaphorePermit, PeerShare),
 ) {
     match &shared.transport {
         Transport::Plain => serve_io(stream, peer, Arc::clone(&shared), watcher).await,
@@ -466,9 +559,80 @@ async fn respond(
         held: Arc::clone(&held),
     });
     let response = (shared.handler)(req).await;
-    // The bytes read for this request are no longer held by it.
-    drop(held.lock().unwrap_or_else(PoisonError::into_inner).take());
-    response
+    // The bytes read for this request stay counted until its answer is sent: a client
+    // that does not read its answer keeps the answer in memory (until the idle timeout).
+    let held = held.lock().unwrap_or_else(PoisonError::into_inner).take();
+    response.map(|r| {
+        r.map(|inner| {
+            Holding {
+                inner,
+                rest: Bytes::new(),
+                held,
+            }
+            .boxed()
+        })
+    })
+}
+
+/// Largest piece of an answer handed to hyper at once. hyper asks for the next piece only
+/// when its write buffer ([`MAX_BUF`]) has room, so an answer is taken from [`Holding`]
+/// no faster than the client reads it.
+const MAX_FRAME: usize = 16 * 1024;
+
+/// An answer's body that keeps its request's share of the bytes in flight until the last
+/// piece of it is taken for sending (at most [`MAX_BUF`] is then left unsent), or until
+/// the connection closes.
+struct Holding {
+    inner: ResponseBody,
+    /// What is left of a data frame larger than [`MAX_FRAME`].
+    rest: Bytes,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl HttpBody for Holding {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if !this.rest.is_empty() {
+            let n = this.rest.len().min(MAX_FRAME);
+            return Poll::Ready(Some(Ok(Frame::data(this.rest.split_to(n)))));
+        }
+        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(mut data) if data.len() > MAX_FRAME => {
+                    this.rest = data.split_off(MAX_FRAME);
+                    Poll::Ready(Some(Ok(Frame::data(data))))
+                }
+                Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            other => {
+                // The end (or an error): nothing more of this answer will be sent.
+                this.held = None;
+                Poll::Ready(other)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let inner = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(rest));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(rest));
+        }
+        hint
+    }
 }
 
 /// When a connection last moved a byte, and how many of its requests are being handled.

@@ -32,6 +32,7 @@ fn limits(max_body_bytes: usize, max_bytes_in_flight: usize) -> Limits {
         idle_timeout: Duration::from_secs(2),
         handshake_timeout: Duration::from_secs(2),
         max_connections: 1_024,
+        max_connections_per_peer: 1_024,
         max_body_bytes,
         max_bytes_in_flight,
         drain_timeout: Duration::from_secs(5),
@@ -530,4 +531,236 @@ async fn a_body_not_sent_within_the_body_timeout_is_answered_408() {
     println!("an unfinished body was answered 408 after {after:?}");
     assert!(after >= Duration::from_secs(2), "{after:?}");
     sink.shutdown().await;
+}
+
+/// A server whose handler reads the body and answers with `answer_bytes` bytes.
+async fn echo_large(
+    limits: Limits,
+    answer_bytes: usize,
+) -> (SocketAddr, tokio_util::sync::CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let handler = move |req: hyper::Request<server::Body>| async move {
+        Ok::<_, std::convert::Infallible>(
+            match server::read_body(req.into_body(), usize::MAX).await {
+                Ok(_) => server::text(hyper::StatusCode::OK, vec![b'x'; answer_bytes]),
+                Err(e) => server::text(e.status(), format!("{e}\n")),
+            },
+        )
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(server::serve(
+        "test",
+        listener,
+        server::Transport::Plain,
+        limits,
+        handler,
+        stop.clone().cancelled_owned(),
+    ));
+    (addr, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_holds_its_bytes_in_flight_until_its_answer_is_sent() {
+    let mut limits = limits(80_000, 100_000);
+    // Long enough that the client who does not read is not closed during the test.
+    limits.idle_timeout = WAIT;
+    let (addr, stop) = echo_large(limits, 8 * 1024 * 1024).await;
+    // One client sends 60,000 bytes, reads the start of its 8 MiB answer, then stops.
+    let mut stalled = TcpStream::connect(addr).await.expect("connect");
+    stalled
+        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n")
+        .await
+        .expect("head");
+    stalled.write_all(&vec![b' '; 60_000]).await.expect("body");
+    assert_eq!(status_line(&mut stalled).await, "HTTP/1.1 200 OK");
+    // Its bytes are still counted: another 60,000 do not fit beside them.
+    let client = client();
+    let post = || {
+        client
+            .post(format!("http://{addr}/"))
+            .body(vec![b' '; 60_000])
+            .send()
+    };
+    let r = post().await.expect("answer");
+    assert_eq!(
+        r.status().as_u16(),
+        503,
+        "the stalled answer's bytes were released"
+    );
+    // Once its answer is read, they are free.
+    let mut rest = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    // (the status line's read took the head and perhaps a little of the body)
+    let read_all = async {
+        while rest.len() < 8 * 1024 * 1024 - 4096 {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => rest.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read_all)
+        .await
+        .expect("the answer");
+    let r = post().await.expect("answer");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().await.expect("body").len(), 8 * 1024 * 1024);
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_reads_bodies_up_to_its_configured_cap_above_the_default() {
+    let cap = 12 * 1024 * 1024;
+    let (addr, dir, stop) = webhook("cap-above-default", limits(cap, 2 * cap)).await;
+    let review = |pad: usize| {
+        serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "operation": "CREATE",
+                "kind": {"group": "appstudio.redhat.com", "version": "v1alpha1", "kind": "Component"},
+                "object": {"metadata": {"uid": "c", "namespace": "n", "name": "c"},
+                           "spec": {"application": "a", "pad": "x".repeat(pad)}}}
+        })
+        .to_string()
+    };
+    let client = https_client(&dir);
+    let post = |body: String| {
+        client
+            .post(format!("https://{addr}/validate"))
+            .body(body)
+            .send()
+    };
+    // 10 MiB: over the default 8 MiB, under the configured 12 MiB.
+    let r = post(review(10 * 1024 * 1024)).await.expect("answer");
+    assert_eq!(r.status().as_u16(), 200);
+    let v: serde_json::Value =
+        serde_json::from_slice(&r.bytes().await.expect("body")).expect("a review");
+    assert_eq!(v["response"]["allowed"], true);
+    // Declared over the cap: 413, unread.
+    let mut s = tls(&tls_connector(&dir), addr).await;
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: webhook\r\nContent-Length: {}\r\n\r\n",
+        cap + 1
+    );
+    s.write_all(head.as_bytes()).await.expect("head");
+    assert_eq!(status_line(&mut s).await, "HTTP/1.1 413 Payload Too Large");
+    stop.cancel();
+}
+
+/// A connection to `addr` from loopback address `from` (127.0.0.0/8 is all loopback).
+async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from((from, 0)))
+        .expect("bind a loopback address");
+    socket.connect(addr).await.expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_cannot_take_every_connection() {
+    let mut options = SinkOptions {
+        limits: limits(1024 * 1024, 8 * 1024 * 1024),
+        request_log: 100,
+    };
+    // Slow clients are not closed during the test: only the per-peer cap can help.
+    options.limits.header_read_timeout = WAIT * 2;
+    options.limits.idle_timeout = WAIT * 2;
+    options.limits.max_connections = 8;
+    options.limits.max_connections_per_peer = 4;
+    let sink = sink_with("per-peer", options).await;
+    let addr = sink.addr();
+    // One peer opens 8 connections and sends half a request line on each: 4 are held,
+    // the others closed at once.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut s = connect_from([127, 0, 0, 1], addr).await;
+        let _ = s.write_all(b"GET /contr").await;
+        held.push(s);
+    }
+    let mut reads = tokio::task::JoinSet::new();
+    for s in held {
+        reads.spawn(closed_by_server(s));
+    }
+    for _ in 0..4 {
+        tokio::time::timeout(WAIT, reads.join_next())
+            .await
+            .expect("the connections over the peer's share closed")
+            .expect("a read")
+            .expect("join");
+    }
+    // Another peer is served while the first holds its share.
+    let mut other = connect_from([127, 0, 0, 2], addr).await;
+    other
+        .write_all(b"GET /control/stats HTTP/1.1\r\nHost: sink\r\n\r\n")
+        .await
+        .expect("request");
+    assert_eq!(status_line(&mut other).await, "HTTP/1.1 200 OK");
+    // and the first peer's 4 are still open (their timeouts are far off)
+    assert!(reads.try_join_next().is_none());
+    assert_eq!(reads.len(), 4);
+    reads.abort_all();
+    sink.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_are_answered_while_the_metrics_port_is_full() {
+    use konflux_telemetry::http::{self, Endpoints, Preview};
+    let endpoints = Arc::new(Endpoints {
+        core: Arc::new(konflux_telemetry::pipeline::Core::new(
+            ClusterIdentity::default(),
+            10,
+            usize::MAX,
+            3600,
+            konflux_telemetry::metrics::CoreMetrics::default(),
+        )),
+        registry: prometheus_client::registry::Registry::default(),
+        ready: Box::new(|| true),
+        preview: Preview::new(false),
+    });
+    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let (main, probes) = (bind().await.expect("bind"), bind().await.expect("bind"));
+    let (main_addr, probe_addr) = (
+        main.local_addr().expect("address"),
+        probes.local_addr().expect("address"),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut main_limits = limits(1024, 1024);
+    main_limits.header_read_timeout = WAIT * 2;
+    main_limits.idle_timeout = WAIT * 2;
+    main_limits.max_connections = 4;
+    tokio::spawn(http::serve(
+        main,
+        Arc::clone(&endpoints),
+        main_limits,
+        stop.clone(),
+    ));
+    let probe_limits = http::probe_limits(&server::ServerArgs::default());
+    tokio::spawn(http::serve_probes(
+        probes,
+        endpoints,
+        probe_limits,
+        stop.clone(),
+    ));
+    // Four peers hold every connection of the main port with half a request line.
+    let mut held = Vec::new();
+    for i in 1..=4 {
+        let mut s = connect_from([127, 0, 0, i], main_addr).await;
+        s.write_all(b"GET /metr").await.expect("half a line");
+        held.push(s);
+    }
+    // The probe port answers, and serves probes only.
+    for (path, status) in [
+        ("/healthz", "HTTP/1.1 200 OK"),
+        ("/readyz", "HTTP/1.1 200 OK"),
+        ("/metrics", "HTTP/1.1 404 Not Found"),
+    ] {
+        let mut s = TcpStream::connect(probe_addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: pod\r\n\r\n");
+        s.write_all(request.as_bytes()).await.expect("request");
+        assert_eq!(status_line(&mut s).await, status, "{path}");
+    }
+    drop(held);
+    stop.cancel();
 }

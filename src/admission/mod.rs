@@ -46,8 +46,13 @@ use tracing::info;
 pub const PATH: &str = "/validate";
 /// How often the certificate files are looked at.
 pub const CERT_POLL: Duration = Duration::from_secs(2);
-/// Largest body read: an object is at most 1.5 MB in etcd, and a review may hold two.
+/// Largest body read by default: an object is at most 1.5 MB in etcd, and a review may
+/// hold two.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Largest `--webhook-max-body-bytes` accepted at start: the API server sends at most its
+/// request limit (3 MB) twice over; beyond this a single review would be a sizeable share
+/// of the Pod's 128 MiB.
+pub const MAX_BODY_LIMIT: usize = 64 * 1024 * 1024;
 /// Bytes of review bodies held at once across connections (the API server sends few
 /// requests at a time; a flood of large forged ones gets 503 beyond this).
 pub const MAX_BYTES_IN_FLIGHT: usize = 32 * 1024 * 1024;
@@ -150,9 +155,10 @@ impl Webhook {
             failures: self.handler.metrics().tls_handshake_failures.clone(),
         };
         let handler = Arc::clone(&self.handler);
+        let max_body = self.limits.max_body_bytes;
         let service = move |req: Request<server::Body>| {
             let handler = Arc::clone(&handler);
-            async move { Ok::<_, Infallible>(handle(&handler, req).await) }
+            async move { Ok::<_, Infallible>(handle(&handler, req, max_body).await) }
         };
         server::serve(
             "webhook",
@@ -168,8 +174,9 @@ impl Webhook {
     }
 }
 
-/// Routes one HTTP request: `POST /validate`, and `GET /healthz` (for a probe over TLS).
-pub async fn handle<B>(handler: &Handler, req: Request<B>) -> Response<Full<Bytes>>
+/// Routes one HTTP request: `POST /validate` (a body of at most `max_body` bytes, the
+/// server's `--webhook-max-body-bytes`), and `GET /healthz` (for a probe over TLS).
+pub async fn handle<B>(handler: &Handler, req: Request<B>, max_body: usize) -> Response<Full<Bytes>>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -181,7 +188,7 @@ where
         (_, PATH) => return text(StatusCode::METHOD_NOT_ALLOWED, "POST an AdmissionReview\n"),
         _ => return text(StatusCode::NOT_FOUND, "not found\n"),
     }
-    let body = match server::read_body(req.into_body(), MAX_BODY).await {
+    let body = match server::read_body(req.into_body(), max_body).await {
         Ok(b) => b,
         Err(e) => {
             handler
@@ -241,26 +248,43 @@ mod tests {
         let h = handler();
         let status = |r: Response<Full<Bytes>>| r.status().as_u16();
         assert_eq!(
-            status(handle(&h, request("GET", "/healthz", vec![])).await),
+            status(handle(&h, request("GET", "/healthz", vec![]), MAX_BODY).await),
             200
         );
-        assert_eq!(status(handle(&h, request("GET", PATH, vec![])).await), 405);
         assert_eq!(
-            status(handle(&h, request("POST", "/mutate", vec![])).await),
+            status(handle(&h, request("GET", PATH, vec![]), MAX_BODY).await),
+            405
+        );
+        assert_eq!(
+            status(handle(&h, request("POST", "/mutate", vec![]), MAX_BODY).await),
             404
         );
         assert_eq!(
-            status(handle(&h, request("POST", PATH, b"{}".to_vec())).await),
+            status(handle(&h, request("POST", PATH, b"{}".to_vec()), MAX_BODY).await),
             400
         );
         let big = vec![b' '; MAX_BODY + 1];
-        assert_eq!(status(handle(&h, request("POST", PATH, big)).await), 413);
+        assert_eq!(
+            status(handle(&h, request("POST", PATH, big.clone()), MAX_BODY).await),
+            413
+        );
+        // The server's cap (`--webhook-max-body-bytes`) is the one applied, above the
+        // default too: the body is read, and found not to be a review.
+        assert_eq!(
+            status(handle(&h, request("POST", PATH, big), 2 * MAX_BODY).await),
+            400
+        );
         let review = serde_json::json!({
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": {"uid": "u", "operation": "CREATE",
                         "kind": {"group": "apps", "version": "v1", "kind": "Deployment"}}
         });
-        let r = handle(&h, request("POST", PATH, review.to_string().into_bytes())).await;
+        let r = handle(
+            &h,
+            request("POST", PATH, review.to_string().into_bytes()),
+            MAX_BODY,
+        )
+        .await;
         assert_eq!(r.status().as_u16(), 200);
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
     }

@@ -23,6 +23,11 @@ use tracing::{debug, warn};
 
 /// `apiVersion` of the answer when the request's cannot be echoed.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
+/// Longest `request.uid` echoed, in bytes. The API server sends a UUID (36 characters);
+/// a longer one is not the API server's and gets 400, so an answer never grows with it.
+pub const MAX_UID_BYTES: usize = 128;
+/// Longest `apiVersion` echoed, in bytes (`admission.k8s.io/v1beta1` is 24).
+pub const MAX_API_VERSION_BYTES: usize = 64;
 
 /// An answer to the API server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -336,6 +341,8 @@ enum NotAReview {
     RequestNotAnObject,
     #[error("no request.uid")]
     NoUid,
+    #[error("request.uid is longer than {MAX_UID_BYTES} bytes")]
+    UidTooLong,
 }
 
 impl<'a> Envelope<'a> {
@@ -357,15 +364,31 @@ impl<'a> Envelope<'a> {
         if kind.as_deref() != Some("AdmissionReview") {
             return Err(NotAReview::Kind);
         }
-        let api_version: String = lenient(review.api_version)
-            .filter(|v: &String| v.starts_with("admission.k8s.io/"))
+        let api_version: String = review
+            .api_version
+            // a JSON string of at most that many bytes is at most that long, escaped
+            .filter(|raw| raw.get().len() <= 6 * MAX_API_VERSION_BYTES + 2)
+            .and_then(|raw| lenient(Some(raw)))
+            .filter(|v: &String| {
+                v.starts_with("admission.k8s.io/") && v.len() <= MAX_API_VERSION_BYTES
+            })
             .ok_or(NotAReview::ApiVersion)?;
         let request = review.request.ok_or(NotAReview::NoRequest)?;
         let request: WireRequest<'a> =
             serde_json::from_str(request.get()).map_err(|_| NotAReview::RequestNotAnObject)?;
+        // Measured before it is copied: at most 6 bytes of JSON (`\uXXXX`) a byte.
+        if request
+            .uid
+            .is_some_and(|raw| raw.get().len() > 6 * MAX_UID_BYTES + 2)
+        {
+            return Err(NotAReview::UidTooLong);
+        }
         let uid: String = lenient(request.uid)
             .filter(|u: &String| !u.is_empty())
             .ok_or(NotAReview::NoUid)?;
+        if uid.len() > MAX_UID_BYTES {
+            return Err(NotAReview::UidTooLong);
+        }
         let gvk: Option<WireGvk> = lenient(request.kind);
         let kind = gvk.and_then(|g| {
             let group = g.group.unwrap_or_default();
@@ -666,6 +689,40 @@ mod tests {
             let text = String::from_utf8(reply.body).expect("text");
             assert!(text.starts_with("not an AdmissionReview: "), "{text}");
         }
+    }
+
+    #[test]
+    fn uids_longer_than_a_bound_get_400_and_are_never_echoed() {
+        let (h, mut rx) = handler(4);
+        let mut r = review("CREATE", COMPONENT, component(), "alice");
+        r["request"]["uid"] = json!("u".repeat(MAX_UID_BYTES));
+        let reply = h.review(r.to_string().as_bytes());
+        assert_eq!(
+            allowed(&reply)["response"]["uid"],
+            "u".repeat(MAX_UID_BYTES)
+        );
+        assert!(rx.try_recv().is_ok());
+        for long in [
+            "u".repeat(MAX_UID_BYTES + 1),
+            "\\u0041".repeat(MAX_UID_BYTES + 1),
+            "u".repeat(1 << 20),
+        ] {
+            let mut r = review("CREATE", COMPONENT, component(), "alice");
+            r["request"]["uid"] = json!("");
+            let body = r
+                .to_string()
+                .replace(r#""uid":"""#, &format!(r#""uid":"{long}""#));
+            let reply = h.review(body.as_bytes());
+            assert_eq!(reply.status, 400, "{}", long.len());
+            assert_eq!(reply.outcome, Outcome::BadRequest);
+            assert!(reply.body.len() < 100, "{}", reply.body.len());
+            assert!(rx.try_recv().is_err());
+        }
+        let mut r = review("CREATE", COMPONENT, component(), "alice");
+        r["apiVersion"] = json!(format!("admission.k8s.io/{}", "v".repeat(1 << 20)));
+        let reply = h.review(r.to_string().as_bytes());
+        assert_eq!(reply.status, 400);
+        assert!(reply.body.len() < 100);
     }
 
     #[test]

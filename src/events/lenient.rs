@@ -26,13 +26,6 @@ pub enum Flag {
     Wrong(JsonType),
 }
 
-/// A JSON array of `T`, or the type that stood there.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum List<T> {
-    Ok(Vec<T>),
-    Wrong(JsonType),
-}
-
 /// A JSON object decoded as `T`, or the type that stood there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Obj<T> {
@@ -161,8 +154,9 @@ lenient!(Flag, Flag::Wrong, wrong: [number, string, null, array, object],
     }
 );
 
-/// Deserializes `T` only when the value is of the shape `T` reads (an array for `List`, an
-/// object for `Obj`); anything else is skipped and its type kept.
+/// Deserializes `T` only when the value is of the shape `T` reads (an object for `Obj`);
+/// anything else is skipped and its type kept. Arrays are never read whole: they are
+/// counted ([`Count`]) or scanned by a visitor of their own (the object decoder's).
 macro_rules! shaped {
     ($ty:ident, $visit:ident, $access:ident, $inner:ty, $wrap:expr, other: $other:ident) => {
         impl<'de, T: Deserialize<'de>> Deserialize<'de> for $ty<T> {
@@ -189,7 +183,6 @@ macro_rules! shaped {
     (@deser MapAccess, $a:ident) => { de::value::MapAccessDeserializer::new($a) };
 }
 
-shaped!(List, visit_seq, SeqAccess, Vec<T>, List::Ok, other: object);
 shaped!(Obj, visit_map, MapAccess, T, Obj::Ok, other: array);
 
 #[cfg(test)]
@@ -201,7 +194,6 @@ mod tests {
     struct Probe {
         s: Option<Str>,
         c: Option<Count>,
-        l: Option<List<Str>>,
         o: Option<Obj<Inner>>,
     }
 
@@ -212,17 +204,9 @@ mod tests {
 
     #[test]
     fn right_shapes_decode() {
-        let p: Probe =
-            serde_json::from_str(r#"{"s":"x","c":[1,{},[]],"l":["a",2],"o":{"a":"b"}}"#).unwrap();
+        let p: Probe = serde_json::from_str(r#"{"s":"x","c":[1,{},[]],"o":{"a":"b"}}"#).unwrap();
         assert_eq!(p.s, Some(Str::Ok("x".into())));
         assert_eq!(p.c, Some(Count::Ok(3)));
-        assert_eq!(
-            p.l,
-            Some(List::Ok(vec![
-                Str::Ok("a".into()),
-                Str::Wrong(JsonType::Number)
-            ]))
-        );
         assert_eq!(
             p.o,
             Some(Obj::Ok(Inner {
@@ -233,17 +217,14 @@ mod tests {
 
     #[test]
     fn wrong_shapes_are_kept_as_types_not_errors() {
-        let p: Probe =
-            serde_json::from_str(r#"{"s":{"deep":[1,2]},"c":"many","l":{"x":1},"o":[1]}"#).unwrap();
+        let p: Probe = serde_json::from_str(r#"{"s":{"deep":[1,2]},"c":"many","o":[1]}"#).unwrap();
         assert_eq!(p.s, Some(Str::Wrong(JsonType::Object)));
         assert_eq!(p.c, Some(Count::Wrong(JsonType::String)));
-        assert_eq!(p.l, Some(List::Wrong(JsonType::Object)));
         assert_eq!(p.o, Some(Obj::Wrong(JsonType::Array)));
-        let n: Probe = serde_json::from_str(r#"{"s":null,"c":null,"l":true,"o":1.5}"#).unwrap();
+        let n: Probe = serde_json::from_str(r#"{"s":null,"c":null,"o":1.5}"#).unwrap();
         // JSON null reads as absent, as Kubernetes treats it.
         assert_eq!(n.s, None);
         assert_eq!(n.c, None);
-        assert_eq!(n.l, Some(List::Wrong(JsonType::Bool)));
         assert_eq!(n.o, Some(Obj::Wrong(JsonType::Number)));
     }
 }

@@ -7,10 +7,10 @@
 //! client types in them, so the mapping to events is tested with plain data.
 
 use super::EventName;
-use super::lenient::{Count, Flag, JsonType, List, Obj, Str, lenient, wrong_types};
+use super::lenient::{Count, Flag, JsonType, Obj, Str, lenient, wrong_types};
 use super::time::Timestamp;
 use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny, MapAccess};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess};
 use std::fmt;
 
 /// Label whose presence is `hasPipelineLabel`.
@@ -298,7 +298,7 @@ pub enum Decoded {
 /// whole only when the document is not JSON or not an object; a malformed item of a `List`
 /// is one `Skipped` among the others.
 pub fn decode(json: &[u8]) -> Result<Vec<Decoded>, DecodeError> {
-    let doc: Obj<Wire> =
+    let doc: Obj<Wire<Items>> =
         serde_json::from_slice(json).map_err(|e| DecodeError::Syntax(redact(&e)))?;
     match doc {
         Obj::Wrong(found) => Err(DecodeError::NotAnObject(found)),
@@ -326,6 +326,10 @@ pub fn decode_one(json: &[u8]) -> Decoded {
 /// the fields some kind's events read, not yet interpreted as a kind. The `resourceVersion`
 /// is what the watch resumes from. Read by any serde deserializer; fails only when the input
 /// is not JSON.
+///
+/// What it costs does not grow with what it skips: `items` (an object is not a `List`) is
+/// passed over unread, and of `status.conditions` only the two conditions events read are
+/// kept ([`Conditions`]), so a body of N bytes costs N plus a few small strings.
 #[derive(Clone)]
 pub struct Watched {
     pub resource_version: Option<String>,
@@ -395,16 +399,39 @@ fn redact(e: &serde_json::Error) -> String {
 
 // ---- the wire form: one struct that reads every kind's fields in one pass ----
 
-#[derive(Clone, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Wire {
+/// One object's fields; `items` as `I`: [`Items`] for a document that may be a `List`
+/// ([`decode`]), skipped unread ([`IgnoredAny`]) for one object ([`Watched`]).
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "camelCase", bound(deserialize = "I: Deserialize<'de>"))]
+struct Wire<I = IgnoredAny> {
     api_version: Option<Str>,
     kind: Option<Str>,
     metadata: Option<Obj<WireMeta>>,
     spec: Option<Obj<WireSpec>>,
     status: Option<Obj<WireStatus>>,
-    items: Option<List<Obj<Wire>>>,
+    items: Option<I>,
 }
+
+/// A `List`'s `items`, each interpreted as it is read: what is kept per item is its
+/// [`Decoded`], never its wire form.
+#[derive(Clone)]
+enum Items {
+    Ok(Vec<Decoded>),
+    Wrong(JsonType),
+}
+
+lenient!(Items, Items::Wrong, wrong: [bool, number, string, null, object],
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Items, A::Error> {
+        let mut out = Vec::new();
+        while let Some(item) = seq.next_element::<Obj<Wire<Items>>>()? {
+            match item {
+                Obj::Ok(wire) => wire.interpret_into(&mut out),
+                Obj::Wrong(found) => out.push(Decoded::Skipped(DecodeError::NotAnObject(found))),
+            }
+        }
+        Ok(Items::Ok(out))
+    }
+);
 
 #[derive(Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -435,7 +462,44 @@ struct WireStatus {
     start_time: Option<Str>,
     completion_time: Option<Str>,
     child_references: Option<Count>,
-    conditions: Option<List<Obj<WireCondition>>>,
+    conditions: Option<Conditions>,
+}
+
+/// `status.conditions`, scanned for the conditions events read: the first of type
+/// `Succeeded` (a PipelineRun's) and the first of type `Ready` (the Konflux CR's). The
+/// others are read one at a time and dropped, so a long list costs no more than one of
+/// its entries.
+#[derive(Clone, Default)]
+struct Conditions {
+    succeeded: Option<WireCondition>,
+    ready: Option<WireCondition>,
+    wrong: Option<JsonType>,
+}
+
+lenient!(Conditions, wrong_conditions, wrong: [bool, number, string, null, object],
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Conditions, A::Error> {
+        let mut out = Conditions::default();
+        while let Some(c) = seq.next_element::<Obj<WireCondition>>()? {
+            // A condition that is not an object, or has no string type, is not one sought.
+            let Obj::Ok(c) = c else { continue };
+            let slot = match &c.type_ {
+                Some(Str::Ok(t)) if t == "Succeeded" => &mut out.succeeded,
+                Some(Str::Ok(t)) if t == "Ready" => &mut out.ready,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(c);
+            }
+        }
+        Ok(out)
+    }
+);
+
+fn wrong_conditions(found: JsonType) -> Conditions {
+    Conditions {
+        wrong: Some(found),
+        ..Conditions::default()
+    }
 }
 
 #[derive(Clone, Deserialize, Default)]
@@ -581,36 +645,26 @@ impl Reader {
     }
 }
 
-impl Wire {
-    fn interpret_into(self, out: &mut Vec<Decoded>) {
-        if let Some(items) = self.items {
-            match items {
-                List::Ok(items) => {
-                    for item in items {
-                        match item {
-                            Obj::Ok(wire) => wire.interpret_into(out),
-                            Obj::Wrong(found) => {
-                                out.push(Decoded::Skipped(DecodeError::NotAnObject(found)))
-                            }
-                        }
-                    }
-                }
-                List::Wrong(found) => out.push(Decoded::Skipped(DecodeError::WrongType {
-                    kind: Kind::Other,
-                    field: "items",
-                    expected: "an array",
-                    found,
-                })),
-            }
-            return;
+impl Wire<Items> {
+    fn interpret_into(mut self, out: &mut Vec<Decoded>) {
+        match self.items.take() {
+            Some(Items::Ok(items)) => out.extend(items),
+            Some(Items::Wrong(found)) => out.push(Decoded::Skipped(DecodeError::WrongType {
+                kind: Kind::Other,
+                field: "items",
+                expected: "an array",
+                found,
+            })),
+            None => out.push(match self.interpret() {
+                Ok(Some(object)) => Decoded::Object(object),
+                Ok(None) => Decoded::NoEvents,
+                Err(e) => Decoded::Skipped(e),
+            }),
         }
-        out.push(match self.interpret() {
-            Ok(Some(object)) => Decoded::Object(object),
-            Ok(None) => Decoded::NoEvents,
-            Err(e) => Decoded::Skipped(e),
-        });
     }
+}
 
+impl<I> Wire<I> {
     fn interpret(mut self) -> Result<Option<Object>, DecodeError> {
         let other = Reader { kind: Kind::Other };
         let api_version = other.required("apiVersion", self.api_version.take())?;
@@ -636,7 +690,7 @@ impl Wire {
                         return Err(r.wrong("status.childReferences", "an array", found));
                     }
                 };
-                let succeeded = r.condition("Succeeded", status.conditions)?;
+                let succeeded = r.condition(Wanted::Succeeded, status.conditions)?;
                 Object::PipelineRun(PipelineRun {
                     has_pipeline_label: labels.has_pipeline,
                     pipeline_type: r.sent("metadata.labels", labels.pipeline_type)?,
@@ -664,7 +718,7 @@ impl Wire {
             Kind::Konflux => {
                 let status = r.object("status", self.status)?;
                 let ready = r
-                    .condition("Ready", status.conditions)?
+                    .condition(Wanted::Ready, status.conditions)?
                     .filter(|c| c.status.as_deref() == Some("True"))
                     .map(|c| -> Result<ReadyCondition, DecodeError> {
                         Ok(ReadyCondition {
@@ -696,6 +750,13 @@ impl Wire {
     }
 }
 
+/// The condition types events read ([`Conditions`] keeps the first of each).
+#[derive(Clone, Copy)]
+enum Wanted {
+    Succeeded,
+    Ready,
+}
+
 /// A condition with its strings checked; the time is left raw for the caller to parse.
 struct Condition {
     status: Option<String>,
@@ -707,30 +768,27 @@ impl Reader {
     /// The first condition of type `wanted`, as Kubernetes' own helpers find it.
     fn condition(
         &self,
-        wanted: &str,
-        conditions: Option<List<Obj<WireCondition>>>,
+        wanted: Wanted,
+        conditions: Option<Conditions>,
     ) -> Result<Option<Condition>, DecodeError> {
-        let list = match conditions {
-            None => return Ok(None),
-            Some(List::Ok(list)) => list,
-            Some(List::Wrong(found)) => {
-                return Err(self.wrong("status.conditions", "an array", found));
-            }
+        let Some(mut conditions) = conditions else {
+            return Ok(None);
         };
-        for c in list {
-            // A condition that is not an object, or has no string type, is not the one sought.
-            let Obj::Ok(c) = c else { continue };
-            let Some(Str::Ok(t)) = &c.type_ else { continue };
-            if t != wanted {
-                continue;
-            }
-            return Ok(Some(Condition {
-                status: self.string("status.conditions[].status", c.status)?,
-                reason: self.sent("status.conditions[].reason", c.reason)?,
-                last_transition_time: c.last_transition_time,
-            }));
+        if let Some(found) = conditions.wrong {
+            return Err(self.wrong("status.conditions", "an array", found));
         }
-        Ok(None)
+        let found = match wanted {
+            Wanted::Succeeded => conditions.succeeded.take(),
+            Wanted::Ready => conditions.ready.take(),
+        };
+        let Some(c) = found else {
+            return Ok(None);
+        };
+        Ok(Some(Condition {
+            status: self.string("status.conditions[].status", c.status)?,
+            reason: self.sent("status.conditions[].reason", c.reason)?,
+            last_transition_time: c.last_transition_time,
+        }))
     }
 }
 
@@ -792,5 +850,92 @@ mod watched_tests {
             assert!(!w.events.is_empty(), "{w:?}");
         }
         assert_eq!(Kind::of("tekton.dev/v1", "TaskRun"), None);
+    }
+
+    fn watched_as(kind: Kind, json: serde_json::Value) -> Decoded {
+        let w: Watched = serde_json::from_value(json).expect("JSON");
+        w.decode_as(kind)
+    }
+
+    #[test]
+    fn conditions_are_scanned_for_the_first_of_each_wanted_type() {
+        let run = |conditions: serde_json::Value| {
+            watched_as(
+                Kind::PipelineRun,
+                serde_json::json!({"metadata": {"uid": "u"}, "status": {"conditions": conditions}}),
+            )
+        };
+        let reason = |d: Decoded| match d {
+            Decoded::Object(Object::PipelineRun(r)) => r.succeeded_reason,
+            other => panic!("{other:?}"),
+        };
+        let many = serde_json::json!([{"type": "Other", "reason": 5}, 5, null, {"reason": "x"},
+            {"type": "Ready", "status": "True"}, {"type": "Succeeded", "reason": "First"},
+            {"type": "Succeeded", "reason": "Second"}]);
+        assert_eq!(reason(run(many)), Some("First".to_owned()));
+        assert_eq!(reason(run(serde_json::json!([{}, {}]))), None);
+        assert_eq!(reason(run(serde_json::json!(null))), None);
+        assert!(matches!(
+            run(serde_json::json!({"type": "Succeeded"})),
+            Decoded::Skipped(DecodeError::WrongType {
+                field: "status.conditions",
+                ..
+            })
+        ));
+        // the first Succeeded decides, even when malformed
+        assert!(matches!(
+            run(
+                serde_json::json!([{"type": "Succeeded", "reason": 1}, {"type": "Succeeded", "reason": "ok"}])
+            ),
+            Decoded::Skipped(DecodeError::WrongType {
+                field: "status.conditions[].reason",
+                ..
+            })
+        ));
+        let konflux = |conditions: serde_json::Value| match watched_as(
+            Kind::Konflux,
+            serde_json::json!({"metadata": {"uid": "k", "name": "konflux"}, "status": {"conditions": conditions}}),
+        ) {
+            Decoded::Object(Object::Konflux(k)) => k.ready.and_then(|r| r.reason),
+            other => panic!("{other:?}"),
+        };
+        let c = serde_json::json!([{"type": "Succeeded"}, {"type": "Ready", "status": "True", "reason": "R"}]);
+        assert_eq!(konflux(c), Some("R".to_owned()));
+        let c = serde_json::json!([{"type": "Ready", "status": "False"}, {"type": "Ready", "status": "True"}]);
+        assert_eq!(konflux(c), None);
+    }
+
+    #[test]
+    fn one_object_skips_items_and_a_list_still_reads_them() {
+        let c = serde_json::json!({"apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "Component",
+            "metadata": {"uid": "c", "namespace": "n"}, "spec": {"application": "a"}});
+        let mut with_items = c.clone();
+        with_items["items"] = serde_json::json!([{}, 5, {"items": [c.clone()]}]);
+        assert_eq!(
+            watched_as(Kind::Component, with_items.clone()),
+            watched_as(Kind::Component, c.clone())
+        );
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List",
+            "items": [c.clone(), 5, {"items": [c.clone(), {}]}]});
+        let decoded = decode(list.to_string().as_bytes()).expect("a List");
+        assert_eq!(decoded.len(), 4, "{decoded:?}");
+        assert!(matches!(decoded[0], Decoded::Object(Object::Component(_))));
+        assert!(matches!(
+            decoded[1],
+            Decoded::Skipped(DecodeError::NotAnObject(JsonType::Number))
+        ));
+        assert!(matches!(decoded[2], Decoded::Object(Object::Component(_))));
+        assert!(matches!(
+            decoded[3],
+            Decoded::Skipped(DecodeError::Missing { .. })
+        ));
+        let wrong = decode(br#"{"items": {"a": 1}}"#).expect("an object");
+        assert!(matches!(
+            wrong[..],
+            [Decoded::Skipped(DecodeError::WrongType {
+                field: "items",
+                ..
+            })]
+        ));
     }
 }

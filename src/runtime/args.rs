@@ -157,6 +157,11 @@ pub struct HttpArgs {
     /// Serve /preview to any peer; by default only to loopback (kubectl port-forward).
     #[arg(long, env = "PREVIEW_ANY_PEER")]
     pub preview_any_peer: bool,
+    /// Address of a listener that serves /healthz and /readyz only, for the kubelet's
+    /// probes, with connections of its own (clients of --listen cannot starve it); none
+    /// when unset.
+    #[arg(long, env = "PROBE_LISTEN")]
+    pub probe_listen: Option<SocketAddr>,
 }
 
 /// The reconciliation sweep over Tekton Results.
@@ -225,13 +230,48 @@ pub struct WebhookArgs {
         default_value = "/etc/konflux-telemetry/webhook-certs"
     )]
     pub webhook_cert_dir: PathBuf,
-    /// Largest AdmissionReview body the webhook reads, in bytes (larger: 413).
-    #[arg(long, env = "WEBHOOK_MAX_BODY_BYTES", default_value_t = crate::admission::MAX_BODY)]
+    /// Largest AdmissionReview body the webhook reads, in bytes (larger: 413); at most
+    /// 64 MiB.
+    #[arg(long, env = "WEBHOOK_MAX_BODY_BYTES", default_value_t = crate::admission::MAX_BODY,
+          value_parser = parse_webhook_body_bytes)]
     pub webhook_max_body_bytes: usize,
     /// Bytes of review bodies the webhook holds at once, all connections together
     /// (beyond: 503, which the API server's `failurePolicy: Ignore` lets through).
     #[arg(long, env = "WEBHOOK_MAX_BYTES_IN_FLIGHT", default_value_t = crate::admission::MAX_BYTES_IN_FLIGHT)]
     pub webhook_max_bytes_in_flight: usize,
+}
+
+/// `--webhook-max-body-bytes`: 1 KiB to [`crate::admission::MAX_BODY_LIMIT`].
+fn parse_webhook_body_bytes(text: &str) -> std::result::Result<usize, String> {
+    let n: usize = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("not a number of bytes: {e}"))?;
+    let (low, high) = (1024, crate::admission::MAX_BODY_LIMIT);
+    if !(low..=high).contains(&n) {
+        return Err(format!("expected {low} to {high} bytes"));
+    }
+    Ok(n)
+}
+
+impl WebhookArgs {
+    /// The webhook server's limits: `server`'s with these body caps. Refuses a budget of
+    /// bytes in flight smaller than one body (every review that large would get 503).
+    pub fn limits(&self, server: &crate::server::ServerArgs) -> Result<crate::server::Limits> {
+        if self.webhook_max_bytes_in_flight < self.webhook_max_body_bytes {
+            return Err(Error::Config {
+                key: "webhook-max-bytes-in-flight".to_owned(),
+                reason: format!(
+                    "{} is below --webhook-max-body-bytes ({})",
+                    self.webhook_max_bytes_in_flight, self.webhook_max_body_bytes
+                ),
+            });
+        }
+        Ok(server.limits(
+            self.webhook_max_body_bytes,
+            self.webhook_max_bytes_in_flight,
+        ))
+    }
 }
 
 impl RunArgs {
@@ -261,5 +301,48 @@ pub fn namespaced_name(text: &str, flag: &'static str) -> Result<(String, String
             key: flag.to_owned(),
             reason: "expected NAMESPACE/NAME".to_owned(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        webhook: WebhookArgs,
+        #[command(flatten)]
+        server: crate::server::ServerArgs,
+    }
+
+    fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn webhook_body_caps_are_bounded_at_start() {
+        let cli = parse(&["--webhook-max-body-bytes=12582912"]).expect("12 MiB");
+        let limits = cli.webhook.limits(&cli.server);
+        // the default budget (32 MiB) holds a 12 MiB body
+        assert_eq!(limits.map(|l| l.max_body_bytes).ok(), Some(12 << 20));
+        for bad in ["67108865", "1000", "-1", "lots"] {
+            let flag = format!("--webhook-max-body-bytes={bad}");
+            assert!(parse(&[&flag]).is_err(), "{bad}");
+        }
+        let cli = parse(&[
+            "--webhook-max-body-bytes=16777216",
+            "--webhook-max-bytes-in-flight=8388608",
+        ])
+        .expect("parses");
+        let err = cli
+            .webhook
+            .limits(&cli.server)
+            .expect_err("budget below a body");
+        assert!(
+            err.to_string().contains("webhook-max-bytes-in-flight"),
+            "{err}"
+        );
     }
 }
