@@ -24,8 +24,8 @@ const BASE: Duration = Duration::from_millis(50);
 const CAP: Duration = Duration::from_millis(400);
 
 /// A fake API server answering every request with `code` (a Kubernetes `Status`), which
-/// records when each LIST (a GET without `watch=`) of `path` arrived and says so on
-/// `listed` once it has seen [`LISTS`].
+/// records when each LIST (a GET without `watch=`, or a watch with `sendInitialEvents`) of
+/// `path` arrived and says so on `listed` once it has seen [`LISTS`].
 struct Fake {
     client: kube::Client,
     lists: Arc<Mutex<Vec<Instant>>>,
@@ -44,8 +44,10 @@ async fn fake_api(path: &'static str, code: u16) -> Fake {
     let handler = {
         let lists = Arc::clone(&lists);
         move |req: hyper::Request<server::Body>| {
+            let query = req.uri().query().unwrap_or_default();
+            // A LIST, or the watch-list stream's first request that stands for one.
             let is_list = req.uri().path() == path
-                && !req.uri().query().unwrap_or_default().contains("watch=");
+                && (!query.contains("watch=") || query.contains("sendInitialEvents=true"));
             if is_list {
                 let mut l = lists.lock().expect("lists");
                 l.push(Instant::now());
