@@ -424,8 +424,35 @@ mod tests {
         assert_eq!(r.output.count(), 0);
     }
 
+    /// This thread's log lines while the guard lives.
+    fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+        #[derive(Clone)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines(Arc::default());
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (lines.0, tracing::subscriber::set_default(subscriber))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_failed_flush_of_a_full_buffer_waits_for_the_interval() {
+        let (logs, _guard) = capture_logs();
         let output = Recording {
             refuse: true,
             ..Recording::default()
@@ -451,5 +478,12 @@ mod tests {
         assert_eq!(tries(), 2, "the interval's flush");
         r.stop.cancel();
         let _ = r.task.await;
+        let text = String::from_utf8_lossy(
+            &logs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .into_owned();
+        assert_eq!(text.matches("flush failed").count(), 1, "said once: {text}");
     }
 }
