@@ -35,9 +35,16 @@ pub enum Offer {
     AlreadyProduced,
     /// Its time lies before the lookback.
     TooOld,
+    /// Its time lies more than [`MAX_FUTURE_SECONDS`] after now: a clock far off, or a
+    /// timestamp a tenant wrote. Not kept, so it neither waits nor enters the produced
+    /// record (where it would stay until that time) nor sorts first.
+    InFuture,
     /// It could not be serialised (cannot happen with the event model's types).
     Unserializable,
 }
+
+/// How far after now an event's time may lie: a day, for clocks that disagree.
+pub const MAX_FUTURE_SECONDS: i64 = 86_400;
 
 /// Bytes of bookkeeping a waiting event costs beyond its JSON and its `messageId`: its
 /// entry in the order and in the index, the shared handle to its bytes, the allocator's
@@ -118,7 +125,11 @@ impl Ledger {
     }
 
     /// Takes an event as just derived from an object, at `now` with the given lookback.
+    /// An event whose time lies more than [`MAX_FUTURE_SECONDS`] after `now` is refused.
     pub fn offer(&mut self, mut event: Event, now: i64, lookback_seconds: i64) -> Offer {
+        if event.timestamp.unix_seconds() > now.saturating_add(MAX_FUTURE_SECONDS) {
+            return Offer::InFuture;
+        }
         if let Some(w) = self
             .index
             .get(event.message_id.as_str())
@@ -322,6 +333,29 @@ mod tests {
         assert_eq!(json(&l, 0)["properties"]["taskCount"], 5);
         assert_eq!(l.len(), 1);
         assert_eq!(l.take_evicted(), 0);
+    }
+
+    #[test]
+    fn events_dated_more_than_a_day_ahead_are_refused() {
+        let mut l = Ledger::new(10, usize::MAX);
+        let year_2999 = 32_503_680_000;
+        assert_eq!(
+            l.offer(event("far", year_2999, 1), NOW, LOOKBACK),
+            Offer::InFuture
+        );
+        let tomorrow_plus = NOW + MAX_FUTURE_SECONDS + 1;
+        assert_eq!(
+            l.offer(event("soon", tomorrow_plus, 1), NOW, LOOKBACK),
+            Offer::InFuture
+        );
+        assert!(l.is_empty(), "neither waits");
+        l.mark_sent(&["far".to_owned()]);
+        assert!(l.export_produced(10).is_empty(), "nor is recorded");
+        assert_eq!(
+            l.offer(event("skew", NOW + MAX_FUTURE_SECONDS, 1), NOW, LOOKBACK),
+            Offer::New,
+            "a day of clock skew is taken"
+        );
     }
 
     #[test]

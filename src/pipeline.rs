@@ -247,6 +247,7 @@ impl Core {
             }
             Offer::TooOld => &self.metrics.events_too_old,
             Offer::Unserializable => return self.metrics.dropped("unserializable", 1),
+            Offer::InFuture => return self.metrics.dropped("future_time", 1),
         };
         family.get_or_create(labels).inc();
     }

@@ -368,3 +368,38 @@ async fn service_account_token_is_subject_to_rbac() {
 
     ns.cleanup().await;
 }
+
+/// `make cluster-up` against a server already running makes sure the CRDs are there (it
+/// used to check `/readyz` only; `make demo` then failed with "no matches for kind
+/// Component").
+#[tokio::test]
+#[ignore = "deletes the Component CRD that other tests of this binary use: run alone, cargo test --release --test cluster -- --ignored cluster_up_on_a_running_server"]
+async fn cluster_up_on_a_running_server_restores_a_missing_crd() {
+    let cluster = support::cluster().await;
+    assert!(
+        matches!(cluster.source(), support::ClusterSource::Local(_)),
+        "this test drives e2e/control-plane/cluster-up.sh: it needs the local API server, not $KUBECONFIG"
+    );
+    let kubectl = support::kubectl::Kubectl::for_cluster(&cluster);
+    let crd = "crd/components.appstudio.redhat.com";
+    kubectl.must(&["delete", crd, "--wait=true"], None);
+    let (present, _, _) = kubectl.run(&["get", crd], None);
+    assert!(!present, "the CRD was deleted");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/control-plane/cluster-up.sh");
+    let up = std::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("run cluster-up.sh");
+    let log =
+        String::from_utf8_lossy(&up.stderr).into_owned() + &String::from_utf8_lossy(&up.stdout);
+    assert!(up.status.success(), "{log}");
+    assert!(
+        log.contains("already running"),
+        "the running server was reused: {log}"
+    );
+    kubectl.must(
+        &["wait", "--for=condition=Established", "--timeout=10s", crd],
+        None,
+    );
+}

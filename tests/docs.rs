@@ -161,3 +161,26 @@ fn privacy_page_and_schema_list_the_same_events_and_properties() {
         }
     }
 }
+
+/// The schema's `pipelineType` enumeration is the model's: Konflux's values, `other`, the
+/// empty value and `null`; a value added to one and not the other fails here.
+#[test]
+fn schema_pipeline_type_is_the_models_enumeration() {
+    use konflux_telemetry::events::pipelinerun::{KNOWN_PIPELINE_TYPES, OTHER_PIPELINE_TYPE};
+    let found = schema::document()
+        .pointer("/$defs")
+        .and_then(|defs| defs.as_object())
+        .into_iter()
+        .flat_map(|defs| defs.values())
+        .find_map(|d| d.pointer("/properties/pipelineType/enum"))
+        .expect("pipelineType's enum in schema/events.json");
+    let in_schema: BTreeSet<String> = found
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|v| v.as_str().map_or_else(|| "null".to_owned(), str::to_owned))
+        .collect();
+    let mut expected: BTreeSet<String> = KNOWN_PIPELINE_TYPES.iter().map(|s| s.to_string()).collect();
+    expected.extend([OTHER_PIPELINE_TYPE.to_owned(), String::new(), "null".to_owned()]);
+    assert_eq!(in_schema, expected);
+}

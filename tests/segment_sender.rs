@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 mod crypto;
 #[path = "support/logs.rs"]
 mod logs;
+#[path = "support/rss.rs"]
+mod rss;
 use logs::Captured;
 use std::time::Duration;
 
@@ -665,4 +667,89 @@ async fn a_transport_error_does_not_name_the_url() {
 fn retry_after_is_capped_at_300_seconds_by_default() {
     let cfg = SenderConfig::new("https://api.segment.io/v1", WriteKey::new(KEY));
     assert_eq!(cfg.max_retry_after, Duration::from_secs(300));
+}
+
+/// A server that answers its first request 200 with a body of `len` bytes, announced in
+/// `Content-Length` and written until the client stops reading. Its task ends with the
+/// bytes of body it could write.
+async fn long_answer(len: u64) -> (String, tokio::task::JoinHandle<u64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let task = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.expect("accept");
+        // The request: headers, then Content-Length bytes of body.
+        let mut request = Vec::new();
+        let mut buf = [0u8; 8192];
+        let body_len = loop {
+            let n = conn.read(&mut buf).await.expect("read the request");
+            assert!(n > 0, "the client closed before its request ended");
+            request.extend_from_slice(&buf[..n]);
+            if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                break end + 4 + length;
+            }
+        };
+        while request.len() < body_len {
+            let n = conn.read(&mut buf).await.expect("read the request body");
+            assert!(n > 0, "the client closed before its request ended");
+            request.extend_from_slice(&buf[..n]);
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes())
+            .await
+            .expect("write the head");
+        let chunk = vec![b' '; 64 * 1024];
+        let mut written = 0u64;
+        while written < len {
+            let n = chunk.len().min((len - written) as usize);
+            if conn.write_all(&chunk[..n]).await.is_err() {
+                break;
+            }
+            written += n as u64;
+        }
+        written
+    });
+    (format!("http://{addr}/v1"), task)
+}
+
+#[tokio::test]
+async fn a_long_answer_is_not_read_past_its_first_64_kib() {
+    const LEN: u64 = 256 << 20;
+    let (url, server) = long_answer(LEN).await;
+    let sender = new_sender(config(url, KEY), SenderMetrics::default());
+    let (b, _) = batches(&[event(1, 1)]);
+    sender.send(&b[0]).await.expect("a 200 is a delivery");
+    let written = server.await.expect("the server ends");
+    // What the sockets' buffers took before the client closed: a few MiB at most.
+    assert!(
+        written < 32 << 20,
+        "{written} of {LEN} bytes of the answer were read"
+    );
+}
+
+/// docs/security.md: Segment answering 200 with a 1 GiB body (before: read whole, 3.1 GB
+/// RSS for 3 GiB).
+#[tokio::test]
+#[ignore = "memory figure, run by make test-faults: a 1 GiB answer"]
+async fn memory_a_1_gib_answer() {
+    const LEN: u64 = 1 << 30;
+    let (url, server) = long_answer(LEN).await;
+    let sender = new_sender(config(url, KEY), SenderMetrics::default());
+    let (b, _) = batches(&[event(1, 1)]);
+    let start = rss::start();
+    sender.send(&b[0]).await.expect("a 200 is a delivery");
+    let grown = rss::peak_growth_mib("Segment answers 200 with a 1 GiB body", start);
+    let written = server.await.expect("the server ends");
+    println!("memory: the server wrote {written} of {LEN} bytes before the client closed");
+    assert!(grown < 64.0, "{grown} MiB");
 }

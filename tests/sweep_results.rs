@@ -8,6 +8,10 @@
 
 #[path = "support/crypto.rs"]
 mod crypto;
+#[path = "support/logs.rs"]
+mod logs;
+#[path = "support/rss.rs"]
+mod rss;
 
 use base64::Engine as _;
 use konflux_telemetry::events::Object;
@@ -594,4 +598,134 @@ async fn the_time_filter_drops_old_runs_and_survives_a_time_that_is_not_one() {
         assert!(got.contains(uid), "{uid} missing: {got:?}");
     }
     assert!(!got.contains(&old), "{got:?}");
+}
+
+/// `docs/privacy.md`: no address in the logs (at info, the daemon's level: hyper's own
+/// debug lines name the address it connects to). Needs no Results server: nothing listens.
+#[tokio::test]
+async fn a_sweep_logs_no_address() {
+    let (logs, _guard) = logs::Captured::install(tracing::Level::INFO);
+    crypto::install_provider();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut config = ResultsConfig::new(format!("https://127.0.0.1:{port}"));
+    config.token = TokenSource::None;
+    config.timeout = Duration::from_secs(5);
+    let client = ResultsClient::new(&config).unwrap();
+    let (tx, _rx) = mpsc::channel(8);
+    let (_stx, srx) = watch::channel(SweepSettings::default());
+    let sweeper = Sweeper::new(client, srx, tx, SweepMetrics::default());
+    let report = sweeper.sweep_once(Duration::from_secs(3600)).await;
+    assert_eq!(report.error, Some(ErrorKind::Unreachable), "{report:?}");
+    let text = logs.text();
+    assert!(text.contains("sweep finished"), "{text}");
+    assert!(text.contains("sweep failed"), "{text}");
+    assert!(!text.contains("127.0.0.1"), "{text}");
+    assert!(!text.contains(&format!(":{port}")), "{text}");
+}
+
+/// A plain-HTTP server answering every request with `page(n)`, `n` counting requests
+/// from 0. Needs no Results server.
+async fn fake_pages(
+    page: impl Fn(usize) -> std::sync::Arc<Vec<u8>> + Send + Sync + 'static,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let page = std::sync::Arc::new(page);
+    let count = std::sync::Arc::clone(&served);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (page, count) = (std::sync::Arc::clone(&page), std::sync::Arc::clone(&count));
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = page(count.fetch_add(1, Ordering::SeqCst));
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(&body).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (format!("http://{addr}"), served)
+}
+
+/// Lists every page from `addr` and prints the peak RSS growth while doing so.
+async fn list_measured(addr: String, what: &str) -> (Option<ErrorKind>, usize, f64) {
+    crypto::install_provider();
+    let mut config = ResultsConfig::new(addr);
+    config.token = TokenSource::None;
+    let client = ResultsClient::new(&config).unwrap();
+    let start = rss::start();
+    let mut pages = client.records_since(past(Duration::from_secs(3600)));
+    let mut error = None;
+    while let Some(page) = pages.next_page().await {
+        if let Err(e) = page {
+            println!("memory: {what}: {e}");
+            error = Some(e.kind());
+        }
+    }
+    let grown = rss::peak_growth_mib(what, start);
+    (error, pages.pages(), grown)
+}
+
+/// docs/security.md: Results pages that inflate past the 16 MiB page cap (before: 1.8 GB
+/// for 5.5 M empty records, 2.1 GB for a record holding `items`, 258 MiB of page tokens
+/// after 4,000 pages of 60 KB tokens).
+#[tokio::test]
+#[ignore = "memory figure, run by make test-faults: hostile Results pages"]
+async fn memory_hostile_results_pages() {
+    use std::sync::Arc;
+    // The bodies are made before the measures start, and served as they are.
+    let cap = 16 << 20;
+    let empties = vec!["{}"; (cap - 16) / 3].join(",");
+    let empties = Arc::new(format!("{{\"records\":[{empties}]}}").into_bytes());
+    let (addr, _) = fake_pages(move |_| Arc::clone(&empties)).await;
+    let (error, _, grown) = list_measured(addr, "a 16 MiB page of 5.5 M empty records").await;
+    assert_eq!(error, Some(ErrorKind::MalformedPage));
+    assert!(grown < 100.0, "{grown} MiB");
+
+    let items = vec!["{}"; (cap / 4 * 3 - 1000) / 3].join(",");
+    let value =
+        base64::engine::general_purpose::STANDARD.encode(format!("{{\"items\":[{items}]}}"));
+    drop(items);
+    let updated = jiff::Timestamp::now();
+    let list = Arc::new(
+        format!(r#"{{"records":[{{"data":{{"value":"{value}"}},"update_time":"{updated}"}}]}}"#)
+            .into_bytes(),
+    );
+    drop(value);
+    let (addr, _) = fake_pages(move |_| Arc::clone(&list)).await;
+    let (error, _, grown) = list_measured(addr, "one record holding a 12 MiB List").await;
+    assert_eq!(error, None);
+    assert!(grown < 100.0, "{grown} MiB");
+
+    let tokens = move |n: usize| {
+        let token = format!("{n:060000}");
+        Arc::new(
+            format!(r#"{{"records":[{{"update_time":"{updated}"}}],"next_page_token":"{token}"}}"#)
+                .into_bytes(),
+        )
+    };
+    let (addr, served) = fake_pages(tokens).await;
+    let (error, pages, grown) = list_measured(addr, "pages with 60 KB page tokens").await;
+    println!(
+        "memory: {pages} pages read, {} served",
+        served.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    assert_eq!(error, Some(ErrorKind::MalformedPage));
+    assert!(grown < 100.0, "{grown} MiB");
 }

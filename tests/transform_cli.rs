@@ -12,6 +12,9 @@ use proptest::prelude::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+#[path = "support/rss.rs"]
+mod rss;
+
 const NS: &str = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team-a","uid":"ns-1","creationTimestamp":"2026-05-01T08:00:00Z","labels":{"konflux-ci.dev/type":"tenant"}}}"#;
 const RUN: &str = r#"{"apiVersion":"tekton.dev/v1","kind":"PipelineRun","metadata":{"name":"r","namespace":"team-a","uid":"pr-1"},"status":{"startTime":"2026-05-01T10:00:00Z","completionTime":"2026-05-01T10:00:30.5Z"}}"#;
 
@@ -256,4 +259,63 @@ proptest! {
         let s = transform_lines(format!("{object}\n").as_bytes());
         prop_assert_eq!(s.objects + s.skipped, 1);
     }
+}
+
+/// One warning a line, however many items of a `List` line are skipped (was one a item:
+/// 2.8 million lines for one 8 MiB line).
+#[test]
+fn a_list_of_unreadable_items_is_one_warning() {
+    let items = vec!["{}"; 100_000].join(",");
+    let input = format!("{{\"kind\":\"List\",\"items\":[{RUN},{items}]}}\n{NS}\n");
+    let mut warnings = Vec::new();
+    let s = transform::run(
+        input.as_bytes(),
+        Vec::new(),
+        &mut warnings,
+        &ClusterIdentity::new(Some("c".into()), None, None),
+        Some(Timestamp::parse("2026-01-01T00:00:00Z").expect("time")),
+    )
+    .expect("in-memory I/O cannot fail");
+    let warnings = String::from_utf8(warnings).expect("utf8");
+    assert_eq!(
+        warnings.lines().collect::<Vec<_>>(),
+        [
+            "warning: line 1: 100000 of 100001 list items skipped, the first: object: missing apiVersion"
+        ]
+    );
+    assert_eq!(
+        (s.lines, s.objects, s.skipped, s.skipped_items),
+        (2, 2, 1, 100_000)
+    );
+    assert_eq!(
+        s.events, 4,
+        "the run's two, the namespace's and the heartbeat"
+    );
+}
+
+/// docs/security.md: one 8 MiB line holding `items` of `{}` (before: 2.8 M warnings,
+/// 1.8 GB).
+#[test]
+#[ignore = "memory figure, run by make test-faults: an 8 MiB List line"]
+fn memory_an_8_mib_list_line() {
+    let n = (8 << 20) / 3;
+    let line = format!(
+        "{{\"kind\":\"List\",\"items\":[{}]}}\n",
+        vec!["{}"; n].join(",")
+    );
+    let mut warnings = Vec::new();
+    let start = rss::start();
+    let s = transform::run(
+        line.as_bytes(),
+        std::io::sink(),
+        &mut warnings,
+        &ClusterIdentity::new(Some("c".into()), None, None),
+        Some(Timestamp::parse("2026-01-01T00:00:00Z").expect("time")),
+    )
+    .expect("in-memory I/O cannot fail");
+    let grown = rss::peak_growth_mib("transform, one 8 MiB line of items", start);
+    println!("memory: {} warning bytes, {:?}", warnings.len(), s);
+    assert_eq!(s.skipped_items, n as u64);
+    assert!(warnings.len() < 200, "one warning");
+    assert!(grown < 100.0, "{grown} MiB");
 }

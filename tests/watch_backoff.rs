@@ -24,8 +24,8 @@ const BASE: Duration = Duration::from_millis(50);
 const CAP: Duration = Duration::from_millis(400);
 
 /// A fake API server answering every request with `code` (a Kubernetes `Status`), which
-/// records when each LIST (a GET without `watch=`) of `path` arrived and says so on
-/// `listed` once it has seen [`LISTS`].
+/// records when each LIST (a GET without `watch=`, or a watch with `sendInitialEvents`) of
+/// `path` arrived and says so on `listed` once it has seen [`LISTS`].
 struct Fake {
     client: kube::Client,
     lists: Arc<Mutex<Vec<Instant>>>,
@@ -44,8 +44,10 @@ async fn fake_api(path: &'static str, code: u16) -> Fake {
     let handler = {
         let lists = Arc::clone(&lists);
         move |req: hyper::Request<server::Body>| {
+            let query = req.uri().query().unwrap_or_default();
+            // A LIST, or the watch-list stream's first request that stands for one.
             let is_list = req.uri().path() == path
-                && !req.uri().query().unwrap_or_default().contains("watch=");
+                && (!query.contains("watch=") || query.contains("sendInitialEvents=true"));
             if is_list {
                 let mut l = lists.lock().expect("lists");
                 l.push(Instant::now());
@@ -182,4 +184,98 @@ async fn a_forbidden_config_map_backs_off_and_warns_once() {
         "one warning for {LISTS} failed LISTs:\n{text}"
     );
     assert!(!text.contains("recovered"), "{text}");
+}
+
+/// An API server that refuses the watch-list stream (422, as when its `WatchList` feature
+/// is off) gets paged LISTs of `WATCH_PAGE_SIZE` objects instead, said once.
+#[tokio::test(flavor = "current_thread")]
+async fn a_refused_watch_list_falls_back_to_small_pages() {
+    let (logs, _guard) = Captured::install(tracing::Level::INFO);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let queries = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (listed_tx, mut listed) = tokio::sync::watch::channel(false);
+    let listed_tx = Arc::new(listed_tx);
+    let handler = {
+        let queries = Arc::clone(&queries);
+        move |req: hyper::Request<server::Body>| {
+            let query = req.uri().query().unwrap_or_default().to_owned();
+            let refused = query.contains("sendInitialEvents=true");
+            if !query.contains("watch=") {
+                listed_tx.send_replace(true);
+            }
+            queries.lock().expect("queries").push(query);
+            // The watch-list refused as invalid; the LIST answered "not served" (enough
+            // to see its parameters).
+            let (code, reason) = if refused {
+                (422, "Invalid")
+            } else {
+                (404, "NotFound")
+            };
+            let status = serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "reason": reason, "message": "fake", "code": code,
+            });
+            async move {
+                let mut r = server::text(
+                    hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::NOT_FOUND),
+                    status.to_string(),
+                );
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/json"),
+                );
+                Ok::<_, std::convert::Infallible>(r)
+            }
+        }
+    };
+    let stop = CancellationToken::new();
+    tokio::spawn(server::serve(
+        "fake-api",
+        listener,
+        server::Transport::Plain,
+        Limits::new(1024, 1024 * 1024),
+        handler,
+        stop.clone().cancelled_owned(),
+    ));
+    crypto::install_provider();
+    let url: http::Uri = format!("http://{addr}").parse().expect("URL");
+    let client = kube::Client::try_from(kube::Config::new(url)).expect("client");
+    let (tx, _rx) = tokio::sync::mpsc::channel(16);
+    let watching = tokio::spawn(watch::run_with(
+        &KONFLUX,
+        client,
+        tx,
+        CoreMetrics::default(),
+        Arc::new(WatchState::default()),
+        WatchRetry::new(BASE, CAP),
+        stop.clone(),
+    ));
+    tokio::time::timeout(Duration::from_secs(60), listed.wait_for(|l| *l))
+        .await
+        .expect("a LIST within the wait")
+        .expect("fake server");
+    stop.cancel();
+    watching.await.expect("the watch ends on stop");
+    let queries = queries.lock().expect("queries").clone();
+    assert!(
+        queries[0].contains("sendInitialEvents=true"),
+        "the watch-list first: {queries:?}"
+    );
+    let list = queries
+        .iter()
+        .find(|q| !q.contains("watch="))
+        .expect("a LIST");
+    assert!(
+        list.contains(&format!("limit={}", watch::WATCH_PAGE_SIZE)),
+        "{list}"
+    );
+    let text = logs.text();
+    assert_eq!(
+        text.matches("does not offer the watch-list stream").count(),
+        1,
+        "{text}"
+    );
 }

@@ -7,7 +7,9 @@
 # State (certificates, etcd data, logs, pids, kubeconfig) lives in .cluster/ at
 # the repository root. `source .cluster/env` to use it from a shell.
 #
-# Idempotent: when the cluster is already up and healthy, it does nothing.
+# Idempotent: when the cluster is already up and healthy, it only makes sure the
+# CRDs in e2e/crds/ are installed and Established (applying them again if one is
+# missing: a `make demo` needs them).
 #
 # Environment knobs (all optional):
 #   CLUSTER_APISERVER_PORT, CLUSTER_ETCD_PORT, CLUSTER_ETCD_PEER_PORT
@@ -42,12 +44,29 @@ api_ready() {
     "https://127.0.0.1:$port/readyz" >/dev/null 2>&1
 }
 
+# Applies the CRDs in e2e/crds/ with the kubectl given as arguments and waits until
+# they are Established (apply is idempotent: on a running cluster it restores what is
+# missing and leaves the rest).
+install_crds() {
+  "$@" apply -f "$repo_root/e2e/crds/" >"$state_dir/logs/crds.log" 2>&1 ||
+    { cat "$state_dir/logs/crds.log" >&2; die "installing the CRDs in e2e/crds failed"; }
+  # --recursive=false: like apply above, only e2e/crds/*.yaml (kubectl wait recurses by
+  # default and would wait for e2e/crds/monitoring/, which tests/deploy.rs installs itself).
+  "$@" wait --for=condition=Established --timeout=60s --recursive=false -f "$repo_root/e2e/crds/" \
+    >>"$state_dir/logs/crds.log" 2>&1 ||
+    { cat "$state_dir/logs/crds.log" >&2; die "the CRDs in e2e/crds did not become Established"; }
+}
+
 # --- already running? -------------------------------------------------------
 if [[ -f $state_dir/env && -f $kubeconfig ]] &&
   pid_alive "$state_dir/etcd.pid" && pid_alive "$state_dir/kube-apiserver.pid"; then
   for ((i = 0; i < 20; i++)); do
     if api_ready; then
       log "already running: kube-apiserver $(state_get KUBE_APISERVER), etcd $(state_get ETCD_ENDPOINT) (pids $(<"$state_dir/kube-apiserver.pid"), $(<"$state_dir/etcd.pid"))"
+      [[ -x $state_dir/bin/kubectl ]] || die "no kubectl in $state_dir/bin: run 'make cluster-down cluster-up'"
+      mkdir -p "$state_dir/logs"
+      install_crds "$state_dir/bin/kubectl" --kubeconfig "$kubeconfig"
+      log "CRDs installed and Established: $(cd "$repo_root/e2e/crds" && for f in *.yaml; do printf '%s ' "${f%.yaml}"; done)"
       log "use it with: source .cluster/env"
       exit 0
     fi
@@ -233,13 +252,7 @@ wait_for kube-apiserver "$state_dir/kube-apiserver.pid" "$state_dir/logs/kube-ap
 
 # --- CRDs -------------------------------------------------------------------
 kubectl=("${bin[kubectl]}" --kubeconfig "$kubeconfig")
-"${kubectl[@]}" apply -f "$repo_root/e2e/crds/" >"$state_dir/logs/crds.log" 2>&1 ||
-  { cat "$state_dir/logs/crds.log" >&2; die "installing the CRDs in e2e/crds failed"; }
-# --recursive=false: like apply above, only e2e/crds/*.yaml (kubectl wait recurses by
-# default and would wait for e2e/crds/monitoring/, which tests/deploy.rs installs itself).
-"${kubectl[@]}" wait --for=condition=Established --timeout=60s --recursive=false -f "$repo_root/e2e/crds/" \
-  >>"$state_dir/logs/crds.log" 2>&1 ||
-  { cat "$state_dir/logs/crds.log" >&2; die "the CRDs in e2e/crds did not become Established"; }
+install_crds "${kubectl[@]}"
 
 log "up in $((SECONDS - start_time))s: kube-apiserver $api_url, etcd $etcd_url"
 log "kube-apiserver $("${kubectl[@]}" version -o json 2>/dev/null | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n1), CRDs: $(cd "$repo_root/e2e/crds" && for f in *.yaml; do printf '%s ' "${f%.yaml}"; done)"

@@ -4,6 +4,14 @@
 //! ([`Watched`]) and handed on, so memory does not grow with the number of objects. A kind
 //! whose CRD is missing, or that RBAC forbids, is logged once and retried with backoff; it
 //! never stops the other kinds.
+//!
+//! The initial list is the watch-list stream (`sendInitialEvents`, Kubernetes 1.27 and
+//! later with the `WatchList` feature, on by default from 1.32): one object at a time,
+//! so its cost is that of the largest object, whatever their number. An API server that
+//! refuses it (400 or 422: the feature is off, or the server predates it) gets paged
+//! lists instead, [`WATCH_PAGE_SIZE`] objects a page, whose body is held whole while it
+//! is decoded: at most [`WATCH_PAGE_SIZE`] times the largest object (etcd stores up to
+//! 1.5 MB), `docs/performance.md`.
 
 use super::retry::{Guarded, Next, WatchRetry};
 use crate::events::object::{self, WatchedKind};
@@ -22,9 +30,32 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Objects per page of the initial list. Real PipelineRuns are 10 to 42 KB and a page's
-/// body is held whole while it is decoded: 100 keeps that near 4 MB.
-pub const WATCH_PAGE_SIZE: u32 = 100;
+/// Objects per page of the initial list when the API server does not offer the watch-list
+/// stream. A page's body is held whole while it is decoded: real PipelineRuns are 10 to
+/// 42 KB (a page near 0.4 MB), and objects of etcd's 1.5 MB limit make a page of 15 MB,
+/// where 100 a page made 150 MB (251 MiB peak).
+pub const WATCH_PAGE_SIZE: u32 = 10;
+
+/// How the initial list of kind `spec` is read: the watch-list stream, or (`streaming`
+/// false) pages of [`WATCH_PAGE_SIZE`] objects.
+pub fn watcher_config(spec: &WatchedKind, streaming: bool) -> watcher::Config {
+    let config = watcher::Config::default();
+    let mut config = if streaming {
+        config.streaming_lists()
+    } else {
+        config.page_size(WATCH_PAGE_SIZE)
+    };
+    if let Some(selector) = spec.selector {
+        config = config.labels(selector);
+    }
+    config
+}
+
+/// The API server refused the watch-list stream (`sendInitialEvents`): 422 when its
+/// `WatchList` feature is off or it predates it, 400 from some proxies.
+pub fn watch_list_refused(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::WatchStartFailed(kube::Error::Api(s)) if matches!(s.code, 400 | 422))
+}
 
 /// One watched object as kube's watcher hands it over: its `resourceVersion` (all the
 /// watcher needs) and the fields the event model reads, interpreted as the watched kind
@@ -167,11 +198,12 @@ pub async fn run_with(
     stop: CancellationToken,
 ) {
     let api: Api<Lite> = Api::all_with(client, &spec);
-    let mut config = watcher::Config::default().page_size(WATCH_PAGE_SIZE);
-    if let Some(selector) = spec.selector {
-        config = config.labels(selector);
-    }
-    let mut watch = Guarded::new(watcher::watcher(api, config).boxed(), retry, stop);
+    let mut streaming = true;
+    let mut watch = Guarded::new(
+        watcher::watcher(api.clone(), watcher_config(spec, streaming)).boxed(),
+        retry,
+        stop.clone(),
+    );
     let kind = spec.kind;
     let mut failing: Option<String> = None;
     while let Some(next) = watch.next().await {
@@ -209,6 +241,19 @@ pub async fn run_with(
                         warn!(kind = kind.as_str(), "object skipped: {e}");
                     }
                 }
+            }
+            Next::Failed(e) if streaming && watch_list_refused(&e) => {
+                streaming = false;
+                info!(
+                    kind = kind.as_str(),
+                    page_size = WATCH_PAGE_SIZE,
+                    "the API server does not offer the watch-list stream: initial lists in pages"
+                );
+                watch = Guarded::new(
+                    watcher::watcher(api.clone(), watcher_config(spec, streaming)).boxed(),
+                    retry,
+                    stop.clone(),
+                );
             }
             Next::Failed(e) => {
                 metrics
@@ -279,5 +324,37 @@ fn describe(spec: &WatchedKind, e: &watcher::Error) -> Problem {
         // kept as is.
         text: e.to_string(),
         unavailable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::InitialListStrategy;
+
+    #[test]
+    fn the_initial_list_is_the_watch_list_stream_else_small_pages() {
+        let spec = object::WATCHED[0];
+        let streaming = watcher_config(spec, true);
+        assert_eq!(
+            streaming.initial_list_strategy,
+            InitialListStrategy::StreamingList
+        );
+        let paged = watcher_config(spec, false);
+        assert_eq!(paged.initial_list_strategy, InitialListStrategy::ListWatch);
+        assert_eq!(paged.page_size, Some(WATCH_PAGE_SIZE));
+        // A page of objects at etcd's 1.5 MB limit stays under 16 MiB.
+        assert!(u64::from(WATCH_PAGE_SIZE) * 1_572_864 <= 16 << 20);
+        let refused = |code| {
+            watcher::Error::WatchStartFailed(kube::Error::Api(
+                kube::core::Status::failure("no", "Invalid")
+                    .with_code(code)
+                    .boxed(),
+            ))
+        };
+        assert!(watch_list_refused(&refused(422)));
+        assert!(watch_list_refused(&refused(400)));
+        assert!(!watch_list_refused(&refused(403)));
+        assert!(!watch_list_refused(&refused(500)));
     }
 }

@@ -1,7 +1,10 @@
 //! The flush loop: when to flush, and to which output.
 //!
 //! A flush runs every `flushInterval` (read live), early when the buffer holds a full
-//! batch, and once more at stop within the shutdown timeout. It runs only while the
+//! batch, and once more at stop within the shutdown timeout. After a flush that left
+//! events unsent (a wrong write key, Segment unreachable) a full buffer does not flush
+//! early: the next try waits for the interval, and the failure is logged once, not at
+//! every try, until a flush succeeds again. It runs only while the
 //! telemetry switch is on: off or pending, the flush time passes with a count
 //! (`telemetry_off`, `telemetry_pending`), and a flush under way when the switch turns off
 //! is dropped with its request. The output is built by the caller's `output_for` from the
@@ -9,7 +12,7 @@
 //! telemetry turns off, so that the old output's idle connections close with it.
 
 use crate::events::Timestamp;
-use crate::flush::{FlushOutcome, Output};
+use crate::flush::{FlushOutcome, Flushed, Output};
 use crate::pipeline::Core;
 use crate::settings::Settings;
 use crate::switch::Decision;
@@ -18,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// The settings an output is built from: a change to one of these builds a new output.
 fn sending(s: &Settings) -> (std::num::NonZeroU32, Duration, Duration, Duration) {
@@ -78,11 +81,13 @@ where
     pub async fn run(mut self, stop: CancellationToken) -> Self {
         let mut current = self.settings.borrow_and_update().clone();
         let mut next = Instant::now() + current.flush_interval;
+        // The last flush left events unsent: no early flush until the interval's.
+        let mut failing = false;
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep_until(next) => {}
-                () = self.core.full.notified() => {}
+                () = self.core.full.notified(), if !failing => {}
                 Ok(()) = self.switch.changed() => {
                     let now = *self.switch.borrow_and_update();
                     self.core.set_enabled_gauge(now.is_on());
@@ -125,10 +130,34 @@ where
             if flushed.sent > 0 {
                 info!(sent = flushed.sent, unsent = flushed.unsent, "flushed");
             }
+            failing = self.failed(failing, flushed, current.flush_interval);
             self.core.expire(Timestamp::now().unix_seconds());
             next = Instant::now() + current.flush_interval;
         }
         self
+    }
+
+    /// Whether the flush that just ended leaves the flusher failing (see the module's
+    /// documentation); logs the change from succeeding to failing and back, once each.
+    fn failed(&self, was_failing: bool, flushed: Flushed, interval: Duration) -> bool {
+        let failing = !flushed.outcome.succeeded();
+        match (was_failing, failing) {
+            (false, true) => warn!(
+                outcome = flushed.outcome.as_str(),
+                unsent = flushed.unsent,
+                buffered = self.core.buffered(),
+                next_try_seconds = interval.as_secs(),
+                "flush failed: the events stay buffered and the next try waits for the flush interval, however full the buffer; said once until a flush succeeds"
+            ),
+            (true, true) => debug!(
+                outcome = flushed.outcome.as_str(),
+                unsent = flushed.unsent,
+                "flush failed again"
+            ),
+            (true, false) => info!(sent = flushed.sent, "flushes succeed again"),
+            (false, false) => {}
+        }
+        failing
     }
 
     /// The final flush, within the shutdown timeout, if telemetry is on.
@@ -166,11 +195,15 @@ mod tests {
 
     const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
-    /// An output that records what it was given; `hang` makes a delivery never end.
+    /// An output that records what it was given; `hang` makes a delivery never end,
+    /// `refuse` makes every delivery fail (as a wrong write key does). `tries` counts
+    /// deliveries.
     #[derive(Clone, Default)]
     struct Recording {
         delivered: Arc<Mutex<Vec<String>>>,
         hang: bool,
+        refuse: bool,
+        tries: Arc<AtomicUsize>,
     }
 
     impl Output for Recording {
@@ -180,6 +213,14 @@ mod tests {
         async fn deliver(&self, batches: &[Batch]) -> Delivery {
             if self.hang {
                 std::future::pending::<()>().await;
+            }
+            self.tries.fetch_add(1, Ordering::SeqCst);
+            let ids = batches.iter().flat_map(|b| b.message_ids().iter().cloned());
+            if self.refuse {
+                return Delivery {
+                    unsent: ids.collect(),
+                    ..Delivery::default()
+                };
             }
             let sent: Vec<String> = batches
                 .iter()
@@ -384,5 +425,68 @@ mod tests {
             .expect("the loop ends on stop, not stuck in the delivery");
         flusher.finish().await;
         assert_eq!(r.output.count(), 0);
+    }
+
+    /// This thread's log lines while the guard lives.
+    fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+        #[derive(Clone)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines(Arc::default());
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (lines.0, tracing::subscriber::set_default(subscriber))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_flush_of_a_full_buffer_waits_for_the_interval() {
+        let (logs, _guard) = capture_logs();
+        let output = Recording {
+            refuse: true,
+            ..Recording::default()
+        };
+        let r = rig(output, true);
+        r.beats(T0, FULL_BATCH);
+        settle().await;
+        let tries = || r.output.tries.load(Ordering::SeqCst);
+        assert_eq!(tries(), 1, "the full buffer's early flush, once");
+        // More events while failing: still no early flush.
+        r.beats(T0 + 10_000, 10);
+        settle().await;
+        tokio::time::advance(HOUR / 2).await;
+        settle().await;
+        assert_eq!(tries(), 1, "nothing before the interval");
+        assert_eq!(
+            r.core.buffered(),
+            FULL_BATCH + 10,
+            "the events stay buffered"
+        );
+        tokio::time::advance(HOUR / 2).await;
+        settle().await;
+        assert_eq!(tries(), 2, "the interval's flush");
+        r.stop.cancel();
+        let _ = r.task.await;
+        let text = String::from_utf8_lossy(
+            &logs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .into_owned();
+        assert_eq!(text.matches("flush failed").count(), 1, "said once: {text}");
     }
 }

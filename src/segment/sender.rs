@@ -26,6 +26,10 @@ pub const MAX_SPLIT_REQUESTS: usize = 256;
 /// libraries send it (0 on the first try).
 pub const RETRY_COUNT_HEADER: &str = "X-Retry-Count";
 
+/// Most bytes of an answer's body read: Segment's answers are a few bytes of JSON whose
+/// content does not matter. A longer body is left unread and its connection closed.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// Segment's API for US workspaces (EU: `https://events.eu1.segmentapis.com/v1`).
 pub const DEFAULT_API_URL: &str = "https://api.segment.io/v1";
 
@@ -503,7 +507,7 @@ impl Sender {
         let status = response.status();
         let retry_after = retry_after(&response);
         // Read the answer so the connection can be reused; its content does not matter.
-        let body = response.bytes().await;
+        let body = read_answer(response).await;
         if status.is_success() {
             return Ok(());
         }
@@ -523,6 +527,24 @@ impl Sender {
             Err(AttemptError::Reject(status.as_u16()))
         }
     }
+}
+
+/// Reads an answer's body to its end or to [`MAX_ANSWER_BYTES`], whichever comes first,
+/// keeping none of it: one chunk is in memory at a time. A longer body is dropped with its
+/// connection, whatever length it announces.
+async fn read_answer(mut response: reqwest::Response) -> Result<(), reqwest::Error> {
+    let mut read = 0usize;
+    while read <= MAX_ANSWER_BYTES {
+        match response.chunk().await? {
+            Some(chunk) => read += chunk.len(),
+            None => return Ok(()),
+        }
+    }
+    debug!(
+        read,
+        "Segment's answer is longer than expected: the rest is not read"
+    );
+    Ok(())
 }
 
 /// 408, 429, and 5xx other than 501 and 505.

@@ -319,7 +319,6 @@ impl Sweeper {
             .as_secs()
             .max(0);
         tracing::info!(
-            endpoint = self.client.endpoint(),
             outcome,
             window = window.kind.as_str(),
             window_s,
@@ -362,7 +361,6 @@ impl Sweeper {
                     self.metrics.error(kind);
                     report.error = Some(kind);
                     tracing::warn!(
-                        endpoint = self.client.endpoint(),
                         kind = kind.as_str(),
                         error = %e,
                         "sweep failed; the next sweep retries"

@@ -24,7 +24,11 @@
 //! the server refuse the filter, the listing starts again with `data_type` alone.
 //!
 //! Pages are fetched and decoded one at a time ([`RecordPages`]): memory is bounded by the
-//! page size, never by the number of records.
+//! page size, never by the number of records. Within a page, records are decoded one at a
+//! time as the page is parsed ([`PageSeed`]): a page holds at most the records asked for
+//! (more is a malformed page), and records past the window's start are skipped unread. A
+//! page token is at most [`MAX_PAGE_TOKEN_BYTES`], and the tokens a listing saw are kept
+//! as 16-byte digests, at most one a page ([`MAX_PAGES`]).
 
 use crate::events::{self, Decoded, Object};
 use base64::Engine as _;
@@ -58,6 +62,10 @@ pub const SERVER_MAX_PAGE_SIZE: u32 = 10_000;
 /// again at half the size (down to [`MIN_PAGE_SIZE`]), so unusually large records slow
 /// the sweep down rather than stop it.
 pub const MAX_PAGE_BYTES: usize = 16 << 20;
+
+/// Longest page token taken (Results' tokens are a few hundred bytes): a longer one is a
+/// malformed page. Tokens go back in the next request's URL.
+pub const MAX_PAGE_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Pages one sweep reads at most (`page_limit`): 2.5 million records at 250 a page.
 pub const MAX_PAGES: usize = 10_000;
@@ -517,7 +525,8 @@ impl ResultsClient {
         filter: &str,
         page_token: Option<&str>,
         page_size: u32,
-    ) -> Result<(RawPage, usize), SweepError> {
+        since: jiff::Timestamp,
+    ) -> Result<(DecodedPage, usize), SweepError> {
         let mut url = self.records_url.clone();
         {
             let mut q = url.query_pairs_mut();
@@ -551,9 +560,7 @@ impl ResultsClient {
             }
             body.extend_from_slice(&chunk);
         }
-        let page = serde_json::from_slice::<RawPage>(&body).map_err(|e| {
-            SweepError::MalformedPage(format!("not a records page: {}", redact_json_error(&e)))
-        })?;
+        let page = decode_page(&body, since, page_size as usize)?;
         Ok((page, body.len()))
     }
 
@@ -586,7 +593,9 @@ pub struct RecordPages<'a> {
     /// The server refused the narrowed filter: the listing started again without it.
     fell_back: bool,
     next_token: Option<String>,
-    seen_tokens: std::collections::HashSet<String>,
+    /// Digests of the page tokens seen in this listing: one a page, at most
+    /// [`MAX_PAGES`] (the listing ends there).
+    seen_tokens: std::collections::HashSet<[u8; 16]>,
     done: bool,
     pages: usize,
     /// The page size now: halved after each page refused as too large.
@@ -603,7 +612,7 @@ impl RecordPages<'_> {
         if self.done {
             return None;
         }
-        let (raw, bytes) = match self.fetch().await {
+        let (page, bytes) = match self.fetch().await {
             Ok(fetched) => fetched,
             Err(e) => {
                 self.done = true;
@@ -611,22 +620,19 @@ impl RecordPages<'_> {
             }
         };
         self.pages += 1;
-        let read = raw.records.len();
-        let mut records = Vec::with_capacity(read);
-        for record in raw.records {
-            if let Some(updated) = record.update_time.as_deref()
-                && let Ok(at) = updated.parse::<jiff::Timestamp>()
-                && at < self.since
-            {
-                // Newest first: everything after this is older still.
-                self.done = true;
-                break;
-            }
-            records.push(decode_record(record.data));
+        let DecodedPage {
+            records,
+            read,
+            reached_window_start,
+            next_page_token,
+        } = page;
+        if reached_window_start {
+            // Newest first: everything after this is older still.
+            self.done = true;
         }
-        match raw.next_page_token.filter(|t| !t.is_empty()) {
+        match next_page_token.filter(|t| !t.is_empty()) {
             Some(t) if !self.done => {
-                if !self.seen_tokens.insert(t.clone()) {
+                if !self.seen_tokens.insert(token_digest(&t)) {
                     // The page that hands out a used token is not trusted either.
                     self.done = true;
                     return Some(Err(SweepError::PageTokenLoop));
@@ -654,7 +660,7 @@ impl RecordPages<'_> {
     }
 
     /// The next page's raw answer and its size. Bounded by the page cap and the deadline.
-    async fn fetch(&mut self) -> Result<(RawPage, usize), SweepError> {
+    async fn fetch(&mut self) -> Result<(DecodedPage, usize), SweepError> {
         let client = self.client;
         if self.pages >= client.max_pages {
             return Err(SweepError::PageLimit(client.max_pages));
@@ -666,7 +672,12 @@ impl RecordPages<'_> {
             .unwrap_or_else(|| self.started + Duration::from_secs(365 * 86_400));
         loop {
             let filter = self.narrowed.as_deref().unwrap_or(&client.filter);
-            let page = client.get_page(filter, self.next_token.as_deref(), self.page_size);
+            let page = client.get_page(
+                filter,
+                self.next_token.as_deref(),
+                self.page_size,
+                self.since,
+            );
             match tokio::time::timeout_at(deadline, page).await {
                 Err(_) => return Err(SweepError::Deadline(client.deadline)),
                 Ok(Ok(fetched)) => return Ok(fetched),
@@ -704,6 +715,15 @@ impl RecordPages<'_> {
     }
 }
 
+/// The digest a page token is remembered by: the first 16 bytes of its SHA-256.
+fn token_digest(token: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(token.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
 fn decode_record(data: Option<RawAny>) -> RecordOutcome {
     let Some(data) = data else {
         return RecordOutcome::Undecodable("record has no data".into());
@@ -719,6 +739,11 @@ fn decode_record(data: Option<RawAny>) -> RecordOutcome {
             Err(_) => return RecordOutcome::Undecodable("data.value is not base64".into()),
         },
     };
+    // A record holds one object: a `List` (its `items` would be decoded one by one
+    // before being refused) is refused after a pass that keeps nothing of it.
+    if serde_json::from_slice::<ListProbe>(&bytes).is_ok_and(|p| p.items.is_some()) {
+        return RecordOutcome::Undecodable("data.value is a List, not one object".into());
+    }
     match events::decode_one(&bytes) {
         Decoded::Object(o) => RecordOutcome::Object(o),
         Decoded::NoEvents => RecordOutcome::NoEvents,
@@ -767,14 +792,200 @@ fn redact_json_error(e: &serde_json::Error) -> String {
     format!("{what} at line {} column {}", e.line(), e.column())
 }
 
-/// grpc-gateway writes proto field names (`next_page_token`) or their JSON names
-/// (`nextPageToken`) depending on its marshaler options: both are read.
-#[derive(Debug, Deserialize)]
-struct RawPage {
+/// Whether a document has `items`, read without keeping anything.
+#[derive(Deserialize)]
+struct ListProbe {
     #[serde(default)]
-    records: Vec<RawRecord>,
-    #[serde(default, alias = "nextPageToken")]
+    items: Option<serde::de::IgnoredAny>,
+}
+
+/// A page as [`decode_page`] leaves it: the records within the window, decoded.
+#[derive(Debug, Default)]
+struct DecodedPage {
+    records: Vec<RecordOutcome>,
+    /// Records on the page, those past the window's start included.
+    read: usize,
+    /// A record last updated before the window's start was on the page.
+    reached_window_start: bool,
     next_page_token: Option<String>,
+}
+
+/// Decodes a page body record by record ([`PageSeed`]): at most `max_records`, those
+/// updated before `since` (and all after them) skipped unread.
+fn decode_page(
+    body: &[u8],
+    since: jiff::Timestamp,
+    max_records: usize,
+) -> Result<DecodedPage, SweepError> {
+    use serde::de::DeserializeSeed;
+    let mut page = DecodedPage::default();
+    let mut refused = None;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let seed = PageSeed {
+        since,
+        max_records,
+        page: &mut page,
+        refused: &mut refused,
+    };
+    let parsed = seed.deserialize(&mut de).and_then(|()| de.end());
+    if let Some(why) = refused {
+        return Err(SweepError::MalformedPage(why));
+    }
+    parsed.map_err(|e| {
+        SweepError::MalformedPage(format!("not a records page: {}", redact_json_error(&e)))
+    })?;
+    Ok(page)
+}
+
+/// Reads a records page into a [`DecodedPage`] as it is parsed: each record is decoded
+/// and dropped before the next is read, so a page costs its records' objects, not a tree
+/// of all its records. grpc-gateway writes proto field names (`next_page_token`) or their
+/// JSON names (`nextPageToken`) depending on its marshaler options: both are read.
+struct PageSeed<'a> {
+    since: jiff::Timestamp,
+    max_records: usize,
+    page: &'a mut DecodedPage,
+    /// Why the page was refused, when it was for its content (said without the content).
+    refused: &'a mut Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier)]
+enum PageField {
+    #[serde(rename = "records")]
+    Records,
+    #[serde(rename = "next_page_token", alias = "nextPageToken")]
+    NextPageToken,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for PageSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PageSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a records page")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
+        while let Some(field) = map.next_key::<PageField>()? {
+            match field {
+                PageField::Records => map.next_value_seed(RecordsSeed {
+                    since: self.since,
+                    max_records: self.max_records,
+                    page: &mut *self.page,
+                    refused: &mut *self.refused,
+                })?,
+                PageField::NextPageToken => {
+                    let token: Option<BoundedToken> = map.next_value()?;
+                    match token {
+                        Some(BoundedToken(Some(t))) => self.page.next_page_token = Some(t),
+                        Some(BoundedToken(None)) => {
+                            *self.refused = Some(format!(
+                                "a page token longer than {MAX_PAGE_TOKEN_BYTES} bytes"
+                            ));
+                            return Err(A::Error::custom("page token too long"));
+                        }
+                        None => self.page.next_page_token = None,
+                    }
+                }
+                PageField::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A page token, `None` when longer than [`MAX_PAGE_TOKEN_BYTES`] (not kept).
+struct BoundedToken(Option<String>);
+
+impl<'de> Deserialize<'de> for BoundedToken {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = BoundedToken;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a page token")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<BoundedToken, E> {
+                Ok(BoundedToken(
+                    (v.len() <= MAX_PAGE_TOKEN_BYTES).then(|| v.to_owned()),
+                ))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The `records` array of a page, decoded one record at a time (see [`PageSeed`]).
+struct RecordsSeed<'a> {
+    since: jiff::Timestamp,
+    max_records: usize,
+    page: &'a mut DecodedPage,
+    refused: &'a mut Option<String>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RecordsSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RecordsSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of records")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
+        loop {
+            // Past the window's start, records are skipped unread (still counted).
+            let more = if self.page.reached_window_start {
+                seq.next_element::<serde::de::IgnoredAny>()?.is_some()
+            } else {
+                match seq.next_element::<RawRecord>()? {
+                    None => false,
+                    Some(record) => {
+                        if let Some(updated) = record.update_time.as_deref()
+                            && let Ok(at) = updated.parse::<jiff::Timestamp>()
+                            && at < self.since
+                        {
+                            self.page.reached_window_start = true;
+                        } else {
+                            self.page.records.push(decode_record(record.data));
+                        }
+                        true
+                    }
+                }
+            };
+            if !more {
+                return Ok(());
+            }
+            self.page.read += 1;
+            if self.page.read > self.max_records {
+                *self.refused = Some(format!(
+                    "more records than the {} asked for",
+                    self.max_records
+                ));
+                return Err(A::Error::custom("too many records"));
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -1510,5 +1721,91 @@ mod tests {
         let mut c = ResultsConfig::new("https://results.example:8080");
         c.page_size = 1000;
         assert_eq!(new_client(&c).unwrap().page_size(), MAX_PAGE_SIZE);
+    }
+
+    #[tokio::test]
+    async fn a_page_with_more_records_than_asked_for_is_malformed() {
+        let handler: Handler = Arc::new(|req: &Seen| {
+            let size: usize = req.query["page_size"].parse().unwrap();
+            let records: Vec<_> = (0..=size)
+                .map(|i| record(&format!("r{i}"), "2026-01-01T12:00:00Z"))
+                .collect();
+            (200, serde_json::json!({ "records": records }).to_string())
+        });
+        let (addr, _) = fake(handler).await;
+        let mut c = config(&addr);
+        c.page_size = MIN_PAGE_SIZE;
+        let client = new_client(&c).unwrap();
+        let (_, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
+        let err = err.expect("refused");
+        assert_eq!(err.kind(), ErrorKind::MalformedPage, "{err}");
+        assert!(
+            err.to_string()
+                .contains("more records than the 5 asked for"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_page_token_over_the_bound_is_malformed() {
+        let handler: Handler = Arc::new(|req: &Seen| {
+            let page = match req.query.get("page_token") {
+                None => serde_json::json!({"records": [record("a", "2026-01-01T12:00:00Z")],
+                    "nextPageToken": "t".repeat(MAX_PAGE_TOKEN_BYTES + 1)}),
+                Some(_) => serde_json::json!({"records": [record("b", "2026-01-01T12:00:00Z")]}),
+            };
+            (200, page.to_string())
+        });
+        let (addr, seen) = fake(handler).await;
+        let client = new_client(&config(&addr)).unwrap();
+        let (uids, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
+        let err = err.expect("refused");
+        assert_eq!(err.kind(), ErrorKind::MalformedPage, "{err}");
+        assert!(err.to_string().contains("page token longer than"), "{err}");
+        assert!(uids.is_empty(), "{uids:?}");
+        assert_eq!(seen.lock().unwrap().len(), 1, "the token is not sent back");
+    }
+
+    #[test]
+    fn a_page_is_decoded_record_by_record_up_to_the_page_size() {
+        let t = since("2026-01-01T00:00:00Z");
+        let empties = |n: usize| format!("{{\"records\":[{}]}}", vec!["{}"; n].join(","));
+        let page = decode_page(empties(100).as_bytes(), t, 100).expect("a page");
+        assert_eq!((page.read, page.records.len()), (100, 100));
+        let err = decode_page(empties(101).as_bytes(), t, 100).expect_err("too many");
+        assert!(
+            err.to_string().contains("more records than the 100"),
+            "{err}"
+        );
+        // Records past the window's start are counted, not decoded; the token is read
+        // wherever it is.
+        let body = serde_json::json!({
+            "next_page_token": "n",
+            "records": [record("a", "2026-01-01T12:00:00Z"), record("old", "2025-12-31T00:00:00Z"), {"data": 1}],
+        });
+        let page = decode_page(body.to_string().as_bytes(), t, 100).expect("a page");
+        assert_eq!((page.read, page.records.len()), (3, 1));
+        assert!(page.reached_window_start);
+        assert_eq!(page.next_page_token.as_deref(), Some("n"));
+        // A record holding a List is refused without decoding its items.
+        let list = format!("{{\"kind\":\"List\",\"items\":[{}]}}", run_json("x"));
+        let body = serde_json::json!({"records": [{"data": {"value": base64::engine::general_purpose::STANDARD.encode(list)}}]});
+        let page = decode_page(body.to_string().as_bytes(), t, 100).expect("a page");
+        assert_eq!(
+            page.records,
+            [RecordOutcome::Undecodable(
+                "data.value is a List, not one object".into()
+            )]
+        );
+        assert!(decode_page(b"[]", t, 100).is_err(), "not a page");
+        assert!(decode_page(b"{} x", t, 100).is_err(), "trailing bytes");
+    }
+
+    #[test]
+    fn page_tokens_are_remembered_as_fixed_size_digests() {
+        let long = "t".repeat(60_000);
+        assert_eq!(token_digest(&long).len(), 16);
+        assert_ne!(token_digest("a"), token_digest("b"));
+        assert_eq!(token_digest(&long), token_digest(&long.clone()));
     }
 }
