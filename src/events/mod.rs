@@ -166,8 +166,6 @@ pub struct Properties {
     pub completion_time: Option<String>,
     pub duration_seconds: Option<Option<i64>>,
     pub status: Option<String>,
-    pub actor_hash: Option<String>,
-    pub actor_type: Option<ActorType>,
 }
 
 impl Properties {
@@ -238,8 +236,6 @@ impl Event {
     }
 
     pub fn set_actor(&mut self, actor: Option<Actor>) {
-        self.properties.actor_hash = actor.as_ref().map(|a| a.user_hash.clone());
-        self.properties.actor_type = actor.as_ref().map(|a| a.kind);
         self.actor = actor;
     }
 
@@ -267,13 +263,18 @@ impl Serialize for Event {
             device: Option<Device<'a>>,
             library: Library,
         }
-        /// Every event's properties start with the schema's version.
+        /// An event's properties: the schema's version, the event's own, and the actor
+        /// where admission saw it.
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
-        struct Versioned<'a> {
+        struct AllProperties<'a> {
             schema_version: &'static str,
             #[serde(flatten)]
             properties: &'a Properties,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            actor_hash: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            actor_type: Option<ActorType>,
         }
         // No `userId`, ever: the cluster is Amplitude's device, the actor is a property.
         let mut m = s.serialize_map(None)?;
@@ -294,9 +295,11 @@ impl Serialize for Event {
         )?;
         m.serialize_entry(
             "properties",
-            &Versioned {
+            &AllProperties {
                 schema_version: SCHEMA_VERSION,
                 properties: &self.properties,
+                actor_hash: self.actor.as_ref().map(|a| a.user_hash.as_str()),
+                actor_type: self.actor.as_ref().map(|a| a.kind),
             },
         )?;
         m.end()
