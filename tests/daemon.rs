@@ -446,7 +446,8 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     set_status(&konfluxes, "konflux", json!({"conditions": [
-        {"type": "Ready", "status": "True", "reason": "AllComponentsReady", "lastTransitionTime": ready_at}
+        {"type": "Ready", "status": "True", "reason": "AllComponentsReady", "message": "",
+         "lastTransitionTime": ready_at}
     ]}))
     .await
     .expect("ready");

@@ -718,6 +718,7 @@ async fn probes_are_answered_while_the_metrics_port_is_full() {
         registry: prometheus_client::registry::Registry::default(),
         ready: Box::new(|| true),
         preview: Preview::new(false),
+        switch: tokio::sync::watch::channel(konflux_telemetry::switch::Decision::PENDING).1,
     });
     let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
     let (main, probes) = (bind().await.expect("bind"), bind().await.expect("bind"));

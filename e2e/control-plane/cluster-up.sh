@@ -48,7 +48,8 @@ api_ready() {
 # they are Established (apply is idempotent: on a running cluster it restores what is
 # missing and leaves the rest).
 install_crds() {
-  "$@" apply -f "$repo_root/e2e/crds/" >"$state_dir/logs/crds.log" 2>&1 ||
+  # Server-side: the real Konflux CRD is too large for the last-applied annotation.
+  "$@" apply --server-side --force-conflicts -f "$repo_root/e2e/crds/" >"$state_dir/logs/crds.log" 2>&1 ||
     { cat "$state_dir/logs/crds.log" >&2; die "installing the CRDs in e2e/crds failed"; }
   # --recursive=false: like apply above, only e2e/crds/*.yaml (kubectl wait recurses by
   # default and would wait for e2e/crds/monitoring/, which tests/deploy.rs installs itself).

@@ -95,7 +95,8 @@ fi
 kind load docker-image "$IMAGE" "$SINK_IMAGE" --name "$cluster"
 
 say "installing the CRDs and konflux-info"
-kubectl apply -R -f e2e/crds/ >/dev/null
+# Server-side: the real Konflux CRD is too large for the last-applied annotation.
+kubectl apply --server-side --force-conflicts -R -f e2e/crds/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s -R -f e2e/crds/ >/dev/null
 kubectl create namespace konflux-info
 

@@ -187,7 +187,7 @@ YAML
 )"
   event="$(wait_event "$uid-started")"
   [[ $(jq -r .event <<<"$event") == "Operator Deployment Started" ]] || fail "wrong event: $event"
-  kubectl patch konflux konflux --subresource=status --type=merge -p "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"AllComponentsReady\",\"lastTransitionTime\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}]}}" >/dev/null
+  kubectl patch konflux konflux --subresource=status --type=merge -p "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"AllComponentsReady\",\"message\":\"\",\"lastTransitionTime\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}]}}" >/dev/null
   event="$(wait_event "$uid-completed")"
   [[ $(jq -r .event <<<"$event") == "Operator Deployment Completed" ]] || fail "wrong event: $event"
   kubectl --as=bob --as-group=system:masters delete konflux konflux >/dev/null
