@@ -457,6 +457,29 @@ mod tests {
         String::from_utf8(out).expect("UTF-8")
     }
 
+    #[test]
+    fn a_run_dated_2999_is_counted_and_not_kept() {
+        let core = core();
+        core.observe(
+            watch(run(
+                "far",
+                "2999-01-01T00:00:00Z",
+                Some("2999-01-01T01:00:00Z"),
+            )),
+            NOW,
+        );
+        assert!(ids(&core).is_empty(), "nothing waits");
+        assert!(core.export_produced(10).is_empty(), "nothing is recorded");
+        let dropped = core
+            .metrics
+            .buffer_events_dropped
+            .get_or_create(&ReasonLabel {
+                reason: "future_time",
+            })
+            .get();
+        assert_eq!(dropped, 2, "Started and Completed");
+    }
+
     #[tokio::test]
     async fn a_relist_after_a_flush_produces_nothing_again() {
         let core = core();
