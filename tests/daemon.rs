@@ -445,10 +445,14 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
     let ready_at = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
-    set_status(&konfluxes, "konflux", json!({"conditions": [
-        {"type": "Ready", "status": "True", "reason": "AllComponentsReady", "message": "",
-         "lastTransitionTime": ready_at}
-    ]}))
+    set_status(
+        &konfluxes,
+        "konflux",
+        json!({"conditions": [
+            {"type": "Ready", "status": "True", "reason": "AllComponentsReady", "message": "",
+             "lastTransitionTime": ready_at}
+        ]}),
+    )
     .await
     .expect("ready");
     konfluxes

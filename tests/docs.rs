@@ -180,7 +180,12 @@ fn schema_pipeline_type_is_the_models_enumeration() {
         .iter()
         .map(|v| v.as_str().map_or_else(|| "null".to_owned(), str::to_owned))
         .collect();
-    let mut expected: BTreeSet<String> = KNOWN_PIPELINE_TYPES.iter().map(|s| s.to_string()).collect();
-    expected.extend([OTHER_PIPELINE_TYPE.to_owned(), String::new(), "null".to_owned()]);
+    let mut expected: BTreeSet<String> =
+        KNOWN_PIPELINE_TYPES.iter().map(|s| s.to_string()).collect();
+    expected.extend([
+        OTHER_PIPELINE_TYPE.to_owned(),
+        String::new(),
+        "null".to_owned(),
+    ]);
     assert_eq!(in_schema, expected);
 }

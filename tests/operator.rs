@@ -38,9 +38,18 @@ fn operator_page() -> String {
         .expect("docs/operator.md")
 }
 
+/// The page as one line, runs of white space as one space: a phrase wrapped across lines
+/// is still found.
+fn operator_prose() -> String {
+    operator_page()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[test]
 fn the_page_states_the_operands_labels_owner_envfrom_and_resources() {
-    let page = operator_page();
+    let page = operator_prose();
     let cronjob = captured("cronjob.yaml");
     let secret = captured("secret.yaml");
     for object in [&cronjob, &secret, &captured("clusterrole.yaml")] {
@@ -85,7 +94,10 @@ fn the_page_states_the_operands_labels_owner_envfrom_and_resources() {
     assert!(page.contains(&said), "docs/operator.md does not say {said}");
     let keys: Vec<&String> = secret["data"].as_object().expect("data").keys().collect();
     for key in keys {
-        assert!(page.contains(&format!("`{key}`")), "docs/operator.md lacks {key}");
+        assert!(
+            page.contains(&format!("`{key}`")),
+            "docs/operator.md lacks {key}"
+        );
     }
 }
 
@@ -96,27 +108,42 @@ fn the_page_states_the_operands_labels_owner_envfrom_and_resources() {
 fn the_deployment_has_the_operands_security_context() {
     let cronjob = captured("cronjob.yaml");
     let pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
-    let rendered = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/rendered/konflux-telemetry.yaml");
+    let rendered =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/rendered/konflux-telemetry.yaml");
     let objects = yaml_documents(&rendered);
     let deployment = objects
         .iter()
         .find(|o| o["kind"] == "Deployment")
         .expect("the Deployment in deploy/rendered");
     let ours = &deployment["spec"]["template"]["spec"];
-    assert_eq!(
-        ours["containers"][0]["securityContext"]
-            .as_object()
-            .map(|c| c.iter().filter(|(k, _)| *k != "runAsNonRoot").collect::<BTreeMap<_, _>>()),
-        pod["containers"][0]["securityContext"]
-            .as_object()
-            .map(|c| c.iter().collect::<BTreeMap<_, _>>()),
-        "the container's security context (ours also says runAsNonRoot)"
+    // The operand's container context, each setting the same in ours; what ours adds is
+    // only a repetition of the pod's (runAsNonRoot, the seccomp profile).
+    let (theirs_c, ours_c) = (
+        &pod["containers"][0]["securityContext"],
+        &ours["containers"][0]["securityContext"],
     );
+    for (k, v) in theirs_c
+        .as_object()
+        .expect("the operand's container context")
+    {
+        assert_eq!(&ours_c[k], v, "the container's {k}");
+    }
+    for (k, v) in ours_c.as_object().expect("our container context") {
+        if theirs_c.get(k).is_none() {
+            assert_eq!(
+                &pod["securityContext"][k], v,
+                "ours adds {k} beyond the pod's"
+            );
+        }
+    }
     assert_eq!(ours["securityContext"], pod["securityContext"], "the pod's");
-    for sc in [&pod["securityContext"], &pod["containers"][0]["securityContext"]] {
+    for sc in [
+        &pod["securityContext"],
+        &pod["containers"][0]["securityContext"],
+    ] {
         assert!(sc.get("runAsUser").is_none() && sc.get("runAsGroup").is_none());
     }
-    assert!(operator_page().contains("no `runAsUser`"));
+    assert!(operator_prose().contains("no `runAsUser`"));
 }
 
 /// The operator's ClusterRole, rule by rule, as the page's table states it (column
@@ -152,7 +179,11 @@ fn the_page_states_the_operators_cluster_role() {
             .filter_map(Value::as_str)
             .map(|r| format!("`{r}`"))
             .collect();
-        let key = format!("`{}` {}", if group.is_empty() { "\"\"" } else { group }, resources.join(", "));
+        let key = format!(
+            "`{}` {}",
+            if group.is_empty() { "\"\"" } else { group },
+            resources.join(", ")
+        );
         granted.entry(key).or_default().push(said);
     }
     let table: BTreeMap<String, String> = page
