@@ -37,27 +37,35 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Deletes the `konflux` CR when the test ends, panicking or not, so that no later test's
-/// daemon finds telemetry turned off.
-struct DeleteKonflux(kube::Config);
+/// Runs `clean_up` with a client of the cluster when dropped, panicking or not (on a
+/// thread of its own: a test's runtime may be gone), so that no later test's daemon finds
+/// what a test left: a `konflux` CR turning telemetry off, OpenShift's objects.
+struct CleanUp(
+    kube::Config,
+    fn(kube::Client) -> futures::future::BoxFuture<'static, ()>,
+);
 
-impl Drop for DeleteKonflux {
+impl Drop for CleanUp {
     fn drop(&mut self) {
-        let config = self.0.clone();
+        let (config, clean_up) = (self.0.clone(), self.1);
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             rt.block_on(async {
                 if let Ok(client) = kube::Client::try_from(config) {
-                    let api: Api<DynamicObject> = Api::all_with(client, &crds::konflux());
-                    let _ = api.delete("konflux", &DeleteParams::default()).await;
+                    clean_up(client).await;
                 }
             });
             Ok::<(), std::io::Error>(())
         })
         .join();
     }
+}
+
+async fn delete_konflux(client: kube::Client) {
+    let api: Api<DynamicObject> = Api::all_with(client, &crds::konflux());
+    let _ = api.delete("konflux", &DeleteParams::default()).await;
 }
 
 async fn set_telemetry(konfluxes: &Api<DynamicObject>, enabled: bool) {
@@ -116,7 +124,7 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
     let _lock = konflux_lock();
     let konfluxes: Api<DynamicObject> = Api::all_with(cluster.client(), &crds::konflux());
     let _ = konfluxes.delete("konflux", &DeleteParams::default()).await;
-    let _cleanup = DeleteKonflux(cluster.config().clone());
+    let _cleanup = CleanUp(cluster.config().clone(), |c| Box::pin(delete_konflux(c)));
     konfluxes
         .create(
             &PostParams::default(),
@@ -146,19 +154,7 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
 
     let tenant = cluster.namespace("switch-tenant").await;
     let components = tenant.dynamic_api(&crds::component());
-    let create = |name: &'static str| {
-        let components = components.clone();
-        async move {
-            let c = components
-                .create(
-                    &PostParams::default(),
-                    &support::object(&crds::component(), name, json!({"application": "a"})),
-                )
-                .await
-                .expect("component");
-            format!("{}-component-created", c.metadata.uid.expect("uid"))
-        }
-    };
+    let create = |name: &'static str| support::create_component(&components, name);
 
     // On: sent.
     let first = create("first").await;
@@ -286,29 +282,7 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
     home.cleanup().await;
 }
 
-/// Deletes the OpenShift objects the platform test made when it ends, panicking or not, so
-/// that no later test's daemon believes it runs on OpenShift.
-struct DeleteOpenShift(kube::Config);
-
-impl Drop for DeleteOpenShift {
-    fn drop(&mut self) {
-        let config = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                if let Ok(client) = kube::Client::try_from(config) {
-                    delete_openshift(&client).await;
-                }
-            });
-            Ok::<(), std::io::Error>(())
-        })
-        .join();
-    }
-}
-
-async fn delete_openshift(client: &kube::Client) {
+async fn delete_openshift(client: kube::Client) {
     let dp = DeleteParams::default();
     let cv: Api<DynamicObject> = Api::all_with(client.clone(), &crds::cluster_version());
     let _ = cv.delete("version", &dp).await;
@@ -347,8 +321,8 @@ async fn where_nobody_said_the_platform_decides() {
     let client = cluster.client();
     let konfluxes: Api<DynamicObject> = Api::all_with(client.clone(), &crds::konflux());
     let _ = konfluxes.delete("konflux", &DeleteParams::default()).await;
-    delete_openshift(&client).await;
-    let _cleanup = DeleteOpenShift(cluster.config().clone());
+    delete_openshift(client.clone()).await;
+    let _cleanup = CleanUp(cluster.config().clone(), |c| Box::pin(delete_openshift(c)));
 
     let dir = tempdir("platform");
     let out = dir.join("sink.ndjson");
@@ -388,15 +362,7 @@ async fn where_nobody_said_the_platform_decides() {
         "on; decided-by=openshift_console"
     );
     let tenant = cluster.namespace("platform-tenant").await;
-    let c = tenant
-        .dynamic_api(&crds::component())
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::component(), "c", json!({"application": "a"})),
-        )
-        .await
-        .expect("component");
-    let id = format!("{}-component-created", c.metadata.uid.expect("uid"));
+    let id = support::create_component(&tenant.dynamic_api(&crds::component()), "c").await;
     wait_for_ids(&out, &[id]).await;
 
     // The console operator's annotation turns it off.

@@ -66,6 +66,21 @@ pub async fn create_run(runs: &Api<DynamicObject>, name: &str) -> kube::Result<D
     runs.create(&kube::api::PostParams::default(), &run).await
 }
 
+/// Creates a Component `name` of application `a` in `components`; returns the
+/// `messageId` of its `Component Created` event.
+pub async fn create_component(components: &Api<DynamicObject>, name: &str) -> String {
+    let c = object(
+        &crds::component(),
+        name,
+        serde_json::json!({"application": "a"}),
+    );
+    let created = components
+        .create(&kube::api::PostParams::default(), &c)
+        .await
+        .expect("component");
+    format!("{}-component-created", created.metadata.uid.expect("uid"))
+}
+
 /// Creates a PipelineRun `name` in `runs` and starts it: a marker to wait for at the sink,
 /// sent after what a test checks, so that once it arrives the flushes before it have
 /// passed (the buffer flushes oldest first). Returns its `messageId` (`<uid>-started`).
