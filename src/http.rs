@@ -105,17 +105,30 @@ pub async fn serve(
     limits: server::Limits,
     stop: CancellationToken,
 ) {
+    serve_with("http", listener, endpoints, limits, stop, handle).await;
+}
+
+/// Serves `answer` on `listener` until `stop`: the one loop of both listeners, `name`
+/// naming it in log lines. `answer` gets the request's peer (unknown counts as not
+/// loopback).
+async fn serve_with(
+    name: &'static str,
+    listener: TcpListener,
+    endpoints: Arc<Endpoints>,
+    limits: server::Limits,
+    stop: CancellationToken,
+    answer: fn(&Endpoints, SocketAddr, &Request<server::Body>) -> Response<Body>,
+) {
     let handler = move |req: Request<server::Body>| {
         let endpoints = Arc::clone(&endpoints);
-        // The peer decides whether /preview answers; unknown counts as not loopback.
         let peer = req
             .extensions()
             .get::<server::Peer>()
             .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0);
-        async move { Ok::<_, Infallible>(handle(&endpoints, peer, &req)) }
+        async move { Ok::<_, Infallible>(answer(&endpoints, peer, &req)) }
     };
     server::serve(
-        "http",
+        name,
         listener,
         server::Transport::Plain,
         limits,
@@ -146,19 +159,9 @@ pub async fn serve_probes(
     limits: server::Limits,
     stop: CancellationToken,
 ) {
-    let handler = move |req: Request<server::Body>| {
-        let endpoints = Arc::clone(&endpoints);
-        async move { Ok::<_, Infallible>(probe(&endpoints, &req)) }
-    };
-    server::serve(
-        "probes",
-        listener,
-        server::Transport::Plain,
-        limits,
-        handler,
-        stop.cancelled_owned(),
-    )
-    .await;
+    let answer =
+        |endpoints: &Endpoints, _: SocketAddr, req: &Request<server::Body>| probe(endpoints, req);
+    serve_with("probes", listener, endpoints, limits, stop, answer).await;
 }
 
 /// Answers one request on the probe listener: `/healthz` and `/readyz`, nothing else.

@@ -33,11 +33,61 @@ struct Fake {
     stop: CancellationToken,
 }
 
+/// A Kubernetes `Status` failure with `code` and `reason`, as the API server answers.
+fn status_answer(code: u16, reason: &str) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let status = serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "reason": reason, "message": "fake", "code": code,
+    });
+    let mut r = server::text(
+        hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::NOT_FOUND),
+        status.to_string(),
+    );
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Serves `handler` on `listener` (plain HTTP) until the token returned is cancelled, and
+/// a client of it.
+fn serve_fake<H, F>(
+    listener: tokio::net::TcpListener,
+    handler: H,
+) -> (kube::Client, CancellationToken)
+where
+    H: Fn(hyper::Request<server::Body>) -> F + Send + Sync + 'static,
+    F: std::future::Future<
+            Output = Result<
+                hyper::Response<http_body_util::Full<bytes::Bytes>>,
+                std::convert::Infallible,
+            >,
+        > + Send
+        + 'static,
+{
+    let addr = listener.local_addr().expect("address");
+    let stop = CancellationToken::new();
+    tokio::spawn(server::serve(
+        "fake-api",
+        listener,
+        server::Transport::Plain,
+        Limits::new(1024, 1024 * 1024),
+        handler,
+        stop.clone().cancelled_owned(),
+    ));
+    crypto::install_provider();
+    let url: http::Uri = format!("http://{addr}").parse().expect("URL");
+    (
+        kube::Client::try_from(kube::Config::new(url)).expect("client"),
+        stop,
+    )
+}
+
 async fn fake_api(path: &'static str, code: u16) -> Fake {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let addr = listener.local_addr().expect("address");
     let lists = Arc::new(Mutex::new(Vec::new()));
     let (enough_tx, enough) = tokio::sync::watch::channel(false);
     let enough_tx = Arc::new(enough_tx);
@@ -55,36 +105,11 @@ async fn fake_api(path: &'static str, code: u16) -> Fake {
                     enough_tx.send_replace(true);
                 }
             }
-            let status = serde_json::json!({
-                "kind": "Status", "apiVersion": "v1", "metadata": {},
-                "status": "Failure", "reason": if code == 404 { "NotFound" } else { "Forbidden" },
-                "message": "fake", "code": code,
-            });
-            async move {
-                let mut r = server::text(
-                    hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::NOT_FOUND),
-                    status.to_string(),
-                );
-                r.headers_mut().insert(
-                    hyper::header::CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static("application/json"),
-                );
-                Ok::<_, std::convert::Infallible>(r)
-            }
+            let reason = if code == 404 { "NotFound" } else { "Forbidden" };
+            async move { Ok::<_, std::convert::Infallible>(status_answer(code, reason)) }
         }
     };
-    let stop = CancellationToken::new();
-    tokio::spawn(server::serve(
-        "fake-api",
-        listener,
-        server::Transport::Plain,
-        Limits::new(1024, 1024 * 1024),
-        handler,
-        stop.clone().cancelled_owned(),
-    ));
-    crypto::install_provider();
-    let url: http::Uri = format!("http://{addr}").parse().expect("URL");
-    let client = kube::Client::try_from(kube::Config::new(url)).expect("client");
+    let (client, stop) = serve_fake(listener, handler);
     Fake {
         client,
         lists,
@@ -194,7 +219,6 @@ async fn a_refused_watch_list_falls_back_to_small_pages() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let addr = listener.local_addr().expect("address");
     let queries = Arc::new(Mutex::new(Vec::<String>::new()));
     let (listed_tx, mut listed) = tokio::sync::watch::channel(false);
     let listed_tx = Arc::new(listed_tx);
@@ -214,35 +238,10 @@ async fn a_refused_watch_list_falls_back_to_small_pages() {
             } else {
                 (404, "NotFound")
             };
-            let status = serde_json::json!({
-                "kind": "Status", "apiVersion": "v1", "metadata": {},
-                "status": "Failure", "reason": reason, "message": "fake", "code": code,
-            });
-            async move {
-                let mut r = server::text(
-                    hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::NOT_FOUND),
-                    status.to_string(),
-                );
-                r.headers_mut().insert(
-                    hyper::header::CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static("application/json"),
-                );
-                Ok::<_, std::convert::Infallible>(r)
-            }
+            async move { Ok::<_, std::convert::Infallible>(status_answer(code, reason)) }
         }
     };
-    let stop = CancellationToken::new();
-    tokio::spawn(server::serve(
-        "fake-api",
-        listener,
-        server::Transport::Plain,
-        Limits::new(1024, 1024 * 1024),
-        handler,
-        stop.clone().cancelled_owned(),
-    ));
-    crypto::install_provider();
-    let url: http::Uri = format!("http://{addr}").parse().expect("URL");
-    let client = kube::Client::try_from(kube::Config::new(url)).expect("client");
+    let (client, stop) = serve_fake(listener, handler);
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
     let watching = tokio::spawn(watch::run_with(
         &KONFLUX,
