@@ -21,7 +21,7 @@ use common::env_usize;
 use konflux_telemetry::events::{self, ClusterIdentity, Decoded};
 use konflux_telemetry::http::{self, Endpoints, Preview};
 use konflux_telemetry::metrics::CoreMetrics;
-use konflux_telemetry::observation::{Observation, Source};
+use konflux_telemetry::pipeline::observation::{Observation, Source};
 use konflux_telemetry::pipeline::{Core, PreviewCursor};
 use konflux_telemetry::segment::{Backoff, Sender, SenderConfig, SenderMetrics, WriteKey};
 use konflux_telemetry::settings::Settings;
@@ -229,7 +229,7 @@ async fn main() {
         switch: tokio::sync::watch::channel(konflux_telemetry::switch::Decision::PENDING).1,
     });
     let stop = CancellationToken::new();
-    let limits = konflux_telemetry::server::ServerArgs::default()
+    let limits = konflux_telemetry::http::server::ServerArgs::default()
         .limits(http::MAX_BODY, http::MAX_BYTES_IN_FLIGHT);
     let server = tokio::spawn(http::serve(listener, endpoints, limits, stop.clone()));
     reset_peak();

@@ -1,30 +1,29 @@
 //! `konflux-telemetry run`: wiring only. Each part lives in its own module: the flags in
-//! [`crate::runtime::args`], the loops in [`crate::runtime`], the capture paths in
+//! [`crate::cli`], the loops in [`crate::runtime`], the capture paths in
 //! [`crate::capture`], [`crate::sweep`] and [`crate::admission`], the pipeline in
 //! [`crate::pipeline`], the outputs in [`crate::segment`] and [`crate::flush`].
 //! [`run_until`] reads as the daemon's life in order; each step is one method below it.
 
-pub use crate::runtime::args::RunArgs;
+pub use crate::cli::RunArgs;
 
 use crate::capture::identity::{self, ClusterFacts, Configured, PublicInfo};
-use crate::capture::{config_maps, watch::Readiness};
+use crate::capture::{clock, config_maps, guarded_watch::Readiness, watches};
+use crate::cli::{self, namespaced_name};
 use crate::events::Timestamp;
 use crate::flush::Discard;
+use crate::flush::flusher::Flusher;
 use crate::http::{self, Endpoints};
+use crate::logging::LogLevel;
 use crate::metrics::Metrics;
-use crate::observation::ObservationTx;
 use crate::pipeline::Core;
-use crate::runtime::args::{self, namespaced_name};
-use crate::runtime::checkpoint::Checkpoint;
-use crate::runtime::flusher::Flusher;
-use crate::runtime::live::LiveSettings;
-use crate::runtime::output::SegmentOutput;
-use crate::runtime::{self, heartbeat};
+use crate::pipeline::observation::ObservationTx;
+use crate::segment::output::SegmentOutput;
 use crate::settings::Settings;
+use crate::settings::live::LiveSettings;
+use crate::state::checkpoint::Checkpoint;
 use crate::sweep::{ResultsClient, SweepSettings, Sweeper};
 use crate::switch::{CrSays, Decision, PlatformSays};
-use crate::telemetry::LogLevel;
-use crate::{Error, Result, telemetry};
+use crate::{Error, Result, logging};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch as live};
@@ -41,7 +40,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let stop = CancellationToken::new();
     let signals = stop.clone();
     tokio::spawn(async move {
-        crate::server::shutdown_signal().await;
+        crate::http::server::shutdown_signal().await;
         signals.cancel();
     });
     run_until(args, stop).await
@@ -94,7 +93,7 @@ async fn start_line(
 /// [`run`] with the stop signal given: tests and embedders cancel `stop`.
 pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     let base = args.base_settings();
-    let log_level = telemetry::init(&base.log_level, args.log_json);
+    let log_level = logging::init(&base.log_level, args.log_json);
     let config_map = namespaced_name(&args.config_map, "config-map")?;
     let state_at = match args.state_config_map.as_str() {
         "" => None,
@@ -119,7 +118,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     d.sweep(tx.clone(), &settings, checkpoint.as_ref());
     let mut servers = JoinSet::new();
     d.webhook(tx, &mut servers).await?;
-    let consumer = tokio::spawn(runtime::consume(Arc::clone(&d.core), rx));
+    let consumer = tokio::spawn(crate::pipeline::consume(Arc::clone(&d.core), rx));
     d.http(registry, readiness, switch.clone(), &mut servers)
         .await?;
     d.tasks.spawn(start_line(
@@ -132,13 +131,13 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     // The heartbeat and the flusher; at stop, the final flush after the capture ends.
     let beating = Arc::clone(&d.core);
     d.tasks
-        .spawn(heartbeat::run(settings.clone(), stop.clone(), move || {
+        .spawn(clock::run(settings.clone(), stop.clone(), move || {
             beating.heartbeat(Timestamp::now());
         }));
     let segment = d.metrics.segment.clone();
     let output_for = move |s: &Settings| -> Result<SegmentOutput> {
         Ok(match &write_key {
-            Some(key) => SegmentOutput::Segment(args::sender(&api_url, key, s, &segment)?),
+            Some(key) => SegmentOutput::Segment(cli::sender(&api_url, key, s, &segment)?),
             None => SegmentOutput::Discard(Discard),
         })
     };
@@ -253,17 +252,17 @@ impl Daemon {
         let (platform_tx, platform_rx) = live::channel(PlatformSays::Pending);
         let (switch_tx, switch) = live::channel(Decision::PENDING);
         let (client, core, stop) = (self.client.clone(), Arc::clone(&self.core), &self.stop);
-        self.tasks.spawn(runtime::switch::watch_cr(
+        self.tasks.spawn(crate::switch::inputs::watch_cr(
             client.clone(),
             cr_tx,
             stop.clone(),
         ));
-        self.tasks.spawn(runtime::switch::watch_platform(
+        self.tasks.spawn(crate::switch::inputs::watch_platform(
             client,
             platform_tx,
             stop.clone(),
         ));
-        self.tasks.spawn(runtime::switch::decide(
+        self.tasks.spawn(crate::switch::inputs::decide(
             core,
             cr_rx,
             settings.clone(),
@@ -278,7 +277,7 @@ impl Daemon {
     /// A watch of every watched kind, started over when telemetry comes back on.
     fn watches(&mut self, tx: ObservationTx, switch: live::Receiver<Decision>) -> Readiness {
         let readiness = Readiness::default();
-        self.tasks.spawn(runtime::watches::run(
+        self.tasks.spawn(watches::run(
             self.client.clone(),
             tx,
             self.metrics.core.clone(),
@@ -307,9 +306,11 @@ impl Daemon {
             );
         }
         let sweep_settings =
-            runtime::project(settings, &self.stop, &mut self.tasks, |s| SweepSettings {
-                interval: s.sweep_interval,
-                lookback: s.lookback,
+            crate::settings::live::project(settings, &self.stop, &mut self.tasks, |s| {
+                SweepSettings {
+                    interval: s.sweep_interval,
+                    lookback: s.lookback,
+                }
             });
         let mut sweeper = Sweeper::new(results, sweep_settings, tx, self.metrics.sweep.clone());
         if let Some(c) = checkpoint {

@@ -16,24 +16,21 @@
 
 pub mod admission;
 pub mod capture;
+pub mod cli;
 pub mod crypto;
 pub mod daemon;
 pub mod events;
 pub mod flush;
 pub mod http;
-pub mod ledger;
+pub mod logging;
 pub mod metrics;
-pub mod observation;
 pub mod pipeline;
-pub mod runtime;
 pub mod secret;
 pub mod segment;
-pub mod server;
 pub mod settings;
 pub mod state;
 pub mod sweep;
 pub mod switch;
-pub mod telemetry;
 pub mod transform;
 
 /// Every error this crate returns to a caller.

@@ -1,8 +1,8 @@
 //! The `konflux-telemetry` command: wires the subcommands to the library.
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use konflux_telemetry::cli::IdentityArgs;
 use konflux_telemetry::events::{ClusterIdentity, Timestamp};
-use konflux_telemetry::runtime::args::IdentityArgs;
 use konflux_telemetry::transform;
 use std::io::Write;
 use std::process::ExitCode;

@@ -7,10 +7,10 @@
 
 use crate::admission::AdmissionMetrics;
 use crate::events::{EventName, Kind};
-use crate::observation::Source;
-use crate::runtime::switch::SwitchMetrics;
+use crate::pipeline::observation::Source;
 use crate::segment::SenderMetrics;
 use crate::sweep::SweepMetrics;
+use crate::switch::inputs::SwitchMetrics;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -123,7 +123,7 @@ label_sets! {
     SkipLabels { kind, reason }
     /// Why events were dropped: `buffer_full`, `telemetry_off`, `unserializable`
     /// (`buffer_events_dropped`); `too_large`, `unserializable`, `rejected` (the sender's
-    /// `events_dropped`: a [`crate::segment::DropReason`] as text).
+    /// `events_dropped`: a [`crate::flush::DropReason`] as text).
     ReasonLabel { reason }
     /// An outcome: of a flush, a ConfigMap reload, a certificate reload, a sweep.
     OutcomeLabel { outcome }

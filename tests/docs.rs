@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use konflux_telemetry::admission::AdmissionMetrics;
 use konflux_telemetry::events::EventName;
 use konflux_telemetry::metrics::{CoreMetrics, Metrics};
-use konflux_telemetry::runtime::switch::SwitchMetrics;
 use konflux_telemetry::segment::SenderMetrics;
 use konflux_telemetry::settings::KEYS;
 use konflux_telemetry::sweep::SweepMetrics;
+use konflux_telemetry::switch::inputs::SwitchMetrics;
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path))

@@ -1,9 +1,9 @@
 //! The Segment sender against the project's sink, in process, on loopback.
 
 use konflux_telemetry::events::{ClusterIdentity, Event, EventName, Timestamp};
+use konflux_telemetry::flush::{Batch, DropReason, batches};
 use konflux_telemetry::segment::{
-    Backoff, Batch, DropReason, Failure, SendError, Sender, SenderConfig, SenderMetrics, WriteKey,
-    batches,
+    Backoff, Failure, SendError, Sender, SenderConfig, SenderMetrics, WriteKey,
 };
 use konflux_telemetry_sink::{Fault, RequestRecord, Sink, Stats};
 use std::io::Write as _;
@@ -157,7 +157,7 @@ async fn an_event_over_32000_bytes_is_dropped_and_counted_the_others_sent() {
         as_values(&[events[0].clone(), events[2].clone()])
     );
     // The pure function reports the dropped one by name and messageId.
-    let (_, dropped) = konflux_telemetry::segment::batches(&events);
+    let (_, dropped) = konflux_telemetry::flush::batches(&events);
     assert_eq!(dropped.len(), 1);
     assert_eq!(dropped[0].name, "PipelineRun Completed");
     assert_eq!(dropped[0].message_id, "msg-00000002");
@@ -291,11 +291,11 @@ async fn retry_after_holds_back_every_batch() {
     let (sink, out) = sink("429").await;
     let sender = sender(&sink);
     let events: Vec<Event> = (0..30).map(|i| event(i, 1)).collect();
-    let lower = konflux_telemetry::segment::Limits {
+    let lower = konflux_telemetry::flush::Limits {
         max_events: 10,
         ..Default::default()
     };
-    let (b, _) = konflux_telemetry::segment::batches_with(&events, &lower);
+    let (b, _) = konflux_telemetry::flush::batches_with(&events, &lower);
     assert_eq!(b.len(), 3);
     // Two batches at once both get a 429: both wait, and so does the third.
     sink.inject(Fault {
@@ -556,11 +556,11 @@ async fn the_sink_enforces_segment_limits() {
 
 /// The sender's batches cut to `max_events` a batch.
 fn small_batches(events: &[Event], max_events: usize) -> Vec<Batch> {
-    let lower = konflux_telemetry::segment::Limits {
+    let lower = konflux_telemetry::flush::Limits {
         max_events,
         ..Default::default()
     };
-    konflux_telemetry::segment::batches_with(events, &lower).0
+    konflux_telemetry::flush::batches_with(events, &lower).0
 }
 
 #[tokio::test]

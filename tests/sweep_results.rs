@@ -15,7 +15,7 @@ mod rss;
 
 use base64::Engine as _;
 use konflux_telemetry::events::Object;
-use konflux_telemetry::observation::{Observation, Source};
+use konflux_telemetry::pipeline::observation::{Observation, Source};
 use konflux_telemetry::sweep::{
     ErrorKind, ResultsClient, ResultsConfig, SweepMetrics, SweepReport, SweepSettings, Sweeper,
     TokenSource, WindowKind,

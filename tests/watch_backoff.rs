@@ -3,11 +3,11 @@
 //! once, not once a retry.
 
 use konflux_telemetry::capture::config_maps;
+use konflux_telemetry::capture::guarded_watch::{self, WatchState};
 use konflux_telemetry::capture::retry::WatchRetry;
-use konflux_telemetry::capture::watch::{self, WatchState};
 use konflux_telemetry::events::object::KONFLUX;
+use konflux_telemetry::http::server::{self, Limits};
 use konflux_telemetry::metrics::CoreMetrics;
-use konflux_telemetry::server::{self, Limits};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;

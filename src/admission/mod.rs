@@ -4,12 +4,12 @@
 //! The API server calls `POST /validate` with an `AdmissionReview` v1 for CREATE of
 //! PipelineRuns, Components and Namespaces, and DELETE of the Konflux CR. The webhook is an
 //! observer, never a gate: it always allows, and its request path does no network call: it
-//! decodes the object ([`review`]), puts an [`Observation`](crate::observation::Observation)
+//! decodes the object ([`review`]), puts an [`Observation`](crate::pipeline::observation::Observation)
 //! with the hashed actor on the core's queue (`try_send`: a full queue drops, counts and
 //! still allows) and answers. The webhook port is not trusted (any Pod that reaches it can
 //! POST a review): the core produces no event from admission's word. The sighting waits
 //! until the watch or the sweep sees the same object (uid, kind, namespace, time; see
-//! [`Sightings`](crate::observation::Sightings)), whose events then carry the actor; a
+//! [`Sightings`](crate::pipeline::observation::Sightings)), whose events then carry the actor; a
 //! PipelineRun's actor goes on the run's `Started` and `Completed` events.
 //!
 //! TLS (rustls, ring) with the certificate of `--webhook-cert-dir`, reloaded when the
@@ -24,9 +24,9 @@ pub use metrics::{AdmissionMetrics, Outcome};
 pub use review::{Handler, Reply};
 pub use tls::CertStore;
 
-use crate::observation::ObservationTx;
+use crate::http::server;
 use crate::pipeline::Core;
-use crate::server;
+use crate::pipeline::observation::ObservationTx;
 use crate::{Error, Result};
 use bytes::Bytes;
 use http_body_util::Full;

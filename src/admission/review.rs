@@ -3,7 +3,7 @@
 //!
 //! What is read here is the caller's word, not the API server's: the observation it makes
 //! is a sighting to be confirmed by the watch or the sweep (see
-//! [`Sightings`](crate::observation::Sightings)), never an event by itself.
+//! [`Sightings`](crate::pipeline::observation::Sightings)), never an event by itself.
 //!
 //! The review is read in two steps: the envelope with each field of `request` kept as raw
 //! JSON (borrowed from the body, not copied), then only the fields needed, the object
@@ -13,7 +13,7 @@
 use super::metrics::{AdmissionMetrics, Outcome};
 use crate::events::object::{self, Admitted};
 use crate::events::{Actor, ClusterIdentity, DecodeError, Decoded, Kind, Timestamp, Watched};
-use crate::observation::{Observation, ObservationTx, Source};
+use crate::pipeline::observation::{Observation, ObservationTx, Source};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The sender's Prometheus metrics, registered under `konflux_telemetry_segment_*`. Labels
 //! only take values from fixed sets.
 
-use super::batch::{DropReason, Dropped};
+use crate::flush::batch::{DropReason, Dropped};
 use crate::metrics::{ReasonLabel, metric_set};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -11,12 +11,11 @@
 //! The write key is a [`WriteKey`]: it never shows in logs, errors or `Debug` output.
 
 pub mod backoff;
-pub mod batch;
 pub mod metrics;
+pub mod output;
 pub mod sender;
 
 pub use backoff::Backoff;
-pub use batch::{Batch, DropReason, Dropped, Encoded, Limits, batches, batches_of, batches_with};
 pub use metrics::SenderMetrics;
 pub use sender::{
     ConfigError, DEFAULT_API_URL, Failure, SendError, Sender, SenderConfig, normalize_api_url,

@@ -1,11 +1,11 @@
 //! `POST {api_url}/batch` with retries, backoff, `Retry-After` and a rate limit.
 
 use super::backoff::Backoff;
-use super::batch::{Batch, DropReason, Dropped, Limits, batches_with, sent_at_now};
 use super::metrics::SenderMetrics;
 use super::{EmptyWriteKey, WriteKey};
 use crate::crypto::NoCryptoProvider;
 use crate::events::Event;
+use crate::flush::batch::{Batch, DropReason, Dropped, Limits, batches_with, sent_at_now};
 use crate::flush::{Delivery, Output};
 use base64::Engine as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};

@@ -26,7 +26,7 @@ pub use results::{
     TokenSource, clamp_page_size, parse_addr,
 };
 
-use crate::observation::{Observation, ObservationTx, Source};
+use crate::pipeline::observation::{Observation, ObservationTx, Source};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

@@ -8,8 +8,9 @@
 //! once, and only for a loopback peer (`kubectl port-forward` arrives on loopback) unless
 //! `--preview-any-peer` says otherwise.
 
+pub mod server;
+
 use crate::pipeline::{Core, PreviewCursor};
-use crate::server;
 use crate::switch::Decision;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;

@@ -16,6 +16,8 @@
 //! What each answer does is in [`crate::daemon`] (sending, the relist on resume) and
 //! [`crate::pipeline::Core::set_enabled`] (dropping the buffer).
 
+pub mod inputs;
+
 use crate::events::object::KONFLUX_NAME;
 use crate::events::{Decoded, Object};
 use std::collections::BTreeMap;

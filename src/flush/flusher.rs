@@ -185,9 +185,9 @@ mod tests {
     use super::*;
     use crate::events::ClusterIdentity;
     use crate::flush::Delivery;
+    use crate::flush::{Batch, Limits};
     use crate::metrics::CoreMetrics;
     use crate::pipeline::FULL_BATCH;
-    use crate::segment::{Batch, Limits};
     use crate::switch::{CrSays, PlatformSays, decide};
     use std::convert::Infallible;
     use std::sync::Mutex;

@@ -4,13 +4,16 @@
 //! Capture paths (watch, sweep, admission) only observe; the core alone decides whether an
 //! observation produces an event, so de-duplication is shared by all of them.
 
+pub mod ledger;
+pub mod observation;
+
 use crate::events::{self, ClusterIdentity, EventName};
 use crate::flush::{Delivery, FlushOutcome, Flushed, Outgoing, Output};
-use crate::ledger::{Ledger, Offer};
+use crate::flush::{Limits, batches_of};
 use crate::metrics::{CoreMetrics, OutcomeLabel};
-use crate::observation::{Observation, Sightings, Source};
-use crate::segment::{Limits, batches_of};
 use bytes::Bytes;
+use ledger::{Ledger, Offer};
+use observation::{Observation, ObservationRx, Sightings, Source};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -397,6 +400,13 @@ impl Core {
     }
 }
 
+/// Hands every observation to the core until all senders are gone.
+pub async fn consume(core: Arc<Core>, mut rx: ObservationRx) {
+    while let Some(obs) = rx.recv().await {
+        core.observe(obs, events::Timestamp::now().unix_seconds());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,7 +637,7 @@ mod tests {
         );
         assert!(ids(&core).is_empty(), "{:?}", ids(&core));
         assert_eq!(core.flush(&crate::flush::Discard).await.sent, 0);
-        core.expire(NOW + crate::observation::UNCONFIRMED_TTL_SECONDS + 1);
+        core.expire(NOW + crate::pipeline::observation::UNCONFIRMED_TTL_SECONDS + 1);
         for kind in [
             events::Kind::Component,
             events::Kind::Konflux,

@@ -5,8 +5,8 @@
 //! and the watches.
 
 use crate::capture::config_maps;
+use crate::capture::guarded_watch::{self, Lite};
 use crate::capture::retry::WatchRetry;
-use crate::capture::watch::{self, Lite};
 use crate::events::object::{KONFLUX, KONFLUX_NAME};
 use crate::metrics::{family_with, label_sets, metric_set};
 use crate::pipeline::Core;
@@ -63,7 +63,7 @@ pub async fn watch_cr(client: kube::Client, says: live::Sender<CrSays>, stop: Ca
         },
         // No Konflux CRD: no CR to say anything. Forbidden: unknown, nothing is sent.
         |e| {
-            if watch::status_code(e) == Some(404) {
+            if guarded_watch::status_code(e) == Some(404) {
                 says.send_replace(CrSays::Absent);
             }
         },
@@ -112,7 +112,7 @@ pub async fn watch_platform(
         },
         // No ClusterVersion kind: not OpenShift. Forbidden: unknown, nothing is decided.
         |e| {
-            if watch::status_code(e) == Some(404) {
+            if guarded_watch::status_code(e) == Some(404) {
                 openshift_tx.send_replace(Some(false));
             }
         },
@@ -179,7 +179,7 @@ async fn watch_console(
         },
         // No Console kind (the console capability is off): no console to say anything.
         |e| {
-            if watch::status_code(e) == Some(404) {
+            if guarded_watch::status_code(e) == Some(404) {
                 says.send_replace(Some(None));
             }
         },

@@ -15,7 +15,7 @@
 //!   number back to be counted and logged.
 
 use crate::events::{Actor, Event};
-use crate::segment::Encoded;
+use crate::flush::Encoded;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};

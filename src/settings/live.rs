@@ -7,6 +7,7 @@ use crate::metrics::{CoreMetrics, OutcomeLabel};
 use crate::settings::Settings;
 use std::collections::BTreeMap;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -89,6 +90,44 @@ impl LiveSettings {
         })
         .await;
     }
+}
+
+/// A channel of `f(settings)`, republished (when it changes) by a task in `tasks` until
+/// `stop`: how a component reads its part of the live settings.
+pub fn project<T, U>(
+    from: &watch::Receiver<T>,
+    stop: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+    f: impl Fn(&T) -> U + Send + 'static,
+) -> watch::Receiver<U>
+where
+    T: Send + Sync + 'static,
+    U: PartialEq + Send + Sync + 'static,
+{
+    let mut from = from.clone();
+    let (tx, rx) = watch::channel(f(&from.borrow_and_update()));
+    let stop = stop.clone();
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                changed = from.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let next = f(&from.borrow_and_update());
+                    tx.send_if_modified(|cur| {
+                        let changed = *cur != next;
+                        if changed {
+                            *cur = next;
+                        }
+                        changed
+                    });
+                }
+            }
+        }
+    });
+    rx
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use super::retry::{Guarded, Next, WatchRetry};
 use crate::events::object::{self, WatchedKind};
 use crate::events::{Decoded, Watched};
 use crate::metrics::{CoreMetrics, KindLabel};
-use crate::observation::{Observation, ObservationTx, Source};
+use crate::pipeline::observation::{Observation, ObservationTx, Source};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;

@@ -10,7 +10,11 @@
 //! [`Discard`]: it accepts everything without a network, so the daemon captures and
 //! previews only.
 
-use crate::segment::{Batch, Dropped, Limits};
+pub mod batch;
+pub mod flusher;
+
+pub use batch::{Batch, DropReason, Dropped, Encoded, Limits, batches, batches_of, batches_with};
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Instant;
@@ -189,7 +193,7 @@ mod tests {
                 )
             })
             .collect();
-        let (batches, dropped) = crate::segment::batches_with(&events, &Discard.limits());
+        let (batches, dropped) = crate::flush::batches_with(&events, &Discard.limits());
         assert!(dropped.is_empty());
         let delivery = Discard.deliver(&batches).await;
         assert_eq!(delivery.sent, ["id-0", "id-1", "id-2"]);

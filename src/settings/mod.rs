@@ -3,6 +3,8 @@
 //! Every key is optional and has a default. A key whose value cannot be used is rejected
 //! with a log line and a metric, and the last good value of that key stays in force.
 
+pub mod live;
+
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::time::Duration;

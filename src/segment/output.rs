@@ -1,8 +1,9 @@
 //! The daemon's output: Segment with a write key, [`Discard`] without (capture and
 //! preview only).
 
+use crate::flush::{Batch, Dropped, Limits};
 use crate::flush::{Delivery, Discard, Output};
-use crate::segment::{Batch, Dropped, Limits, Sender};
+use crate::segment::Sender;
 
 /// The output the flusher is given.
 pub enum SegmentOutput {

@@ -60,7 +60,7 @@ pub struct RunArgs {
     pub webhook: WebhookArgs,
     /// Timeouts and connection cap of the HTTP and webhook servers.
     #[command(flatten)]
-    pub server: crate::server::ServerArgs,
+    pub server: crate::http::server::ServerArgs,
 }
 
 /// Where events go.
@@ -257,7 +257,10 @@ fn parse_webhook_body_bytes(text: &str) -> std::result::Result<usize, String> {
 impl WebhookArgs {
     /// The webhook server's limits: `server`'s with these body caps. Refuses a budget of
     /// bytes in flight smaller than one body (every review that large would get 503).
-    pub fn limits(&self, server: &crate::server::ServerArgs) -> Result<crate::server::Limits> {
+    pub fn limits(
+        &self,
+        server: &crate::http::server::ServerArgs,
+    ) -> Result<crate::http::server::Limits> {
         if self.webhook_max_bytes_in_flight < self.webhook_max_body_bytes {
             return Err(Error::Config {
                 key: "webhook-max-bytes-in-flight".to_owned(),
@@ -314,7 +317,7 @@ mod tests {
         #[command(flatten)]
         webhook: WebhookArgs,
         #[command(flatten)]
-        server: crate::server::ServerArgs,
+        server: crate::http::server::ServerArgs,
     }
 
     fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {

@@ -1,10 +1,10 @@
-//! The watches at run time: every watched kind ([`crate::capture::watch::run_all`]),
+//! The watches at run time: every watched kind ([`crate::capture::guarded_watch::run_all`]),
 //! started over when telemetry comes back on after being off, so that their relist
 //! produces what lies within the lookback and was not sent (the catch-up).
 
-use crate::capture::watch::{self, Readiness};
+use crate::capture::guarded_watch::{self, Readiness};
 use crate::metrics::CoreMetrics;
-use crate::observation::ObservationTx;
+use crate::pipeline::observation::ObservationTx;
 use crate::switch::Decision;
 use tokio::sync::watch as live;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,7 @@ pub async fn run(
 ) {
     loop {
         let generation = stop.child_token();
-        let watches = watch::run_all(
+        let watches = guarded_watch::run_all(
             client.clone(),
             tx.clone(),
             metrics.clone(),

@@ -6,6 +6,8 @@
 //! RFC 3339), saved at the same moments, so a restart resumes incremental sweeps. Losing
 //! it (or a value that does not parse) costs one sweep of the whole lookback.
 
+pub mod checkpoint;
+
 use crate::sweep::Coverage;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
