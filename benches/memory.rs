@@ -20,9 +20,10 @@ use common::env_usize;
 
 use konflux_telemetry::events::{self, ClusterIdentity, Decoded};
 use konflux_telemetry::http::{self, Endpoints, Preview};
-use konflux_telemetry::metrics::CoreMetrics;
+use konflux_telemetry::pipeline::Core;
+use konflux_telemetry::pipeline::metrics::CoreMetrics;
 use konflux_telemetry::pipeline::observation::{Observation, Source};
-use konflux_telemetry::pipeline::{Core, PreviewCursor};
+use konflux_telemetry::pipeline::preview::{PreviewCursor, PreviewSource};
 use konflux_telemetry::segment::{Backoff, Sender, SenderConfig, SenderMetrics, WriteKey};
 use konflux_telemetry::settings::Settings;
 use std::sync::Arc;
@@ -206,7 +207,7 @@ async fn main() {
     let sender = Sender::new(cfg, SenderMetrics::default()).expect("sender");
     reset_peak();
     let t = Instant::now();
-    let flushed = core.flush(&sender).await;
+    let flushed = konflux_telemetry::flush::flush_once(&*core, &sender).await;
     println!(
         "  flush, Segment down: {} sent, {} unsent in {:.1} s; RSS peak {:.1} MiB, after {:.1} MiB",
         flushed.sent,
@@ -222,7 +223,7 @@ async fn main() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let endpoints = Arc::new(Endpoints {
-        core: Arc::clone(&core),
+        buffer: core.clone(),
         registry: prometheus_client::registry::Registry::default(),
         ready: Box::new(|| true),
         preview: Preview::new(false),

@@ -6,22 +6,26 @@
 
 pub use crate::cli::RunArgs;
 
+use crate::admission::AdmissionMetrics;
 use crate::capture::identity::{self, ClusterFacts, Configured, PublicInfo};
-use crate::capture::{clock, config_maps, guarded_watch::Readiness, watches};
+use crate::capture::{config_maps, guarded_watch::Readiness, watches};
 use crate::cli::{self, namespaced_name};
 use crate::events::Timestamp;
 use crate::flush::Discard;
 use crate::flush::flusher::Flusher;
 use crate::http::{self, Endpoints};
 use crate::logging::LogLevel;
-use crate::metrics::Metrics;
 use crate::pipeline::Core;
+use crate::pipeline::metrics::CoreMetrics;
 use crate::pipeline::observation::ObservationTx;
+use crate::segment::SenderMetrics;
 use crate::segment::output::SegmentOutput;
 use crate::settings::Settings;
 use crate::settings::live::LiveSettings;
 use crate::state::checkpoint::Checkpoint;
+use crate::sweep::SweepMetrics;
 use crate::sweep::{ResultsClient, SweepSettings, Sweeper};
+use crate::switch::inputs::SwitchMetrics;
 use crate::switch::{CrSays, Decision, PlatformSays};
 use crate::{Error, Result, logging};
 use prometheus_client::registry::Registry;
@@ -130,10 +134,13 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
 
     // The heartbeat and the flusher; at stop, the final flush after the capture ends.
     let beating = Arc::clone(&d.core);
-    d.tasks
-        .spawn(clock::run(settings.clone(), stop.clone(), move || {
+    d.tasks.spawn(crate::heartbeat::run(
+        settings.clone(),
+        stop.clone(),
+        move || {
             beating.heartbeat(Timestamp::now());
-        }));
+        },
+    ));
     let segment = d.metrics.segment.clone();
     let output_for = move |s: &Settings| -> Result<SegmentOutput> {
         Ok(match &write_key {
@@ -142,7 +149,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
         })
     };
     let timeout = d.args.shutdown_timeout;
-    let flusher = Flusher::new(Arc::clone(&d.core), settings, switch, output_for, timeout)?
+    let flusher = Flusher::new(d.core.clone(), settings, switch, output_for, timeout)?
         .run(stop)
         .await;
     servers.join_all().await;
@@ -263,7 +270,7 @@ impl Daemon {
             stop.clone(),
         ));
         self.tasks.spawn(crate::switch::inputs::decide(
-            core,
+            move |on| core.set_enabled(on),
             cr_rx,
             settings.clone(),
             platform_rx,
@@ -277,12 +284,14 @@ impl Daemon {
     /// A watch of every watched kind, started over when telemetry comes back on.
     fn watches(&mut self, tx: ObservationTx, switch: live::Receiver<Decision>) -> Readiness {
         let readiness = Readiness::default();
+        let sending =
+            crate::settings::live::project(&switch, &self.stop, &mut self.tasks, |d| d.sending());
         self.tasks.spawn(watches::run(
             self.client.clone(),
             tx,
             self.metrics.core.clone(),
             readiness.clone(),
-            switch,
+            sending,
             self.stop.clone(),
         ));
         readiness
@@ -328,8 +337,9 @@ impl Daemon {
         };
         let limits = a.limits(&self.args.server)?;
         let (core, metrics) = (Arc::clone(&self.core), self.metrics.admission.clone());
+        let identity = move || core.identity();
         let webhook =
-            crate::admission::Webhook::bind(listen, &a.webhook_cert_dir, tx, core, metrics)
+            crate::admission::Webhook::bind(listen, &a.webhook_cert_dir, tx, identity, metrics)
                 .await?
                 .with_limits(limits);
         servers.spawn(webhook.run(self.stop.clone()));
@@ -354,7 +364,7 @@ impl Daemon {
         let at = listener.local_addr().unwrap_or(listen);
         info!("serving /healthz /readyz /metrics /preview on http://{at}");
         let endpoints = Arc::new(Endpoints {
-            core: Arc::clone(&self.core),
+            buffer: self.core.clone(),
             registry,
             ready: Box::new(move || readiness.settled()),
             preview: http::Preview::new(self.args.http.preview_any_peer),
@@ -393,4 +403,38 @@ async fn client(args: &RunArgs) -> Result<kube::Client> {
         None => kube::Config::infer().await?,
     };
     Ok(kube::Client::try_from(config)?)
+}
+
+/// Every component's metrics, registered in the one registry the daemon serves.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    /// `konflux_telemetry_*`.
+    pub core: CoreMetrics,
+    /// `konflux_telemetry_segment_*`.
+    pub segment: SenderMetrics,
+    /// `konflux_telemetry_sweep_*`.
+    pub sweep: SweepMetrics,
+    /// `konflux_telemetry_admission_*`.
+    pub admission: AdmissionMetrics,
+    /// `konflux_telemetry_decided_by`: the telemetry switch.
+    pub switch: SwitchMetrics,
+}
+
+impl Metrics {
+    /// Fresh metrics and the registry (prefix `konflux_telemetry`) that serves them: the
+    /// core's at the root, each other component's in its sub-registry.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> (Self, Registry) {
+        let mut registry = Registry::with_prefix("konflux_telemetry");
+        let metrics = Self {
+            core: CoreMetrics::default().register(&mut registry),
+            segment: SenderMetrics::default()
+                .register(registry.sub_registry_with_prefix("segment")),
+            sweep: SweepMetrics::default().register(registry.sub_registry_with_prefix("sweep")),
+            admission: AdmissionMetrics::default()
+                .register(registry.sub_registry_with_prefix("admission")),
+            switch: SwitchMetrics::default().register(&mut registry),
+        };
+        (metrics, registry)
+    }
 }

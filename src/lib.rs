@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod events;
 pub mod flush;
+pub mod heartbeat;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -98,7 +98,7 @@ pub fn run(
         }
     }
     let now = heartbeat_at.unwrap_or_else(Timestamp::now);
-    write_event(&mut output, &events::heartbeat::event(identity, now))?;
+    write_event(&mut output, &crate::heartbeat::event(identity, now))?;
     summary.events += 1;
     output.flush().map_err(|source| Error::Io {
         context: "writing events",

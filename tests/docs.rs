@@ -9,8 +9,9 @@ mod schema;
 use std::collections::{BTreeMap, BTreeSet};
 
 use konflux_telemetry::admission::AdmissionMetrics;
+use konflux_telemetry::daemon::Metrics;
 use konflux_telemetry::events::EventName;
-use konflux_telemetry::metrics::{CoreMetrics, Metrics};
+use konflux_telemetry::pipeline::metrics::CoreMetrics;
 use konflux_telemetry::segment::SenderMetrics;
 use konflux_telemetry::settings::KEYS;
 use konflux_telemetry::sweep::SweepMetrics;

@@ -331,7 +331,10 @@ fn konflux_lifecycle() {
 #[test]
 fn heartbeat_with_and_without_cluster_id() {
     let at = Timestamp::parse("2026-03-04T08:00:00Z").unwrap();
-    let hb = to_value(&events::heartbeat::event(&identity(), at.clone()));
+    let hb = to_value(&konflux_telemetry::heartbeat::event(
+        &identity(),
+        at.clone(),
+    ));
     assert_eq!(
         hb,
         track(
@@ -341,7 +344,10 @@ fn heartbeat_with_and_without_cluster_id() {
             common()
         )
     );
-    let anon = to_value(&events::heartbeat::event(&ClusterIdentity::default(), at));
+    let anon = to_value(&konflux_telemetry::heartbeat::event(
+        &ClusterIdentity::default(),
+        at,
+    ));
     assert_eq!(anon["messageId"], "heartbeat-2026-03-04T08:00:00Z");
     assert_eq!(anon["properties"], json!({"schemaVersion": SCHEMA_VERSION}));
     assert!(anon["context"].get("device").is_none());

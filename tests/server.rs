@@ -708,12 +708,12 @@ async fn one_peer_cannot_take_every_connection() {
 async fn probes_are_answered_while_the_metrics_port_is_full() {
     use konflux_telemetry::http::{self, Endpoints, Preview};
     let endpoints = Arc::new(Endpoints {
-        core: Arc::new(konflux_telemetry::pipeline::Core::new(
+        buffer: Arc::new(konflux_telemetry::pipeline::Core::new(
             ClusterIdentity::default(),
             10,
             usize::MAX,
             3600,
-            konflux_telemetry::metrics::CoreMetrics::default(),
+            konflux_telemetry::pipeline::metrics::CoreMetrics::default(),
         )),
         registry: prometheus_client::registry::Registry::default(),
         ready: Box::new(|| true),

@@ -7,7 +7,7 @@ use konflux_telemetry::capture::guarded_watch::{self, WatchState};
 use konflux_telemetry::capture::retry::WatchRetry;
 use konflux_telemetry::events::object::KONFLUX;
 use konflux_telemetry::http::server::{self, Limits};
-use konflux_telemetry::metrics::CoreMetrics;
+use konflux_telemetry::pipeline::metrics::CoreMetrics;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -154,7 +154,7 @@ async fn a_kind_whose_crd_is_missing_backs_off_and_warns_once() {
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
     let state = Arc::new(WatchState::default());
     let stop = CancellationToken::new();
-    let watching = tokio::spawn(watch::run_with(
+    let watching = tokio::spawn(guarded_watch::run_with(
         &KONFLUX,
         fake.client.clone(),
         tx,
@@ -243,7 +243,7 @@ async fn a_refused_watch_list_falls_back_to_small_pages() {
     };
     let (client, stop) = serve_fake(listener, handler);
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
-    let watching = tokio::spawn(watch::run_with(
+    let watching = tokio::spawn(guarded_watch::run_with(
         &KONFLUX,
         client,
         tx,
@@ -268,7 +268,7 @@ async fn a_refused_watch_list_falls_back_to_small_pages() {
         .find(|q| !q.contains("watch="))
         .expect("a LIST");
     assert!(
-        list.contains(&format!("limit={}", watch::WATCH_PAGE_SIZE)),
+        list.contains(&format!("limit={}", guarded_watch::WATCH_PAGE_SIZE)),
         "{list}"
     );
     let text = logs.text();

@@ -24,8 +24,8 @@ pub use metrics::{AdmissionMetrics, Outcome};
 pub use review::{Handler, Reply};
 pub use tls::CertStore;
 
+use crate::events::ClusterIdentity;
 use crate::http::server;
-use crate::pipeline::Core;
 use crate::pipeline::observation::ObservationTx;
 use crate::{Error, Result};
 use bytes::Bytes;
@@ -70,15 +70,15 @@ pub struct Webhook {
 impl Webhook {
     /// Binds `listen` and loads the certificate of `cert_dir`. A missing or bad certificate
     /// is not fatal (a Secret may be mounted late): it is logged, and handshakes fail until
-    /// a good one appears. `core` gives the cluster identity at each request.
+    /// a good one appears. `identity` gives the cluster identity at each request.
     pub async fn bind(
         listen: SocketAddr,
         cert_dir: &Path,
         tx: ObservationTx,
-        core: Arc<Core>,
+        identity: impl Fn() -> Arc<ClusterIdentity> + Send + Sync + 'static,
         metrics: AdmissionMetrics,
     ) -> Result<Self> {
-        let handler = Handler::new(tx, move || core.identity(), metrics.clone());
+        let handler = Handler::new(tx, identity, metrics.clone());
         Self::bind_with(listen, cert_dir, handler, CERT_POLL).await
     }
 

@@ -16,7 +16,8 @@
 use super::retry::{Guarded, Next, WatchRetry};
 use crate::events::object::{self, WatchedKind};
 use crate::events::{Decoded, Watched};
-use crate::metrics::{CoreMetrics, KindLabel};
+use crate::metrics::KindLabel;
+use crate::pipeline::metrics::CoreMetrics;
 use crate::pipeline::observation::{Observation, ObservationTx, Source};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -3,7 +3,6 @@
 //! ([`config_maps`]). They turn what the cluster says into [`crate::pipeline::observation`]s and
 //! settings; the mapping to events is [`crate::events`].
 
-pub mod clock;
 pub mod config_maps;
 pub mod guarded_watch;
 pub mod identity;

@@ -3,20 +3,21 @@
 //! produces what lies within the lookback and was not sent (the catch-up).
 
 use crate::capture::guarded_watch::{self, Readiness};
-use crate::metrics::CoreMetrics;
+use crate::pipeline::metrics::CoreMetrics;
 use crate::pipeline::observation::ObservationTx;
-use crate::switch::Decision;
 use tokio::sync::watch as live;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-/// Runs the watches until `stop`, starting them over at each off-then-on of `switch`.
+/// Runs the watches until `stop`, starting them over at each off-then-on of `sending`
+/// (`None` while the telemetry switch is pending: see
+/// [`crate::switch::Decision::sending`]).
 pub async fn run(
     client: kube::Client,
     tx: ObservationTx,
     metrics: CoreMetrics,
     readiness: Readiness,
-    mut switch: live::Receiver<Decision>,
+    mut sending: live::Receiver<Option<bool>>,
     stop: CancellationToken,
 ) {
     loop {
@@ -29,8 +30,8 @@ pub async fn run(
             generation.clone(),
         );
         let resumed = async {
-            switch.wait_for(|d| d.is_off()).await?;
-            switch.wait_for(|d| d.is_on()).await.map(|_| ())
+            sending.wait_for(|s| *s == Some(false)).await?;
+            sending.wait_for(|s| *s == Some(true)).await.map(|_| ())
         };
         tokio::pin!(watches);
         tokio::select! {

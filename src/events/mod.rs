@@ -2,11 +2,11 @@
 //!
 //! Pure functions, no I/O: an object decoded by [`object::decode`] plus a
 //! [`ClusterIdentity`] gives its events through [`events_of`]. One file per source:
-//! [`pipelinerun`], [`component`], [`namespace`], [`konflux`], [`heartbeat`].
+//! [`pipelinerun`], [`component`], [`namespace`], [`konflux`]; the heartbeat in [`crate::heartbeat`].
 
 pub mod component;
 pub mod hash;
-pub mod heartbeat;
+
 pub mod identity;
 pub mod konflux;
 mod lenient;

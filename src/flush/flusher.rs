@@ -12,8 +12,7 @@
 //! telemetry turns off, so that the old output's idle connections close with it.
 
 use crate::events::Timestamp;
-use crate::flush::{FlushOutcome, Flushed, Output};
-use crate::pipeline::Core;
+use crate::flush::{Buffer, FlushOutcome, Flushed, Output, flush_once};
 use crate::settings::Settings;
 use crate::switch::Decision;
 use std::sync::Arc;
@@ -34,7 +33,7 @@ fn sending(s: &Settings) -> (std::num::NonZeroU32, Duration, Duration, Duration)
 }
 
 pub struct Flusher<O, F> {
-    core: Arc<Core>,
+    buffer: Arc<dyn Buffer>,
     settings: watch::Receiver<Settings>,
     switch: watch::Receiver<Decision>,
     output_for: F,
@@ -48,10 +47,10 @@ where
     F: FnMut(&Settings) -> Result<O, E>,
     E: std::fmt::Display,
 {
-    /// A flusher of `core`'s buffer to the output `output_for` builds from the current
+    /// A flusher of `buffer` to the output `output_for` builds from the current
     /// settings; the final flush at stop takes at most `shutdown_timeout`.
     pub fn new(
-        core: Arc<Core>,
+        buffer: Arc<dyn Buffer>,
         mut settings: watch::Receiver<Settings>,
         switch: watch::Receiver<Decision>,
         mut output_for: F,
@@ -59,7 +58,7 @@ where
     ) -> Result<Self, E> {
         let output = output_for(&settings.borrow_and_update())?;
         Ok(Self {
-            core,
+            buffer,
             settings,
             switch,
             output_for,
@@ -87,10 +86,10 @@ where
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep_until(next) => {}
-                () = self.core.full.notified(), if !failing => {}
+                () = self.buffer.full().notified(), if !failing => {}
                 Ok(()) = self.switch.changed() => {
                     let now = *self.switch.borrow_and_update();
-                    self.core.set_enabled_gauge(now.is_on());
+                    self.buffer.set_sending(now.is_on());
                     if now.is_off() {
                         self.rebuild(&current, "telemetry off");
                     }
@@ -111,7 +110,7 @@ where
             next = Instant::now() + current.flush_interval;
             let switch = *self.switch.borrow();
             if !switch.is_on() {
-                self.core.count_flush(if switch.is_off() {
+                self.buffer.count_flush(if switch.is_off() {
                     FlushOutcome::TelemetryOff
                 } else {
                     FlushOutcome::TelemetryPending
@@ -123,7 +122,7 @@ where
             // at once: the request in flight is dropped with its connection.
             let mut turned_off = self.switch.clone();
             let flushed = tokio::select! {
-                flushed = self.core.flush(&self.output) => flushed,
+                flushed = flush_once(&*self.buffer, &self.output) => flushed,
                 () = stop.cancelled() => break,
                 Ok(()) = async { turned_off.wait_for(|d| !d.is_on()).await.map(|_| ()) } => continue,
             };
@@ -131,7 +130,7 @@ where
                 info!(sent = flushed.sent, unsent = flushed.unsent, "flushed");
             }
             failing = self.failed(failing, flushed, current.flush_interval);
-            self.core.expire(Timestamp::now().unix_seconds());
+            self.buffer.expire(Timestamp::now().unix_seconds());
             next = Instant::now() + current.flush_interval;
         }
         self
@@ -145,7 +144,7 @@ where
             (false, true) => warn!(
                 outcome = flushed.outcome.as_str(),
                 unsent = flushed.unsent,
-                buffered = self.core.buffered(),
+                buffered = self.buffer.buffered(),
                 next_try_seconds = interval.as_secs(),
                 "flush failed: the events stay buffered and the next try waits for the flush interval, however full the buffer; said once until a flush succeeds"
             ),
@@ -164,16 +163,21 @@ where
     pub async fn finish(self) {
         if !self.switch.borrow().is_on() {
             info!(
-                buffered = self.core.buffered(),
+                buffered = self.buffer.buffered(),
                 "telemetry is not on: no final flush"
             );
             return;
         }
         info!("stopping: flushing what is buffered");
-        match tokio::time::timeout(self.shutdown_timeout, self.core.flush(&self.output)).await {
+        match tokio::time::timeout(
+            self.shutdown_timeout,
+            flush_once(&*self.buffer, &self.output),
+        )
+        .await
+        {
             Ok(f) => info!(sent = f.sent, unsent = f.unsent, "final flush done"),
             Err(_) => warn!(
-                buffered = self.core.buffered(),
+                buffered = self.buffer.buffered(),
                 "final flush did not finish within the shutdown timeout; events lost"
             ),
         }
@@ -186,8 +190,8 @@ mod tests {
     use crate::events::ClusterIdentity;
     use crate::flush::Delivery;
     use crate::flush::{Batch, Limits};
-    use crate::metrics::CoreMetrics;
-    use crate::pipeline::FULL_BATCH;
+    use crate::pipeline::metrics::CoreMetrics;
+    use crate::pipeline::{Core, FULL_BATCH};
     use crate::switch::{CrSays, PlatformSays, decide};
     use std::convert::Infallible;
     use std::sync::Mutex;
@@ -280,7 +284,7 @@ mod tests {
             Ok(o.clone())
         });
         let flusher = Flusher::new(
-            Arc::clone(&core),
+            core.clone(),
             settings_rx,
             switch_rx,
             output_for,

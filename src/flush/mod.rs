@@ -58,7 +58,77 @@ pub struct Delivery {
     /// Events rejected, by HTTP status.
     pub rejected: BTreeMap<u16, usize>,
     /// Every batch error, in order.
-    pub errors: Vec<crate::segment::SendError>,
+    pub errors: Vec<DeliveryError>,
+}
+
+/// An error met while delivering, kept whole (its `source()` chain) for the report.
+#[derive(Clone, Debug)]
+pub struct DeliveryError(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl DeliveryError {
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(e))
+    }
+}
+
+impl std::fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DeliveryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Two errors are the same when they read the same.
+impl PartialEq for DeliveryError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for DeliveryError {}
+
+/// What the flusher flushes: the pipeline's buffer, as its outgoing/delivery pair
+/// ([`Buffer::outgoing`], then [`Buffer::record`]) and the little the loop needs beside.
+pub trait Buffer: Send + Sync {
+    /// What waits, cut into batches under `limits`, and the events no batch can carry.
+    fn outgoing(&self, limits: &Limits) -> Outgoing;
+
+    /// Records what `delivery` did with `out`; `reached` says whether the output reached
+    /// a receiver (false without a write key).
+    fn record(&self, out: &Outgoing, delivery: &Delivery, reached: bool) -> Flushed;
+
+    /// Counts a flush (or a flush time passed without one) by outcome.
+    fn count_flush(&self, outcome: FlushOutcome);
+
+    /// Events waiting.
+    fn buffered(&self) -> usize;
+
+    /// Forgets what left the lookback at `now` (unix seconds).
+    fn expire(&self, now: i64);
+
+    /// Woken when the buffer holds a full batch.
+    fn full(&self) -> &tokio::sync::Notify;
+
+    /// Says whether the flusher sends (`konflux_telemetry_enabled`).
+    fn set_sending(&self, on: bool);
+}
+
+/// One flush of `buffer` to `output`: [`Buffer::outgoing`], the output's delivery,
+/// [`Buffer::record`].
+pub async fn flush_once<B: Buffer + ?Sized, O: Output>(buffer: &B, output: &O) -> Flushed {
+    let out = buffer.outgoing(&output.limits());
+    if out.is_empty() {
+        buffer.count_flush(FlushOutcome::Ok);
+        return Flushed::default();
+    }
+    output.report_unsendable(&out.unsendable);
+    let delivery = output.deliver(&out.batches).await;
+    buffer.record(&out, &delivery, output.reaches_receiver())
 }
 
 /// Where flushed batches go.

@@ -3,14 +3,14 @@
 //! ([`serve_probes`]) for the kubelet, so that clients holding the main port's connections
 //! cannot make the probes fail (the NetworkPolicy admits no one to it but the node).
 //!
-//! `/preview` streams the buffer a piece at a time ([`Core::preview_chunk`]), so a reader
+//! `/preview` streams the buffer a piece at a time ([`PreviewSource::preview_chunk`]), so a reader
 //! costs one piece (~64 KiB) whatever the buffer holds; at most [`MAX_PREVIEWS`] run at
 //! once, and only for a loopback peer (`kubectl port-forward` arrives on loopback) unless
 //! `--preview-any-peer` says otherwise.
 
 pub mod server;
 
-use crate::pipeline::{Core, PreviewCursor};
+use crate::pipeline::preview::{PreviewCursor, PreviewSource};
 use crate::switch::Decision;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 /// What the endpoints read.
 pub struct Endpoints {
-    pub core: Arc<Core>,
+    pub buffer: Arc<dyn PreviewSource>,
     pub registry: Registry,
     /// True once every watched kind has listed (or is known to be unavailable).
     pub ready: Box<dyn Fn() -> bool + Send + Sync>,
@@ -242,7 +242,7 @@ fn preview(endpoints: &Endpoints, peer: SocketAddr) -> Response<Body> {
         r
     };
     // Telemetry off: nothing is buffered, and the answer says why it is empty.
-    if !endpoints.core.enabled() {
+    if !endpoints.buffer.enabled() {
         let mut r = text(
             StatusCode::OK,
             format!(
@@ -263,11 +263,11 @@ fn preview(endpoints: &Endpoints, peer: SocketAddr) -> Response<Body> {
             .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     };
-    let core = Arc::clone(&endpoints.core);
+    let buffer = Arc::clone(&endpoints.buffer);
     let mut cursor = PreviewCursor::default();
     let pieces = std::iter::from_fn(move || {
         let _slot = &slot;
-        core.preview_chunk(&mut cursor)
+        buffer.preview_chunk(&mut cursor)
     })
     .map(|piece| Ok::<_, Infallible>(Frame::data(piece)));
     let mut r = Response::new(StreamBody::new(futures::stream::iter(pieces)).boxed());
@@ -284,11 +284,11 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
 mod tests {
     use super::*;
     use crate::events::ClusterIdentity;
-    use crate::metrics::CoreMetrics;
+    use crate::pipeline::metrics::CoreMetrics;
 
     fn endpoints(any_peer: bool) -> Endpoints {
         Endpoints {
-            core: Arc::new(Core::new(
+            buffer: Arc::new(crate::pipeline::Core::new(
                 ClusterIdentity::new(Some("c".into()), None, None),
                 10,
                 usize::MAX,

@@ -5,13 +5,15 @@
 //! observation produces an event, so de-duplication is shared by all of them.
 
 pub mod ledger;
+pub mod metrics;
 pub mod observation;
+pub mod preview;
 
 use crate::events::{self, ClusterIdentity, EventName};
-use crate::flush::{Delivery, FlushOutcome, Flushed, Outgoing, Output};
+use crate::flush::{Buffer, Delivery, FlushOutcome, Flushed, Outgoing};
 use crate::flush::{Limits, batches_of};
-use crate::metrics::{CoreMetrics, OutcomeLabel};
-use bytes::Bytes;
+use crate::metrics::OutcomeLabel;
+use crate::pipeline::metrics::CoreMetrics;
 use ledger::{Ledger, Offer};
 use observation::{Observation, ObservationRx, Sightings, Source};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -35,20 +37,6 @@ pub struct Core {
     recorded: std::sync::atomic::AtomicU64,
     /// Woken when the buffer holds a full batch.
     pub full: Notify,
-}
-
-/// Bytes of events in one piece of `/preview`.
-pub const PREVIEW_CHUNK: usize = 64 * 1024;
-
-/// Where a `/preview` reader is: see [`Core::preview_chunk`].
-#[derive(Clone, Debug, Default)]
-pub struct PreviewCursor {
-    after: Option<u64>,
-    /// The opening `{"batch":[` was written.
-    opened: bool,
-    /// At least one event was written.
-    started: bool,
-    done: bool,
 }
 
 impl Core {
@@ -228,7 +216,7 @@ impl Core {
 
     /// Produces the heartbeat for `now`.
     pub fn heartbeat(&self, now: events::Timestamp) {
-        let event = events::heartbeat::event(&self.identity(), now);
+        let event = crate::heartbeat::event(&self.identity(), now);
         let labels = CoreMetrics::event(EventName::Heartbeat, Source::Clock);
         let mut ledger = self.ledger();
         if !self.enabled() {
@@ -253,37 +241,6 @@ impl Core {
             Offer::InFuture => return self.metrics.dropped("future_time", 1),
         };
         family.get_or_create(labels).inc();
-    }
-
-    /// The next piece of `/preview`, `{"batch":[...]}` with each waiting event exactly as
-    /// it is sent: about [`PREVIEW_CHUNK`] bytes (or one event, if larger), `None` at the
-    /// end. The lock is held only to take the page's handles (shared bytes), never while
-    /// the piece is written out, so a reader holds one piece at a time whatever the size
-    /// of the buffer. Events that arrive meanwhile are shown too; events sent or dropped
-    /// meanwhile may be shown or not.
-    pub fn preview_chunk(&self, cursor: &mut PreviewCursor) -> Option<Bytes> {
-        if cursor.done {
-            return None;
-        }
-        let (page, last) = self.ledger().page_after(cursor.after, PREVIEW_CHUNK);
-        let mut out = Vec::with_capacity(page.iter().map(|b| b.len() + 1).sum::<usize>() + 16);
-        if !cursor.opened {
-            out.extend_from_slice(br#"{"batch":["#);
-            cursor.opened = true;
-        }
-        for json in &page {
-            if cursor.started {
-                out.push(b',');
-            }
-            cursor.started = true;
-            out.extend_from_slice(json);
-        }
-        if page.is_empty() {
-            out.extend_from_slice(b"]}");
-            cursor.done = true;
-        }
-        cursor.after = last;
-        Some(Bytes::from(out))
     }
 
     pub fn buffered(&self) -> usize {
@@ -318,14 +275,6 @@ impl Core {
         for kind in kinds {
             self.metrics.skipped(kind, "unconfirmed");
         }
-    }
-
-    pub fn export_produced(&self, limit: usize) -> Vec<u8> {
-        self.ledger().export_produced(limit)
-    }
-
-    pub fn import_produced(&self, bytes: &[u8]) -> usize {
-        self.ledger().import_produced(bytes)
     }
 
     /// What waits, cut into batches under `limits` (the batches share the buffer's
@@ -367,11 +316,6 @@ impl Core {
         }
     }
 
-    /// Events recorded as delivered or let go since start.
-    pub fn recorded(&self) -> u64 {
-        self.recorded.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// Counts a flush (or a flush time passed without one) by outcome.
     pub fn count_flush(&self, outcome: FlushOutcome) {
         self.metrics
@@ -386,17 +330,63 @@ impl Core {
                 .set(events::Timestamp::now().unix_seconds());
         }
     }
+}
 
-    /// One flush to `output`: [`Core::outgoing`], the output's delivery, [`Core::record`].
-    pub async fn flush<O: Output>(&self, output: &O) -> Flushed {
-        let out = self.outgoing(&output.limits());
-        if out.is_empty() {
-            self.count_flush(FlushOutcome::Ok);
-            return Flushed::default();
-        }
-        output.report_unsendable(&out.unsendable);
-        let delivery = output.deliver(&out.batches).await;
-        self.record(&out, &delivery, output.reaches_receiver())
+/// What the state checkpoint saves and restores: the record of produced events (see
+/// [`Ledger::export_produced`]), and how many events left the buffer since start, so it
+/// saves only after a change.
+pub trait ProducedRecord: Send + Sync {
+    /// The produced events' record, at most `limit` entries, newest kept.
+    fn export_produced(&self, limit: usize) -> Vec<u8>;
+
+    /// Restores a record [`ProducedRecord::export_produced`] wrote; returns the entries.
+    fn import_produced(&self, bytes: &[u8]) -> usize;
+
+    /// Events recorded as delivered or let go since start.
+    fn recorded(&self) -> u64;
+}
+
+impl ProducedRecord for Core {
+    fn export_produced(&self, limit: usize) -> Vec<u8> {
+        self.ledger().export_produced(limit)
+    }
+
+    fn import_produced(&self, bytes: &[u8]) -> usize {
+        self.ledger().import_produced(bytes)
+    }
+
+    fn recorded(&self) -> u64 {
+        self.recorded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Buffer for Core {
+    fn outgoing(&self, limits: &Limits) -> Outgoing {
+        Core::outgoing(self, limits)
+    }
+
+    fn record(&self, out: &Outgoing, delivery: &Delivery, reached: bool) -> Flushed {
+        Core::record(self, out, delivery, reached)
+    }
+
+    fn count_flush(&self, outcome: FlushOutcome) {
+        Core::count_flush(self, outcome);
+    }
+
+    fn buffered(&self) -> usize {
+        Core::buffered(self)
+    }
+
+    fn expire(&self, now: i64) {
+        Core::expire(self, now);
+    }
+
+    fn full(&self) -> &Notify {
+        &self.full
+    }
+
+    fn set_sending(&self, on: bool) {
+        self.set_enabled_gauge(on);
     }
 }
 
@@ -409,6 +399,7 @@ pub async fn consume(core: Arc<Core>, mut rx: ObservationRx) {
 
 #[cfg(test)]
 mod tests {
+    use super::preview::{PREVIEW_CHUNK, PreviewCursor, PreviewSource};
     use super::*;
     use crate::events::{Actor, Decoded, Object};
     use crate::metrics::ReasonLabel;
@@ -502,7 +493,7 @@ mod tests {
             core.observe(watch(o.clone()), NOW);
         }
         assert_eq!(ids(&core), ["a-started", "a-completed", "b-started"]);
-        let flushed = core.flush(&crate::flush::Discard).await;
+        let flushed = crate::flush::flush_once(&core, &crate::flush::Discard).await;
         assert_eq!(flushed.sent, 3);
         // kube-runtime replays every object after a 410 or a restart of the watch
         for o in &objects {
@@ -636,7 +627,12 @@ mod tests {
             NOW,
         );
         assert!(ids(&core).is_empty(), "{:?}", ids(&core));
-        assert_eq!(core.flush(&crate::flush::Discard).await.sent, 0);
+        assert_eq!(
+            crate::flush::flush_once(&core, &crate::flush::Discard)
+                .await
+                .sent,
+            0
+        );
         core.expire(NOW + crate::pipeline::observation::UNCONFIRMED_TTL_SECONDS + 1);
         for kind in [
             events::Kind::Component,
@@ -734,7 +730,7 @@ mod tests {
         core.observe(watch(run("a", "2025-12-31T23:00:00Z", None)), NOW);
         let shown = preview_json(&core);
         assert_eq!(shown["batch"][0]["messageId"], "a-started");
-        core.flush(&crate::flush::Discard).await;
+        crate::flush::flush_once(&core, &crate::flush::Discard).await;
         assert_eq!(preview(&core), r#"{"batch":[]}"#);
     }
 

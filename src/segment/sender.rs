@@ -6,7 +6,7 @@ use super::{EmptyWriteKey, WriteKey};
 use crate::crypto::NoCryptoProvider;
 use crate::events::Event;
 use crate::flush::batch::{Batch, DropReason, Dropped, Limits, batches_with, sent_at_now};
-use crate::flush::{Delivery, Output};
+use crate::flush::{Delivery, DeliveryError, Output};
 use base64::Engine as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::StatusCode;
@@ -404,7 +404,7 @@ impl Sender {
                     *report.rejected.entry(*status).or_default() += events;
                 }
                 report.unsent.extend_from_slice(part.message_ids());
-                report.errors.push(e);
+                report.errors.push(DeliveryError::new(e));
             }
         }
         for (status, events) in &report.rejected {
@@ -437,7 +437,7 @@ impl Sender {
             );
             report.dropped.push(id.clone());
         }
-        report.errors.push(e.clone());
+        report.errors.push(DeliveryError::new(e.clone()));
     }
 
     /// Waits until a `Retry-After` block has passed and the rate limiter lets a request

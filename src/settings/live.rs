@@ -3,7 +3,8 @@
 //! that the flusher, the heartbeat, the sweep and the core's knobs read.
 
 use crate::capture::config_maps;
-use crate::metrics::{CoreMetrics, OutcomeLabel};
+use crate::metrics::OutcomeLabel;
+use crate::pipeline::metrics::CoreMetrics;
 use crate::settings::Settings;
 use std::collections::BTreeMap;
 use tokio::sync::watch;
@@ -188,7 +189,7 @@ mod tests {
         let beats = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = std::sync::Arc::clone(&beats);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(super::super::heartbeat::run(rx, stop.clone(), move || {
+        let task = tokio::spawn(crate::heartbeat::run(rx, stop.clone(), move || {
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }));
         tokio::task::yield_now().await;

@@ -2,7 +2,7 @@
 //! watermark saved at most every [`SAVE_EVERY`] when either changed, and once more at
 //! stop; the holder annotation renewed, so a second instance warns.
 
-use crate::pipeline::Core;
+use crate::pipeline::ProducedRecord;
 use crate::state;
 use crate::sweep::Watermark;
 use std::sync::Arc;
@@ -22,23 +22,23 @@ pub struct Checkpoint {
     client: kube::Client,
     namespace: String,
     name: String,
-    core: Arc<Core>,
+    produced: Arc<dyn ProducedRecord>,
     watermark: Watermark,
     /// This instance's identity in the holder annotation.
     holder: String,
 }
 
 impl Checkpoint {
-    /// Loads what a previous run saved in ConfigMap `namespace/name` into `core` and the
+    /// Loads what a previous run saved in ConfigMap `namespace/name` into `produced` and the
     /// returned watermark.
     pub async fn load(
         client: kube::Client,
         namespace: String,
         name: String,
-        core: Arc<Core>,
+        produced: Arc<dyn ProducedRecord>,
     ) -> Self {
         let saved = state::load(&client, &namespace, &name).await;
-        let entries = saved.produced.map(|bytes| core.import_produced(&bytes));
+        let entries = saved.produced.map(|bytes| produced.import_produced(&bytes));
         info!(
             entries = entries.unwrap_or(0),
             sweep_watermark = saved.sweep.is_some(),
@@ -48,7 +48,7 @@ impl Checkpoint {
             client,
             namespace,
             name,
-            core,
+            produced,
             watermark: Watermark::new(saved.sweep),
             holder: state::instance_identity(),
         }
@@ -61,7 +61,7 @@ impl Checkpoint {
 
     /// Saves the record of produced events and the watermark now.
     pub async fn save(&self) {
-        let bytes = self.core.export_produced(state::MAX_ENTRIES);
+        let bytes = self.produced.export_produced(state::MAX_ENTRIES);
         let (ns, name) = (&self.namespace, &self.name);
         if let Err(e) = state::save(&self.client, ns, name, bytes, self.watermark.get()).await {
             warn!(
@@ -92,7 +92,7 @@ impl Checkpoint {
                     () = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                let now = (self.core.recorded(), self.watermark.get());
+                let now = (self.produced.recorded(), self.watermark.get());
                 if now != saved && last_save.is_none_or(|t| t.elapsed() >= SAVE_EVERY) {
                     self.save().await;
                     saved = now;

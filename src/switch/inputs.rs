@@ -9,7 +9,6 @@ use crate::capture::guarded_watch::{self, Lite};
 use crate::capture::retry::WatchRetry;
 use crate::events::object::{KONFLUX, KONFLUX_NAME};
 use crate::metrics::{family_with, label_sets, metric_set};
-use crate::pipeline::Core;
 use crate::settings::Settings;
 use crate::switch::{self, ConsoleSays, CrSays, DecidedBy, Decision, PlatformSays, Switch};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -17,7 +16,6 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use tokio::sync::watch as live;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -213,10 +211,11 @@ async fn watch_monitoring(
 }
 
 /// Decides from what the CR says, the settings' `telemetryEnabled` and what the platform
-/// says, until `stop`: each new decision is applied to `core` (off drops what it
-/// buffered), counted, logged with who decided, and published on `decisions`.
+/// says, until `stop`: each new decision is applied (`apply(on)`, which returns how many
+/// buffered events off dropped), counted, logged with who decided, and published on
+/// `decisions`.
 pub async fn decide(
-    core: Arc<Core>,
+    apply: impl Fn(bool) -> usize + Send,
     mut cr: live::Receiver<CrSays>,
     mut settings: live::Receiver<Settings>,
     mut platform: live::Receiver<PlatformSays>,
@@ -231,7 +230,7 @@ pub async fn decide(
         let configured = settings.borrow_and_update().telemetry_enabled;
         let d = switch::decide(said, configured, *platform.borrow_and_update());
         if d != last {
-            let dropped = core.set_enabled(!d.is_off());
+            let dropped = apply(!d.is_off());
             let state = match d.switch {
                 Switch::On => "on",
                 Switch::Off => "off: nothing is buffered or sent",
@@ -255,7 +254,9 @@ pub async fn decide(
 mod tests {
     use super::*;
     use crate::events::{ClusterIdentity, Timestamp};
-    use crate::metrics::CoreMetrics;
+    use crate::pipeline::Core;
+    use crate::pipeline::metrics::CoreMetrics;
+    use std::sync::Arc;
 
     fn decided_by(metrics: &SwitchMetrics, by: DecidedBy) -> i64 {
         metrics
@@ -279,8 +280,9 @@ mod tests {
         let (tx, mut rx) = live::channel(Decision::PENDING);
         let metrics = SwitchMetrics::default();
         let stop = CancellationToken::new();
+        let applied = Arc::clone(&core);
         let task = tokio::spawn(decide(
-            Arc::clone(&core),
+            move |on| applied.set_enabled(on),
             cr_rx,
             settings_rx,
             platform_rx,

@@ -217,6 +217,16 @@ impl Decision {
         self.switch == Switch::Off
     }
 
+    /// `Some(true)` on, `Some(false)` off, `None` pending: what a part that only needs
+    /// to know whether events are sent reads.
+    pub fn sending(&self) -> Option<bool> {
+        match self.switch {
+            Switch::On => Some(true),
+            Switch::Off => Some(false),
+            Switch::Pending => None,
+        }
+    }
+
     /// `on`, `off` or `pending`.
     pub fn state(self) -> &'static str {
         match self.switch {

@@ -1,5 +1,10 @@
-//! The heartbeat loop: `Segment Bridge Heartbeat` at start, then every
+//! The heartbeat: `Segment Bridge Heartbeat`, the daemon is alive. [`event`] is the
+//! event (pure); [`run`] the loop that produces it at start, then every
 //! `heartbeatInterval`, read live from the settings.
+
+pub mod event;
+
+pub use event::event;
 
 use crate::settings::Settings;
 use tokio::sync::watch;

@@ -1,6 +1,6 @@
 //! `Segment Bridge Heartbeat`: the daemon is alive, once every `heartbeatInterval`.
 
-use super::{ClusterIdentity, Event, EventName, Properties, Timestamp};
+use crate::events::{ClusterIdentity, Event, EventName, Properties, Timestamp};
 
 /// The heartbeat at `now` (whole seconds). Only the optional properties.
 pub fn event(identity: &ClusterIdentity, now: Timestamp) -> Event {
