@@ -26,11 +26,11 @@ use crate::state::checkpoint::Checkpoint;
 use crate::sweep::SweepMetrics;
 use crate::sweep::{ResultsClient, SweepSettings, Sweeper};
 use crate::switch::inputs::SwitchMetrics;
-use crate::switch::{CrSays, Decision, PlatformSays};
+use crate::switch::{Decision, KonfluxSays, PlatformSays};
 use crate::{Error, Result, logging};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch as live};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -72,7 +72,7 @@ fn segment_host(api_url: &str, has_key: bool) -> String {
 async fn start_line(
     destination: String,
     http: std::net::SocketAddr,
-    mut switch: live::Receiver<Decision>,
+    mut switch: watch::Receiver<Decision>,
     stop: CancellationToken,
 ) {
     let settled = tokio::time::timeout(
@@ -228,7 +228,7 @@ impl Daemon {
         (namespace, name): (String, String),
         base: Settings,
         log_level: LogLevel,
-    ) -> live::Receiver<Settings> {
+    ) -> watch::Receiver<Settings> {
         let at = format!("{namespace}/{name}");
         let (live_settings, settings) = LiveSettings::new(base, at, self.metrics.core.clone());
         let knobs = Arc::clone(&self.core);
@@ -254,10 +254,10 @@ impl Daemon {
 
     /// The telemetry switch: the Konflux CR, `telemetryEnabled` and the platform, decided
     /// and applied.
-    fn switch(&mut self, settings: &live::Receiver<Settings>) -> live::Receiver<Decision> {
-        let (cr_tx, cr_rx) = live::channel(CrSays::Pending);
-        let (platform_tx, platform_rx) = live::channel(PlatformSays::Pending);
-        let (switch_tx, switch) = live::channel(Decision::PENDING);
+    fn switch(&mut self, settings: &watch::Receiver<Settings>) -> watch::Receiver<Decision> {
+        let (cr_tx, cr_rx) = watch::channel(KonfluxSays::Pending);
+        let (platform_tx, platform_rx) = watch::channel(PlatformSays::Pending);
+        let (switch_tx, switch) = watch::channel(Decision::PENDING);
         let (client, core, stop) = (self.client.clone(), Arc::clone(&self.core), &self.stop);
         self.tasks.spawn(crate::switch::inputs::watch_cr(
             client.clone(),
@@ -282,7 +282,7 @@ impl Daemon {
     }
 
     /// A watch of every watched kind, started over when telemetry comes back on.
-    fn watches(&mut self, tx: ObservationTx, switch: live::Receiver<Decision>) -> Readiness {
+    fn watches(&mut self, tx: ObservationTx, switch: watch::Receiver<Decision>) -> Readiness {
         let readiness = Readiness::default();
         let sending =
             crate::settings::live::project(&switch, &self.stop, &mut self.tasks, |d| d.sending());
@@ -301,7 +301,7 @@ impl Daemon {
     fn sweep(
         &mut self,
         tx: ObservationTx,
-        settings: &live::Receiver<Settings>,
+        settings: &watch::Receiver<Settings>,
         checkpoint: Option<&Checkpoint>,
     ) {
         let results = match self.args.results.config().map(|c| ResultsClient::new(&c)) {
@@ -351,7 +351,7 @@ impl Daemon {
         &self,
         registry: Registry,
         readiness: Readiness,
-        switch: live::Receiver<Decision>,
+        switch: watch::Receiver<Decision>,
         servers: &mut JoinSet<()>,
     ) -> Result<()> {
         let listen = self.args.http.listen;

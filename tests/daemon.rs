@@ -377,7 +377,7 @@ async fn live_flush_interval_and_sigterm_flush() {
 /// `konflux-public-info` once it appears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_konflux_lifecycle_and_identity_refresh() {
-    use konflux_telemetry::events::hash::h;
+    use konflux_telemetry::events::hash::short_hash as h;
     let cluster = support::cluster().await;
     let dir = tempdir("daemon-nokey");
     let out = dir.join("sink.ndjson");

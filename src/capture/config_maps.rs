@@ -1,7 +1,7 @@
 //! Watching one named object: the daemon's own settings and `konflux-public-info`
 //! (ConfigMaps), and the `konflux` CR's telemetry switch.
 
-use super::retry::{Guarded, Next, WatchRetry};
+use super::retry::{Guarded, WatchItem, WatchRetry};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::watcher::{self, Event};
@@ -66,7 +66,7 @@ pub async fn watch_named<K>(
     let mut failing = false;
     while let Some(next) = watch.next().await {
         match next {
-            Next::Event { event, recovered } => {
+            WatchItem::Event { event, recovered } => {
                 if recovered && failing {
                     info!("watch of {what} recovered");
                     failing = false;
@@ -83,7 +83,7 @@ pub async fn watch_named<K>(
                     Event::Delete(_) => on_change(None),
                 }
             }
-            Next::Failed(e) => {
+            WatchItem::Failed(e) => {
                 if !failing {
                     warn!("cannot watch {what} (retrying with backoff): {e}");
                     failing = true;

@@ -13,7 +13,7 @@
 //! is decoded: at most [`WATCH_PAGE_SIZE`] times the largest object (etcd stores up to
 //! 1.5 MB), `docs/performance.md`.
 
-use super::retry::{Guarded, Next, WatchRetry};
+use super::retry::{Guarded, WatchItem, WatchRetry};
 use crate::events::object::{self, WatchedKind};
 use crate::events::{Decoded, Watched};
 use crate::metrics::KindLabel;
@@ -63,15 +63,15 @@ pub fn watch_list_refused(e: &watcher::Error) -> bool {
 /// once it arrives ([`Watched::decode_as`]). Its dynamic type is the kind's entry of the
 /// one table of watched kinds ([`object::WATCHED`]), so every kind is this one type.
 #[derive(Clone, Debug)]
-pub struct Lite {
+pub struct WatchedObject {
     meta: ObjectMeta,
     watched: Watched,
 }
 
-impl<'de> Deserialize<'de> for Lite {
+impl<'de> Deserialize<'de> for WatchedObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut watched = Watched::deserialize(d)?;
-        Ok(Lite {
+        Ok(WatchedObject {
             meta: ObjectMeta {
                 resource_version: watched.resource_version.take(),
                 ..ObjectMeta::default()
@@ -81,14 +81,14 @@ impl<'de> Deserialize<'de> for Lite {
     }
 }
 
-impl Lite {
+impl WatchedObject {
     /// What the event model reads from it as an object of `spec`'s kind.
     pub fn decode_as(self, spec: &WatchedKind) -> Decoded {
         self.watched.decode_as(spec.kind)
     }
 }
 
-impl Resource for Lite {
+impl Resource for WatchedObject {
     type DynamicType = &'static WatchedKind;
     type Scope = kube::core::DynamicResourceScope;
 
@@ -198,7 +198,7 @@ pub async fn run_with(
     retry: WatchRetry,
     stop: CancellationToken,
 ) {
-    let api: Api<Lite> = Api::all_with(client, &spec);
+    let api: Api<WatchedObject> = Api::all_with(client, &spec);
     let mut streaming = true;
     let mut watch = Guarded::new(
         watcher::watcher(api.clone(), watcher_config(spec, streaming)).boxed(),
@@ -209,7 +209,7 @@ pub async fn run_with(
     let mut failing: Option<String> = None;
     while let Some(next) = watch.next().await {
         match next {
-            Next::Event { event, recovered } => {
+            WatchItem::Event { event, recovered } => {
                 if recovered && let Some(problem) = failing.take() {
                     info!(kind = kind.as_str(), "watch recovered after: {problem}");
                 }
@@ -243,7 +243,7 @@ pub async fn run_with(
                     }
                 }
             }
-            Next::Failed(e) if streaming && watch_list_refused(&e) => {
+            WatchItem::Failed(e) if streaming && watch_list_refused(&e) => {
                 streaming = false;
                 info!(
                     kind = kind.as_str(),
@@ -256,7 +256,7 @@ pub async fn run_with(
                     stop.clone(),
                 );
             }
-            Next::Failed(e) => {
+            WatchItem::Failed(e) => {
                 metrics
                     .watch_restarts
                     .get_or_create(&KindLabel {

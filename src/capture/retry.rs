@@ -76,7 +76,7 @@ impl WatchRetry {
 
 /// What a [`Guarded`] watch yields.
 #[derive(Debug)]
-pub enum Next<K> {
+pub enum WatchItem<K> {
     /// An item of the watch; `recovered` after a run of failures (time to say so).
     Event { event: Event<K>, recovered: bool },
     /// The watch failed; the next call to [`Guarded::next`] first waits out the backoff.
@@ -107,7 +107,7 @@ where
     }
 
     /// The next item, `None` at stop or at the end of the stream.
-    pub async fn next(&mut self) -> Option<Next<K>> {
+    pub async fn next(&mut self) -> Option<WatchItem<K>> {
         if std::mem::take(&mut self.failed) {
             let wait = self.retry.failed();
             tokio::select! {
@@ -120,13 +120,13 @@ where
             item = self.stream.next() => item?,
         };
         Some(match item {
-            Ok(event) => Next::Event {
+            Ok(event) => WatchItem::Event {
                 recovered: self.retry.saw(&event),
                 event,
             },
             Err(e) => {
                 self.failed = true;
-                Next::Failed(e)
+                WatchItem::Failed(e)
             }
         })
     }

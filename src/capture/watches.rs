@@ -5,7 +5,7 @@
 use crate::capture::guarded_watch::{self, Readiness};
 use crate::pipeline::metrics::CoreMetrics;
 use crate::pipeline::observation::ObservationTx;
-use tokio::sync::watch as live;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -17,7 +17,7 @@ pub async fn run(
     tx: ObservationTx,
     metrics: CoreMetrics,
     readiness: Readiness,
-    mut sending: live::Receiver<Option<bool>>,
+    mut sending: watch::Receiver<Option<bool>>,
     stop: CancellationToken,
 ) {
     loop {

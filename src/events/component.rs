@@ -1,6 +1,6 @@
 //! Where a Component becomes `Component Created`.
 
-use super::hash::h;
+use super::hash::short_hash;
 use super::object::Component;
 use super::{ClusterIdentity, Event, EventName, Properties};
 
@@ -14,8 +14,8 @@ pub fn events(c: &Component, identity: &ClusterIdentity) -> Option<Event> {
     let name = c.meta.name.as_deref().unwrap_or("");
     let salt = identity.salt();
     let properties = Properties {
-        component_hash: Some(h(&[name, namespace, salt])),
-        application_hash: Some(h(&[
+        component_hash: Some(short_hash(&[name, namespace, salt])),
+        application_hash: Some(short_hash(&[
             c.application.as_deref().unwrap_or(""),
             namespace,
             salt,

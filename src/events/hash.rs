@@ -1,4 +1,4 @@
-//! The anonymising hash of the event catalogue: `h(s)` is the first 12 lowercase hex
+//! The anonymising hash of the event catalogue: `h(s)` ([`short_hash`]) is the first 12 lowercase hex
 //! characters of SHA-256 of the UTF-8 string `s`.
 
 use sha2::{Digest, Sha256};
@@ -6,8 +6,8 @@ use sha2::{Digest, Sha256};
 /// Length of every hash in an event.
 pub const HASH_LEN: usize = 12;
 
-/// `h(parts.join(":"))`, without building the joined string.
-pub fn h(parts: &[&str]) -> String {
+/// `short_hash(parts.join(":"))`, without building the joined string.
+pub fn short_hash(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
@@ -39,18 +39,18 @@ mod tests {
     #[test]
     fn matches_sha256_prefix() {
         // printf 'test-cluster' | sha256sum
-        assert_eq!(h(&["test-cluster"]), "f069097ced1b");
+        assert_eq!(short_hash(&["test-cluster"]), "f069097ced1b");
         // the old bridge's namespace hash of `unknown` for cluster `test-cluster`
-        assert_eq!(h(&["unknown", "test-cluster"]), "44c3473d88ad");
+        assert_eq!(short_hash(&["unknown", "test-cluster"]), "44c3473d88ad");
         assert_eq!(
-            h(&["unknown:test-cluster"]),
-            h(&["unknown", "test-cluster"])
+            short_hash(&["unknown:test-cluster"]),
+            short_hash(&["unknown", "test-cluster"])
         );
     }
 
     #[test]
     fn empty_input_is_hashed_too() {
         // printf '' | sha256sum
-        assert_eq!(h(&[""]), "e3b0c44298fc");
+        assert_eq!(short_hash(&[""]), "e3b0c44298fc");
     }
 }

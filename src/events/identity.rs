@@ -1,6 +1,6 @@
 //! Who the cluster is, as far as events say: a hashed cluster id and optional versions.
 
-use super::hash::h;
+use super::hash::short_hash;
 use super::object::MAX_FIELD_CHARS;
 
 fn sendable(s: &str) -> bool {
@@ -31,7 +31,7 @@ impl ClusterIdentity {
     ) -> Self {
         let cluster_id = cluster_id.filter(|s| !s.is_empty());
         Self {
-            cluster_id_hash: cluster_id.as_deref().map(|c| h(&[c])),
+            cluster_id_hash: cluster_id.as_deref().map(|c| short_hash(&[c])),
             cluster_id,
             konflux_version: konflux_version.filter(|s| sendable(s)),
             kubernetes_version: kubernetes_version.filter(|s| sendable(s)),
@@ -61,12 +61,12 @@ impl ClusterIdentity {
 
     /// `h(namespace + ":" + C)`, with `unknown` for a missing namespace.
     pub fn namespace_hash(&self, namespace: Option<&str>) -> String {
-        h(&[namespace.unwrap_or("unknown"), self.salt()])
+        short_hash(&[namespace.unwrap_or("unknown"), self.salt()])
     }
 
     /// `h(username + ":" + C)`: the `actorHash` of an event whose actor is known.
     pub fn user_hash(&self, username: &str) -> String {
-        h(&[username, self.salt()])
+        short_hash(&[username, self.salt()])
     }
 }
 

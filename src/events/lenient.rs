@@ -7,28 +7,28 @@ use std::fmt;
 
 /// A JSON value where a string is wanted: the string, or the type that stood there.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Str {
+pub enum StringField {
     Ok(String),
     Wrong(JsonType),
 }
 
 /// A JSON array whose elements are only counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Count {
+pub enum CountField {
     Ok(usize),
     Wrong(JsonType),
 }
 
 /// A JSON value where a boolean is wanted: the boolean, or the type that stood there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flag {
+pub enum BoolField {
     Ok(bool),
     Wrong(JsonType),
 }
 
 /// A JSON object decoded as `T`, or the type that stood there.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Obj<T> {
+pub enum ObjectField<T> {
     Ok(T),
     Wrong(JsonType),
 }
@@ -126,37 +126,37 @@ macro_rules! lenient {
 }
 pub(super) use lenient;
 
-lenient!(Str, Str::Wrong, wrong: [bool, number, null, array, object],
-    fn visit_str<E>(self, v: &str) -> Result<Str, E> {
-        Ok(Str::Ok(v.to_owned()))
+lenient!(StringField, StringField::Wrong, wrong: [bool, number, null, array, object],
+    fn visit_str<E>(self, v: &str) -> Result<StringField, E> {
+        Ok(StringField::Ok(v.to_owned()))
     }
-    fn visit_string<E>(self, v: String) -> Result<Str, E> {
-        Ok(Str::Ok(v))
+    fn visit_string<E>(self, v: String) -> Result<StringField, E> {
+        Ok(StringField::Ok(v))
     }
 );
 
-lenient!(Count, Count::Wrong, wrong: [bool, number, string, object],
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
+lenient!(CountField, CountField::Wrong, wrong: [bool, number, string, object],
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<CountField, A::Error> {
         let mut n = 0usize;
         while seq.next_element::<IgnoredAny>()?.is_some() {
             n += 1;
         }
-        Ok(Count::Ok(n))
+        Ok(CountField::Ok(n))
     }
-    fn visit_unit<E>(self) -> Result<Count, E> {
-        Ok(Count::Ok(0))
-    }
-);
-
-lenient!(Flag, Flag::Wrong, wrong: [number, string, null, array, object],
-    fn visit_bool<E>(self, v: bool) -> Result<Flag, E> {
-        Ok(Flag::Ok(v))
+    fn visit_unit<E>(self) -> Result<CountField, E> {
+        Ok(CountField::Ok(0))
     }
 );
 
-/// Deserializes `T` only when the value is of the shape `T` reads (an object for `Obj`);
+lenient!(BoolField, BoolField::Wrong, wrong: [number, string, null, array, object],
+    fn visit_bool<E>(self, v: bool) -> Result<BoolField, E> {
+        Ok(BoolField::Ok(v))
+    }
+);
+
+/// Deserializes `T` only when the value is of the shape `T` reads (an object for `ObjectField`);
 /// anything else is skipped and its type kept. Arrays are never read whole: they are
-/// counted ([`Count`]) or scanned by a visitor of their own (the object decoder's).
+/// counted ([`CountField`]) or scanned by a visitor of their own (the object decoder's).
 macro_rules! shaped {
     ($ty:ident, $visit:ident, $access:ident, $inner:ty, $wrap:expr, other: $other:ident) => {
         impl<'de, T: Deserialize<'de>> Deserialize<'de> for $ty<T> {
@@ -183,7 +183,7 @@ macro_rules! shaped {
     (@deser MapAccess, $a:ident) => { de::value::MapAccessDeserializer::new($a) };
 }
 
-shaped!(Obj, visit_map, MapAccess, T, Obj::Ok, other: array);
+shaped!(ObjectField, visit_map, MapAccess, T, ObjectField::Ok, other: array);
 
 #[cfg(test)]
 mod tests {
@@ -192,25 +192,25 @@ mod tests {
 
     #[derive(Deserialize, Debug, PartialEq)]
     struct Probe {
-        s: Option<Str>,
-        c: Option<Count>,
-        o: Option<Obj<Inner>>,
+        s: Option<StringField>,
+        c: Option<CountField>,
+        o: Option<ObjectField<Inner>>,
     }
 
     #[derive(Deserialize, Debug, PartialEq)]
     struct Inner {
-        a: Option<Str>,
+        a: Option<StringField>,
     }
 
     #[test]
     fn right_shapes_decode() {
         let p: Probe = serde_json::from_str(r#"{"s":"x","c":[1,{},[]],"o":{"a":"b"}}"#).unwrap();
-        assert_eq!(p.s, Some(Str::Ok("x".into())));
-        assert_eq!(p.c, Some(Count::Ok(3)));
+        assert_eq!(p.s, Some(StringField::Ok("x".into())));
+        assert_eq!(p.c, Some(CountField::Ok(3)));
         assert_eq!(
             p.o,
-            Some(Obj::Ok(Inner {
-                a: Some(Str::Ok("b".into()))
+            Some(ObjectField::Ok(Inner {
+                a: Some(StringField::Ok("b".into()))
             }))
         );
     }
@@ -218,13 +218,13 @@ mod tests {
     #[test]
     fn wrong_shapes_are_kept_as_types_not_errors() {
         let p: Probe = serde_json::from_str(r#"{"s":{"deep":[1,2]},"c":"many","o":[1]}"#).unwrap();
-        assert_eq!(p.s, Some(Str::Wrong(JsonType::Object)));
-        assert_eq!(p.c, Some(Count::Wrong(JsonType::String)));
-        assert_eq!(p.o, Some(Obj::Wrong(JsonType::Array)));
+        assert_eq!(p.s, Some(StringField::Wrong(JsonType::Object)));
+        assert_eq!(p.c, Some(CountField::Wrong(JsonType::String)));
+        assert_eq!(p.o, Some(ObjectField::Wrong(JsonType::Array)));
         let n: Probe = serde_json::from_str(r#"{"s":null,"c":null,"o":1.5}"#).unwrap();
         // JSON null reads as absent, as Kubernetes treats it.
         assert_eq!(n.s, None);
         assert_eq!(n.c, None);
-        assert_eq!(n.o, Some(Obj::Wrong(JsonType::Number)));
+        assert_eq!(n.o, Some(ObjectField::Wrong(JsonType::Number)));
     }
 }

@@ -1,12 +1,13 @@
 //! The event model: Segment `track` events, exactly as `shared/specs/events.md` defines them.
 //!
-//! Pure functions, no I/O: an object decoded by [`object::decode`] plus a
+//! Pure functions, no I/O: an object decoded by [`decode::decode`] plus a
 //! [`ClusterIdentity`] gives its events through [`events_of`]. One file per source:
 //! [`pipelinerun`], [`component`], [`namespace`], [`konflux`]; the heartbeat in [`crate::heartbeat`].
 
 pub mod component;
 pub mod hash;
 
+pub mod decode;
 pub mod identity;
 pub mod konflux;
 mod lenient;
@@ -15,9 +16,10 @@ pub mod object;
 pub mod pipelinerun;
 pub mod time;
 
+pub use decode::{Decoded, Watched, decode, decode_one};
 pub use identity::ClusterIdentity;
 pub use lenient::JsonType;
-pub use object::{DecodeError, Decoded, Kind, Object, Watched, decode, decode_one};
+pub use object::{DecodeError, Kind, Object};
 pub use time::Timestamp;
 
 use serde::Serialize;

@@ -192,7 +192,7 @@ mod tests {
     use crate::flush::{Batch, Limits};
     use crate::pipeline::metrics::CoreMetrics;
     use crate::pipeline::{Core, FULL_BATCH};
-    use crate::switch::{CrSays, PlatformSays, decide};
+    use crate::switch::{KonfluxSays, PlatformSays, decide};
     use std::convert::Infallible;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -272,7 +272,7 @@ mod tests {
         ));
         let (settings, settings_rx) = watch::channel(Settings::default());
         let first = if on {
-            decide(CrSays::Absent, Some(true), PlatformSays::Kubernetes)
+            decide(KonfluxSays::Absent, Some(true), PlatformSays::Kubernetes)
         } else {
             Decision::PENDING
         };
@@ -381,15 +381,21 @@ mod tests {
         settle().await;
         assert_eq!(r.output.count(), 0, "pending: held");
         assert_eq!(r.core.buffered(), 2);
-        r.switch
-            .send_replace(decide(CrSays::Set(true), None, PlatformSays::Kubernetes));
+        r.switch.send_replace(decide(
+            KonfluxSays::Set(true),
+            None,
+            PlatformSays::Kubernetes,
+        ));
         settle().await;
         tokio::time::advance(HOUR).await;
         settle().await;
         assert_eq!(r.output.count(), 2, "on: sent at the next flush");
         // Off: the output is rebuilt, nothing goes out, and none at stop.
-        r.switch
-            .send_replace(decide(CrSays::Set(false), None, PlatformSays::Kubernetes));
+        r.switch.send_replace(decide(
+            KonfluxSays::Set(false),
+            None,
+            PlatformSays::Kubernetes,
+        ));
         settle().await;
         assert_eq!(r.built.load(Ordering::SeqCst), 2);
         r.beats(T0 + 10, 1);
@@ -414,8 +420,11 @@ mod tests {
         tokio::time::advance(HOUR).await;
         settle().await;
         // The delivery hangs; turning telemetry off ends it, and the loop goes on.
-        r.switch
-            .send_replace(decide(CrSays::Set(false), None, PlatformSays::Kubernetes));
+        r.switch.send_replace(decide(
+            KonfluxSays::Set(false),
+            None,
+            PlatformSays::Kubernetes,
+        ));
         settle().await;
         assert_eq!(
             r.built.load(Ordering::SeqCst),

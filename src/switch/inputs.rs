@@ -5,18 +5,18 @@
 //! and the watches.
 
 use crate::capture::config_maps;
-use crate::capture::guarded_watch::{self, Lite};
+use crate::capture::guarded_watch::{self, WatchedObject};
 use crate::capture::retry::WatchRetry;
 use crate::events::object::{KONFLUX, KONFLUX_NAME};
 use crate::metrics::{family_with, label_sets, metric_set};
 use crate::settings::Settings;
-use crate::switch::{self, ConsoleSays, CrSays, DecidedBy, Decision, PlatformSays, Switch};
+use crate::switch::{self, ConsoleSays, DecidedBy, Decision, KonfluxSays, PlatformSays, Switch};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::BTreeMap;
-use tokio::sync::watch as live;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -45,15 +45,19 @@ impl SwitchMetrics {
 }
 
 /// Watches the `konflux` CR until `stop`, publishing what it says about telemetry.
-pub async fn watch_cr(client: kube::Client, says: live::Sender<CrSays>, stop: CancellationToken) {
-    let api: kube::Api<Lite> = kube::Api::all_with(client, &&KONFLUX);
+pub async fn watch_cr(
+    client: kube::Client,
+    says: watch::Sender<KonfluxSays>,
+    stop: CancellationToken,
+) {
+    let api: kube::Api<WatchedObject> = kube::Api::all_with(client, &&KONFLUX);
     config_maps::watch_named(
         api,
         "the Konflux CR (for spec.telemetry.enabled)",
         KONFLUX_NAME,
         WatchRetry::default(),
         stop,
-        |cr| match CrSays::of(cr.map(|c| c.clone().decode_as(&KONFLUX)).as_ref()) {
+        |cr| match KonfluxSays::of(cr.map(|c| c.clone().decode_as(&KONFLUX)).as_ref()) {
             Some(s) => {
                 says.send_replace(s);
             }
@@ -62,7 +66,7 @@ pub async fn watch_cr(client: kube::Client, says: live::Sender<CrSays>, stop: Ca
         // No Konflux CRD: no CR to say anything. Forbidden: unknown, nothing is sent.
         |e| {
             if guarded_watch::status_code(e) == Some(404) {
-                says.send_replace(CrSays::Absent);
+                says.send_replace(KonfluxSays::Absent);
             }
         },
     )
@@ -92,13 +96,13 @@ fn cluster_scoped(
 /// cluster is known to be OpenShift).
 pub async fn watch_platform(
     client: kube::Client,
-    says: live::Sender<PlatformSays>,
+    says: watch::Sender<PlatformSays>,
     stop: CancellationToken,
 ) {
     // None: not read yet.
-    let (openshift_tx, mut openshift) = live::channel(None::<bool>);
-    let (console_tx, mut console) = live::channel(None::<Option<BTreeMap<String, String>>>);
-    let (opted_out_tx, mut opted_out) = live::channel(None::<bool>);
+    let (openshift_tx, mut openshift) = watch::channel(None::<bool>);
+    let (console_tx, mut console) = watch::channel(None::<Option<BTreeMap<String, String>>>);
+    let (opted_out_tx, mut opted_out) = watch::channel(None::<bool>);
     let cluster_version = config_maps::watch_named(
         cluster_scoped(&client, CLUSTER_VERSION),
         "the ClusterVersion (is this OpenShift?)",
@@ -162,7 +166,7 @@ pub async fn watch_platform(
 /// The console operator's config's annotations, `Some(None)` where it does not exist.
 async fn watch_console(
     client: kube::Client,
-    says: live::Sender<Option<Option<BTreeMap<String, String>>>>,
+    says: watch::Sender<Option<Option<BTreeMap<String, String>>>>,
     stop: CancellationToken,
 ) {
     config_maps::watch_named(
@@ -189,7 +193,7 @@ async fn watch_console(
 /// `config.yaml` that cannot be read keeps the last answer, and says why.
 async fn watch_monitoring(
     client: kube::Client,
-    says: live::Sender<Option<bool>>,
+    says: watch::Sender<Option<bool>>,
     stop: CancellationToken,
 ) {
     let (namespace, name) = MONITORING_CONFIG;
@@ -216,10 +220,10 @@ async fn watch_monitoring(
 /// `decisions`.
 pub async fn decide(
     apply: impl Fn(bool) -> usize + Send,
-    mut cr: live::Receiver<CrSays>,
-    mut settings: live::Receiver<Settings>,
-    mut platform: live::Receiver<PlatformSays>,
-    decisions: live::Sender<Decision>,
+    mut cr: watch::Receiver<KonfluxSays>,
+    mut settings: watch::Receiver<Settings>,
+    mut platform: watch::Receiver<PlatformSays>,
+    decisions: watch::Sender<Decision>,
     metrics: SwitchMetrics,
     stop: CancellationToken,
 ) {
@@ -274,10 +278,10 @@ mod tests {
             3600,
             CoreMetrics::default(),
         ));
-        let (cr_tx, cr_rx) = live::channel(CrSays::Pending);
-        let (settings_tx, settings_rx) = live::channel(Settings::default());
-        let (platform_tx, platform_rx) = live::channel(PlatformSays::Pending);
-        let (tx, mut rx) = live::channel(Decision::PENDING);
+        let (cr_tx, cr_rx) = watch::channel(KonfluxSays::Pending);
+        let (settings_tx, settings_rx) = watch::channel(Settings::default());
+        let (platform_tx, platform_rx) = watch::channel(PlatformSays::Pending);
+        let (tx, mut rx) = watch::channel(Decision::PENDING);
         let metrics = SwitchMetrics::default();
         let stop = CancellationToken::new();
         let applied = Arc::clone(&core);
@@ -295,7 +299,7 @@ mod tests {
 
         // No CR and no setting: pending while the platform is not known, then off on
         // vanilla Kubernetes.
-        cr_tx.send_replace(CrSays::Absent);
+        cr_tx.send_replace(KonfluxSays::Absent);
         tokio::task::yield_now().await;
         assert_eq!(*rx.borrow_and_update(), Decision::PENDING);
         assert_eq!(core.buffered(), 1, "pending keeps the buffer");
@@ -322,7 +326,7 @@ mod tests {
         assert!(!core.enabled());
 
         // The CR's field wins over the setting.
-        cr_tx.send_replace(CrSays::Set(true));
+        cr_tx.send_replace(KonfluxSays::Set(true));
         rx.changed().await.expect("a decision");
         let d = *rx.borrow_and_update();
         assert!(d.is_on());

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 /// What the Konflux CR says about telemetry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CrSays {
+pub enum KonfluxSays {
     /// Not listed yet.
     Pending,
     /// No CR named `konflux` (never created, deleted, or its CRD is not installed).
@@ -35,17 +35,20 @@ pub enum CrSays {
     Set(bool),
 }
 
-impl CrSays {
+impl KonfluxSays {
     /// What a watched `konflux` CR (or its absence) says. `None` when the object could not
     /// be read: the last known answer stands.
-    pub fn of(watched: Option<&Decoded>) -> Option<CrSays> {
+    pub fn of(watched: Option<&Decoded>) -> Option<KonfluxSays> {
         match watched {
-            None => Some(CrSays::Absent),
+            None => Some(KonfluxSays::Absent),
             Some(Decoded::Object(Object::Konflux(k))) => {
                 if k.meta.name.as_deref() != Some(KONFLUX_NAME) {
                     return None;
                 }
-                Some(k.telemetry_enabled.map_or(CrSays::Unset, CrSays::Set))
+                Some(
+                    k.telemetry_enabled
+                        .map_or(KonfluxSays::Unset, KonfluxSays::Set),
+                )
             }
             Some(Decoded::Object(_) | Decoded::NoEvents | Decoded::Skipped(_)) => None,
         }
@@ -239,15 +242,15 @@ impl Decision {
 
 /// The rule: the CR's field where set, else an explicit `telemetryEnabled`, else the
 /// platform's default.
-pub fn decide(cr: CrSays, configured: Option<bool>, platform: PlatformSays) -> Decision {
+pub fn decide(cr: KonfluxSays, configured: Option<bool>, platform: PlatformSays) -> Decision {
     let on_off = |on: bool, by| Decision {
         switch: if on { Switch::On } else { Switch::Off },
         by,
     };
     match (cr, configured, platform) {
-        (CrSays::Pending, _, _) => Decision::PENDING,
-        (CrSays::Set(on), _, _) => on_off(on, DecidedBy::KonfluxCr),
-        (CrSays::Absent | CrSays::Unset, Some(on), _) => on_off(on, DecidedBy::Config),
+        (KonfluxSays::Pending, _, _) => Decision::PENDING,
+        (KonfluxSays::Set(on), _, _) => on_off(on, DecidedBy::KonfluxCr),
+        (KonfluxSays::Absent | KonfluxSays::Unset, Some(on), _) => on_off(on, DecidedBy::Config),
         (_, None, PlatformSays::Pending) => Decision::PENDING,
         (_, None, PlatformSays::Kubernetes) => on_off(false, DecidedBy::KubernetesDefault),
         (_, None, PlatformSays::OpenShift(ConsoleSays::On)) => {
@@ -278,14 +281,14 @@ mod tests {
         for platform in platforms {
             for configured in [None, Some(true), Some(false)] {
                 for (cr, switch, by) in [
-                    (CrSays::Set(true), Switch::On, DecidedBy::KonfluxCr),
-                    (CrSays::Set(false), Switch::Off, DecidedBy::KonfluxCr),
-                    (CrSays::Pending, Switch::Pending, DecidedBy::Pending),
+                    (KonfluxSays::Set(true), Switch::On, DecidedBy::KonfluxCr),
+                    (KonfluxSays::Set(false), Switch::Off, DecidedBy::KonfluxCr),
+                    (KonfluxSays::Pending, Switch::Pending, DecidedBy::Pending),
                 ] {
                     let d = decide(cr, configured, platform);
                     assert_eq!(d, Decision { switch, by }, "{cr:?} {configured:?}");
                 }
-                for cr in [CrSays::Absent, CrSays::Unset] {
+                for cr in [KonfluxSays::Absent, KonfluxSays::Unset] {
                     let Some(on) = configured else { continue };
                     let d = decide(cr, configured, platform);
                     assert_eq!(d.by, DecidedBy::Config);
@@ -298,7 +301,7 @@ mod tests {
 
     #[test]
     fn nobody_said_anything_the_platform_decides() {
-        for cr in [CrSays::Absent, CrSays::Unset] {
+        for cr in [KonfluxSays::Absent, KonfluxSays::Unset] {
             let d = |p| decide(cr, None, p);
             assert_eq!(d(PlatformSays::Pending), Decision::PENDING);
             let k8s = d(PlatformSays::Kubernetes);
@@ -364,15 +367,15 @@ mod tests {
     #[test]
     fn what_the_cr_says_is_read_from_spec_telemetry_enabled() {
         use serde_json::json;
-        let says = |d: Decoded| CrSays::of(Some(&d));
-        assert_eq!(CrSays::of(None), Some(CrSays::Absent));
+        let says = |d: Decoded| KonfluxSays::of(Some(&d));
+        assert_eq!(KonfluxSays::of(None), Some(KonfluxSays::Absent));
         assert_eq!(
             says(cr("konflux", json!({"telemetry": {"enabled": false}}))),
-            Some(CrSays::Set(false))
+            Some(KonfluxSays::Set(false))
         );
         assert_eq!(
             says(cr("konflux", json!({"telemetry": {"enabled": true}}))),
-            Some(CrSays::Set(true))
+            Some(KonfluxSays::Set(true))
         );
         for unset in [
             json!({}),
@@ -381,7 +384,7 @@ mod tests {
         ] {
             assert_eq!(
                 says(cr("konflux", unset.clone())),
-                Some(CrSays::Unset),
+                Some(KonfluxSays::Unset),
                 "{unset}"
             );
         }
