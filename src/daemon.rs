@@ -1,7 +1,9 @@
 //! `konflux-telemetry run`: wiring only. Each part lives in its own module: the flags in
-//! [`crate::cli`], the loops in [`crate::runtime`], the capture paths in
-//! [`crate::capture`], [`crate::sweep`] and [`crate::admission`], the pipeline in
-//! [`crate::pipeline`], the outputs in [`crate::segment`] and [`crate::flush`].
+//! [`crate::cli`], the capture paths in [`crate::capture`], [`crate::sweep`] and
+//! [`crate::admission`], the pipeline in [`crate::pipeline`], the features with their loops
+//! ([`crate::switch`], [`crate::settings`], [`crate::heartbeat`], [`crate::state`],
+//! [`crate::flush`]), the outputs in [`crate::segment`] and [`crate::http`]. The metrics
+//! each part declares are composed here ([`Metrics`]), handed to each part as its own set.
 //! [`run_until`] reads as the daemon's life in order; each step is one method below it.
 
 pub use crate::cli::RunArgs;

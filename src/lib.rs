@@ -1,18 +1,22 @@
 //! konflux-telemetry: anonymous usage events from a Konflux cluster, for Segment.
 //!
-//! Where things live, dependencies pointing down this list's layers:
+//! Where things live, one folder per feature, dependencies pointing down this list's
+//! layers (`tests/layering.rs` checks it):
 //! - the model, pure: [`events`], the wire contract, functions from decoded objects to
 //!   Segment `track` events, no I/O and no clock; `events::pipelinerun` is where a
 //!   PipelineRun becomes events. [`transform`] runs it offline (`konflux-telemetry
 //!   transform`).
-//! - the pipeline, in memory: [`observation`] in, [`pipeline`] decides (de-duplicated in
-//!   the [`ledger`]), [`flush`] as plain data out and in, batching in `segment::batch`,
-//!   the rules of [`switch`] and [`settings`].
+//! - the pipeline, in memory: [`pipeline`] (observations in, de-duplicated in its ledger,
+//!   `/preview` out) and [`flush`] (batching, a flush as plain data, the flusher loop).
+//! - features, each its rule and its loop: [`switch`] (telemetry on or off, who decided),
+//!   [`settings`] (the keys, reloaded live), [`heartbeat`], [`state`] (the state
+//!   ConfigMap and its checkpoint).
 //! - the edges: sources [`capture`] (watches, identity, ConfigMaps), [`admission`],
-//!   [`sweep`] (Tekton Results); outputs `segment::Sender` and [`state`].
-//! - the runtime: [`runtime`] (the loops over time, the flags), [`server`], [`http`],
-//!   [`metrics`], [`telemetry`] (logging), [`crypto`] (the TLS provider `main` installs);
-//!   [`daemon`] wires it all for `konflux-telemetry run`.
+//!   [`sweep`] (Tekton Results); outputs [`segment`] (the HTTP client) and [`http`]
+//!   (endpoints and the server every listener shares).
+//! - wiring: [`daemon`] for `konflux-telemetry run` (it composes the [`metrics`] each part
+//!   declares), [`cli`] (the flags of every subcommand), [`logging`], [`crypto`] (the TLS
+//!   provider `main` installs).
 
 pub mod admission;
 pub mod capture;

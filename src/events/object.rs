@@ -1,5 +1,5 @@
 //! The objects the event model reads, with only the fields it reads, and the one table of
-//! watched kinds ([`WATCHED`]); reading them from JSON is [`super::decode`]. The domain types
+//! watched kinds ([`WATCHED`]); reading them from JSON is [`mod@super::decode`]. The domain types
 //! ([`PipelineRun`], [`Component`], [`Namespace`], [`Konflux`]) have nothing of Kubernetes'
 //! client types in them, so the mapping to events is tested with plain data.
 

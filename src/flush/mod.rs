@@ -1,12 +1,16 @@
-//! One flush as plain data, in three steps:
+//! The flush: when the buffer goes out, and how, as plain data.
 //!
-//! 1. the pipeline hands out what waits, cut into batches, and what cannot be sent at all
-//!    ([`Outgoing`], from [`crate::pipeline::Core::outgoing`]);
-//! 2. an [`Output`] delivers the batches and reports what was accepted ([`Delivery`]);
-//! 3. the pipeline records that ([`crate::pipeline::Core::record`]): accepted events leave
-//!    the buffer and are remembered as produced, the rest wait for the next flush.
+//! - [`batch`]: pure splitting of events into request-sized [`Batch`]es under the
+//!   [`Limits`]; events too large to send come back as [`Dropped`].
+//! - this module: one flush in three steps, through the two handles it needs:
+//!   1. the [`Buffer`] hands out what waits, cut into batches, and what cannot be sent at
+//!      all ([`Buffer::outgoing`], an [`Outgoing`]);
+//!   2. an [`Output`] delivers the batches and reports what was accepted ([`Delivery`]);
+//!   3. the buffer records that ([`Buffer::record`]): accepted events leave it and are
+//!      remembered as produced, the rest wait for the next flush.
+//! - [`flusher`]: the loop: every `flushInterval`, at a full batch, and at stop.
 //!
-//! The outputs are Segment ([`crate::segment::Sender`]) and, without a write key,
+//! The outputs are Segment (`crate::segment::Sender`) and, without a write key,
 //! [`Discard`]: it accepts everything without a network, so the daemon captures and
 //! previews only.
 

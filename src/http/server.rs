@@ -1,5 +1,5 @@
 //! One way to serve HTTP/1.1, for every listener: the metrics port ([`crate::http`]), the
-//! admission webhook ([`crate::admission`], over TLS) and the test sink ([`crate::sink`]).
+//! admission webhook ([`crate::admission`], over TLS) and the test sink (the `sink` crate).
 //!
 //! What a caller can hold is bounded here, in one place ([`Limits`]):
 //! - **time**: a request head must arrive within `header_read_timeout` (hyper's own

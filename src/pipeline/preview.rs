@@ -17,7 +17,7 @@ pub trait PreviewSource: Send + Sync {
 /// Bytes of events in one piece of `/preview`.
 pub const PREVIEW_CHUNK: usize = 64 * 1024;
 
-/// Where a `/preview` reader is: see [`Core::preview_chunk`].
+/// Where a `/preview` reader is: see [`PreviewSource::preview_chunk`].
 #[derive(Clone, Debug, Default)]
 pub struct PreviewCursor {
     after: Option<u64>,

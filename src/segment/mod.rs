@@ -1,12 +1,14 @@
 //! The Segment batch sender: events to `POST {api_url}/batch`, as
 //! `shared/specs/segment-api.md` requires.
 //!
-//! - [`batch`]: pure splitting of events into request-sized [`Batch`]es under the
-//!   [`Limits`]; events too large to send come back as [`Dropped`].
+//! The batches it sends are cut by [`crate::flush::batch`]; this module is the HTTP client
+//! only.
+//!
 //! - [`sender`]: the HTTP side. [`Sender::send`] sends one batch with retries, backoff,
 //!   `Retry-After` and a rate limit; [`Sender::send_all`] sends a flush's batches and
 //!   reports which `messageId`s went out.
 //! - [`metrics`]: the sender's Prometheus metrics.
+//! - [`output`]: the flush's output: Segment, or nothing without a write key.
 //!
 //! The write key is a [`WriteKey`]: it never shows in logs, errors or `Debug` output.
 

@@ -14,7 +14,7 @@
 //! are buffered but nothing is sent.
 //!
 //! What each answer does is in [`crate::daemon`] (sending, the relist on resume) and
-//! [`crate::pipeline::Core::set_enabled`] (dropping the buffer).
+//! `crate::pipeline::Core::set_enabled` (dropping the buffer).
 
 pub mod inputs;
 
