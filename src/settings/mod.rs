@@ -225,7 +225,13 @@ impl Settings {
     }
 }
 
-/// A duration as Kubernetes and Go write them: `90s`, `1h30m`, `500ms`, `2h`.
+/// A duration as Kubernetes and Go write them: `90s`, `1h30m`, `500ms`, `2h`, `1.5h`.
+///
+/// Why not `humantime::parse_duration`: it refuses fractions (HUMANTIME_FRACTION), which
+/// Go's `time.ParseDuration`, and so the old bridge's and kubectl's users, write; and it
+/// accepts units no Konflux setting uses (`10 days`, `1M`), where a typo should be an
+/// error. This parser is Go's grammar for the units the settings take (`ms`, `s`, `m`,
+/// `h`), tested beside it.
 pub fn parse_duration(text: &str) -> Result<Duration, InvalidValue> {
     let text = text.trim();
     if text.is_empty() {
