@@ -227,11 +227,12 @@ impl Settings {
 
 /// A duration as Kubernetes and Go write them: `90s`, `1h30m`, `500ms`, `2h`, `1.5h`.
 ///
-/// Why not `humantime::parse_duration`: it refuses fractions (HUMANTIME_FRACTION), which
-/// Go's `time.ParseDuration`, and so the old bridge's and kubectl's users, write; and it
-/// accepts units no Konflux setting uses (`10 days`, `1M`), where a typo should be an
-/// error. This parser is Go's grammar for the units the settings take (`ms`, `s`, `m`,
-/// `h`), tested beside it.
+/// Why not `humantime::parse_duration` (2.x): it reads every form above (measured: `90s`,
+/// `1h30m`, `500ms`, `1.5h`, `2h` all parse the same), but also `10 days`, `1M` (a month),
+/// `1y`, `5ns` and spaces, which Go's `time.ParseDuration` (what Kubernetes users and the
+/// old bridge write) refuses and no setting means; there a typo should be an error, and
+/// narrowing humantime's grammar would take this parser anyway. This is Go's grammar for
+/// the units the settings take (`ms`, `s`, `m`, `h`), tested beside it.
 pub fn parse_duration(text: &str) -> Result<Duration, InvalidValue> {
     let text = text.trim();
     if text.is_empty() {
