@@ -117,6 +117,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     let checkpoint = d.checkpoint(state_at).await;
     let settings = d.live_settings(config_map, base, log_level);
     let switch = d.switch(&settings);
+    d.upgrade(checkpoint.as_ref());
 
     // Capture, all feeding the core; the servers drain on stop rather than being aborted.
     let (tx, rx) = mpsc::channel(OBSERVATION_QUEUE);
@@ -176,6 +177,8 @@ struct Daemon {
     /// The configured identity and what the cluster said at start, combined again with
     /// `konflux-public-info` whenever it changes.
     identity: (Configured, ClusterFacts),
+    /// The Konflux version the identity says, for the upgrade.
+    konflux_version: watch::Sender<Option<String>>,
 }
 
 impl Daemon {
@@ -202,7 +205,10 @@ impl Daemon {
             "konflux-telemetry {} starting",
             crate::LIBRARY_VERSION
         );
+        let konflux_version =
+            watch::Sender::new(core.identity().konflux_version().map(str::to_owned));
         Ok(Daemon {
+            konflux_version,
             args,
             client,
             core,
@@ -243,15 +249,36 @@ impl Daemon {
         let running = live_settings.run(client.clone(), namespace, name, stop.clone(), apply);
         self.tasks.spawn(running);
         let (core, (configured, facts)) = (Arc::clone(&self.core), self.identity.clone());
+        let version = self.konflux_version.clone();
         self.tasks.spawn(async move {
             let (namespace, name) = (identity::PUBLIC_INFO_NAMESPACE, identity::PUBLIC_INFO_NAME);
             config_maps::watch_one(client, namespace, name, stop, |cm| {
                 let info = cm.map(PublicInfo::from_config_map).unwrap_or_default();
-                core.set_identity(identity::combine(&configured, &info, &facts));
+                let combined = identity::combine(&configured, &info, &facts);
+                let seen = combined.konflux_version().map(str::to_owned);
+                core.set_identity(combined);
+                version.send_if_modified(|v| {
+                    let changed = *v != seen;
+                    *v = seen;
+                    changed
+                });
             })
             .await;
         });
         settings
+    }
+
+    /// The upgrade: the Konflux version followed from the identity, the last one kept in
+    /// the state ConfigMap (in memory only without one).
+    fn upgrade(&mut self, checkpoint: Option<&Checkpoint>) {
+        let last = checkpoint.and_then(Checkpoint::konflux_version);
+        let upgrades = DaemonUpgrades {
+            core: Arc::clone(&self.core),
+            checkpoint: checkpoint.cloned(),
+        };
+        let version = self.konflux_version.subscribe();
+        let run = crate::upgrade::run(version, last, self.stop.clone(), upgrades);
+        self.tasks.spawn(run);
     }
 
     /// The telemetry switch: the Konflux CR, `telemetryEnabled` and the platform, decided
@@ -393,6 +420,33 @@ impl Daemon {
         let limits = (self.args.server).limits(http::MAX_BODY, http::MAX_BYTES_IN_FLIGHT);
         servers.spawn(http::serve(listener, endpoints, limits, self.stop.clone()));
         Ok(())
+    }
+}
+
+/// The upgrade's handle on the core and the state ConfigMap.
+struct DaemonUpgrades {
+    core: Arc<Core>,
+    checkpoint: Option<Checkpoint>,
+}
+
+impl crate::upgrade::Upgrades for DaemonUpgrades {
+    fn produce(&self, from: &str, to: &str) -> String {
+        let now = Timestamp::now();
+        let at = now.unix_seconds();
+        let event = crate::upgrade::event(&self.core.identity(), from, to, now);
+        let id = event.message_id.clone();
+        self.core.produce(event, at);
+        id
+    }
+
+    fn waiting(&self, message_id: &str) -> bool {
+        self.core.is_waiting(message_id)
+    }
+
+    async fn save(&self, version: &str) {
+        if let Some(c) = &self.checkpoint {
+            c.save_konflux_version(version).await;
+        }
     }
 }
 

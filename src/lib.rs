@@ -9,7 +9,7 @@
 //! - the pipeline, in memory: [`pipeline`] (observations in, de-duplicated in its ledger,
 //!   `/preview` out) and [`flush`] (batching, a flush as plain data, the flusher loop).
 //! - features, each its rule and its loop: [`switch`] (telemetry on or off, who decided),
-//!   [`settings`] (the keys, reloaded live), [`heartbeat`], [`state`] (the state
+//!   [`settings`] (the keys, reloaded live), [`heartbeat`], [`upgrade`], [`state`] (the state
 //!   ConfigMap and its checkpoint).
 //! - the edges: sources [`capture`] (watches, identity, ConfigMaps), [`admission`],
 //!   [`sweep`] (Tekton Results); outputs [`segment`] (the HTTP client) and [`http`]
@@ -37,6 +37,7 @@ pub mod state;
 pub mod sweep;
 pub mod switch;
 pub mod transform;
+pub mod upgrade;
 
 /// Every error this crate returns to a caller.
 #[derive(Debug, thiserror::Error)]

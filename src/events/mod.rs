@@ -2,7 +2,7 @@
 //!
 //! Pure functions, no I/O: an object decoded by [`decode::decode`] plus a
 //! [`ClusterIdentity`] gives its events through [`events_of`]. One file per source:
-//! [`pipelinerun`], [`component`], [`namespace`], [`konflux`]; the heartbeat in [`crate::heartbeat`].
+//! [`pipelinerun`], [`component`], [`namespace`], [`konflux`]; the heartbeat in [`crate::heartbeat`], the upgrade in [`crate::upgrade`].
 
 pub mod component;
 pub mod hash;
@@ -50,11 +50,12 @@ pub enum EventName {
     OperatorDeploymentStarted,
     OperatorDeploymentCompleted,
     OperatorRemovalStarted,
+    OperatorUpgradeCompleted,
     Heartbeat,
 }
 
 impl EventName {
-    pub const ALL: [EventName; 8] = [
+    pub const ALL: [EventName; 9] = [
         EventName::PipelineRunStarted,
         EventName::PipelineRunCompleted,
         EventName::ComponentCreated,
@@ -62,17 +63,20 @@ impl EventName {
         EventName::OperatorDeploymentStarted,
         EventName::OperatorDeploymentCompleted,
         EventName::OperatorRemovalStarted,
+        EventName::OperatorUpgradeCompleted,
         EventName::Heartbeat,
     ];
 
     /// Whether the user admission saw act goes on the event: the creation of the object,
     /// a run's own events, and the Konflux CR's removal; not a deployment the deleting
-    /// user did not start, nor the heartbeat.
+    /// user did not start, nor what the daemon's clock makes (the heartbeat, an upgrade
+    /// seen).
     pub fn takes_actor(self) -> bool {
         !matches!(
             self,
             EventName::OperatorDeploymentStarted
                 | EventName::OperatorDeploymentCompleted
+                | EventName::OperatorUpgradeCompleted
                 | EventName::Heartbeat
         )
     }
@@ -86,6 +90,7 @@ impl EventName {
             EventName::OperatorDeploymentStarted => "Operator Deployment Started",
             EventName::OperatorDeploymentCompleted => "Operator Deployment Completed",
             EventName::OperatorRemovalStarted => "Operator Removal Started",
+            EventName::OperatorUpgradeCompleted => "Operator Upgrade Completed",
             EventName::Heartbeat => "Segment Bridge Heartbeat",
         }
     }
@@ -168,6 +173,9 @@ pub struct Properties {
     pub completion_time: Option<String>,
     pub duration_seconds: Option<Option<i64>>,
     pub status: Option<String>,
+    /// `Operator Upgrade Completed`: the Konflux version before and after.
+    pub from_version: Option<String>,
+    pub to_version: Option<String>,
 }
 
 impl Properties {

@@ -221,6 +221,11 @@ impl Ledger {
         (page, last)
     }
 
+    /// Whether the event `message_id` waits to be sent.
+    pub fn is_waiting(&self, message_id: &str) -> bool {
+        self.index.contains_key(message_id)
+    }
+
     pub fn len(&self) -> usize {
         self.order.len()
     }

@@ -230,6 +230,27 @@ impl Core {
         self.settle(ledger);
     }
 
+    /// Takes an event the daemon made itself (a feature's loop: an upgrade seen, a usage
+    /// summary), as the heartbeat is taken: into the buffer unless telemetry is off, or it
+    /// was produced before (its `messageId` in the record of produced events).
+    pub fn produce(&self, event: events::Event, now: i64) {
+        let labels = CoreMetrics::event(event.name, Source::Clock);
+        let mut ledger = self.ledger();
+        if !self.enabled() {
+            drop(ledger);
+            self.count_off(1);
+            return;
+        }
+        let offer = ledger.offer(event, now, self.lookback());
+        self.count_offer(&offer, &labels);
+        self.settle(ledger);
+    }
+
+    /// Whether the event `message_id` waits in the buffer (not sent, not let go yet).
+    pub fn is_waiting(&self, message_id: &str) -> bool {
+        self.ledger().is_waiting(message_id)
+    }
+
     fn count_offer(&self, offer: &Offer, labels: &crate::metrics::EventLabels) {
         let family = match offer {
             Offer::New => &self.metrics.events_produced,

@@ -26,6 +26,8 @@ pub struct Checkpoint {
     watermark: Watermark,
     /// This instance's identity in the holder annotation.
     holder: String,
+    /// The last Konflux version a previous run saw.
+    konflux_version: Option<String>,
 }
 
 impl Checkpoint {
@@ -51,6 +53,23 @@ impl Checkpoint {
             produced,
             watermark: Watermark::new(saved.sweep),
             holder: state::instance_identity(),
+            konflux_version: saved.konflux_version,
+        }
+    }
+
+    /// The last Konflux version a previous run saw (`None`: none was kept).
+    pub fn konflux_version(&self) -> Option<String> {
+        self.konflux_version.clone()
+    }
+
+    /// Keeps `version` as the last Konflux version seen; a failure is logged (a restart
+    /// then produces the upgrade again, with the same `messageId`).
+    pub async fn save_konflux_version(&self, version: &str) {
+        let (ns, name) = (&self.namespace, &self.name);
+        if let Err(e) = state::save_konflux_version(&self.client, ns, name, version).await {
+            warn!(
+                "cannot keep the last Konflux version in ConfigMap {ns}/{name} (a restart may produce the upgrade again; Segment drops it): {e}"
+            );
         }
     }
 

@@ -19,12 +19,18 @@ pub const MAX_ENTRIES: usize = 60_000;
 const KEY: &str = "produced";
 const COVERED_FROM: &str = "sweepCoveredFrom";
 const COVERED_TO: &str = "sweepCoveredTo";
+/// The last Konflux version seen ([`crate::upgrade`]), written by [`save_konflux_version`].
+pub const LAST_KONFLUX_VERSION: &str = "lastKonfluxVersion";
+/// Its field manager: not the record's, so that applying one leaves the other alone.
+const VERSION_MANAGER: &str = "konflux-telemetry-upgrade";
 
 /// What a previous run left.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Saved {
     pub produced: Option<Vec<u8>>,
     pub sweep: Option<Coverage>,
+    /// The last Konflux version seen.
+    pub konflux_version: Option<String>,
 }
 
 pub async fn load(client: &Client, namespace: &str, name: &str) -> Saved {
@@ -32,6 +38,12 @@ pub async fn load(client: &Client, namespace: &str, name: &str) -> Saved {
     match api.get_opt(name).await {
         Ok(Some(cm)) => Saved {
             sweep: cm.data.as_ref().and_then(coverage_from),
+            konflux_version: cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get(LAST_KONFLUX_VERSION))
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()),
             produced: cm.binary_data.and_then(|mut b| b.remove(KEY)).map(|b| b.0),
         },
         Ok(None) => Saved::default(),
@@ -101,6 +113,33 @@ pub async fn save(
     api.patch(
         name,
         &PatchParams::apply("konflux-telemetry").force(),
+        &Patch::Apply(&cm),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Keeps `version` as the last Konflux version seen, under its own field manager (the
+/// record's saves leave it alone).
+pub async fn save_konflux_version(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    version: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some([(LAST_KONFLUX_VERSION.to_owned(), version.to_owned())].into()),
+        ..ConfigMap::default()
+    };
+    api.patch(
+        name,
+        &PatchParams::apply(VERSION_MANAGER).force(),
         &Patch::Apply(&cm),
     )
     .await
