@@ -52,6 +52,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     run_until(args, stop).await
 }
 
+/// How long the start waits for the settings ConfigMap to be read.
+const SETTINGS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long the start line waits for the telemetry switch to settle before it says
 /// `pending`.
 const START_LINE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -115,13 +118,19 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
 
     // What decides: the live settings, the cluster's identity, the telemetry switch.
     let checkpoint = d.checkpoint(state_at).await;
-    let settings = d.live_settings(config_map, base, log_level);
+    let (settings, loaded) = d.live_settings(config_map, base, log_level);
     let switch = d.switch(&settings);
     d.upgrade(checkpoint.as_ref());
+    // The summary's window before the watches start: what they list at start counts in
+    // the windows of the configured `summaryInterval`.
+    let _ = tokio::time::timeout(SETTINGS_WAIT, loaded.clone().wait_for(|l| *l)).await;
+    d.core
+        .set_summary_interval(summary_seconds(&settings.borrow()));
 
     // Capture, all feeding the core; the servers drain on stop rather than being aborted.
     let (tx, rx) = mpsc::channel(OBSERVATION_QUEUE);
     let readiness = d.watches(tx.clone(), switch.clone());
+    d.summary(&settings, readiness.clone());
     d.sweep(tx.clone(), &settings, checkpoint.as_ref());
     let mut servers = JoinSet::new();
     d.webhook(tx, &mut servers).await?;
@@ -236,9 +245,10 @@ impl Daemon {
         (namespace, name): (String, String),
         base: Settings,
         log_level: LogLevel,
-    ) -> watch::Receiver<Settings> {
+    ) -> (watch::Receiver<Settings>, watch::Receiver<bool>) {
         let at = format!("{namespace}/{name}");
         let (live_settings, settings) = LiveSettings::new(base, at, self.metrics.core.clone());
+        let loaded = live_settings.loaded();
         let knobs = Arc::clone(&self.core);
         let apply = move |next: &Settings| {
             log_level.set(&next.log_level);
@@ -265,7 +275,7 @@ impl Daemon {
             })
             .await;
         });
-        settings
+        (settings, loaded)
     }
 
     /// The upgrade: the Konflux version followed from the identity, the last one kept in
@@ -278,6 +288,18 @@ impl Daemon {
         };
         let version = self.konflux_version.subscribe();
         let run = crate::upgrade::run(version, last, self.stop.clone(), upgrades);
+        self.tasks.spawn(run);
+    }
+
+    /// The usage summary, once per `summaryInterval` window.
+    fn summary(&mut self, settings: &watch::Receiver<Settings>, readiness: Readiness) {
+        let summaries = DaemonSummaries {
+            core: Arc::clone(&self.core),
+            client: self.client.clone(),
+            readiness,
+            missing: std::sync::Mutex::default(),
+        };
+        let run = crate::summary::run(settings.clone(), self.stop.clone(), summaries);
         self.tasks.spawn(run);
     }
 
@@ -420,6 +442,69 @@ impl Daemon {
         let limits = (self.args.server).limits(http::MAX_BODY, http::MAX_BYTES_IN_FLIGHT);
         servers.spawn(http::serve(listener, endpoints, limits, self.stop.clone()));
         Ok(())
+    }
+}
+
+/// `summaryInterval` in whole seconds.
+fn summary_seconds(s: &Settings) -> i64 {
+    i64::try_from(s.summary_interval.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The usage summary's handles: the core, the cluster to count, the watches' readiness.
+struct DaemonSummaries {
+    core: Arc<Core>,
+    client: kube::Client,
+    readiness: Readiness,
+    /// Kinds logged as not served, so each is logged once.
+    missing: std::sync::Mutex<std::collections::HashSet<crate::events::Kind>>,
+}
+
+impl crate::summary::Summaries for DaemonSummaries {
+    fn now(&self) -> i64 {
+        Timestamp::now().unix_seconds()
+    }
+
+    fn identity(&self) -> Arc<crate::events::ClusterIdentity> {
+        self.core.identity()
+    }
+
+    fn set_interval(&self, seconds: i64) {
+        self.core.set_summary_interval(seconds);
+    }
+
+    fn activity(&self, window: crate::summary::Window) -> crate::summary::activity::WindowActivity {
+        self.core.window_activity(window)
+    }
+
+    fn ready(&self) -> bool {
+        self.readiness.settled()
+    }
+
+    async fn totals(
+        &self,
+        window: crate::summary::Window,
+        activity: &crate::summary::activity::WindowActivity,
+    ) -> crate::summary::event::Totals {
+        let take = || {
+            std::mem::take(
+                &mut *self
+                    .missing
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            )
+        };
+        let mut missing = take();
+        let totals =
+            crate::summary::count::totals(&self.client, window, activity, &mut missing).await;
+        *self
+            .missing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = missing;
+        totals
+    }
+
+    fn produce(&self, event: crate::events::Event) {
+        self.core.produce(event, Timestamp::now().unix_seconds());
     }
 }
 

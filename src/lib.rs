@@ -9,7 +9,7 @@
 //! - the pipeline, in memory: [`pipeline`] (observations in, de-duplicated in its ledger,
 //!   `/preview` out) and [`flush`] (batching, a flush as plain data, the flusher loop).
 //! - features, each its rule and its loop: [`switch`] (telemetry on or off, who decided),
-//!   [`settings`] (the keys, reloaded live), [`heartbeat`], [`upgrade`], [`state`] (the state
+//!   [`settings`] (the keys, reloaded live), [`heartbeat`], [`upgrade`], [`summary`], [`state`] (the state
 //!   ConfigMap and its checkpoint).
 //! - the edges: sources [`capture`] (watches, identity, ConfigMaps), [`admission`],
 //!   [`sweep`] (Tekton Results); outputs [`segment`] (the HTTP client) and [`http`]
@@ -34,6 +34,7 @@ pub mod secret;
 pub mod segment;
 pub mod settings;
 pub mod state;
+pub mod summary;
 pub mod sweep;
 pub mod switch;
 pub mod transform;

@@ -42,10 +42,13 @@ sink_port=$(free_port); http_port=$(free_port)
 "$bin-sink" --listen "127.0.0.1:$sink_port" --write-key demo-key --out "$dir/sink.ndjson" >"$dir/sink.log" 2>&1 &
 pids+=($!)
 kubectl create namespace segment-bridge --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# The demo's settings: a Usage Summary every 30 s (a day by default), so one shows.
+kubectl -n segment-bridge create configmap konflux-telemetry-demo --from-literal=summaryInterval=30s \
+  --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 # The local API server is vanilla Kubernetes, where telemetry is off unless opted in.
 "$bin" run --kubeconfig "$KUBECONFIG" --segment-api-url "http://127.0.0.1:$sink_port/v1" \
   --segment-write-key demo-key --cluster-id demo-cluster --flush-interval 1s \
-  --telemetry-enabled true \
+  --telemetry-enabled true --config-map segment-bridge/konflux-telemetry-demo \
   --state-config-map "" --listen "127.0.0.1:$http_port" >"$dir/daemon.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null && break; sleep 0.2; done
@@ -61,7 +64,9 @@ for line in sys.stdin:
     try: e = json.loads(line)
     except ValueError: continue
     p = e.get("properties", {})
-    extra = " ".join(f"{k}={p[k]}" for k in ("namespaceHash","componentHash","pipelineType","taskCount","status","durationSeconds") if k in p)
+    keys = ("namespaceHash","componentHash","pipelineType","taskCount","status","durationSeconds",
+            "fromVersion","toVersion","tenantNamespaces","activeTenantNamespaces","componentsCreated","pipelineRuns")
+    extra = " ".join(f"{k}={json.dumps(p[k], separators=(chr(44), chr(58)))}" for k in keys if k in p)
     ts, name = e.get("timestamp", ""), e.get("event", "")
     print(f"  -> {ts:<22} {name:<30} {extra}", flush=True)
 ' &
@@ -104,6 +109,6 @@ YAML
 say "playing a small Konflux: 2 tenants, a component each, 2 PipelineRuns each"
 for t in 1 2; do play "$t"; done
 sleep 3
-say "done playing; the daemon keeps running (heartbeat hourly). Ctrl-C to stop."
+say "done playing; the daemon keeps running (heartbeat hourly, a Usage Summary every 30 s). Ctrl-C to stop."
 if [[ ${DEMO_EXIT:-0} == 1 ]]; then exit 0; fi
 wait "${pids[0]}"

@@ -138,7 +138,7 @@ pub struct Readiness(Arc<[Arc<WatchState>]>);
 
 impl Default for Readiness {
     fn default() -> Self {
-        Readiness(object::WATCHED.iter().map(|_| Arc::default()).collect())
+        Readiness(object::watched().map(|_| Arc::default()).collect())
     }
 }
 
@@ -157,8 +157,7 @@ pub async fn run_all(
     readiness: Readiness,
     stop: CancellationToken,
 ) {
-    let watches = object::WATCHED
-        .iter()
+    let watches = object::watched()
         .zip(readiness.0.iter())
         .map(|(spec, state)| {
             let (client, tx, metrics) = (client.clone(), tx.clone(), metrics.clone());

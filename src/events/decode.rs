@@ -493,7 +493,12 @@ impl<I> RawObject<I> {
                     telemetry_enabled,
                 })
             }
-            Kind::Other => return Ok(None),
+            // Only counted, never made into events.
+            Kind::Application
+            | Kind::IntegrationTestScenario
+            | Kind::ReleasePlan
+            | Kind::Release
+            | Kind::Other => return Ok(None),
         }))
     }
 }
@@ -588,7 +593,7 @@ mod watched_tests {
 
     #[test]
     fn each_watched_kind_is_found_by_its_api_version_and_name() {
-        for w in WATCHED {
+        for w in crate::events::object::watched() {
             let api_version = if w.group.is_empty() {
                 w.version.to_owned()
             } else {

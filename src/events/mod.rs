@@ -15,6 +15,7 @@ pub mod namespace;
 pub mod object;
 pub mod pipelinerun;
 pub mod time;
+pub mod usage;
 
 pub use decode::{Decoded, Watched, decode, decode_one};
 pub use identity::ClusterIdentity;
@@ -51,11 +52,12 @@ pub enum EventName {
     OperatorDeploymentCompleted,
     OperatorRemovalStarted,
     OperatorUpgradeCompleted,
+    UsageSummary,
     Heartbeat,
 }
 
 impl EventName {
-    pub const ALL: [EventName; 9] = [
+    pub const ALL: [EventName; 10] = [
         EventName::PipelineRunStarted,
         EventName::PipelineRunCompleted,
         EventName::ComponentCreated,
@@ -64,6 +66,7 @@ impl EventName {
         EventName::OperatorDeploymentCompleted,
         EventName::OperatorRemovalStarted,
         EventName::OperatorUpgradeCompleted,
+        EventName::UsageSummary,
         EventName::Heartbeat,
     ];
 
@@ -77,6 +80,7 @@ impl EventName {
             EventName::OperatorDeploymentStarted
                 | EventName::OperatorDeploymentCompleted
                 | EventName::OperatorUpgradeCompleted
+                | EventName::UsageSummary
                 | EventName::Heartbeat
         )
     }
@@ -91,6 +95,7 @@ impl EventName {
             EventName::OperatorDeploymentCompleted => "Operator Deployment Completed",
             EventName::OperatorRemovalStarted => "Operator Removal Started",
             EventName::OperatorUpgradeCompleted => "Operator Upgrade Completed",
+            EventName::UsageSummary => "Usage Summary",
             EventName::Heartbeat => "Segment Bridge Heartbeat",
         }
     }
@@ -176,6 +181,9 @@ pub struct Properties {
     /// `Operator Upgrade Completed`: the Konflux version before and after.
     pub from_version: Option<String>,
     pub to_version: Option<String>,
+    /// `Usage Summary`'s counts (all absent on other events).
+    #[serde(flatten)]
+    pub usage: usage::Usage,
 }
 
 impl Properties {

@@ -128,6 +128,11 @@ pub enum Kind {
     Component,
     Namespace,
     Konflux,
+    /// Only counted ([`Counted`]), never watched.
+    Application,
+    IntegrationTestScenario,
+    ReleasePlan,
+    Release,
     /// A `List` or an object of unknown kind.
     Other,
 }
@@ -139,6 +144,10 @@ impl Kind {
             Kind::Component => "Component",
             Kind::Namespace => "Namespace",
             Kind::Konflux => "Konflux",
+            Kind::Application => "Application",
+            Kind::IntegrationTestScenario => "IntegrationTestScenario",
+            Kind::ReleasePlan => "ReleasePlan",
+            Kind::Release => "Release",
             Kind::Other => "object",
         }
     }
@@ -148,11 +157,11 @@ impl Kind {
         WATCHED.iter().copied().find(|w| w.kind == self)
     }
 
-    /// The kind an `apiVersion` and `kind` name, if it has events ([`WATCHED`]).
+    /// The kind an `apiVersion` and `kind` name, if it has events (a watched entry of
+    /// [`WATCHED`]).
     pub fn of(api_version: &str, kind: &str) -> Option<Kind> {
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        WATCHED
-            .iter()
+        watched()
             .find(|w| w.group == group && w.name == kind)
             .map(|w| w.kind)
     }
@@ -181,6 +190,20 @@ pub struct WatchedKind {
     /// The admission request that announces one of its objects, with the user who made
     /// it; `None` for a kind the webhook does not see.
     pub admitted: Option<Admitted>,
+    /// Watched (its events, RBAC get, list, watch); else only counted (RBAC list).
+    pub watched: bool,
+    /// How the `Usage Summary` counts it, if it does.
+    pub counted: Option<Counted>,
+}
+
+/// How the `Usage Summary` counts a kind, at each window's end, page by page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// The objects there are (that match the selector): metadata only.
+    Total,
+    /// The objects completed in the window, by outcome: the objects themselves, as their
+    /// status says how they ended.
+    CompletedByOutcome,
 }
 
 /// An admission request the webhook takes for a kind (the webhook configuration in
@@ -213,7 +236,21 @@ impl WatchedKind {
             results_data_types: &[],
             events: &[],
             admitted: None,
+            watched: true,
+            counted: None,
         }
+    }
+
+    /// A kind only counted, never watched.
+    const fn counted_only(mut self, counted: Counted) -> Self {
+        self.watched = false;
+        self.counted = Some(counted);
+        self
+    }
+
+    const fn counted(mut self, counted: Counted) -> Self {
+        self.counted = Some(counted);
+        self
     }
 
     const fn admitted(mut self, admitted: Admitted) -> Self {
@@ -249,14 +286,16 @@ pub const PIPELINE_RUN: WatchedKind =
 pub const COMPONENT: WatchedKind =
     WatchedKind::new(Kind::Component, "appstudio.redhat.com", "v1alpha1", "components")
         .events(&[EventName::ComponentCreated])
-        .admitted(Admitted::Create);
+        .admitted(Admitted::Create)
+        .counted(Counted::Total);
 
 #[rustfmt::skip]
 pub const TENANT_NAMESPACE: WatchedKind =
     WatchedKind::new(Kind::Namespace, "", "v1", "namespaces")
         .selector("konflux-ci.dev/type=tenant")
         .events(&[EventName::NamespaceCreated])
-        .admitted(Admitted::Create);
+        .admitted(Admitted::Create)
+        .counted(Counted::Total);
 
 #[rustfmt::skip]
 pub const KONFLUX: WatchedKind =
@@ -268,8 +307,51 @@ pub const KONFLUX: WatchedKind =
         ])
         .admitted(Admitted::Delete);
 
-/// Every kind that has events.
-pub const WATCHED: [&WatchedKind; 4] = [&PIPELINE_RUN, &COMPONENT, &TENANT_NAMESPACE, &KONFLUX];
+#[rustfmt::skip]
+pub const APPLICATION: WatchedKind =
+    WatchedKind::new(Kind::Application, "appstudio.redhat.com", "v1alpha1", "applications")
+        .counted_only(Counted::Total);
+
+#[rustfmt::skip]
+pub const INTEGRATION_TEST_SCENARIO: WatchedKind =
+    WatchedKind::new(Kind::IntegrationTestScenario, "appstudio.redhat.com", "v1beta2", "integrationtestscenarios")
+        .counted_only(Counted::Total);
+
+#[rustfmt::skip]
+pub const RELEASE_PLAN: WatchedKind =
+    WatchedKind::new(Kind::ReleasePlan, "appstudio.redhat.com", "v1alpha1", "releaseplans")
+        .counted_only(Counted::Total);
+
+#[rustfmt::skip]
+pub const RELEASE: WatchedKind =
+    WatchedKind::new(Kind::Release, "appstudio.redhat.com", "v1alpha1", "releases")
+        .counted_only(Counted::CompletedByOutcome);
+
+/// Every kind the daemon reads: the watched ones (events), then the ones only counted
+/// (the `Usage Summary`).
+pub const WATCHED: [&WatchedKind; 8] = [
+    &PIPELINE_RUN,
+    &COMPONENT,
+    &TENANT_NAMESPACE,
+    &KONFLUX,
+    &APPLICATION,
+    &INTEGRATION_TEST_SCENARIO,
+    &RELEASE_PLAN,
+    &RELEASE,
+];
+
+/// The kinds of [`WATCHED`] that are watched (they have events).
+pub fn watched() -> impl Iterator<Item = &'static WatchedKind> {
+    WATCHED.iter().copied().filter(|w| w.watched)
+}
+
+/// The kinds of [`WATCHED`] the `Usage Summary` counts.
+pub fn counted() -> impl Iterator<Item = (&'static WatchedKind, Counted)> {
+    WATCHED
+        .iter()
+        .copied()
+        .filter_map(|w| Some((w, w.counted?)))
+}
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

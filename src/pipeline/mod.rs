@@ -14,6 +14,8 @@ use crate::flush::{Buffer, Delivery, FlushOutcome, Flushed, Outgoing};
 use crate::flush::{Limits, batches_of};
 use crate::metrics::OutcomeLabel;
 use crate::pipeline::metrics::CoreMetrics;
+use crate::summary::activity::{Activity, Own, WindowActivity};
+use crate::summary::window::Window;
 use ledger::{Ledger, Offer};
 use observation::{Observation, ObservationRx, Sightings, Source};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -35,6 +37,8 @@ pub struct Core {
     /// Events a flush recorded as delivered or let go, since start: the state is saved
     /// when this moves.
     recorded: std::sync::atomic::AtomicU64,
+    /// What happened in the current and the last usage-summary window.
+    activity: Mutex<Activity>,
     /// Woken when the buffer holds a full batch.
     pub full: Notify,
 }
@@ -57,6 +61,7 @@ impl Core {
             enabled: true.into(),
             metrics,
             recorded: 0.into(),
+            activity: Mutex::new(Activity::new(24 * 3600)),
             full: Notify::new(),
         }
     }
@@ -124,7 +129,35 @@ impl Core {
         self.metrics.enabled.set(i64::from(on));
     }
 
+    fn activity(&self) -> MutexGuard<'_, Activity> {
+        self.activity.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts `n` of the daemon's own events in the current summary window.
+    fn own(&self, what: Own, n: usize) {
+        if n > 0 {
+            let now = events::Timestamp::now().unix_seconds();
+            self.activity().own(what, n as u64, now);
+        }
+    }
+
+    /// Sets the usage summary's window (`summaryInterval`); a change starts over.
+    pub fn set_summary_interval(&self, seconds: i64) {
+        self.activity().set_interval(seconds);
+    }
+
+    /// What happened in `window`, as far as the pipeline saw it.
+    pub fn window_activity(&self, window: Window) -> WindowActivity {
+        self.activity().of(window)
+    }
+
+    /// What the summary's activity holds, in bytes.
+    pub fn activity_bytes(&self) -> usize {
+        self.activity().bytes()
+    }
+
     fn count_evicted(&self, n: usize) {
+        self.own(Own::Dropped, n);
         if n > 0 {
             self.metrics.dropped("buffer_full", n as u64);
             warn!(
@@ -194,6 +227,9 @@ impl Core {
                 Source::Clock => None,
             }
         };
+        if obs.object.counts() {
+            self.activity().observe(&obs.object, now);
+        }
         let identity = self.identity();
         let produced = events::events_of(&obs.object, &identity);
         let lookback = self.lookback();
@@ -253,7 +289,10 @@ impl Core {
 
     fn count_offer(&self, offer: &Offer, labels: &crate::metrics::EventLabels) {
         let family = match offer {
-            Offer::New => &self.metrics.events_produced,
+            Offer::New => {
+                self.own(Own::Produced, 1);
+                &self.metrics.events_produced
+            }
             Offer::Updated | Offer::Unchanged | Offer::AlreadyProduced => {
                 &self.metrics.events_deduplicated
             }
@@ -316,6 +355,8 @@ impl Core {
         ledger.mark_sent(&delivery.dropped);
         ledger.mark_sent(&delivery.sent);
         self.settle(ledger);
+        self.own(Own::Sent, delivery.sent.len());
+        self.own(Own::Dropped, out.unsendable.len() + delivery.dropped.len());
         let recorded = out.unsendable.len() + delivery.dropped.len() + delivery.sent.len();
         self.recorded
             .fetch_add(recorded as u64, std::sync::atomic::Ordering::Relaxed);

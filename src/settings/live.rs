@@ -20,6 +20,8 @@ pub struct LiveSettings {
     /// `NAMESPACE/NAME` of the ConfigMap, for log lines.
     source: String,
     metrics: CoreMetrics,
+    /// True once the ConfigMap (or its absence) has been read.
+    loaded: watch::Sender<bool>,
 }
 
 impl LiveSettings {
@@ -36,9 +38,15 @@ impl LiveSettings {
                 tx,
                 source,
                 metrics,
+                loaded: watch::Sender::new(false),
             },
             rx,
         )
+    }
+
+    /// Turns true once the ConfigMap (or its absence) has been read by [`Self::run`].
+    pub fn loaded(&self) -> watch::Receiver<bool> {
+        self.loaded.subscribe()
     }
 
     /// Reads the ConfigMap's `data` (`None`: no ConfigMap, every key at its default): each
@@ -88,6 +96,7 @@ impl LiveSettings {
             if let Some(next) = self.update(cm.and_then(|c| c.data.as_ref())) {
                 on_change(&next);
             }
+            self.loaded.send_replace(true);
         })
         .await;
     }

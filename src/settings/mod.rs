@@ -18,6 +18,8 @@ pub struct Settings {
     pub heartbeat_interval: Duration,
     /// How far back an event may lie and still be produced (`lookback`, default 4h).
     pub lookback: Duration,
+    /// The window of each `Usage Summary` (`summaryInterval`, default 24h, at least 1s).
+    pub summary_interval: Duration,
     /// How many events the buffer holds before it drops the oldest (`maxBufferedEvents`).
     pub max_buffered_events: usize,
     /// How many bytes the buffer holds before it drops the oldest (`maxBufferedBytes`,
@@ -105,6 +107,7 @@ pub const KEYS: &[Key] = &[
     key!("flushInterval", "1h", flush_interval, duration >= Duration::from_millis(100)),
     key!("heartbeatInterval", "1h", heartbeat_interval, duration >= Duration::from_secs(1)),
     key!("lookback", "4h", lookback, duration >= Duration::from_secs(60)),
+    key!("summaryInterval", "24h", summary_interval, duration >= Duration::from_secs(1)),
     key!("maxBufferedEvents", "100000", max_buffered_events, |t| count(t, 1, 10_000_000)),
     key!("maxBufferedBytes", "32Mi", max_buffered_bytes, |t| byte_size(t, MI, 1024 * MI)),
     key!("requestsPerSecond", "10", requests_per_second, |t| count(t, 1, 1000).and_then(|n| {
@@ -174,6 +177,7 @@ impl Settings {
             flush_interval: Duration::ZERO,
             heartbeat_interval: Duration::ZERO,
             lookback: Duration::ZERO,
+            summary_interval: Duration::ZERO,
             max_buffered_events: 0,
             max_buffered_bytes: 0,
             requests_per_second: NonZeroU32::MIN,

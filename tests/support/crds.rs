@@ -52,3 +52,28 @@ pub fn all() -> Vec<(ApiResource, Scope)> {
         (cluster_version(), Scope::Cluster),
     ]
 }
+
+/// `applications.appstudio.redhat.com/v1alpha1`: only counted (Usage Summary).
+pub fn application() -> ApiResource {
+    ar(
+        "appstudio.redhat.com",
+        "v1alpha1",
+        "Application",
+        "applications",
+    )
+}
+
+/// `integrationtestscenarios.appstudio.redhat.com/v1beta2`: only counted.
+pub fn integration_test_scenario() -> ApiResource {
+    ar(
+        "appstudio.redhat.com",
+        "v1beta2",
+        "IntegrationTestScenario",
+        "integrationtestscenarios",
+    )
+}
+
+/// `releases.appstudio.redhat.com/v1alpha1`: only counted, by outcome.
+pub fn release() -> ApiResource {
+    ar("appstudio.redhat.com", "v1alpha1", "Release", "releases")
+}

@@ -1,0 +1,366 @@
+//! `Usage Summary` on the real API server: the counts of a window for a known set of
+//! objects and runs the test creates (every property checked, and the ReleasePlan CRD
+//! absent, so its count is left out), and the window across a restart (sent once).
+
+mod support;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use support::daemon::{
+    DaemonProcess, WAIT, count, free_port, sending_flags, start_sink, tempdir, wait_for_ids,
+};
+use support::{TestCluster, crds, eventually, object, set_status};
+
+const KEY: &str = "wk-summary-test";
+const CLUSTER_ID: &str = "summary-test";
+/// The test's `summaryInterval`, seconds: short, so a window ends while it runs.
+const INTERVAL: i64 = 20;
+
+fn start_daemon(cluster: &TestCluster, sink_url: &str, home: &str, dir: &Path) -> DaemonProcess {
+    let args = sending_flags(sink_url, KEY, CLUSTER_ID, home);
+    DaemonProcess::start(
+        cluster,
+        &args,
+        dir.join(format!("daemon-{}.log", free_port())),
+    )
+}
+
+/// Serialises this file's tests: each counts the whole cluster.
+fn summary_lock() -> std::fs::File {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cluster");
+    std::fs::create_dir_all(&dir).expect(".cluster");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("summary.lock"))
+        .expect("lock file");
+    file.lock().expect("lock");
+    file
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+fn iso(t: i64) -> String {
+    jiff::Timestamp::from_second(t)
+        .expect("time")
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// The start of a window that begins now: nothing made before the test has a time in it.
+async fn fresh_window() -> i64 {
+    let before = now().div_euclid(INTERVAL);
+    eventually("a new summary window", WAIT, || async {
+        let w = now().div_euclid(INTERVAL);
+        (w > before).then_some(w * INTERVAL)
+    })
+    .await
+}
+
+/// How many objects of `ar` the cluster holds (matching `selector`).
+async fn how_many(cluster: &TestCluster, ar: &ApiResource, selector: Option<&str>) -> u64 {
+    let api: Api<DynamicObject> = Api::all_with(cluster.client(), ar);
+    let lp = match selector {
+        Some(s) => ListParams::default().labels(s),
+        None => ListParams::default(),
+    };
+    api.list_metadata(&lp).await.expect("list").items.len() as u64
+}
+
+fn namespaces() -> ApiResource {
+    ApiResource::erase::<k8s_openapi::api::core::v1::Namespace>(&())
+}
+
+/// A PipelineRun of type `kind` (`None`: no type label) that started at `start` and,
+/// with `done`, completed at `done.0` for reason `done.1`.
+async fn run(
+    runs: &Api<DynamicObject>,
+    name: &str,
+    kind: Option<&str>,
+    start: i64,
+    done: Option<(i64, &str)>,
+) {
+    let mut o = object(&crds::pipelinerun(), name, json!({}));
+    if let Some(k) = kind {
+        o.metadata.labels = Some(
+            [(
+                "pipelines.appstudio.openshift.io/type".to_owned(),
+                k.to_owned(),
+            )]
+            .into(),
+        );
+    }
+    runs.create(&PostParams::default(), &o).await.expect("run");
+    let mut status = json!({"startTime": iso(start)});
+    if let Some((at, reason)) = done {
+        status["completionTime"] = iso(at).into();
+        status["conditions"] = json!([{"type": "Succeeded", "status": "True", "reason": reason}]);
+    }
+    set_status(runs, name, status).await.expect("run status");
+}
+
+async fn release(api: &Api<DynamicObject>, name: &str, done: i64, reason: &str) {
+    api.create(
+        &PostParams::default(),
+        &object(&crds::release(), name, json!({})),
+    )
+    .await
+    .expect("release");
+    let status = json!({"completionTime": iso(done), "conditions": [
+        {"type": "Released", "status": if reason == "Succeeded" {"True"} else {"False"}, "reason": reason}
+    ]});
+    set_status(api, name, status).await.expect("release status");
+}
+
+/// Deletes the ReleasePlan CRD (no other test uses it; `make cluster-up` installs it
+/// again) and waits until it is gone.
+async fn without_release_plans(cluster: &TestCluster) {
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client());
+    let name = "releaseplans.appstudio.redhat.com";
+    let _ = crds.delete(name, &DeleteParams::default()).await;
+    eventually("the ReleasePlan CRD gone", WAIT, || async {
+        matches!(crds.get_opt(name).await, Ok(None)).then_some(())
+    })
+    .await;
+}
+
+fn summary_id(window_end: i64) -> String {
+    let hash = konflux_telemetry::events::hash::short_hash(&[CLUSTER_ID]);
+    format!("{hash}-usage-summary-{}", iso(window_end))
+}
+
+fn find<'a>(events: &'a [Value], id: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| e["messageId"] == id)
+        .expect("the summary")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_counts_a_known_window_and_leaves_an_uninstalled_kind_out() {
+    let cluster = support::cluster().await;
+    let _lock = summary_lock();
+    let dir = tempdir("summary-counts");
+    let out = dir.join("sink.ndjson");
+    let sink = start_sink(KEY, &out).await;
+    let home = cluster.namespace("summary-home").await;
+    home.settings(json!({"summaryInterval": format!("{INTERVAL}s"), "heartbeatInterval": "1h"}))
+        .await;
+    without_release_plans(&cluster).await;
+    let tenant = [("konflux-ci.dev/type", "tenant")];
+    // What the cluster holds before: the totals are that plus what the test makes.
+    let before_tenants =
+        how_many(&cluster, &namespaces(), Some("konflux-ci.dev/type=tenant")).await;
+    let before_components = how_many(&cluster, &crds::component(), None).await;
+    let before_apps = how_many(&cluster, &crds::application(), None).await;
+    let before_scenarios = how_many(&cluster, &crds::integration_test_scenario(), None).await;
+
+    let start = fresh_window().await;
+    let t1 = cluster.namespace_with_labels("summary-t1", &tenant).await;
+    let t2 = cluster.namespace_with_labels("summary-t2", &tenant).await;
+    let plain = cluster.namespace("summary-plain").await;
+    let idle = cluster.namespace_with_labels("summary-idle", &tenant).await;
+    let runs1 = t1.dynamic_api(&crds::pipelinerun());
+    // build: 2 s succeeded, 5 s failed, 9 s succeeded (in a namespace no tenant's)
+    run(
+        &runs1,
+        "b1",
+        Some("build"),
+        start + 1,
+        Some((start + 3, "Succeeded")),
+    )
+    .await;
+    run(
+        &runs1,
+        "b2",
+        Some("build"),
+        start + 1,
+        Some((start + 6, "Failed")),
+    )
+    .await;
+    let runs_plain = plain.dynamic_api(&crds::pipelinerun());
+    run(
+        &runs_plain,
+        "b3",
+        Some("build"),
+        start,
+        Some((start + 9, "Completed")),
+    )
+    .await;
+    run(
+        &runs1,
+        "t",
+        Some("test"),
+        start + 2,
+        Some((start + 9, "Succeeded")),
+    )
+    .await;
+    run(&runs1, "going", Some("build"), start + 2, None).await;
+    // an hour ago: not in this window
+    run(
+        &runs1,
+        "old",
+        Some("build"),
+        start - 3_600,
+        Some((start - 3_590, "Succeeded")),
+    )
+    .await;
+    let runs2 = t2.dynamic_api(&crds::pipelinerun());
+    run(&runs2, "n", None, start + 1, Some((start + 5, "Cancelled"))).await;
+    run(
+        &runs2,
+        "x",
+        Some("a-tenant-s-own-type"),
+        start + 1,
+        Some((start + 2, "PipelineRunTimeout")),
+    )
+    .await;
+    let components = t1.dynamic_api(&crds::component());
+    support::create_component(&components, "c1").await;
+    support::create_component(&components, "c2").await;
+    t1.dynamic_api(&crds::application())
+        .create(
+            &PostParams::default(),
+            &object(&crds::application(), "a", json!({})),
+        )
+        .await
+        .expect("application");
+    t2.dynamic_api(&crds::integration_test_scenario())
+        .create(
+            &PostParams::default(),
+            &object(&crds::integration_test_scenario(), "its", json!({})),
+        )
+        .await
+        .expect("scenario");
+    let releases = t1.dynamic_api(&crds::release());
+    release(&releases, "r1", start + 4, "Succeeded").await;
+    release(&releases, "r2", start + 5, "Failed").await;
+    release(&releases, "r3", start - 3_600, "Succeeded").await;
+    let end = start + INTERVAL;
+    assert!(now() < end, "the test made its objects within the window");
+
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir);
+    daemon.wait_ready().await;
+    let id = summary_id(end);
+    let events = wait_for_ids(&out, std::slice::from_ref(&id)).await;
+    let summary = find(&events, &id);
+    assert_eq!(summary["event"], "Usage Summary");
+    assert_eq!(summary["timestamp"], iso(end));
+    let p = &summary["properties"];
+    assert_eq!(p["windowStart"], iso(start));
+    assert_eq!(p["windowSeconds"], INTERVAL);
+    assert_eq!(p["tenantNamespaces"], before_tenants + 3);
+    assert_eq!(p["components"], before_components + 2);
+    assert_eq!(p["applications"], before_apps + 1);
+    assert_eq!(p["integrationTestScenarios"], before_scenarios + 1);
+    assert!(
+        p.get("releasePlans").is_none(),
+        "no CRD: left out, not 0: {p}"
+    );
+    assert_eq!(
+        p["pipelineRuns"],
+        json!({
+            "build": {"succeeded": 2, "failed": 1},
+            "test": {"succeeded": 1},
+            "none": {"cancelled": 1},
+            "other": {"timeout": 1}
+        })
+    );
+    assert_eq!(
+        p["pipelineRunDurationSeconds"],
+        json!({
+            "build": {"p50": 5, "p95": 9},
+            "test": {"p50": 7, "p95": 7},
+            "none": {"p50": 4, "p95": 4},
+            "other": {"p50": 1, "p95": 1}
+        })
+    );
+    assert_eq!(
+        p["activeTenantNamespaces"], 2,
+        "t1 and t2; not idle, not plain"
+    );
+    assert_eq!(p["componentsCreated"], 2);
+    assert_eq!(p["releases"], json!({"succeeded": 1, "failed": 1}));
+    for own in ["eventsProduced", "eventsSent", "eventsDropped"] {
+        assert!(p[own].is_u64(), "{own}: {p}");
+    }
+    let keys: Vec<&String> = p.as_object().expect("properties").keys().collect();
+    assert_eq!(
+        keys.len(),
+        17,
+        "the summary's 14 and the common 3: {keys:?}"
+    );
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "{log}");
+    assert_eq!(
+        log.matches("releaseplans.appstudio.redhat.com is not served")
+            .count(),
+        1,
+        "logged once: {log}"
+    );
+    for secret in ["summary-t1", "summary-plain", "a-tenant-s-own-type"] {
+        assert!(!log.contains(secret), "{secret} in the log");
+        assert!(
+            !summary.to_string().contains(secret),
+            "{secret} in the summary"
+        );
+    }
+
+    sink.shutdown().await;
+    for ns in [t1, t2, plain, idle, home] {
+        ns.cleanup().await;
+    }
+}
+
+/// The summary of a window is sent once, whatever restarts happen after it: a restart in
+/// the next window finds it in the record of produced events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_is_summarised_once_across_a_restart() {
+    let cluster = support::cluster().await;
+    let _lock = summary_lock();
+    let dir = tempdir("summary-restart");
+    let out = dir.join("sink.ndjson");
+    let sink = start_sink(KEY, &out).await;
+    let home = cluster.namespace("summary-restart").await;
+    home.settings(json!({"summaryInterval": format!("{INTERVAL}s"), "heartbeatInterval": "1h"}))
+        .await;
+    let runs = home.dynamic_api(&crds::pipelinerun());
+
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir);
+    daemon.wait_ready().await;
+    // The first window that ends while it runs.
+    let first = (now().div_euclid(INTERVAL) + 1) * INTERVAL;
+    wait_for_ids(&out, &[summary_id(first)]).await;
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "{log}");
+
+    // Restarted within the window after: that window's summary is the last ended, and
+    // was sent; the next one is sent once too.
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir);
+    daemon.wait_ready().await;
+    let restarted = now();
+    let next = (restarted.div_euclid(INTERVAL) + 1) * INTERVAL;
+    let marker = support::marker_run(&runs, "after-restart").await;
+    let events = wait_for_ids(&out, &[summary_id(next), marker]).await;
+    assert_eq!(count(&events, &summary_id(first)), 1, "sent once");
+    assert_eq!(count(&events, &summary_id(next)), 1);
+    // Every window between has exactly one summary, none twice.
+    let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["event"] == "Usage Summary") {
+        *by_id
+            .entry(e["messageId"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    assert!(by_id.values().all(|n| *n == 1), "{by_id:?}");
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "{log}");
+    sink.shutdown().await;
+    home.cleanup().await;
+}

@@ -1,0 +1,152 @@
+//! The usage summary's cost at 10,000 PipelineRuns in the window and 1,000 Components
+//! (docs/performance.md, "The usage summary"): what counting them holds and costs in
+//! process, and the paged listing of the Components on the real API server. The figures
+//! are printed (`--nocapture`); the bounds asserted are the documented ones.
+
+mod support;
+
+use konflux_telemetry::events::{ClusterIdentity, Decoded, Object, decode_one};
+use konflux_telemetry::summary::activity::{Activity, Own};
+use konflux_telemetry::summary::{Window, count, event};
+use serde_json::json;
+use std::time::Instant;
+
+#[path = "support/rss.rs"]
+mod rss;
+
+const RUNS: usize = 10_000;
+const COMPONENTS: usize = 1_000;
+const DAY: i64 = 86_400;
+
+fn iso(t: i64) -> String {
+    jiff::Timestamp::from_second(t)
+        .expect("time")
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn decoded(v: serde_json::Value) -> Object {
+    match decode_one(v.to_string().as_bytes()) {
+        Decoded::Object(o) => o,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The CPU time this process has used, seconds (user + system).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+#[test]
+fn counting_10000_runs_and_1000_components_in_a_window_is_cheap_and_bounded() {
+    let now = jiff::Timestamp::now().as_second();
+    let window = Window::containing(now, DAY);
+    let types = ["build", "test", "release", "managed", "tenant"];
+    let reasons = ["Succeeded", "Failed", "Cancelled", "PipelineRunTimeout"];
+    let runs: Vec<Object> = (0..RUNS as i64)
+        .map(|i| {
+            let start = window.start + i % (DAY / 2);
+            decoded(json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+                "metadata": {"uid": format!("00000000-0000-0000-0000-{i:012}"), "name": format!("run-{i}"),
+                    "namespace": format!("tenant-{}", i % 200), "creationTimestamp": iso(start),
+                    "labels": {"pipelines.appstudio.openshift.io/type": types[i as usize % 5]}},
+                "status": {"startTime": iso(start), "completionTime": iso(start + 30 + i % 3_600),
+                    "conditions": [{"type": "Succeeded", "status": "True", "reason": reasons[i as usize % 4]}]}}))
+        })
+        .collect();
+    let components: Vec<Object> = (0..COMPONENTS as i64)
+        .map(|i| {
+            decoded(
+                json!({"apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "Component",
+                "metadata": {"uid": format!("c-{i}"), "name": format!("c-{i}"), "namespace": "t",
+                    "creationTimestamp": iso(window.start + i)}, "spec": {"application": "a"}}),
+            )
+        })
+        .collect();
+
+    let rss_start = rss::start();
+    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    let mut activity = Activity::new(DAY);
+    // Each run seen three times (the watch, a relist, the sweep), each Component twice.
+    for _ in 0..3 {
+        for r in &runs {
+            activity.observe(r, now);
+        }
+    }
+    for _ in 0..2 {
+        for c in &components {
+            activity.observe(c, now);
+        }
+    }
+    activity.own(Own::Produced, 20_000, now);
+    let seen = activity.of(window);
+    let identity = ClusterIdentity::new(Some("perf".into()), None, None);
+    let e = event::event(&identity, window, &seen, &event::Totals::default()).expect("event");
+    let (cpu, wall) = (cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
+    let grown = rss::peak_growth_mib("the window's activity of 10,000 runs", rss_start);
+    let bytes = activity.bytes();
+    let json = e.to_json();
+    println!(
+        "summary: {} sightings counted in {wall:.3} s wall, {cpu:.2} s CPU; activity holds {bytes} bytes (bound {} per run or Component); event {} bytes",
+        3 * RUNS + 2 * COMPONENTS,
+        konflux_telemetry::summary::activity::BYTES_PER_ENTRY,
+        json.len()
+    );
+    let p: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let total: u64 = p["properties"]["pipelineRuns"]
+        .as_object()
+        .expect("runs")
+        .values()
+        .flat_map(|o| o.as_object().expect("outcomes").values())
+        .map(|n| n.as_u64().expect("count"))
+        .sum();
+    assert_eq!(total, RUNS as u64, "each run once");
+    assert_eq!(p["properties"]["componentsCreated"], COMPONENTS as u64);
+    assert!(bytes < 1024 * 1024, "{bytes} bytes");
+    assert!(grown < 8.0, "{grown} MiB");
+    assert!(json.len() < 2_000, "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_1000_components_is_paged_and_cheap() {
+    use futures::StreamExt;
+    let cluster = support::cluster().await;
+    let ns = cluster.namespace("summary-perf").await;
+    let api = ns.dynamic_api(&support::crds::component());
+    let made = futures::stream::iter(0..COMPONENTS)
+        .map(|i| {
+            let api = api.clone();
+            async move { support::create_component(&api, &format!("c-{i}")).await }
+        })
+        .buffer_unordered(16)
+        .count()
+        .await;
+    assert_eq!(made, COMPONENTS);
+    let window = Window::last_ended(jiff::Timestamp::now().as_second(), DAY);
+    let rss_start = rss::start();
+    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    let mut missing = Default::default();
+    let totals = count::totals(&cluster.client(), window, &Default::default(), &mut missing).await;
+    let (cpu, wall) = (cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
+    let grown = rss::peak_growth_mib("counting the standing totals", rss_start);
+    println!(
+        "summary: the standing totals ({} Components) counted in {wall:.3} s wall, {cpu:.2} s CPU (this process, client side)",
+        totals.components.unwrap_or(0)
+    );
+    assert!(totals.components.unwrap_or(0) >= COMPONENTS as u64);
+    assert!(grown < 16.0, "{grown} MiB");
+    ns.cleanup().await;
+}
