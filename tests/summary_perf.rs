@@ -150,3 +150,147 @@ async fn listing_1000_components_is_paged_and_cheap() {
     assert!(grown < 16.0, "{grown} MiB");
     ns.cleanup().await;
 }
+
+/// A `/proc/PID/status` field in KiB.
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) of process `pid`.
+fn cpu_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The daemon at 10,000 runs completed in the last hour window and 1,000 Components: its
+/// peak RSS and CPU until the window's summary, with its counts, reaches the sink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: creates 10,000 PipelineRuns on the API server (minutes); run by hand for docs/performance.md"]
+async fn the_daemon_summarises_10000_runs_and_1000_components() {
+    use futures::StreamExt;
+    use support::daemon::{DaemonProcess, sending_flags, start_sink, tempdir, wait_for_ids};
+    const HOUR: i64 = 3_600;
+    let cluster = support::cluster().await;
+    let dir = tempdir("summary-perf");
+    let out = dir.join("sink.ndjson");
+    let sink = start_sink("wk-perf", &out).await;
+    let home = cluster.namespace("summary-perf-home").await;
+    home.settings(json!({"summaryInterval": "1h", "heartbeatInterval": "1h"}))
+        .await;
+    let tenants = [("konflux-ci.dev/type", "tenant")];
+    let mut namespaces = Vec::new();
+    for i in 0..20 {
+        namespaces.push(
+            cluster
+                .namespace_with_labels(&format!("summary-perf-{i}"), &tenants)
+                .await,
+        );
+    }
+    // Every run completed within the hour window that ended last.
+    let window = Window::last_ended(jiff::Timestamp::now().as_second(), HOUR);
+    let pr = support::crds::pipelinerun();
+    let made = futures::stream::iter(0..RUNS)
+        .map(|i| {
+            let api = namespaces[i % namespaces.len()].dynamic_api(&pr);
+            let name = format!("run-{i}");
+            let mut o = support::object(&pr, &name, json!({}));
+            o.metadata.labels = Some(
+                [(
+                    "pipelines.appstudio.openshift.io/type".to_owned(),
+                    ["build", "test", "release"][i % 3].to_owned(),
+                )]
+                .into(),
+            );
+            let start = window.start + (i as i64 % (HOUR - 600));
+            async move {
+                api.create(&kube::api::PostParams::default(), &o).await.ok()?;
+                support::set_status(&api, &name, json!({
+                    "startTime": iso(start), "completionTime": iso(start + 60 + i as i64 % 500),
+                    "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]}))
+                .await
+                .ok()
+            }
+        })
+        .buffer_unordered(16)
+        .filter(|r| std::future::ready(r.is_some()))
+        .count()
+        .await;
+    assert_eq!(made, RUNS);
+    let components = namespaces[0].dynamic_api(&support::crds::component());
+    futures::stream::iter(0..COMPONENTS)
+        .map(|i| {
+            let api = components.clone();
+            async move { support::create_component(&api, &format!("c-{i}")).await }
+        })
+        .buffer_unordered(16)
+        .count()
+        .await;
+    let now = jiff::Timestamp::now().as_second();
+    assert_eq!(
+        Window::last_ended(now, HOUR),
+        window,
+        "an hour ended meanwhile: run again"
+    );
+
+    let args = sending_flags(&sink.api_url(), "wk-perf", "summary-perf", home.name());
+    let started = Instant::now();
+    let daemon = DaemonProcess::start(&cluster, &args, dir.join("daemon.log"));
+    let hash = konflux_telemetry::events::hash::short_hash(&["summary-perf"]);
+    let id = format!("{hash}-usage-summary-{}", iso(window.end));
+    let events = wait_for_ids(&out, std::slice::from_ref(&id)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let (peak, rss, cpu) = (
+        status_kib(daemon.pid(), "VmHWM") as f64 / 1024.0,
+        status_kib(daemon.pid(), "VmRSS") as f64 / 1024.0,
+        cpu_of(daemon.pid()),
+    );
+    let summary = events
+        .iter()
+        .find(|e| e["messageId"] == id.as_str())
+        .expect("summary");
+    let p = &summary["properties"];
+    println!(
+        "daemon: summary of {RUNS} runs and {COMPONENTS} Components at the sink {elapsed:.2} s after start; peak RSS {peak:.1} MiB, RSS then {rss:.1} MiB, CPU {cpu:.2} s (the initial list and its {} events included)",
+        events.len()
+    );
+    println!("daemon: summary properties {p}");
+    let runs: u64 = ["build", "test", "release"]
+        .iter()
+        .map(|k| p["pipelineRuns"][k]["succeeded"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(runs >= RUNS as u64, "{p}");
+    assert!(
+        p["components"].as_u64().unwrap_or(0) >= COMPONENTS as u64,
+        "{p}"
+    );
+    assert!(
+        p["activeTenantNamespaces"].as_u64().unwrap_or(0) >= 20,
+        "{p}"
+    );
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "{log}");
+    sink.shutdown().await;
+    for ns in namespaces {
+        ns.cleanup().await;
+    }
+    home.cleanup().await;
+}

@@ -116,6 +116,11 @@ impl DaemonProcess {
         .await;
     }
 
+    /// The process id, to read its `/proc` figures.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then whether it exited 0, and its whole log.
     pub fn terminate(mut self) -> (bool, String) {
         let pid = self.child.id().to_string();
