@@ -13,7 +13,6 @@ use crate::capture::identity::{self, ClusterFacts, Configured, PublicInfo};
 use crate::capture::{config_maps, guarded_watch::Readiness, watches};
 use crate::cli::{self, namespaced_name};
 use crate::events::Timestamp;
-use crate::flush::Discard;
 use crate::flush::flusher::Flusher;
 use crate::http::{self, Endpoints};
 use crate::logging::LogLevel;
@@ -21,6 +20,7 @@ use crate::pipeline::Core;
 use crate::pipeline::metrics::CoreMetrics;
 use crate::pipeline::observation::ObservationTx;
 use crate::segment::SenderMetrics;
+use crate::segment::credentials::Credentials;
 use crate::segment::output::SegmentOutput;
 use crate::settings::Settings;
 use crate::settings::live::LiveSettings;
@@ -105,9 +105,8 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
         "" => None,
         text => Some(namespaced_name(text, "state-config-map")?),
     };
-    let api_url = args.segment.api_url()?;
-    let write_key = args.segment.write_key();
-    if write_key.is_none() {
+    let credentials = args.segment.credentials()?;
+    if credentials.write_key.is_none() {
         warn!("no Segment write key: events are captured and shown at /preview, never sent");
     }
     let (metrics, registry) = Metrics::new();
@@ -128,7 +127,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     d.http(registry, readiness, switch.clone(), &mut servers)
         .await?;
     d.tasks.spawn(start_line(
-        segment_host(&api_url, write_key.is_some()),
+        segment_host(&credentials.api_url, credentials.write_key.is_some()),
         d.args.http.listen,
         switch.clone(),
         stop.clone(),
@@ -143,12 +142,15 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
             beating.heartbeat(Timestamp::now());
         },
     ));
+    let credentials = d.follow_secret(credentials);
     let segment = d.metrics.segment.clone();
     let output_for = move |s: &Settings| -> Result<SegmentOutput> {
-        Ok(match &write_key {
-            Some(key) => SegmentOutput::Segment(cli::sender(&api_url, key, s, &segment)?),
-            None => SegmentOutput::Discard(Discard),
-        })
+        SegmentOutput::new(credentials.clone(), cli::sender_config(s), segment.clone()).map_err(
+            |source| Error::Segment {
+                what: "the Segment sender",
+                source,
+            },
+        )
     };
     let timeout = d.args.shutdown_timeout;
     let flusher = Flusher::new(d.core.clone(), settings, switch, output_for, timeout)?
@@ -252,6 +254,28 @@ impl Daemon {
             .await;
         });
         settings
+    }
+
+    /// The credentials the output sends with: `start`, then what the Secret's folder says
+    /// whenever it changes (`--segment-secret-dir`).
+    fn follow_secret(&mut self, start: Credentials) -> watch::Receiver<Credentials> {
+        let (tx, rx) = watch::channel(start);
+        let a = &self.args.segment;
+        match &a.segment_secret_dir {
+            Some(dir) => {
+                self.tasks.spawn(crate::segment::credentials::follow(
+                    dir.clone(),
+                    a.said(),
+                    a.segment_secret_poll,
+                    tx,
+                    self.metrics.segment.credential_reloads.clone(),
+                    self.stop.clone(),
+                ));
+            }
+            // Nothing changes them: the channel stays as it started.
+            None => drop(tx),
+        }
+        rx
     }
 
     /// The telemetry switch: the Konflux CR, `telemetryEnabled` and the platform, decided

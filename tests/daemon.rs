@@ -641,3 +641,103 @@ async fn a_crd_that_appears_later_is_picked_up() {
     tenant.cleanup().await;
     home.cleanup().await;
 }
+
+/// The operator changes `segment-bridge-config` under a running workload (a new
+/// `segmentKeySecretRef` target reaches it within a second). With the Secret mounted as
+/// files (`--segment-secret-dir`), the daemon reads them again and the next flush goes to
+/// the new URL with the new key, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_secret_applies_at_the_next_flush() {
+    let cluster = support::cluster().await;
+    let dir = tempdir("daemon-secret-change");
+    let (out1, out2) = (dir.join("sink1.ndjson"), dir.join("sink2.ndjson"));
+    let first = start_sink("first-key-4c1a", &out1).await;
+    let second = start_sink("second-key-9e2b", &out2).await;
+    // The Secret as the kubelet mounts it: one file a key (a trailing newline, the URL with
+    // /batch as the operator writes it). The file wins over the flag of the same name.
+    let secret = dir.join("segment-bridge-config");
+    std::fs::create_dir_all(&secret).expect("secret dir");
+    let write = |key: &str, url: &str| {
+        std::fs::write(secret.join("SEGMENT_WRITE_KEY"), format!("{key}\n")).expect("key");
+        std::fs::write(secret.join("SEGMENT_API_URL"), format!("{url}/batch\n")).expect("url");
+    };
+    write("first-key-4c1a", &first.api_url());
+    let tenant = cluster
+        .namespace_with_labels("secret-change", &[("konflux-ci.dev/type", "tenant")])
+        .await;
+    let home = cluster.namespace("secret-change-home").await;
+    home.settings(json!({"flushInterval": "300ms", "heartbeatInterval": "1h"}))
+        .await;
+    let secret_dir = secret.to_string_lossy().into_owned();
+    // The flags name no sink at all: only the files do.
+    let daemon = start_daemon(
+        &cluster,
+        "https://flags-url.invalid/v1",
+        home.name(),
+        &dir,
+        &[
+            "--segment-secret-dir",
+            &secret_dir,
+            "--segment-secret-poll",
+            "100ms",
+        ],
+    );
+    daemon.wait_ready().await;
+
+    let components = tenant.dynamic_api(&crds::component());
+    let create = |name: &'static str| {
+        let components = components.clone();
+        async move {
+            let c = components
+                .create(
+                    &PostParams::default(),
+                    &support::object(&crds::component(), name, json!({"application": "a"})),
+                )
+                .await
+                .expect("component");
+            format!("{}-component-created", c.metadata.uid.expect("uid"))
+        }
+    };
+    let before = create("before-change").await;
+    wait_for_ids(&out1, std::slice::from_ref(&before)).await;
+
+    write("second-key-9e2b", &second.api_url());
+    // The marker that the daemon read the change: its counter, before anything is created.
+    eventually("the change applied", support::daemon::WAIT, || async {
+        let applied = daemon
+            .metric(r#"konflux_telemetry_segment_credential_reloads_total{outcome="applied"}"#)
+            .await;
+        (applied >= 1.0).then_some(())
+    })
+    .await;
+    let after = create("after-change").await;
+    let events = wait_for_ids(&out2, std::slice::from_ref(&after)).await;
+    assert_eq!(
+        count(&events, &before),
+        0,
+        "the first sink's event went there alone"
+    );
+    assert_eq!(
+        count(&sink_events(&out1), &after),
+        0,
+        "nothing after the change at the first"
+    );
+
+    // A value that cannot be used keeps the last good credentials, and says so.
+    std::fs::write(secret.join("SEGMENT_API_URL"), "not a url\n").expect("url");
+    eventually("the bad value counted", support::daemon::WAIT, || async {
+        let rejected = daemon
+            .metric(r#"konflux_telemetry_segment_credential_reloads_total{outcome="rejected"}"#)
+            .await;
+        (rejected >= 1.0).then_some(())
+    })
+    .await;
+    let last = create("after-bad-value").await;
+    wait_for_ids(&out2, std::slice::from_ref(&last)).await;
+    let (clean, log) = daemon.terminate();
+    assert!(clean, "{log}");
+    for secret in ["first-key-4c1a", "second-key-9e2b", "not a url"] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+    assert!(log.contains("the Segment Secret changed"), "{log}");
+}
