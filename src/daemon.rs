@@ -380,14 +380,7 @@ impl Daemon {
         switch: watch::Receiver<Decision>,
         servers: &mut JoinSet<()>,
     ) -> Result<()> {
-        let listen = self.args.http.listen;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| Error::Io {
-                context: "binding the HTTP listener",
-                source,
-            })?;
-        let at = listener.local_addr().unwrap_or(listen);
+        let (listener, at) = bind(self.args.http.listen, "binding the HTTP listener").await?;
         info!("serving /healthz /readyz /metrics /preview on http://{at}");
         let endpoints = Arc::new(Endpoints {
             buffer: self.core.clone(),
@@ -397,13 +390,7 @@ impl Daemon {
             switch,
         });
         if let Some(probe_listen) = self.args.http.probe_listen {
-            let probes = tokio::net::TcpListener::bind(probe_listen)
-                .await
-                .map_err(|source| Error::Io {
-                    context: "binding the probe listener",
-                    source,
-                })?;
-            let at = probes.local_addr().unwrap_or(probe_listen);
+            let (probes, at) = bind(probe_listen, "binding the probe listener").await?;
             info!("serving /healthz /readyz for probes on http://{at}");
             let limits = http::probe_limits(&self.args.server);
             let endpoints = Arc::clone(&endpoints);
@@ -429,6 +416,18 @@ async fn client(args: &RunArgs) -> Result<kube::Client> {
         None => kube::Config::infer().await?,
     };
     Ok(kube::Client::try_from(config)?)
+}
+
+/// A listener on `addr`, and the address it got (the port, when `addr` asked for 0).
+async fn bind(
+    addr: std::net::SocketAddr,
+    context: &'static str,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Io { context, source })?;
+    let at = listener.local_addr().unwrap_or(addr);
+    Ok((listener, at))
 }
 
 /// Every component's metrics, registered in the one registry the daemon serves.

@@ -221,8 +221,14 @@ async fn the_pod_reads_only_its_secret_keys_and_admits_only_its_callers() {
             .iter()
             .find(|v| v.pointer("/secret/secretName") == Some(&json!("segment-bridge-config")))
             .unwrap_or_else(|| panic!("{dir}: the Secret is not mounted"));
-        assert_eq!(volume["secret"]["optional"], true, "{dir}: the daemon runs without it");
-        for item in volume["secret"]["items"].as_array().expect("items: only the keys read") {
+        assert_eq!(
+            volume["secret"]["optional"], true,
+            "{dir}: the daemon runs without it"
+        );
+        for item in volume["secret"]["items"]
+            .as_array()
+            .expect("items: only the keys read")
+        {
             assert_eq!(item["key"], item["path"], "{dir}: {item}");
             keys.insert(item["key"].as_str().unwrap_or("").to_owned());
         }
@@ -232,11 +238,17 @@ async fn the_pod_reads_only_its_secret_keys_and_admits_only_its_callers() {
             .iter()
             .find(|m| m["name"] == volume["name"])
             .unwrap_or_else(|| panic!("{dir}: the Secret's volume is not mounted"));
-        assert!(mount.get("subPath").is_none(), "{dir}: a subPath never updates");
+        assert!(
+            mount.get("subPath").is_none(),
+            "{dir}: a subPath never updates"
+        );
         let mount_path = mount["mountPath"].as_str().unwrap_or("");
         let arg = format!("--segment-secret-dir={mount_path}");
         assert!(
-            container["args"].as_array().expect("args").contains(&json!(arg)),
+            container["args"]
+                .as_array()
+                .expect("args")
+                .contains(&json!(arg)),
             "{dir}: {arg}"
         );
         let expected: BTreeSet<String> = SECRET_KEYS.iter().map(|k| k.to_string()).collect();
