@@ -69,11 +69,7 @@ async fn live_capture_restart_and_sigterm() {
     let component = components
         .create(
             &PostParams::default(),
-            &support::object(
-                &crds::component(),
-                "secret-component",
-                json!({"application": "secret-app"}),
-            ),
+            &support::component("secret-component", "secret-app"),
         )
         .await
         .expect("component");
@@ -174,11 +170,7 @@ async fn live_capture_restart_and_sigterm() {
     let late = components
         .create(
             &PostParams::default(),
-            &support::object(
-                &crds::component(),
-                "secret-late",
-                json!({"application": "secret-app"}),
-            ),
+            &support::component("secret-late", "secret-app"),
         )
         .await
         .expect("late component");
@@ -292,8 +284,7 @@ async fn live_flush_interval_and_sigterm_flush() {
     daemon.wait_ready().await;
 
     let components = tenant.dynamic_api(&crds::component());
-    let make =
-        |name: &'static str| support::object(&crds::component(), name, json!({"application": "a"}));
+    let make = |name: &'static str| support::component(name, "a");
     let first = components
         .create(&PostParams::default(), &make("held"))
         .await

@@ -575,10 +575,7 @@ async fn deploy_manifests_and_least_privilege() {
         .expect("uid");
     let component = tenant
         .dynamic_api(&crds::component())
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::component(), "c", json!({"application": "a"})),
-        )
+        .create(&PostParams::default(), &support::component("c", "a"))
         .await
         .expect("component");
     let runs = tenant.dynamic_api(&crds::pipelinerun());
@@ -681,10 +678,7 @@ async fn deploy_manifests_and_least_privilege() {
     daemon.wait_ready().await;
     let unseen = tenant
         .dynamic_api(&crds::component())
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::component(), "c2", json!({"application": "a"})),
-        )
+        .create(&PostParams::default(), &support::component("c2", "a"))
         .await
         .expect("component 2");
     let run2 = run_pipeline(&runs, "run-2").await;

@@ -97,6 +97,14 @@ impl ResultsServer {
         }
     }
 
+    /// Records PipelineRun `name` of namespace `ns` with `uid` and `status` (see
+    /// [`ResultsServer::record`]).
+    pub async fn record_run(&self, ns: &str, name: &str, uid: &str, status: Value) {
+        let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+            "metadata": {"name": name, "namespace": ns, "uid": uid}, "status": status});
+        self.record(ns, &run).await;
+    }
+
     /// The PipelineRun records stored under namespace `ns`, as `(record name, decoded value)`,
     /// read through the REST API (a list of every record of every Result of `ns`).
     pub async fn records(&self, ns: &str) -> Vec<(String, Value)> {
