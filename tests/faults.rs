@@ -14,7 +14,6 @@ mod support;
 use support::at;
 use support::daemon::{DaemonProcess, free_port, metric_sum, sending_flags, start_sink};
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use konflux_telemetry_sink::{Fault, Sink};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
@@ -92,10 +91,7 @@ impl World {
             started,
             daemons: Default::default(),
         };
-        let cm: Api<ConfigMap> = Api::namespaced(world.cluster.client(), world.home.name());
-        cm.create(&PostParams::default(), &settings_map(settings, None))
-            .await
-            .expect("settings ConfigMap");
+        world.home.settings(settings_data(settings)).await;
         world
     }
 
@@ -113,20 +109,7 @@ impl World {
     }
 
     async fn replace_settings(&self, settings: &[(&str, &str)]) {
-        let cm: Api<ConfigMap> = Api::namespaced(self.cluster.client(), self.home.name());
-        let rv = cm
-            .get("settings")
-            .await
-            .expect("get settings")
-            .metadata
-            .resource_version;
-        cm.replace(
-            "settings",
-            &PostParams::default(),
-            &settings_map(settings, rv),
-        )
-        .await
-        .expect("replace settings");
+        self.home.replace_settings(settings_data(settings)).await;
     }
 
     /// The daemon sending to the sink, flushing every 300 ms, with its settings and state
@@ -257,24 +240,17 @@ impl World {
     }
 }
 
-fn settings_map(settings: &[(&str, &str)], rv: Option<String>) -> ConfigMap {
-    let mut data: BTreeMap<String, String> = [
+/// The settings of the fault tests: quick retries, no heartbeat, and `settings`.
+fn settings_data(settings: &[(&str, &str)]) -> Value {
+    let mut data: BTreeMap<&str, &str> = [
         ("retryBaseDelay", "50ms"),
         ("retryMaxDelay", "500ms"),
         ("retryDeadline", "3s"),
         ("heartbeatInterval", "1h"),
     ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    for (k, v) in settings {
-        data.insert((*k).to_owned(), (*v).to_owned());
-    }
-    serde_json::from_value(json!({
-        "metadata": {"name": "settings", "resourceVersion": rv},
-        "data": data,
-    }))
-    .expect("ConfigMap")
+    .into();
+    data.extend(settings.iter().copied());
+    json!(data)
 }
 
 /// SIGTERM; asserts a clean exit; the log.
