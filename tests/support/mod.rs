@@ -20,6 +20,7 @@
 //! Each test binary compiles this module separately and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod bench;
 pub mod crds;
 pub mod crypto;
 pub mod daemon;
