@@ -17,9 +17,8 @@
 //! Under `cargo test --all-targets` (no `--bench` argument) it is a quick smoke run.
 //! `BENCH_SECONDS` sets the length of each loaded phase (default 10).
 
-mod common;
-#[path = "../tests/support/crypto.rs"]
-mod crypto;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use konflux_telemetry::admission::{AdmissionMetrics, Handler, Webhook};
 use konflux_telemetry::events::ClusterIdentity;
@@ -177,9 +176,9 @@ fn peak_of(h: &Handler, body: &str) -> (u64, u16, usize) {
     let me = std::process::id();
     // Resets VmHWM to the current RSS (Linux: "5" > clear_refs).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let before = common::proc_status(me, "VmRSS:").unwrap_or(0);
+    let before = support::bench::proc_status(me, "VmRSS:").unwrap_or(0);
     let reply = h.review(body.as_bytes());
-    let peak = common::proc_status(me, "VmHWM:").unwrap_or(0);
+    let peak = support::bench::proc_status(me, "VmHWM:").unwrap_or(0);
     (peak.saturating_sub(before), reply.status, reply.body.len())
 }
 
@@ -447,7 +446,7 @@ async fn over_https(seconds: f64) {
 
 fn main() {
     // What the daemon's `main` does first: the webhook and the client need it.
-    crypto::install_provider();
+    support::crypto::install_provider();
     let full = std::env::args().any(|a| a == "--bench");
     let seconds: f64 = if full {
         std::env::var("BENCH_SECONDS")

@@ -44,6 +44,17 @@ fn start_daemon(
     DaemonProcess::start(cluster, &args, log)
 }
 
+/// Waits until event `id` waits in the daemon's `/preview`; asserts it is not at the sink
+/// (`sent_early` says what went wrong if it is).
+async fn held_in_preview(daemon: &DaemonProcess, out: &Path, id: &str, sent_early: &str) {
+    eventually(&format!("{id} to wait in /preview"), WAIT, || async {
+        let (_, preview) = daemon.get("/preview").await?;
+        preview.contains(id).then_some(())
+    })
+    .await;
+    assert_eq!(count(&sink_events(out), id), 0, "{sent_early}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_capture_restart_and_sigterm() {
     let cluster = support::cluster().await;
@@ -57,7 +68,6 @@ async fn live_capture_restart_and_sigterm() {
     let ns = tenant.name().to_owned();
     // The daemon's own namespace (segment-bridge in a real cluster) holds its ConfigMaps.
     let home = cluster.namespace("daemon-home").await;
-    let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
     home.settings(json!({"flushInterval": "500ms", "heartbeatInterval": "1h"}))
         .await;
 
@@ -69,11 +79,7 @@ async fn live_capture_restart_and_sigterm() {
     let component = components
         .create(
             &PostParams::default(),
-            &support::object(
-                &crds::component(),
-                "secret-component",
-                json!({"application": "secret-app"}),
-            ),
+            &support::component("secret-component", "secret-app"),
         )
         .await
         .expect("component");
@@ -174,11 +180,7 @@ async fn live_capture_restart_and_sigterm() {
     let late = components
         .create(
             &PostParams::default(),
-            &support::object(
-                &crds::component(),
-                "secret-late",
-                json!({"application": "secret-app"}),
-            ),
+            &support::component("secret-late", "secret-app"),
         )
         .await
         .expect("late component");
@@ -215,13 +217,8 @@ async fn live_capture_restart_and_sigterm() {
     }
 
     // Live settings: a bad value is rejected and reported, the last good one stays.
-    settings
-        .replace("settings", &PostParams::default(), &serde_json::from_value(json!({
-            "metadata": {"name": "settings", "resourceVersion": settings.get("settings").await.expect("get").metadata.resource_version},
-            "data": {"flushInterval": "whenever", "heartbeatInterval": "1h"}
-        })).expect("ConfigMap"))
-        .await
-        .expect("replace settings");
+    home.replace_settings(json!({"flushInterval": "whenever", "heartbeatInterval": "1h"}))
+        .await;
     eventually("the rejection to be counted", WAIT, || async {
         let (_, m) = daemon.get("/metrics").await?;
         m.contains("konflux_telemetry_config_reloads_total{outcome=\"rejected\"}")
@@ -276,67 +273,25 @@ async fn live_flush_interval_and_sigterm_flush() {
     let tenant = cluster
         .namespace_with_labels("flush-tenant", &[("konflux-ci.dev/type", "tenant")])
         .await;
-    let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
-    let settings_with = |flush: &str, rv: Option<String>| -> ConfigMap {
-        serde_json::from_value(json!({
-            "metadata": {"name": "settings", "resourceVersion": rv},
-            "data": {"flushInterval": flush, "heartbeatInterval": "1h"}
-        }))
-        .expect("ConfigMap")
-    };
-    settings
-        .create(&PostParams::default(), &settings_with("1h", None))
-        .await
-        .expect("settings");
+    let flush_every = |flush: &str| json!({"flushInterval": flush, "heartbeatInterval": "1h"});
+    home.settings(flush_every("1h")).await;
     let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
     daemon.wait_ready().await;
 
     let components = tenant.dynamic_api(&crds::component());
-    let make =
-        |name: &'static str| support::object(&crds::component(), name, json!({"application": "a"}));
+    let make = |name: &'static str| support::component(name, "a");
     let first = components
         .create(&PostParams::default(), &make("held"))
         .await
         .expect("component");
     let first_id = format!("{}-component-created", first.metadata.uid.expect("uid"));
-    eventually("the event to wait in /preview", WAIT, || async {
-        let (_, preview) = daemon.get("/preview").await?;
-        preview.contains(&first_id).then_some(())
-    })
-    .await;
-    assert_eq!(
-        count(&sink_events(&out), &first_id),
-        0,
-        "sent before the flush interval"
-    );
+    held_in_preview(&daemon, &out, &first_id, "sent before the flush interval").await;
 
-    let rv = settings
-        .get("settings")
-        .await
-        .expect("get")
-        .metadata
-        .resource_version;
-    settings
-        .replace(
-            "settings",
-            &PostParams::default(),
-            &settings_with("500ms", rv),
-        )
-        .await
-        .expect("shorten the flush interval");
+    home.replace_settings(flush_every("500ms")).await;
     wait_for_ids(&out, std::slice::from_ref(&first_id)).await;
 
     // Back to an hour; an event waits; SIGTERM must send it before exit.
-    let rv = settings
-        .get("settings")
-        .await
-        .expect("get")
-        .metadata
-        .resource_version;
-    settings
-        .replace("settings", &PostParams::default(), &settings_with("1h", rv))
-        .await
-        .expect("lengthen the flush interval");
+    home.replace_settings(flush_every("1h")).await;
     eventually("the longer interval to apply", WAIT, || async {
         let (_, m) = daemon.get("/metrics").await?;
         m.contains("konflux_telemetry_config_reloads_total{outcome=\"applied\"} 3")
@@ -348,16 +303,7 @@ async fn live_flush_interval_and_sigterm_flush() {
         .await
         .expect("component");
     let second_id = format!("{}-component-created", second.metadata.uid.expect("uid"));
-    eventually("the second event to wait in /preview", WAIT, || async {
-        let (_, preview) = daemon.get("/preview").await?;
-        preview.contains(&second_id).then_some(())
-    })
-    .await;
-    assert_eq!(
-        count(&sink_events(&out), &second_id),
-        0,
-        "sent before SIGTERM"
-    );
+    held_in_preview(&daemon, &out, &second_id, "sent before SIGTERM").await;
     let (ok, log) = daemon.terminate();
     assert!(ok, "exit status; log:\n{log}");
     assert_eq!(

@@ -15,16 +15,14 @@ use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use konflux_telemetry::segment::WriteKey;
-use konflux_telemetry_sink::Sink;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::daemon::{DaemonProcess, WAIT, start_sink, tempdir, wait_for_ids};
 use support::kubectl::{Kubectl, documents, is_kind};
 use support::{crds, eventually, set_status};
 
@@ -33,7 +31,6 @@ const SA: &str = "konflux-telemetry";
 const PUBLIC_INFO_NS: &str = "konflux-info";
 const STATE_CM: &str = "konflux-telemetry-state";
 const KEY: &str = "wk-deploy-test";
-const WAIT: Duration = Duration::from_secs(60);
 const FORBIDDEN_COMPONENTS: &str = "forbidden to list/watch components.appstudio.redhat.com at \
      cluster scope: the ServiceAccount needs RBAC verbs get, list, watch on \
      components.appstudio.redhat.com";
@@ -111,106 +108,30 @@ impl Drop for Applied {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("konflux-telemetry-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    http: String,
-}
-
-impl Daemon {
-    fn start(kubeconfig: &Path, sink_url: &str, dir: &Path, n: u32) -> Daemon {
-        let port = free_port();
-        let log = dir.join(format!("daemon-{n}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"))
-            .arg("run")
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--cluster-id", "x"])
-            .args(["--segment-api-url", sink_url, "--segment-write-key", KEY])
-            .args(["--flush-interval", "500ms"])
-            // The local cluster is vanilla Kubernetes: telemetry is off unless opted in.
-            .args(["--telemetry-enabled", "true"])
-            .args(["--config-map", &format!("{HOME}/konflux-telemetry")])
-            .args(["--state-config-map", &format!("{HOME}/{STATE_CM}")])
-            .env_remove("SEGMENT_WRITE_KEY")
-            .env_remove("KUBECONFIG")
-            .env_remove("TEKTON_RESULTS_API_ADDR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start the daemon");
-        Daemon {
-            child,
-            log,
-            http: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let r = reqwest::get(format!("{}{path}", self.http)).await.ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.ok()?))
-    }
-
-    async fn wait_ready(&self) {
-        eventually("the daemon to be ready", WAIT, || async {
-            self.get("/readyz")
-                .await
-                .filter(|(s, _)| *s == 200)
-                .map(|_| ())
-        })
-        .await;
-    }
-
-    fn log(&self) -> String {
-        let mut log = String::new();
-        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut log));
-        log
-    }
-
-    /// SIGTERM; the exit status and the whole log.
-    fn terminate(mut self) -> (bool, String) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = self.child.wait().expect("wait for the daemon");
-        (status.success(), self.log())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The sink's events, each checked against `schema/events.json`.
-fn sent_events(out: &Path) -> Vec<Value> {
-    support::daemon::sink_events(out)
-}
-
-async fn wait_for_ids(out: &Path, ids: &[String]) -> Vec<Value> {
-    eventually(&format!("events {ids:?} at the sink"), WAIT, || async {
-        let events = sent_events(out);
-        let have = |id: &String| events.iter().any(|e| e["messageId"] == **id);
-        ids.iter().all(have).then_some(events)
-    })
-    .await
+/// The daemon as the ServiceAccount of `kubeconfig` (nothing from `$KUBECONFIG`), sending
+/// to `sink_url`, with the settings and state ConfigMaps `deploy/` names; logs to
+/// `daemon-N.log` in `dir`.
+fn start_daemon(kubeconfig: &Path, sink_url: &str, dir: &Path, n: u32) -> DaemonProcess {
+    let args = [
+        "--cluster-id",
+        "x",
+        "--segment-api-url",
+        sink_url,
+        "--segment-write-key",
+        KEY,
+        "--flush-interval",
+        "500ms",
+        "--config-map",
+        &format!("{HOME}/konflux-telemetry"),
+        "--state-config-map",
+        &format!("{HOME}/{STATE_CM}"),
+    ];
+    DaemonProcess::spawn(
+        Some(kubeconfig),
+        &args,
+        &[("KUBECONFIG".to_owned(), String::new())],
+        dir.join(format!("daemon-{n}.log")),
+    )
 }
 
 /// A kubeconfig for the same server as the admin's, authenticating with `token` only.
@@ -552,15 +473,9 @@ async fn deploy_manifests_and_least_privilege() {
 
     // The daemon with exactly that ServiceAccount, sending to a sink here.
     let out = dir.join("sink.ndjson");
-    let (addr, _sink) = Sink::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        WriteKey::new(KEY),
-        out.clone(),
-    )
-    .await
-    .expect("sink");
-    let sink_url = format!("http://{addr}/v1");
-    let daemon = Daemon::start(&sa_kubeconfig, &sink_url, &dir, 1);
+    let sink = start_sink(KEY, &out).await;
+    let sink_url = sink.api_url();
+    let daemon = start_daemon(&sa_kubeconfig, &sink_url, &dir, 1);
     daemon.wait_ready().await;
 
     let tenant = cluster
@@ -575,10 +490,7 @@ async fn deploy_manifests_and_least_privilege() {
         .expect("uid");
     let component = tenant
         .dynamic_api(&crds::component())
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::component(), "c", json!({"application": "a"})),
-        )
+        .create(&PostParams::default(), &support::component("c", "a"))
         .await
         .expect("component");
     let runs = tenant.dynamic_api(&crds::pipelinerun());
@@ -673,7 +585,7 @@ async fn deploy_manifests_and_least_privilege() {
     })
     .await;
 
-    let daemon = Daemon::start(&sa_kubeconfig, &sink_url, &dir, 2);
+    let daemon = start_daemon(&sa_kubeconfig, &sink_url, &dir, 2);
     eventually("the missing permission in the log", WAIT, || async {
         daemon.log().contains(FORBIDDEN_COMPONENTS).then_some(())
     })
@@ -681,10 +593,7 @@ async fn deploy_manifests_and_least_privilege() {
     daemon.wait_ready().await;
     let unseen = tenant
         .dynamic_api(&crds::component())
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::component(), "c2", json!({"application": "a"})),
-        )
+        .create(&PostParams::default(), &support::component("c2", "a"))
         .await
         .expect("component 2");
     let run2 = run_pipeline(&runs, "run-2").await;

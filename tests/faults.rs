@@ -12,15 +12,14 @@
 mod support;
 
 use support::at;
+use support::daemon::{DaemonProcess, free_port, metric_sum, sending_flags, start_sink};
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use konflux_telemetry::segment::WriteKey;
 use konflux_telemetry_sink::{Fault, Sink};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{ClusterSource, TestCluster, TestNamespace, crds, eventually, set_status};
 
@@ -32,13 +31,6 @@ const WAIT: Duration = Duration::from_secs(90);
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn bash(script: &str, args: &[&str]) {
@@ -54,22 +46,12 @@ fn bash(script: &str, args: &[&str]) {
 
 /// Sum of every sample of `name` (all label sets) in Prometheus text.
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            let metric_name = key.split('{').next()?;
-            (metric_name == name).then(|| value.parse::<f64>().ok())?
-        })
-        .sum::<f64>()
-        + 0.0
+    metric_sum(text, name, &[])
 }
 
 /// The value of one sample, labels included as the text shows them.
 fn sample(text: &str, key: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    support::daemon::sample(text, key).unwrap_or(0.0)
 }
 
 /// One test's world: a sink, the daemon's home namespace with its settings ConfigMap, a
@@ -79,42 +61,25 @@ struct World {
     dir: PathBuf,
     out: PathBuf,
     sink: Sink,
-    sink_url: String,
     home: TestNamespace,
     seen_http: std::sync::Mutex<Vec<(String, String)>>,
     /// Names of namespaces created for the test (their random suffix included).
     secrets: std::sync::Mutex<Vec<String>>,
     name: String,
     started: Instant,
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    http: String,
+    /// How many daemons the test started (each logs to `daemon-N.log` in `dir`).
+    daemons: std::sync::atomic::AtomicUsize,
 }
 
 impl World {
     async fn new(name: &str, settings: &[(&str, &str)]) -> World {
         let started = Instant::now();
         let cluster = support::cluster().await;
-        let dir = std::env::temp_dir().join(format!(
-            "konflux-telemetry-faults-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = support::daemon::tempdir(&format!("faults-{name}"));
         let out = dir.join("sink.ndjson");
-        let (addr, sink) = Sink::start(
-            "127.0.0.1:0".parse().expect("addr"),
-            WriteKey::new(KEY),
-            out.clone(),
-        )
-        .await
-        .expect("sink");
+        let sink = start_sink(KEY, &out).await;
         let home = cluster.namespace("faults-home").await;
         let world = World {
-            sink_url: format!("http://{addr}/v1"),
             cluster,
             dir,
             out,
@@ -124,11 +89,9 @@ impl World {
             secrets: Default::default(),
             name: name.to_owned(),
             started,
+            daemons: Default::default(),
         };
-        let cm: Api<ConfigMap> = Api::namespaced(world.cluster.client(), world.home.name());
-        cm.create(&PostParams::default(), &settings_map(settings, None))
-            .await
-            .expect("settings ConfigMap");
+        world.home.settings(settings_data(settings)).await;
         world
     }
 
@@ -146,62 +109,27 @@ impl World {
     }
 
     async fn replace_settings(&self, settings: &[(&str, &str)]) {
-        let cm: Api<ConfigMap> = Api::namespaced(self.cluster.client(), self.home.name());
-        let rv = cm
-            .get("settings")
-            .await
-            .expect("get settings")
-            .metadata
-            .resource_version;
-        cm.replace(
-            "settings",
-            &PostParams::default(),
-            &settings_map(settings, rv),
-        )
-        .await
-        .expect("replace settings");
+        self.home.replace_settings(settings_data(settings)).await;
     }
 
-    fn start(&self, extra: &[&str]) -> Daemon {
-        let port = free_port();
-        let log = self.dir.join(format!("daemon-{port}.log"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
-        cmd.arg("run")
-            .args(["--segment-api-url", &self.sink_url])
-            .args(["--segment-write-key", KEY])
-            .args(["--cluster-id", "faults-test"])
-            // The local cluster is vanilla Kubernetes: telemetry is off unless opted in.
-            .args(["--telemetry-enabled", "true"])
-            .args(["--flush-interval", "300ms"])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--config-map", &format!("{}/settings", self.home.name())])
-            .args(["--state-config-map", &format!("{}/state", self.home.name())])
-            .args(extra)
-            .env_remove("SEGMENT_WRITE_KEY")
-            .env_remove("TEKTON_RESULTS_API_ADDR")
-            .env_remove("WEBHOOK_LISTEN")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
-        if let ClusterSource::Local(kubeconfig) = self.cluster.source() {
-            cmd.arg("--kubeconfig").arg(kubeconfig);
-        }
-        Daemon {
-            child: cmd.spawn().expect("start the daemon"),
-            log,
-            http: format!("http://127.0.0.1:{port}"),
-        }
+    /// The daemon sending to the sink, flushing every 300 ms, with its settings and state
+    /// in the home namespace, and the `extra` flags.
+    fn start(&self, extra: &[&str]) -> DaemonProcess {
+        let n = 1 + self
+            .daemons
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut args = sending_flags(&self.sink.api_url(), KEY, "faults-test", self.home.name());
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        DaemonProcess::start(
+            &self.cluster,
+            &args,
+            self.dir.join(format!("daemon-{n}.log")),
+        )
     }
 
     /// GET from the daemon's HTTP port; the answer is kept for the privacy scan.
-    async fn get(&self, d: &Daemon, path: &str) -> Option<String> {
-        let text = reqwest::get(format!("{}{path}", d.http))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+    async fn get(&self, d: &DaemonProcess, path: &str) -> Option<String> {
+        let (_, text) = d.get(path).await?;
         self.seen_http
             .lock()
             .expect("lock")
@@ -209,19 +137,17 @@ impl World {
         Some(text)
     }
 
-    async fn metrics(&self, d: &Daemon) -> String {
+    async fn metrics(&self, d: &DaemonProcess) -> String {
         eventually("/metrics", WAIT, || self.get(d, "/metrics")).await
     }
 
-    async fn wait_ready(&self, d: &Daemon) {
-        eventually("the daemon to be ready", WAIT, || async {
-            let r = reqwest::get(format!("{}/readyz", d.http)).await.ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await;
-    }
-
-    async fn wait_metric(&self, d: &Daemon, what: &str, name: &str, at_least: f64) -> String {
+    async fn wait_metric(
+        &self,
+        d: &DaemonProcess,
+        what: &str,
+        name: &str,
+        at_least: f64,
+    ) -> String {
         eventually(what, WAIT, || async {
             let m = self.get(d, "/metrics").await?;
             (metric(&m, name) >= at_least).then_some(m)
@@ -314,58 +240,24 @@ impl World {
     }
 }
 
-fn settings_map(settings: &[(&str, &str)], rv: Option<String>) -> ConfigMap {
-    let mut data: BTreeMap<String, String> = [
+/// The settings of the fault tests: quick retries, no heartbeat, and `settings`.
+fn settings_data(settings: &[(&str, &str)]) -> Value {
+    let mut data: BTreeMap<&str, &str> = [
         ("retryBaseDelay", "50ms"),
         ("retryMaxDelay", "500ms"),
         ("retryDeadline", "3s"),
         ("heartbeatInterval", "1h"),
     ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    for (k, v) in settings {
-        data.insert((*k).to_owned(), (*v).to_owned());
-    }
-    serde_json::from_value(json!({
-        "metadata": {"name": "settings", "resourceVersion": rv},
-        "data": data,
-    }))
-    .expect("ConfigMap")
+    .into();
+    data.extend(settings.iter().copied());
+    json!(data)
 }
 
-impl Daemon {
-    fn read_log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM; asserts a clean exit; the log.
-    fn terminate(mut self) -> String {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait().expect("wait for the daemon");
-        let log = self.read_log();
-        assert!(status.success(), "daemon exit {status}; log:\n{log}");
-        log
-    }
-
-    fn sigkill(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.read_log()
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// SIGTERM; asserts a clean exit; the log.
+fn terminate(daemon: DaemonProcess) -> String {
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "daemon exit; log:\n{log}");
+    log
 }
 
 /// Creates a PipelineRun and sets its status; returns its uid.
@@ -397,10 +289,7 @@ async fn set_run(ns: &TestNamespace, name: &str, status: Value) {
 async fn component(ns: &TestNamespace, name: &str) -> String {
     let created = ns
         .dynamic_api(&crds::component())
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::component(), name, json!({"application": "app"})),
-        )
+        .create(&PostParams::default(), &support::component(name, "app"))
         .await
         .expect("create component");
     format!("{}-component-created", created.metadata.uid.expect("uid"))
@@ -438,32 +327,6 @@ fn results() -> Results {
     support::results::results_server()
 }
 
-/// What the fault tests do with the Results server beyond recording a run's JSON.
-trait ResultsExt {
-    fn daemon_args(&self) -> Vec<String>;
-    async fn record_run(&self, ns: &str, name: &str, uid: &str, status: Value);
-}
-
-impl ResultsExt for Results {
-    fn daemon_args(&self) -> Vec<String> {
-        vec![
-            "--tekton-results-api-addr".to_owned(),
-            self.addr.clone(),
-            "--tekton-results-token".to_owned(),
-            "not-checked".to_owned(),
-            "--tekton-results-ca-file".to_owned(),
-            self.ca.display().to_string(),
-        ]
-    }
-
-    /// Records a PipelineRun through the REST API, as Tekton's watcher would.
-    async fn record_run(&self, ns: &str, name: &str, uid: &str, status: Value) {
-        let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
-            "metadata": {"name": name, "namespace": ns, "uid": uid}, "status": status});
-        self.record(ns, &run).await;
-    }
-}
-
 fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -477,15 +340,13 @@ fn args(v: &[String]) -> Vec<&str> {
 #[ignore = "restarts servers and runs for minutes, serially: make test-faults"]
 async fn apiserver_sigkill_restart_and_410_relist() {
     let world = World::new("apiserver", &[]).await;
-    if !matches!(world.cluster.source(), ClusterSource::Local(_)) {
-        println!(
-            "skipped: KUBECONFIG points at another cluster; only the local one can be restarted"
-        );
-        return;
-    }
+    assert!(
+        matches!(world.cluster.source(), ClusterSource::Local(_)),
+        "KUBECONFIG points at another cluster; only the local one can be restarted"
+    );
     let tenant = world.tenant("sekrit-apiserver").await;
     let daemon = world.start(&[]);
-    world.wait_ready(&daemon).await;
+    daemon.wait_ready().await;
 
     let mut ids = vec![ns_created_id(&world, &tenant).await];
     let a = run(&tenant, "sekrit-run-a", started(-30)).await;
@@ -523,7 +384,7 @@ async fn apiserver_sigkill_restart_and_410_relist() {
     ids.push(format!("{d}-started"));
     world.arrive(&ids).await;
     world.after_a_marker(&tenant, &mut ids).await;
-    let log = daemon.terminate();
+    let log = terminate(daemon);
     world.exactly_once(&ids, &log);
     let gone = ["410", "Expired", "too old"]
         .iter()
@@ -552,7 +413,7 @@ async fn sink_503_storm_then_429_retry_after() {
     let world = World::new("sink-errors", &[]).await;
     let tenant = world.tenant("sekrit-sink-errors").await;
     let daemon = world.start(&[]);
-    world.wait_ready(&daemon).await;
+    daemon.wait_ready().await;
     let mut ids = vec![ns_created_id(&world, &tenant).await];
     world.arrive(&ids).await;
 
@@ -619,7 +480,7 @@ async fn sink_503_storm_then_429_retry_after() {
         assert!(r.arrival_ms >= r429.responded_ms + 2000);
     }
     world.after_a_marker(&tenant, &mut ids).await;
-    let log = daemon.terminate();
+    let log = terminate(daemon);
     world.exactly_once(&ids, &log);
     tenant.cleanup().await;
     world.finish().await;
@@ -633,7 +494,7 @@ async fn sink_slow_and_dropping_connections() {
     let world = World::new("sink-slow", &[]).await;
     let tenant = world.tenant("sekrit-sink-slow").await;
     let daemon = world.start(&[]);
-    world.wait_ready(&daemon).await;
+    daemon.wait_ready().await;
     let mut ids = vec![ns_created_id(&world, &tenant).await];
     world.arrive(&ids).await;
 
@@ -695,7 +556,7 @@ async fn sink_slow_and_dropping_connections() {
         stats.statuses
     );
     world.after_a_marker(&tenant, &mut ids).await;
-    let log = daemon.terminate();
+    let log = terminate(daemon);
     world.exactly_once(&ids, &log);
     tenant.cleanup().await;
     world.finish().await;
@@ -713,11 +574,11 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
     let world = World::new("kill", &[("flushInterval", "1h")]).await;
     let tenant = world.tenant("sekrit-kill").await;
     let ns = tenant.name().to_owned();
-    let results_args = results.daemon_args();
+    let results_args = results.sweep_flags();
 
     // 1. SIGTERM sends what waits.
     let d1 = world.start(&args(&results_args));
-    world.wait_ready(&d1).await;
+    d1.wait_ready().await;
     let mut ids = vec![ns_created_id(&world, &tenant).await];
     ids.push(component(&tenant, "sekrit-held-1").await);
     let r = run(&tenant, "sekrit-held-run", completed(-60, -30)).await;
@@ -730,14 +591,14 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
     for id in &ids {
         assert_eq!(world.count(id), 0, "{id} sent before SIGTERM");
     }
-    let log = d1.terminate();
+    let log = terminate(d1);
     assert!(log.contains("final flush done"), "{log}");
     world.exactly_once(&ids, &log);
 
     // 2. SIGKILL amid flushes every 300 ms, some events sent, some waiting.
     world.replace_settings(&[("flushInterval", "300ms")]).await;
     let d2 = world.start(&args(&results_args));
-    world.wait_ready(&d2).await;
+    d2.wait_ready().await;
     for i in 0..8 {
         ids.push(component(&tenant, &format!("sekrit-stream-{i}")).await);
         tokio::time::sleep(Duration::from_millis(120)).await;
@@ -753,7 +614,7 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
         assert!(Instant::now() < deadline, "no flush before the kill");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    d2.sigkill();
+    d2.kill();
     println!(
         "SIGKILL just after a batch was answered, with {} events at the sink",
         world.sent().len()
@@ -778,10 +639,10 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
 
     // 4. Restart: all of it arrives.
     let d3 = world.start(&args(&results_args));
-    world.wait_ready(&d3).await;
+    d3.wait_ready().await;
     world.arrive(&ids).await;
     world.after_a_marker(&tenant, &mut ids).await;
-    let log = d3.terminate();
+    let log = terminate(d3);
     let sent = world.sent();
     let mut duplicates = 0;
     for id in &ids {
@@ -821,7 +682,7 @@ async fn results_down_during_sweeps_then_back() {
         .await;
     bash("e2e/tekton-results/api.sh", &["stop"]);
 
-    let daemon = world.start(&args(&results.daemon_args()));
+    let daemon = world.start(&args(&results.sweep_flags()));
     let m = world
         .wait_metric(
             &daemon,
@@ -865,7 +726,7 @@ async fn results_down_during_sweeps_then_back() {
     })
     .await;
     world.after_a_marker(&tenant, &mut ids).await;
-    let log = daemon.terminate();
+    let log = terminate(daemon);
     world.exactly_once(&ids, &log);
     assert!(log.to_lowercase().contains("sweep"), "{log}");
     tenant.cleanup().await;
@@ -882,7 +743,7 @@ async fn hostile_objects_settings_and_admission_reviews() {
     let world = World::new("hostile", &[]).await;
     let tenant = world.tenant("sekrit-hostile").await;
     let certs = world.dir.join("certs");
-    make_cert(&certs);
+    support::webhook::make_certs(&certs);
     let webhook_port = free_port();
     let mut daemon = world.start(&[
         "--webhook-listen",
@@ -890,7 +751,7 @@ async fn hostile_objects_settings_and_admission_reviews() {
         "--webhook-cert-dir",
         certs.to_str().expect("path"),
     ]);
-    world.wait_ready(&daemon).await;
+    daemon.wait_ready().await;
 
     let mut ids = vec![ns_created_id(&world, &tenant).await];
     let v1 = run(&tenant, "sekrit-valid-1", completed(-60, -30)).await;
@@ -1159,7 +1020,7 @@ async fn hostile_objects_settings_and_admission_reviews() {
     ids.push(format!("{v4}-started"));
     world.arrive(&ids).await;
     world.after_a_marker(&tenant, &mut ids).await;
-    let log = daemon.terminate();
+    let log = terminate(daemon);
     assert!(log.contains("rejected"), "{log}");
     world.exactly_once(&ids, &log);
     tenant.cleanup().await;
@@ -1210,34 +1071,6 @@ async fn raw_run(world: &World, ns: &str, name: &str, status: Value) -> String {
     )
     .await;
     uid
-}
-
-/// A self-signed serving certificate for 127.0.0.1 (tls.crt, tls.key) in `dir`.
-fn make_cert(dir: &Path) {
-    std::fs::create_dir_all(dir).expect("cert dir");
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(dir.join("tls.key"))
-        .arg("-out")
-        .arg(dir.join("tls.crt"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 // --- fuzzing (bounded time, property-based) --------------------------------------------

@@ -10,6 +10,9 @@
 mod crypto;
 #[path = "support/logs.rs"]
 mod logs;
+#[allow(dead_code)]
+#[path = "support/results.rs"]
+mod results;
 #[path = "support/rss.rs"]
 mod rss;
 
@@ -41,17 +44,6 @@ fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn read_env(path: &Path) -> Option<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    Some(
-        text.lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-    )
-}
-
 /// The server of `.cluster/results/env`, started by `results-up.sh` (idempotent, under a
 /// file lock, so parallel test binaries are fine) once per test binary.
 fn server() -> &'static Server {
@@ -67,7 +59,7 @@ fn server() -> &'static Server {
             status.success(),
             "e2e/tekton-results/results-up.sh failed ({status}); see its output above"
         );
-        let env = read_env(&env_file).expect(".cluster/results/env after results-up.sh");
+        let env = results::read_env(&env_file).expect(".cluster/results/env after results-up.sh");
         Server {
             addr: env["TEKTON_RESULTS_API_ADDR"].clone(),
             ca: PathBuf::from(&env["TEKTON_RESULTS_CA_FILE"]),

@@ -82,27 +82,7 @@ ln -sfn "$api_bin" "$state_dir/bin/tekton-results-api"
 version="$(awk '$1 == "github.com/tektoncd/results" {print $2}' "$tr_dir/go.mod")"
 
 # --- ports ------------------------------------------------------------------
-port_in_use() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-declare -A taken
 pg_port="" api_port="" metrics_port="" # set by pick_port
-pick_port() { # pick_port VAR_NAME ENV_OVERRIDE
-  local p
-  if [[ -n ${2:-} ]]; then
-    port_in_use "$2" && die "port $2 (from environment) is in use on 127.0.0.1; free it or pick another"
-    p="$2"
-  else
-    for ((i = 0; i < 200; i++)); do
-      p=$((20000 + RANDOM % 40000))
-      [[ -z ${taken[$p]:-} ]] && ! port_in_use "$p" && break
-      p=""
-    done
-    [[ -n $p ]] || die "could not find a free port on 127.0.0.1"
-  fi
-  taken[$p]=1
-  printf -v "$1" '%s' "$p"
-}
 pick_port pg_port "${RESULTS_PG_PORT:-}"
 pick_port api_port "${RESULTS_API_PORT:-}"
 pick_port metrics_port "${RESULTS_METRICS_PORT:-}"
@@ -225,22 +205,9 @@ log "starting Tekton Results API server $version on $api_url"
   </dev/null >"$state_dir/logs/api.log" 2>&1 8>&-) &
 echo $! >"$state_dir/api.pid"
 
-deadline=$((SECONDS + ready_timeout))
-until curl -fsS --max-time 2 --cacert "$ca" "$api_url/healthz" >/dev/null 2>&1; do
-  if ! pid_alive "$state_dir/api.pid"; then
-    echo "---- last lines of $state_dir/logs/api.log ----" >&2
-    tail -n 30 "$state_dir/logs/api.log" >&2
-    if grep -qi "address already in use" "$state_dir/logs/api.log"; then
-      die "the API server could not start: port in use; run results-up again to pick other ports"
-    fi
-    die "the API server exited during start-up (see $state_dir/logs/api.log)"
-  fi
-  if ((SECONDS > deadline)); then
-    tail -n 30 "$state_dir/logs/api.log" >&2
-    die "the API server is not ready after ${ready_timeout}s (see $state_dir/logs/api.log)"
-  fi
-  sleep 0.2
-done
+rerun=results-up
+wait_for "the API server" "$state_dir/api.pid" "$state_dir/logs/api.log" "$ready_timeout" \
+  curl -fsS --max-time 2 --cacert "$ca" "$api_url/healthz"
 
 cat >"$state_dir/env" <<EOF
 # Written by e2e/tekton-results/results-up.sh; \`source\` it.

@@ -47,7 +47,7 @@ impl TestCluster {
 
     /// The etcd client URL (plain HTTP, loopback), when the test can reach
     /// the cluster's etcd: `$ETCD_ENDPOINT`, else the local control plane's.
-    /// `None` for kind and other clusters; tests needing etcd skip there.
+    /// `None` for kind and other clusters; tests needing etcd fail there, saying so.
     pub fn etcd_endpoint(&self) -> Option<&str> {
         self.etcd_endpoint.as_deref()
     }

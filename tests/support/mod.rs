@@ -20,6 +20,7 @@
 //! Each test binary compiles this module separately and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod bench;
 pub mod crds;
 pub mod crypto;
 pub mod daemon;
@@ -27,6 +28,7 @@ pub mod etcd;
 pub mod kubectl;
 pub mod results;
 pub mod schema;
+pub mod webhook;
 
 mod cluster;
 mod namespace;
@@ -69,11 +71,7 @@ pub async fn create_run(runs: &Api<DynamicObject>, name: &str) -> kube::Result<D
 /// Creates a Component `name` of application `a` in `components`; returns the
 /// `messageId` of its `Component Created` event.
 pub async fn create_component(components: &Api<DynamicObject>, name: &str) -> String {
-    let c = object(
-        &crds::component(),
-        name,
-        serde_json::json!({"application": "a"}),
-    );
+    let c = component(name, "a");
     let created = components
         .create(&kube::api::PostParams::default(), &c)
         .await
@@ -137,6 +135,15 @@ pub async fn create_completed_runs(
         .filter(|r| std::future::ready(r.is_some()))
         .count()
         .await
+}
+
+/// A Component `name` of application `application`, ready for `Api::create`.
+pub fn component(name: &str, application: &str) -> DynamicObject {
+    object(
+        &crds::component(),
+        name,
+        serde_json::json!({ "application": application }),
+    )
 }
 
 /// A `DynamicObject` of the given CRD with `spec` set, ready for `Api::create`.

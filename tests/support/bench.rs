@@ -1,5 +1,5 @@
-//! What the benchmarks share: their knobs from the environment and a process's memory.
-#![allow(dead_code)]
+//! What the benchmarks share: their knobs from the environment, a process's memory and
+//! CPU time.
 
 /// Whether `cargo bench` runs this bench (it passes `--bench`). Under `cargo test`, which
 /// only builds it, says so and how to run bench `name`.
@@ -26,4 +26,16 @@ pub fn proc_status(pid: u32, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The CPU time (user + system, in seconds) process `pid` has used; 0 when it is gone.
+pub fn cpu_seconds(pid: impl std::fmt::Display) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let after = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
 }
