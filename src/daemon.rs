@@ -7,7 +7,7 @@
 pub use crate::runtime::args::RunArgs;
 
 use crate::capture::identity::{self, ClusterFacts, Configured, PublicInfo};
-use crate::capture::{config_maps, watch::Readiness};
+use crate::capture::watch::Readiness;
 use crate::events::Timestamp;
 use crate::flush::Discard;
 use crate::http::{self, Endpoints};
@@ -167,7 +167,7 @@ struct Daemon {
     stop: CancellationToken,
     /// The configured identity and what the cluster said at start, combined again with
     /// `konflux-public-info` whenever it changes.
-    identity: (Configured, ClusterFacts),
+    identity: (Configured, ClusterFacts, PublicInfo),
 }
 
 impl Daemon {
@@ -201,7 +201,7 @@ impl Daemon {
             metrics,
             tasks: JoinSet::new(),
             stop,
-            identity: (configured, facts),
+            identity: (configured, facts, info),
         })
     }
 
@@ -234,15 +234,15 @@ impl Daemon {
         let (client, stop) = (self.client.clone(), self.stop.clone());
         let running = live_settings.run(client.clone(), namespace, name, stop.clone(), apply);
         self.tasks.spawn(running);
-        let (core, (configured, facts)) = (Arc::clone(&self.core), self.identity.clone());
-        self.tasks.spawn(async move {
-            let (namespace, name) = (identity::PUBLIC_INFO_NAMESPACE, identity::PUBLIC_INFO_NAME);
-            config_maps::watch_one(client, namespace, name, stop, |cm| {
-                let info = cm.map(PublicInfo::from_config_map).unwrap_or_default();
-                core.set_identity(identity::combine(&configured, &info, &facts));
-            })
-            .await;
-        });
+        let (core, (configured, facts, first)) = (Arc::clone(&self.core), self.identity.clone());
+        let every = self.args.public_info_interval;
+        self.tasks.spawn(identity::reread_public_info(
+            client,
+            first,
+            every,
+            stop,
+            move |info| core.set_identity(identity::combine(&configured, info, &facts)),
+        ));
         settings
     }
 

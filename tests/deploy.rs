@@ -325,27 +325,28 @@ async fn deploy_manifests_and_least_privilege() {
     let dir = tempdir("deploy");
     let namespaces: Api<Namespace> = Api::all(admin.clone());
 
-    // What the kustomizations need to exist: the namespaces of their Roles (konflux-info
-    // exists wherever Konflux runs), and the Prometheus Operator's CRDs for monitoring.
-    // konflux-info is created if missing but never deleted: tests/daemon.rs, running in
-    // parallel, uses it too (and leaves it, empty).
+    // What the kustomizations need to exist: their namespace, and the Prometheus Operator's
+    // CRDs for monitoring. konflux-info, where Konflux publishes konflux-public-info and
+    // lets every authenticated user `get` it (its Role konflux-public-info-view-role, as
+    // its operator creates it), is made here as Konflux would; created if missing but never
+    // deleted: tests/daemon.rs, running in parallel, uses it too (and leaves it, empty).
     let mut created_namespaces = Vec::new();
     if namespaces.get_opt(HOME).await.expect("namespace").is_none() {
         created_namespaces.push(HOME.to_owned());
     }
-    if namespaces
-        .get_opt(PUBLIC_INFO_NS)
-        .await
-        .expect("namespace")
-        .is_none()
-    {
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": PUBLIC_INFO_NS}}))
-            .expect("namespace");
-        match namespaces.create(&PostParams::default(), &ns).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => panic!("create konflux-info: {e}"),
-        }
+    let konflux_info = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {PUBLIC_INFO_NS}}}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\n\
+         metadata: {{name: konflux-public-info-view-role, namespace: {PUBLIC_INFO_NS}}}\n\
+         rules: [{{apiGroups: [\"\"], resources: [configmaps], resourceNames: [konflux-public-info], verbs: [get]}}]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
+         metadata: {{name: konflux-public-info-view-rb, namespace: {PUBLIC_INFO_NS}}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: konflux-public-info-view-role}}\n\
+         subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: Group, name: \"system:authenticated\"}}]\n"
+    );
+    // Once more if tests/daemon.rs created the namespace between apply's get and create.
+    if !kubectl.run(&["apply", "-f", "-"], Some(&konflux_info)).0 {
+        kubectl.must(&["apply", "-f", "-"], Some(&konflux_info));
     }
     kubectl.must(&["apply", "-f", "e2e/crds/monitoring/"], None);
     kubectl.must(
@@ -475,11 +476,13 @@ async fn deploy_manifests_and_least_privilege() {
         "get clusterversions/version"
     );
     let public_info: Api<ConfigMap> = Api::namespaced(sa.clone(), PUBLIC_INFO_NS);
+    // konflux-public-info: the one get Konflux grants every authenticated user, and no more
+    // (the daemon holds no Role in konflux-info).
     assert!([200, 404].contains(&code(public_info.get("konflux-public-info").await)));
     let by_name = |n: &str| ListParams::default().fields(&format!("metadata.name={n}"));
     assert_eq!(
         code(public_info.list(&by_name("konflux-public-info")).await),
-        200
+        403
     );
     let own: Api<ConfigMap> = Api::namespaced(sa.clone(), HOME);
     assert_eq!(code(own.get("konflux-telemetry").await), 200);

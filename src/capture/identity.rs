@@ -95,14 +95,61 @@ pub async fn cluster_facts(client: &Client) -> ClusterFacts {
     facts
 }
 
+/// `konflux-public-info` now, empty when absent or unreadable.
 pub async fn public_info(client: &Client) -> PublicInfo {
+    read_public_info(client).await.unwrap_or_default()
+}
+
+/// `konflux-public-info` read with one `get`, which Konflux allows every authenticated
+/// user (no Role of this daemon in `konflux-info`): empty when absent, the error when it
+/// cannot be read (the caller keeps what it had).
+pub async fn read_public_info(client: &Client) -> Result<PublicInfo, kube::Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), PUBLIC_INFO_NAMESPACE);
     match api.get_opt(PUBLIC_INFO_NAME).await {
-        Ok(Some(cm)) => PublicInfo::from_config_map(&cm),
-        Ok(None) => PublicInfo::default(),
+        Ok(Some(cm)) => Ok(PublicInfo::from_config_map(&cm)),
+        Ok(None) => Ok(PublicInfo::default()),
         Err(e) => {
             debug!("cannot read {PUBLIC_INFO_NAMESPACE}/{PUBLIC_INFO_NAME}: {e}");
-            PublicInfo::default()
+            Err(e)
+        }
+    }
+}
+
+/// Reads `konflux-public-info` every `every` until `stop`, calling `changed` with what it
+/// holds each time that differs from the last read (not at the first: the caller started
+/// from [`public_info`]). A failed read keeps the last answer; it is logged once until a
+/// read succeeds again.
+pub async fn reread_public_info(
+    client: Client,
+    first: PublicInfo,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+    mut changed: impl FnMut(&PublicInfo),
+) {
+    // At least a second apart, whatever was configured.
+    let every = every.max(std::time::Duration::from_secs(1));
+    let mut last = first;
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match read_public_info(&client).await {
+            Ok(info) => {
+                failing = false;
+                if info != last {
+                    changed(&info);
+                    last = info;
+                }
+            }
+            Err(e) if !failing => {
+                failing = true;
+                warn!(
+                    "cannot read {PUBLIC_INFO_NAMESPACE}/{PUBLIC_INFO_NAME} (kept as it was; retried every {every:?}): {e}"
+                );
+            }
+            Err(_) => {}
         }
     }
 }
