@@ -168,6 +168,8 @@ struct Daemon {
     /// The configured identity and what the cluster said at start, combined again with
     /// `konflux-public-info` whenever it changes.
     identity: (Configured, ClusterFacts, PublicInfo),
+    /// Reads `konflux-public-info` (logs a failure once); moved into its timer.
+    public_info: identity::PublicInfoReader,
 }
 
 impl Daemon {
@@ -181,7 +183,8 @@ impl Daemon {
         let client = client(&args).await?;
         let configured = args.identity.configured();
         let facts = identity::cluster_facts(&client).await;
-        let info = identity::public_info(&client).await;
+        let mut reader = identity::PublicInfoReader::default();
+        let info = reader.read(&client).await.unwrap_or_default();
         let core = Arc::new(Core::new(
             identity::combine(&configured, &info, &facts),
             base.max_buffered_events,
@@ -202,6 +205,7 @@ impl Daemon {
             tasks: JoinSet::new(),
             stop,
             identity: (configured, facts, info),
+            public_info: reader,
         })
     }
 
@@ -238,6 +242,7 @@ impl Daemon {
         let every = self.args.public_info_interval;
         self.tasks.spawn(identity::reread_public_info(
             client,
+            std::mem::take(&mut self.public_info),
             first,
             every,
             stop,

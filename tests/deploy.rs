@@ -327,26 +327,19 @@ async fn deploy_manifests_and_least_privilege() {
 
     // What the kustomizations need to exist: their namespace, and the Prometheus Operator's
     // CRDs for monitoring. konflux-info, where Konflux publishes konflux-public-info and
-    // lets every authenticated user `get` it (its Role konflux-public-info-view-role, as
-    // its operator creates it), is made here as Konflux would; created if missing but never
-    // deleted: tests/daemon.rs, running in parallel, uses it too (and leaves it, empty).
+    // lets every authenticated user `get` it (its Role konflux-public-info-view-role), is
+    // made here as Konflux would; created if missing but never deleted: tests/daemon.rs,
+    // running in parallel, uses it too (and leaves it, empty).
     let mut created_namespaces = Vec::new();
     if namespaces.get_opt(HOME).await.expect("namespace").is_none() {
         created_namespaces.push(HOME.to_owned());
     }
-    let konflux_info = format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {PUBLIC_INFO_NS}}}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\n\
-         metadata: {{name: konflux-public-info-view-role, namespace: {PUBLIC_INFO_NS}}}\n\
-         rules: [{{apiGroups: [\"\"], resources: [configmaps], resourceNames: [konflux-public-info], verbs: [get]}}]\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
-         metadata: {{name: konflux-public-info-view-rb, namespace: {PUBLIC_INFO_NS}}}\n\
-         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: konflux-public-info-view-role}}\n\
-         subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: Group, name: \"system:authenticated\"}}]\n"
-    );
-    // Once more if tests/daemon.rs created the namespace between apply's get and create.
-    if !kubectl.run(&["apply", "-f", "-"], Some(&konflux_info)).0 {
-        kubectl.must(&["apply", "-f", "-"], Some(&konflux_info));
+    // e2e/kind/konflux-info.yaml: the namespace, Role and RoleBinding konflux-ci's operator
+    // applies (make kind-e2e applies the same file). Once more if tests/daemon.rs created
+    // the namespace between apply's get and create.
+    let konflux_info = ["apply", "-f", "e2e/kind/konflux-info.yaml"];
+    if !kubectl.run(&konflux_info, None).0 {
+        kubectl.must(&konflux_info, None);
     }
     kubectl.must(&["apply", "-f", "e2e/crds/monitoring/"], None);
     kubectl.must(

@@ -9,7 +9,9 @@
 #   2. the node image: node-image/build.sh (KIND_NODE_IMAGE, else kind's published one,
 #      else built here once and cached)
 #   3. the image: image/build.sh (make image), loaded into the node
-#   4. the cluster: e2e/crds/, namespace konflux-info, the webhook's certificates
+#   4. the cluster: e2e/crds/, konflux-info as Konflux makes it (konflux-info.yaml: the
+#      namespace and the Role letting every authenticated user get konflux-public-info),
+#      the webhook's certificates
 #      (webhook-certs/make-certs.sh), the sink (sink.yaml) and deploy/overlays/kind with
 #      the webhook's caBundle filled in (in a copy, never in the checkout)
 #   5. suite.sh
@@ -98,7 +100,8 @@ say "installing the CRDs and konflux-info"
 # Server-side: the real Konflux CRD is too large for the last-applied annotation.
 kubectl apply --server-side --force-conflicts -R -f e2e/crds/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s -R -f e2e/crds/ >/dev/null
-kubectl create namespace konflux-info
+# konflux-info as Konflux leaves it: every authenticated user may get konflux-public-info.
+kubectl apply -f "$here/konflux-info.yaml" >/dev/null
 
 say "making the webhook certificates"
 bash webhook-certs/make-certs.sh "$work/certs" >/dev/null
