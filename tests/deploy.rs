@@ -428,16 +428,8 @@ async fn deploy_manifests_and_least_privilege() {
         }
     }
 
-    // Settings: flush every 500ms (a live key of the applied ConfigMap). No state yet.
+    // No state yet.
     let home_cms: Api<ConfigMap> = Api::namespaced(admin.clone(), HOME);
-    home_cms
-        .patch(
-            "konflux-telemetry",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"flushInterval": "500ms"}})),
-        )
-        .await
-        .expect("settings");
     let _ = home_cms.delete(STATE_CM, &Default::default()).await;
 
     // A token of the deployed ServiceAccount, as its Pod would have.
@@ -546,6 +538,17 @@ async fn deploy_manifests_and_least_privilege() {
         );
     }
 
+    // No settings ConfigMap, as the rendered file leaves it (the kind overlay's is removed):
+    // the daemon runs on its defaults and flags until one is created.
+    home_cms
+        .delete("konflux-telemetry", &Default::default())
+        .await
+        .expect("delete the kind overlay's settings");
+    eventually("the settings ConfigMap gone", WAIT, || async {
+        matches!(home_cms.get_opt("konflux-telemetry").await, Ok(None)).then_some(())
+    })
+    .await;
+
     // The daemon with exactly that ServiceAccount, sending to a sink here.
     let out = dir.join("sink.ndjson");
     let (addr, _sink) = Sink::start(
@@ -586,6 +589,37 @@ async fn deploy_manifests_and_least_privilege() {
         format!("{run_uid}-completed"),
     ];
     wait_for_ids(&out, &ids).await;
+
+    // The settings ConfigMap created while the daemon runs is taken without a restart: a
+    // heartbeat every second instead of the default hour (which allows one, at start).
+    let heartbeats = || {
+        sent_events(&out)
+            .iter()
+            .filter(|e| e["event"] == "Segment Bridge Heartbeat")
+            .count()
+    };
+    let before = heartbeats();
+    assert!(
+        before <= 1,
+        "{before} heartbeats on the default hourly interval"
+    );
+    home_cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "konflux-telemetry", "namespace": HOME},
+                "data": {"heartbeatInterval": "1s"},
+            }))
+            .expect("settings"),
+        )
+        .await
+        .expect("create the settings ConfigMap");
+    eventually(
+        "heartbeats every second once the settings ConfigMap exists",
+        WAIT,
+        || async { (heartbeats() >= before + 2).then_some(()) },
+    )
+    .await;
 
     // The record of produced events was written by the ServiceAccount (create + patch).
     let managers = |cm: &ConfigMap| -> Vec<String> {
