@@ -342,6 +342,28 @@ async fn deploy_manifests_and_least_privilege() {
         kubectl.must(&konflux_info, None);
     }
     kubectl.must(&["apply", "-f", "e2e/crds/monitoring/"], None);
+    // cert-manager's, for deploy/base's Issuer and Certificate (no cert-manager runs here:
+    // the Secret it would write is not needed, the webhook is never called).
+    kubectl.must(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            "e2e/crds/cert-manager/",
+        ],
+        None,
+    );
+    kubectl.must(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            "e2e/crds/cert-manager/",
+        ],
+        None,
+    );
     kubectl.must(
         &[
             "wait",
@@ -397,6 +419,7 @@ async fn deploy_manifests_and_least_privilege() {
         "deploy/base",
         "deploy/overlays/kind",
         "deploy/overlays/openshift",
+        "deploy/overlays/openshift-service-ca",
         "deploy/monitoring",
     ] {
         let (ok, out, err) = kubectl.run(&["apply", "--dry-run=server", "-k", dir], None);
@@ -410,7 +433,11 @@ async fn deploy_manifests_and_least_privilege() {
         .output()
         .expect("run --help");
     let help = String::from_utf8_lossy(&help.stdout);
-    for overlay in ["deploy/overlays/kind", "deploy/overlays/openshift"] {
+    for overlay in [
+        "deploy/overlays/kind",
+        "deploy/overlays/openshift",
+        "deploy/overlays/openshift-service-ca",
+    ] {
         let text = kubectl.must(&["kustomize", overlay], None);
         let deployment = documents(&text)
             .into_iter()
