@@ -27,6 +27,10 @@ pub struct RunArgs {
     /// Default lookback (the ConfigMap's lookback wins).
     #[arg(long, env = "LOOKBACK", value_parser = settings::parse_duration)]
     pub lookback: Option<Duration>,
+    /// How often konflux-public-info (cluster id, versions) is read again: one get, which
+    /// Konflux allows every authenticated user.
+    #[arg(long, env = "PUBLIC_INFO_INTERVAL", default_value = "5m", value_parser = settings::parse_duration)]
+    pub public_info_interval: Duration,
     /// Opt in (true) or out (false) where the Konflux CR's spec.telemetry.enabled is unset
     /// (the ConfigMap's telemetryEnabled wins); unset: the platform decides (off on vanilla
     /// Kubernetes, the console's telemetry on OpenShift).

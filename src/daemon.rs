@@ -10,7 +10,7 @@ pub use crate::cli::RunArgs;
 
 use crate::admission::AdmissionMetrics;
 use crate::capture::identity::{self, ClusterFacts, Configured, PublicInfo};
-use crate::capture::{config_maps, guarded_watch::Readiness, watches};
+use crate::capture::{guarded_watch::Readiness, watches};
 use crate::cli::{self, namespaced_name};
 use crate::events::Timestamp;
 use crate::flush::flusher::Flusher;
@@ -177,7 +177,9 @@ struct Daemon {
     stop: CancellationToken,
     /// The configured identity and what the cluster said at start, combined again with
     /// `konflux-public-info` whenever it changes.
-    identity: (Configured, ClusterFacts),
+    identity: (Configured, ClusterFacts, PublicInfo),
+    /// Reads `konflux-public-info` (logs a failure once); moved into its timer.
+    public_info: identity::PublicInfoReader,
 }
 
 impl Daemon {
@@ -191,7 +193,8 @@ impl Daemon {
         let client = client(&args).await?;
         let configured = args.identity.configured();
         let facts = identity::cluster_facts(&client).await;
-        let info = identity::public_info(&client).await;
+        let mut reader = identity::PublicInfoReader::default();
+        let info = reader.read(&client).await.unwrap_or_default();
         let core = Arc::new(Core::new(
             identity::combine(&configured, &info, &facts),
             base.max_buffered_events,
@@ -211,7 +214,8 @@ impl Daemon {
             metrics,
             tasks: JoinSet::new(),
             stop,
-            identity: (configured, facts),
+            identity: (configured, facts, info),
+            public_info: reader,
         })
     }
 
@@ -244,15 +248,16 @@ impl Daemon {
         let (client, stop) = (self.client.clone(), self.stop.clone());
         let running = live_settings.run(client.clone(), namespace, name, stop.clone(), apply);
         self.tasks.spawn(running);
-        let (core, (configured, facts)) = (Arc::clone(&self.core), self.identity.clone());
-        self.tasks.spawn(async move {
-            let (namespace, name) = (identity::PUBLIC_INFO_NAMESPACE, identity::PUBLIC_INFO_NAME);
-            config_maps::watch_one(client, namespace, name, stop, |cm| {
-                let info = cm.map(PublicInfo::from_config_map).unwrap_or_default();
-                core.set_identity(identity::combine(&configured, &info, &facts));
-            })
-            .await;
-        });
+        let (core, (configured, facts, first)) = (Arc::clone(&self.core), self.identity.clone());
+        let every = self.args.public_info_interval;
+        self.tasks.spawn(identity::reread_public_info(
+            client,
+            std::mem::take(&mut self.public_info),
+            first,
+            every,
+            stop,
+            move |info| core.set_identity(identity::combine(&configured, info, &facts)),
+        ));
         settings
     }
 

@@ -367,6 +367,8 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
             &settings,
             "--state-config-map",
             "",
+            "--public-info-interval",
+            "1s",
         ],
         dir.join("daemon.log"),
     );

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::daemon::{DaemonProcess, WAIT, start_sink, tempdir, wait_for_ids};
+use support::daemon::{DaemonProcess, WAIT, sink_events, start_sink, tempdir, wait_for_ids};
 use support::kubectl::{Kubectl, documents, is_kind};
 use support::{crds, eventually, set_status};
 
@@ -246,29 +246,45 @@ async fn deploy_manifests_and_least_privilege() {
     let dir = tempdir("deploy");
     let namespaces: Api<Namespace> = Api::all(admin.clone());
 
-    // What the kustomizations need to exist: the namespaces of their Roles (konflux-info
-    // exists wherever Konflux runs), and the Prometheus Operator's CRDs for monitoring.
-    // konflux-info is created if missing but never deleted: tests/daemon.rs, running in
-    // parallel, uses it too (and leaves it, empty).
+    // What the kustomizations need to exist: their namespace, and the Prometheus Operator's
+    // CRDs for monitoring. konflux-info, where Konflux publishes konflux-public-info and
+    // lets every authenticated user `get` it (its Role konflux-public-info-view-role), is
+    // made here as Konflux would; created if missing but never deleted: tests/daemon.rs,
+    // running in parallel, uses it too (and leaves it, empty).
     let mut created_namespaces = Vec::new();
     if namespaces.get_opt(HOME).await.expect("namespace").is_none() {
         created_namespaces.push(HOME.to_owned());
     }
-    if namespaces
-        .get_opt(PUBLIC_INFO_NS)
-        .await
-        .expect("namespace")
-        .is_none()
-    {
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": PUBLIC_INFO_NS}}))
-            .expect("namespace");
-        match namespaces.create(&PostParams::default(), &ns).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => panic!("create konflux-info: {e}"),
-        }
+    // e2e/kind/konflux-info.yaml: the namespace, Role and RoleBinding konflux-ci's operator
+    // applies (make kind-e2e applies the same file). Once more if tests/daemon.rs created
+    // the namespace between apply's get and create.
+    let konflux_info = ["apply", "-f", "e2e/kind/konflux-info.yaml"];
+    if !kubectl.run(&konflux_info, None).0 {
+        kubectl.must(&konflux_info, None);
     }
     kubectl.must(&["apply", "-f", "e2e/crds/monitoring/"], None);
+    // cert-manager's, for deploy/base's Issuer and Certificate (no cert-manager runs here:
+    // the Secret it would write is not needed, the webhook is never called).
+    kubectl.must(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            "e2e/crds/cert-manager/",
+        ],
+        None,
+    );
+    kubectl.must(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            "e2e/crds/cert-manager/",
+        ],
+        None,
+    );
     kubectl.must(
         &[
             "wait",
@@ -324,6 +340,7 @@ async fn deploy_manifests_and_least_privilege() {
         "deploy/base",
         "deploy/overlays/kind",
         "deploy/overlays/openshift",
+        "deploy/overlays/openshift-service-ca",
         "deploy/monitoring",
     ] {
         let (ok, out, err) = kubectl.run(&["apply", "--dry-run=server", "-k", dir], None);
@@ -337,7 +354,11 @@ async fn deploy_manifests_and_least_privilege() {
         .output()
         .expect("run --help");
     let help = String::from_utf8_lossy(&help.stdout);
-    for overlay in ["deploy/overlays/kind", "deploy/overlays/openshift"] {
+    for overlay in [
+        "deploy/overlays/kind",
+        "deploy/overlays/openshift",
+        "deploy/overlays/openshift-service-ca",
+    ] {
         let text = kubectl.must(&["kustomize", overlay], None);
         let deployment = documents(&text)
             .into_iter()
@@ -355,16 +376,8 @@ async fn deploy_manifests_and_least_privilege() {
         }
     }
 
-    // Settings: flush every 500ms (a live key of the applied ConfigMap). No state yet.
+    // No state yet.
     let home_cms: Api<ConfigMap> = Api::namespaced(admin.clone(), HOME);
-    home_cms
-        .patch(
-            "konflux-telemetry",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"flushInterval": "500ms"}})),
-        )
-        .await
-        .expect("settings");
     let _ = home_cms.delete(STATE_CM, &Default::default()).await;
 
     // A token of the deployed ServiceAccount, as its Pod would have.
@@ -396,11 +409,13 @@ async fn deploy_manifests_and_least_privilege() {
         "get clusterversions/version"
     );
     let public_info: Api<ConfigMap> = Api::namespaced(sa.clone(), PUBLIC_INFO_NS);
+    // konflux-public-info: the one get Konflux grants every authenticated user, and no more
+    // (the daemon holds no Role in konflux-info).
     assert!([200, 404].contains(&code(public_info.get("konflux-public-info").await)));
     let by_name = |n: &str| ListParams::default().fields(&format!("metadata.name={n}"));
     assert_eq!(
         code(public_info.list(&by_name("konflux-public-info")).await),
-        200
+        403
     );
     let own: Api<ConfigMap> = Api::namespaced(sa.clone(), HOME);
     assert_eq!(code(own.get("konflux-telemetry").await), 200);
@@ -471,6 +486,17 @@ async fn deploy_manifests_and_least_privilege() {
         );
     }
 
+    // No settings ConfigMap, as the rendered file leaves it (the kind overlay's is removed):
+    // the daemon runs on its defaults and flags until one is created.
+    home_cms
+        .delete("konflux-telemetry", &Default::default())
+        .await
+        .expect("delete the kind overlay's settings");
+    eventually("the settings ConfigMap gone", WAIT, || async {
+        matches!(home_cms.get_opt("konflux-telemetry").await, Ok(None)).then_some(())
+    })
+    .await;
+
     // The daemon with exactly that ServiceAccount, sending to a sink here.
     let out = dir.join("sink.ndjson");
     let sink = start_sink(KEY, &out).await;
@@ -502,6 +528,37 @@ async fn deploy_manifests_and_least_privilege() {
         format!("{run_uid}-completed"),
     ];
     wait_for_ids(&out, &ids).await;
+
+    // The settings ConfigMap created while the daemon runs is taken without a restart: a
+    // heartbeat every second instead of the default hour (which allows one, at start).
+    let heartbeats = || {
+        sink_events(&out)
+            .iter()
+            .filter(|e| e["event"] == "Segment Bridge Heartbeat")
+            .count()
+    };
+    let before = heartbeats();
+    assert!(
+        before <= 1,
+        "{before} heartbeats on the default hourly interval"
+    );
+    home_cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "konflux-telemetry", "namespace": HOME},
+                "data": {"heartbeatInterval": "1s"},
+            }))
+            .expect("settings"),
+        )
+        .await
+        .expect("create the settings ConfigMap");
+    eventually(
+        "heartbeats every second once the settings ConfigMap exists",
+        WAIT,
+        || async { (heartbeats() >= before + 2).then_some(()) },
+    )
+    .await;
 
     // The record of produced events was written by the ServiceAccount (create + patch).
     let managers = |cm: &ConfigMap| -> Vec<String> {

@@ -14,7 +14,7 @@
 //! ([`window`]). Without a watermark (the first sweep, no saved state), or with one that
 //! no longer reaches back to the lookback's start (a long outage, a longer lookback), a
 //! sweep reads the whole lookback. Only a complete sweep moves the watermark; the daemon
-//! keeps it with the record of produced events (`src/state.rs`), so a restart resumes.
+//! keeps it with the record of produced events (`src/state/`), so a restart resumes.
 
 pub mod metrics;
 pub mod results;
