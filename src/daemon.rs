@@ -21,7 +21,7 @@ use crate::runtime::live::LiveSettings;
 use crate::runtime::output::SegmentOutput;
 use crate::runtime::{self, heartbeat};
 use crate::settings::Settings;
-use crate::sweep::{ResultsClient, SweepSettings, Sweeper};
+use crate::sweep::{SweepSettings, SweepStart};
 use crate::switch::{CrSays, Decision, PlatformSays};
 use crate::telemetry::LogLevel;
 use crate::{Error, Result, telemetry};
@@ -289,34 +289,31 @@ impl Daemon {
         readiness
     }
 
-    /// The reconciliation sweep over Tekton Results, when an address is given.
+    /// The reconciliation sweep over Tekton Results, when an address is given: located
+    /// (the configured host, else Konflux's service names) in its own task.
     fn sweep(
         &mut self,
         tx: ObservationTx,
         settings: &live::Receiver<Settings>,
         checkpoint: Option<&Checkpoint>,
     ) {
-        let results = match self.args.results.config().map(|c| ResultsClient::new(&c)) {
-            None => return info!("no Tekton Results address: no reconciliation sweep"),
-            Some(Err(e)) => return warn!("no reconciliation sweep: {e}"),
-            Some(Ok(results)) => results,
+        let Some(config) = self.args.results.config() else {
+            return info!("no Tekton Results address: no reconciliation sweep");
         };
-        if self.args.results.tekton_results_insecure_skip_tls_verify {
-            warn!(
-                "Tekton Results TLS verification is off (--tekton-results-insecure-skip-tls-verify)"
-            );
-        }
         let sweep_settings =
             runtime::project(settings, &self.stop, &mut self.tasks, |s| SweepSettings {
                 interval: s.sweep_interval,
                 lookback: s.lookback,
             });
-        let mut sweeper = Sweeper::new(results, sweep_settings, tx, self.metrics.sweep.clone());
-        if let Some(c) = checkpoint {
-            sweeper = sweeper.with_watermark(c.watermark());
-        }
-        self.tasks
-            .spawn(sweeper.run(self.stop.clone().cancelled_owned()));
+        let start = SweepStart {
+            config,
+            resolver: self.args.results.resolver(),
+            settings: sweep_settings,
+            tx,
+            metrics: self.metrics.sweep.clone(),
+            watermark: checkpoint.map(Checkpoint::watermark),
+        };
+        self.tasks.spawn(start.run(self.stop.clone()));
     }
 
     /// The admission webhook, when `--webhook-listen` is given.
