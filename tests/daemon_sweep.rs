@@ -626,3 +626,138 @@ async fn results_is_found_where_konflux_installs_it_or_said_missing_once() {
     home.cleanup().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `shared/` beside the checkout, or `$SHARED`.
+fn shared() -> std::path::PathBuf {
+    std::env::var_os("SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
+/// Issue #22 §1: the Secret `segment-bridge-config` exactly as the Konflux operator wrote
+/// it (`shared/konflux-operator/objects/secret.yaml`, read here, not typed in), applied to
+/// the API server and given to the daemon as `envFrom` gives it: its write key, its
+/// `TEKTON_LIMIT`, and its Results address, the operator's service name and port, which
+/// `--tekton-results-resolve` points at the local Results server (like curl's
+/// `--connect-to`). The one thing changed is where events go: the test's sink stands in
+/// for the Secret's Segment URL (`--segment-api-url` wins over `SEGMENT_BATCH_API`), whose
+/// reading is checked on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_own_secret_runs_the_daemon_with_events_and_a_sweep() {
+    let path = shared().join("konflux-operator/objects/secret.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "this test needs the Secret the Konflux operator wrote, {}: {e}; put shared/ beside \
+             the checkout or set SHARED to it",
+            path.display()
+        )
+    });
+    let mut secret: Secret = serde_norway::from_str(&text).expect("a Secret");
+    assert_eq!(
+        secret.metadata.name.as_deref(),
+        Some("segment-bridge-config")
+    );
+    let cluster = support::cluster().await;
+    let results = results_server();
+    let dir = support::daemon::tempdir("operator-own-secret");
+    let out = dir.join("sink.ndjson");
+    let home = cluster.namespace("own-secret-home").await;
+    let tenant = cluster.namespace("own-secret-tenant").await;
+    let runs = tenant.dynamic_api(&crds::pipelinerun());
+    // Into the test's namespace (segment-bridge is tests/deploy.rs's); its owner, the
+    // KonfluxSegmentBridge, is not on this API server (and the capture has no uid for it).
+    secret.metadata.namespace = Some(home.name().to_owned());
+    secret.metadata.owner_references = None;
+    let secrets: Api<Secret> = home.api();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("apply the operator's Secret");
+    let env = env_from(&secrets, "segment-bridge-config").await;
+    let value = |key: &str| {
+        env.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{key} in the operator's Secret"))
+    };
+    let (key, addr, batch) = (
+        value("SEGMENT_WRITE_KEY"),
+        value("TEKTON_RESULTS_API_ADDR"),
+        value("SEGMENT_BATCH_API"),
+    );
+    assert_eq!(value("TEKTON_LIMIT"), "50");
+    // Its Segment URL as the daemon reads it: the batch URL without `/batch`.
+    let segment = konflux_telemetry::runtime::args::SegmentArgs {
+        segment_api_url: None,
+        segment_batch_api: Some(batch.clone()),
+        segment_write_key: None,
+    };
+    let api_url = segment.api_url().expect("the operator's SEGMENT_BATCH_API");
+    assert_eq!(format!("{api_url}/batch"), batch);
+
+    // The operator's address: a service name without a scheme, on the service's port.
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    assert!(
+        host.ends_with(".svc.cluster.local") && port == "8080",
+        "{addr}"
+    );
+    let local_port = results.addr.rsplit(':').next().expect("a port");
+    let ns = format!("own-secret-{}", std::process::id());
+    let uid = format!("own-secret-{}", jiff::Timestamp::now().as_nanosecond());
+    let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+        "metadata": {"name": "recorded", "namespace": ns, "uid": uid},
+        "status": {"startTime": at(-50), "completionTime": at(-10), "childReferences": [{"name": "a"}],
+                   "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]}});
+    results.record(&ns, &run).await;
+
+    let sink = start_sink(&key, &out).await;
+    let (settings, state) = (
+        format!("{}/settings", home.name()),
+        format!("{}/state", home.name()),
+    );
+    let args = [
+        "--cluster-id".to_owned(),
+        "operator-own-secret".to_owned(),
+        "--flush-interval".to_owned(),
+        "300ms".to_owned(),
+        "--config-map".to_owned(),
+        settings,
+        "--state-config-map".to_owned(),
+        state,
+        "--segment-api-url".to_owned(),
+        sink.api_url(),
+        "--tekton-results-resolve".to_owned(),
+        format!("{host}=127.0.0.1:{local_port}"),
+    ];
+    let d = DaemonProcess::start_with_env(&cluster, &args, &env, dir.join("d.log"));
+    // The sweep: the run only Results holds.
+    wait_for_ids(
+        &out,
+        &[format!("{uid}-started"), format!("{uid}-completed")],
+    )
+    .await;
+    // The watch: a run started now.
+    wait_for_ids(&out, &[support::marker_run(&runs, "watched").await]).await;
+    let text = metric_reaches(&d, FULL_OK, 1.0).await;
+    let configured = r#"konflux_telemetry_sweep_results_address{found="configured"}"#;
+    assert_eq!(metric(&text, configured), 1.0, "{text}");
+    assert_eq!(
+        metric(
+            &text,
+            r#"konflux_telemetry_sweep_sweeps_total{outcome="error"}"#
+        ),
+        0.0
+    );
+    let log = stop(d);
+    assert!(
+        !log.contains("TEKTON_LIMIT"),
+        "50 a page is not clamped:\n{log}"
+    );
+    assert!(!log.contains(&key), "the write key in the log");
+    assert!(!log.contains(host), "the Results address in the log");
+
+    sink.shutdown().await;
+    tenant.cleanup().await;
+    home.cleanup().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -193,9 +193,10 @@ pub struct ResultsArgs {
     /// service-account volume's `service-ca.crt`).
     #[arg(long, hide = true, value_name = "FILE")]
     pub tekton_results_service_ca_file: Vec<PathBuf>,
-    /// Resolve HOST to IP when locating Tekton Results, or `HOST=` for a name that does not
-    /// resolve, like curl's --resolve (repeatable; tests).
-    #[arg(long, hide = true, value_name = "HOST=IP")]
+    /// Resolve HOST to IP when locating Tekton Results (`HOST=IP:PORT`: and connect to
+    /// PORT), or `HOST=` for a name that does not resolve, like curl's --resolve
+    /// (repeatable; tests).
+    #[arg(long, hide = true, value_name = "HOST=IP[:PORT]")]
     pub tekton_results_resolve: Vec<Override>,
 }
 

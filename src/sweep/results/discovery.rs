@@ -1,8 +1,9 @@
 //! Finding Tekton Results: the candidates of [`super::address`], tried in order, the first
 //! whose host resolves taken. Names resolve through the system's resolver (bounded in
-//! time), or through overrides given like curl's `--resolve` (`HOST=IP`, or `HOST=` for a
-//! name that does not resolve), which tests use to point a cluster service name at a
-//! local server.
+//! time), or through overrides given like curl's `--resolve` (`HOST=IP`, `HOST=IP:PORT`
+//! to connect to another port as well, like curl's `--connect-to`, or `HOST=` for a name
+//! that does not resolve), which tests use to point a cluster service name at a local
+//! server.
 
 use super::address::{self, Candidate, Which};
 use std::net::{IpAddr, SocketAddr};
@@ -38,11 +39,14 @@ impl Found {
 }
 
 /// A name's resolution given in advance, like curl's `--resolve`: `HOST=IP` (the name
-/// resolves to IP only), or `HOST=` (it does not resolve).
+/// resolves to IP only), `HOST=IP:PORT` (and the connection goes to PORT), or `HOST=` (it
+/// does not resolve).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Override {
     pub host: String,
     pub ip: Option<IpAddr>,
+    /// The port to connect to instead of the address's.
+    pub port: Option<u16>,
 }
 
 impl std::str::FromStr for Override {
@@ -56,11 +60,19 @@ impl std::str::FromStr for Override {
         if host.is_empty() {
             return Err("expected HOST=IP: the host is empty".to_owned());
         }
-        let ip = match ip.trim() {
-            "" => None,
-            ip => Some(ip.parse().map_err(|e| format!("not an IP address: {e}"))?),
+        let (ip, port) = match ip.trim() {
+            "" => (None, None),
+            text => match text.parse::<SocketAddr>() {
+                Ok(at) => (Some(at.ip()), Some(at.port())),
+                Err(_) => {
+                    let ip = text
+                        .parse()
+                        .map_err(|e| format!("not an IP address: {e}"))?;
+                    (Some(ip), None)
+                }
+            },
         };
-        Ok(Override { host, ip })
+        Ok(Override { host, ip, port })
     }
 }
 
@@ -119,13 +131,14 @@ impl Resolver {
 pub struct Located {
     pub candidate: Candidate,
     pub found: Found,
-    /// Addresses the client must use for the candidate's host (overrides only).
+    /// Addresses the client must use for the candidate's host (overrides only; an
+    /// override's port is the candidate's port already).
     pub pinned: Vec<SocketAddr>,
 }
 
 /// The first of `candidates` whose host resolves, in order; `None` when none does.
 pub async fn locate(candidates: Vec<Candidate>, resolver: &Resolver) -> Option<Located> {
-    for candidate in candidates {
+    for mut candidate in candidates {
         let Some(host) = candidate.url.host_str().map(str::to_owned) else {
             continue;
         };
@@ -137,6 +150,10 @@ pub async fn locate(candidates: Vec<Candidate>, resolver: &Resolver) -> Option<L
             Which::Configured => Found::Configured,
             Which::Service(_) => Found::Discovered,
         };
+        if let Some(other) = resolver.overridden(&host).and_then(|o| o.port) {
+            // Cannot fail: the URL has a host (and so can have a port).
+            let _ = candidate.url.set_port(Some(other));
+        }
         let pinned = resolver.pinned(&host, port);
         return Some(Located {
             candidate,
@@ -169,9 +186,12 @@ mod tests {
             o("Results.NS.svc.=127.0.0.1"),
             Override {
                 host: "results.ns.svc".into(),
-                ip: Some([127, 0, 0, 1].into())
+                ip: Some([127, 0, 0, 1].into()),
+                port: None,
             }
         );
+        assert_eq!(o("a.b.svc=127.0.0.1:9443").port, Some(9443));
+        assert_eq!(o("a.b.svc=[::1]:9443").ip, Some("::1".parse().unwrap()));
         assert_eq!(o("a.b.svc=").ip, None);
         for bad in ["a.b.svc", "=127.0.0.1", "a=not-an-ip"] {
             assert!(bad.parse::<Override>().is_err(), "{bad}");
@@ -209,6 +229,18 @@ mod tests {
             "https://tekton-results-api-service.tekton-results.svc.cluster.local:8080/"
         );
         assert_eq!(at.pinned, [SocketAddr::from(([10, 0, 0, 7], 8080))]);
+
+        // An override with a port: the connection goes there, the name stays.
+        let resolver = Resolver::with_overrides(vec![o(
+            "tekton-results-api-service.openshift-pipelines.svc.cluster.local=127.0.0.1:9443",
+        )]);
+        let at = locate_results(&OPERATOR.parse().unwrap(), &resolver)
+            .await
+            .expect("found");
+        assert_eq!(
+            at.candidate.url.as_str(),
+            "https://tekton-results-api-service.openshift-pipelines.svc.cluster.local:9443/"
+        );
     }
 
     #[tokio::test]
