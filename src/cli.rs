@@ -6,7 +6,7 @@ use crate::secret::Secret;
 use crate::segment::credentials::{Credentials, Said};
 use crate::segment::{self, Backoff, SenderConfig, WriteKey};
 use crate::settings::{self, Settings};
-use crate::sweep::{ResultsConfig, TokenSource};
+use crate::sweep::{Override, Resolver, ResultsConfig, TokenSource};
 use crate::{Error, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -198,9 +198,20 @@ pub struct ResultsArgs {
     /// PEM bundle of CAs trusted for the Results API (on OpenShift, the service CA).
     #[arg(long, env = "TEKTON_RESULTS_CA_FILE")]
     pub tekton_results_ca_file: Option<PathBuf>,
-    /// Accept any certificate from the Results API. Off by default; not for production.
+    /// Accept any certificate from the Results API. Off by default; not for production;
+    /// with a token, for cluster service names only.
     #[arg(long, env = "TEKTON_RESULTS_INSECURE_SKIP_TLS_VERIFY")]
     pub tekton_results_insecure_skip_tls_verify: bool,
+    /// Where the OpenShift service CA is looked for when no CA file is given (repeatable;
+    /// default: the ConfigMap `openshift-service-ca.crt` as `deploy/` mounts it, and the
+    /// service-account volume's `service-ca.crt`).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub tekton_results_service_ca_file: Vec<PathBuf>,
+    /// Resolve HOST to IP when locating Tekton Results (`HOST=IP:PORT`: and connect to
+    /// PORT), or `HOST=` for a name that does not resolve, like curl's --resolve
+    /// (repeatable; tests).
+    #[arg(long, hide = true, value_name = "HOST=IP[:PORT]")]
+    pub tekton_results_resolve: Vec<Override>,
 }
 
 impl ResultsArgs {
@@ -224,10 +235,21 @@ impl ResultsArgs {
         }
         c.ca_file.clone_from(&self.tekton_results_ca_file);
         c.insecure_skip_tls_verify = self.tekton_results_insecure_skip_tls_verify;
+        if !self.tekton_results_service_ca_file.is_empty() {
+            c.service_ca_files
+                .clone_from(&self.tekton_results_service_ca_file);
+        }
         if let Some(limit) = self.tekton_limit {
             c.page_size = limit;
         }
         Some(c)
+    }
+}
+
+impl ResultsArgs {
+    /// How Results' candidate names resolve: `--tekton-results-resolve`, else the system.
+    pub fn resolver(&self) -> Resolver {
+        Resolver::with_overrides(self.tekton_results_resolve.clone())
     }
 }
 

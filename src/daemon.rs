@@ -26,7 +26,7 @@ use crate::settings::Settings;
 use crate::settings::live::LiveSettings;
 use crate::state::checkpoint::Checkpoint;
 use crate::sweep::SweepMetrics;
-use crate::sweep::{ResultsClient, SweepSettings, Sweeper};
+use crate::sweep::{SweepSettings, SweepStart};
 use crate::switch::inputs::SwitchMetrics;
 use crate::switch::{Decision, KonfluxSays, PlatformSays};
 use crate::{Error, Result, logging};
@@ -328,23 +328,17 @@ impl Daemon {
         readiness
     }
 
-    /// The reconciliation sweep over Tekton Results, when an address is given.
+    /// The reconciliation sweep over Tekton Results, when an address is given: located
+    /// (the configured host, else Konflux's service names) in its own task.
     fn sweep(
         &mut self,
         tx: ObservationTx,
         settings: &watch::Receiver<Settings>,
         checkpoint: Option<&Checkpoint>,
     ) {
-        let results = match self.args.results.config().map(|c| ResultsClient::new(&c)) {
-            None => return info!("no Tekton Results address: no reconciliation sweep"),
-            Some(Err(e)) => return warn!("no reconciliation sweep: {e}"),
-            Some(Ok(results)) => results,
+        let Some(config) = self.args.results.config() else {
+            return info!("no Tekton Results address: no reconciliation sweep");
         };
-        if self.args.results.tekton_results_insecure_skip_tls_verify {
-            warn!(
-                "Tekton Results TLS verification is off (--tekton-results-insecure-skip-tls-verify)"
-            );
-        }
         let sweep_settings =
             crate::settings::live::project(settings, &self.stop, &mut self.tasks, |s| {
                 SweepSettings {
@@ -352,12 +346,15 @@ impl Daemon {
                     lookback: s.lookback,
                 }
             });
-        let mut sweeper = Sweeper::new(results, sweep_settings, tx, self.metrics.sweep.clone());
-        if let Some(c) = checkpoint {
-            sweeper = sweeper.with_watermark(c.watermark());
-        }
-        self.tasks
-            .spawn(sweeper.run(self.stop.clone().cancelled_owned()));
+        let start = SweepStart {
+            config,
+            resolver: self.args.results.resolver(),
+            settings: sweep_settings,
+            tx,
+            metrics: self.metrics.sweep.clone(),
+            watermark: checkpoint.map(Checkpoint::watermark),
+        };
+        self.tasks.spawn(start.run(self.stop.clone()));
     }
 
     /// The admission webhook, when `--webhook-listen` is given.

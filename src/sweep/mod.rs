@@ -18,12 +18,14 @@
 
 pub mod metrics;
 pub mod results;
+pub mod start;
 
 pub use metrics::SweepMetrics;
+pub use start::SweepStart;
 
 pub use results::{
-    ErrorKind, Page, RecordOutcome, RecordPages, ResultsClient, ResultsConfig, SweepError,
-    TokenSource, clamp_page_size, parse_addr,
+    ErrorKind, Found, Override, Page, RecordOutcome, RecordPages, Resolver, ResultsClient,
+    ResultsConfig, SweepError, TlsPolicy, TokenSource, clamp_page_size, parse_addr,
 };
 
 use crate::pipeline::observation::{Observation, ObservationTx, Source};

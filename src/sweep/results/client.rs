@@ -4,6 +4,8 @@
 
 use super::error::{SetupError, SweepError};
 use super::paging::{self, DEFAULT_DEADLINE, MAX_PAGE_BYTES, MAX_PAGES};
+use super::tls::{self, SERVICE_CA_FILES, TlsPolicy};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -80,8 +82,15 @@ pub struct ResultsConfig {
     pub token: TokenSource,
     /// PEM bundle of extra trusted CAs (on top of the system roots).
     pub ca_file: Option<PathBuf>,
-    /// Accept any server certificate. Off by default; for tests and emergencies only.
+    /// Where the OpenShift service CA is looked for without a CA file (the first that
+    /// holds a certificate is trusted): [`SERVICE_CA_FILES`].
+    pub service_ca_files: Vec<PathBuf>,
+    /// Accept any server certificate. Off by default; for tests and emergencies only;
+    /// with a token, for cluster service names only.
     pub insecure_skip_tls_verify: bool,
+    /// Addresses to connect to for the address's host instead of asking the system's
+    /// resolver (what discovery was told by an override, like curl's `--resolve`).
+    pub resolve_to: Vec<SocketAddr>,
     /// Timeout of one HTTP request (one page).
     pub timeout: Duration,
     /// Records per page (`TEKTON_LIMIT`), clamped to [`clamp_page_size`].
@@ -97,14 +106,17 @@ pub struct ResultsConfig {
 }
 
 impl ResultsConfig {
-    /// Defaults: the service-account token file, system roots only, 30 s per page,
+    /// Defaults: the service-account token file, the TLS policy of [`tls::decide`] (no CA
+    /// file, the service CA where mounted), 30 s per page,
     /// [`DEFAULT_PAGE_SIZE`] records per page, all namespaces.
     pub fn new(addr: impl Into<String>) -> Self {
         Self {
             addr: addr.into(),
             token: TokenSource::File(PathBuf::from(DEFAULT_SA_TOKEN_PATH)),
             ca_file: None,
+            service_ca_files: SERVICE_CA_FILES.iter().map(PathBuf::from).collect(),
             insecure_skip_tls_verify: false,
+            resolve_to: Vec::new(),
             timeout: Duration::from_secs(30),
             page_size: DEFAULT_PAGE_SIZE,
             parent: "-".to_owned(),
@@ -140,6 +152,7 @@ pub struct ResultsClient {
     endpoint: String,
     pub(super) token: TokenSource,
     cached_token: Mutex<Option<CachedToken>>,
+    tls: TlsPolicy,
     pub(super) page_size: u32,
     /// The CEL filter on `data_type` ([`paging::data_type_filter`]).
     pub(super) filter: String,
@@ -149,8 +162,9 @@ pub struct ResultsClient {
 }
 
 impl ResultsClient {
-    /// Refuses a bad address, an unreadable CA file, and a token over plain http (the
-    /// bearer token is only ever sent over https). Clamps the page size to
+    /// Refuses a bad address, an unreadable CA file, a token over plain http (the bearer
+    /// token is only ever sent over https), and a token that would go unverified to a host
+    /// outside the cluster's service names ([`tls::decide`]). Clamps the page size to
     /// [`clamp_page_size`], saying so in one log line.
     pub fn new(config: &ResultsConfig) -> Result<Self, SweepError> {
         let base = parse_addr(&config.addr)?;
@@ -204,16 +218,16 @@ impl ResultsClient {
             ))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy();
-        if let Some(ca) = &config.ca_file {
-            let pem = std::fs::read(ca).map_err(SetupError::ReadCa)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(SetupError::NotPem)?;
-            if certs.is_empty() {
-                return Err(SetupError::NoCertificate.into());
-            }
-            builder = builder.tls_certs_merge(certs);
-        }
-        if config.insecure_skip_tls_verify {
-            builder = builder.tls_danger_accept_invalid_certs(true);
+        let tls = tls::decide(
+            &base,
+            config.ca_file.as_deref(),
+            config.insecure_skip_tls_verify,
+            &config.service_ca_files,
+            config.token != TokenSource::None,
+        )?;
+        builder = tls::apply(builder, &tls)?;
+        if let Some(host) = base.host_str().filter(|_| !config.resolve_to.is_empty()) {
+            builder = builder.resolve_to_addrs(host, &config.resolve_to);
         }
         let http = builder
             .build()
@@ -225,6 +239,7 @@ impl ResultsClient {
             endpoint,
             token: config.token.clone(),
             cached_token: Mutex::new(None),
+            tls,
             page_size,
             filter: paging::data_type_filter(),
             max_pages: config.max_pages.max(1),
@@ -236,6 +251,11 @@ impl ResultsClient {
     /// Records asked for a page (after clamping).
     pub fn page_size(&self) -> u32 {
         self.page_size
+    }
+
+    /// What the client trusts of the server's certificate.
+    pub fn tls_policy(&self) -> &TlsPolicy {
+        &self.tls
     }
 
     /// `host:port` of the API, for logs.
@@ -448,5 +468,58 @@ mod tests {
             assert!(!shown.contains("secret-namespace"), "{shown}");
             assert!(!shown.contains("/apis/"), "{shown}");
         }
+    }
+
+    /// A sweep's first page from `addr` (its host pinned to the TLS fake on `port`), with
+    /// a fixed token and `service_ca` as the mounted service CA files.
+    async fn first_page(
+        addr: &str,
+        port: u16,
+        service_ca: Vec<PathBuf>,
+    ) -> (Option<SweepError>, TlsPolicy) {
+        let mut c = config(addr);
+        c.token = TokenSource::Fixed("t0ken".into());
+        c.service_ca_files = service_ca;
+        c.resolve_to = vec![SocketAddr::from(([127, 0, 0, 1], port))];
+        let client = new_client(&c).unwrap();
+        let (_, err) = drain(&mut client.records_since(since("2026-01-01T00:00:00Z"))).await;
+        (err, client.tls_policy().clone())
+    }
+
+    #[tokio::test]
+    async fn the_token_goes_unverified_only_to_cluster_service_names() {
+        let ok: Handler = Arc::new(|_: &Seen| (200, "{}".to_owned()));
+        // A cluster service name, no CA: not verified, the token sent.
+        let (port, seen) = fake_tls(ok.clone()).await;
+        let service =
+            format!("https://tekton-results-api-service.tekton-results.svc.cluster.local:{port}");
+        let (err, policy) = first_page(&service, port, Vec::new()).await;
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(policy, TlsPolicy::InClusterUnverified);
+        let auth = each_request(&seen, |s| s.authorization.clone());
+        assert_eq!(auth, [Some("Bearer t0ken".to_owned())]);
+
+        // A host outside the cluster, no CA: verified against the system roots, which do
+        // not hold the test CA: the handshake fails, no request, no token.
+        let (port, seen) = fake_tls(ok.clone()).await;
+        let outside = format!("https://localhost:{port}");
+        let (err, policy) = first_page(&outside, port, Vec::new()).await;
+        assert_eq!(policy, TlsPolicy::SystemRoots);
+        let err = err.expect("refused");
+        assert_eq!(err.kind(), ErrorKind::Unreachable, "{err}");
+        assert!(seen.lock().unwrap().is_empty(), "the server saw a request");
+
+        // The service CA mounted: verified with it, for any host.
+        let (err, policy) = first_page(&outside, port, vec![test_ca()]).await;
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(policy, TlsPolicy::ServiceCa(test_ca()));
+        // ... and a service name its certificate does not carry is refused, not skipped.
+        let (port, seen) = fake_tls(ok).await;
+        let other = format!(
+            "https://tekton-results-api-service.openshift-pipelines.svc.cluster.local:{port}"
+        );
+        let (err, _) = first_page(&other, port, vec![test_ca()]).await;
+        assert_eq!(err.map(|e| e.kind()), Some(ErrorKind::Unreachable));
+        assert!(seen.lock().unwrap().is_empty(), "the server saw a request");
     }
 }

@@ -91,6 +91,10 @@ pub enum SetupError {
         "TEKTON_RESULTS_API_ADDR is plain http: the bearer token is only sent over https; use https:// or host:port"
     )]
     TokenOverPlainHttp,
+    #[error(
+        "--tekton-results-insecure-skip-tls-verify with a token applies to the cluster's service names only (NAME.NAMESPACE.svc[.cluster.local]); give the CA with --tekton-results-ca-file"
+    )]
+    UnverifiedTokenOutsideCluster,
     #[error("cannot read the CA file: {}", .0.kind())]
     ReadCa(#[source] std::io::Error),
     #[error("the CA file is not a PEM bundle")]

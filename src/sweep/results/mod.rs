@@ -35,10 +35,13 @@
 //! (the filter text, page tokens, the page and time caps, the page body cap);
 //! `decode` reads a page body record by record. `fake` (tests only) is a loopback HTTP(S) server.
 
+pub mod address;
 mod client;
 mod decode;
+pub mod discovery;
 mod error;
 mod paging;
+pub mod tls;
 
 #[cfg(test)]
 pub(super) mod fake;
@@ -48,8 +51,10 @@ pub use client::{
     ResultsConfig, SERVER_MAX_PAGE_SIZE, TokenSource, clamp_page_size, parse_addr,
 };
 pub use decode::MAX_PAGE_TOKEN_BYTES;
+pub use discovery::{Found, Located, Override, Resolver};
 pub use error::{ErrorKind, SetupError, SweepError};
 pub use paging::{DEFAULT_DEADLINE, MAX_PAGE_BYTES, MAX_PAGES, PIPELINERUN_TYPES, RecordPages};
+pub use tls::TlsPolicy;
 
 use crate::events::Object;
 
