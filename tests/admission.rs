@@ -453,13 +453,7 @@ async fn creations_carry_the_hashed_actor() {
             &[("konflux-ci.dev/type", "tenant"), (LABEL, id)],
         )
         .await;
-    let new_tenant_uid = Api::<Namespace>::all(cluster.client())
-        .get(new_tenant.name())
-        .await
-        .expect("namespace")
-        .metadata
-        .uid
-        .expect("uid");
+    let new_tenant_uid = new_tenant.uid().await;
 
     let ids = vec![
         format!("{}-component-created", uid(&component)),

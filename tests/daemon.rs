@@ -138,13 +138,7 @@ async fn live_capture_restart_and_sigterm() {
     )
     .await
     .expect("complete");
-    let ns_uid = Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client())
-        .get(&ns)
-        .await
-        .expect("namespace")
-        .metadata
-        .uid
-        .expect("uid");
+    let ns_uid = tenant.uid().await;
     let ids = vec![
         format!("{run_uid}-completed"),
         format!(
