@@ -388,13 +388,8 @@ async fn cluster_up_on_a_running_server_restores_a_missing_crd() {
     assert!(!present, "the CRD was deleted");
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/control-plane/cluster-up.sh");
-    let up = std::process::Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("run cluster-up.sh");
-    let log =
-        String::from_utf8_lossy(&up.stderr).into_owned() + &String::from_utf8_lossy(&up.stdout);
-    assert!(up.status.success(), "{log}");
+    let (ok, log) = support::run_output(std::process::Command::new("bash").arg(&script));
+    assert!(ok, "{log}");
     assert!(
         log.contains("already running"),
         "the running server was reused: {log}"

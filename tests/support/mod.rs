@@ -155,6 +155,16 @@ pub fn object(
     DynamicObject::new(name, ar).data(serde_json::json!({ "spec": spec }))
 }
 
+/// Runs `cmd`: whether it succeeded, and what it wrote (its stdout, then its stderr).
+pub fn run_output(cmd: &mut std::process::Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut f: F) -> T
 where
