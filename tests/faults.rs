@@ -443,11 +443,7 @@ async fn sink_503_storm_then_429_retry_after() {
     let daemon = world.start_ready(&[]).await;
     let mut ids = world.tenant_arrived(&tenant).await;
 
-    world.inject(Fault {
-        status: Some(503),
-        seconds: Some(4.0),
-        ..Fault::default()
-    });
+    world.inject(Fault::answer(503).for_seconds(4.0));
     let t = Instant::now();
     for i in 0..3 {
         ids.push(component(&tenant, &format!("sekrit-503-{i}")).await);
@@ -469,12 +465,7 @@ async fn sink_503_storm_then_429_retry_after() {
     );
 
     // 429 with Retry-After: 2.
-    world.inject(Fault {
-        status: Some(429),
-        retry_after: Some(2),
-        count: Some(1),
-        ..Fault::default()
-    });
+    world.inject(Fault::answer(429).retry_after(2).times(1));
     let mark = world.sink.stats().request_log.len();
     let mut late = Vec::new();
     for i in 0..2 {
@@ -514,11 +505,7 @@ async fn sink_slow_and_dropping_connections() {
     let mut ids = world.tenant_arrived(&tenant).await;
 
     // Slow: 2 s per request for the next two.
-    world.inject(Fault {
-        latency_ms: Some(2000),
-        count: Some(2),
-        ..Fault::default()
-    });
+    world.inject(Fault::default().latency_ms(2000).times(2));
     let t = Instant::now();
     for i in 0..4 {
         ids.push(component(&tenant, &format!("sekrit-slow-{i}")).await);
@@ -539,11 +526,7 @@ async fn sink_slow_and_dropping_connections() {
     assert_eq!(slow, 2, "{:?}", stats.request_log);
 
     // Dropping: the next three requests lose their connection mid-body.
-    world.inject(Fault {
-        drop: true,
-        count: Some(3),
-        ..Fault::default()
-    });
+    world.inject(Fault::dropping().times(3));
     let t = Instant::now();
     for i in 0..3 {
         ids.push(component(&tenant, &format!("sekrit-drop-{i}")).await);

@@ -161,12 +161,8 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
     wait_for_ids(&out, std::slice::from_ref(&first)).await;
 
     // Segment failing: the next event stays buffered, retried.
-    sink.inject(Fault {
-        status: Some(503),
-        count: Some(1_000_000),
-        ..Fault::default()
-    })
-    .expect("fault");
+    sink.inject(Fault::answer(503).times(1_000_000))
+        .expect("fault");
     let buffered = create("buffered").await;
     eventually("a 503 retry of the buffered event", WAIT, || async {
         let (_, preview) = daemon.get("/preview").await?;
