@@ -291,6 +291,22 @@ fn buckets(metrics: &AdmissionMetrics) -> Vec<(f64, u64)> {
 
 /// The server-side p50 and p99 bounds between two snapshots: the smallest bucket bound
 /// holding that share of the requests.
+/// [`report`], then what the server measured since `before`.
+fn report_with_server_side(
+    what: &str,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    before: &[(f64, u64)],
+    metrics: &AdmissionMetrics,
+) {
+    report(what, latencies, elapsed);
+    println!(
+        "{:<44} {}",
+        "  server side (headers to answer)",
+        server_side(before, &buckets(metrics))
+    );
+}
+
 fn server_side(before: &[(f64, u64)], after: &[(f64, u64)]) -> String {
     let diff: Vec<(f64, u64)> = after
         .iter()
@@ -397,15 +413,12 @@ async fn over_https(seconds: f64) {
     while let Some(l) = tasks.join_next().await {
         latencies.push(l.expect("request"));
     }
-    report(
+    report_with_server_side(
         "HTTPS, open loop at 500/s (client-side)",
         latencies,
         started.elapsed(),
-    );
-    println!(
-        "{:<44} {}",
-        "  server side (headers to answer)",
-        server_side(&before, &buckets(&metrics))
+        &before,
+        &metrics,
     );
 
     // Closed loop, 16 clients: the most it takes.
@@ -428,15 +441,12 @@ async fn over_https(seconds: f64) {
     while let Some(l) = workers.join_next().await {
         latencies.extend(l.expect("worker"));
     }
-    report(
+    report_with_server_side(
         "HTTPS, 16 concurrent clients (client-side)",
         latencies,
         started.elapsed(),
-    );
-    println!(
-        "{:<44} {}",
-        "  server side (headers to answer)",
-        server_side(&before, &buckets(&metrics))
+        &before,
+        &metrics,
     );
 
     stop.cancel();

@@ -71,11 +71,7 @@ async fn main() {
 
     let mut namespaces = Vec::new();
     for _ in 0..tenants {
-        namespaces.push(
-            cluster
-                .namespace_with_labels("mem-tenant", &[("konflux-ci.dev/type", "tenant")])
-                .await,
-        );
+        namespaces.push(cluster.tenant("mem-tenant").await);
     }
     let t = Instant::now();
     let created = support::create_completed_runs(

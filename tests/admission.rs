@@ -73,11 +73,7 @@ impl Test {
         let id = unique(name);
         let home = match home {
             Home::Plain(prefix) => cluster.namespace(prefix).await,
-            Home::Tenant(prefix) => {
-                cluster
-                    .namespace_with_labels(prefix, &[("konflux-ci.dev/type", "tenant")])
-                    .await
-            }
+            Home::Tenant(prefix) => cluster.tenant(prefix).await,
             Home::Watched(prefix) => {
                 cluster
                     .namespace_with_labels(

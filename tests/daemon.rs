@@ -62,9 +62,7 @@ async fn live_capture_restart_and_sigterm() {
     let out = dir.join("sink.ndjson");
     let sink = start_sink(KEY, &out).await;
     let sink_url = sink.api_url();
-    let tenant = cluster
-        .namespace_with_labels("secret-tenant", &[("konflux-ci.dev/type", "tenant")])
-        .await;
+    let tenant = cluster.tenant("secret-tenant").await;
     let ns = tenant.name().to_owned();
     // The daemon's own namespace (segment-bridge in a real cluster) holds its ConfigMaps.
     let home = cluster.namespace("daemon-home").await;
@@ -264,9 +262,7 @@ async fn live_flush_interval_and_sigterm_flush() {
     let sink = start_sink(KEY, &out).await;
     let sink_url = sink.api_url();
     let home = cluster.namespace("daemon-flush-home").await;
-    let tenant = cluster
-        .namespace_with_labels("flush-tenant", &[("konflux-ci.dev/type", "tenant")])
-        .await;
+    let tenant = cluster.tenant("flush-tenant").await;
     let flush_every = |flush: &str| json!({"flushInterval": flush, "heartbeatInterval": "1h"});
     home.settings(flush_every("1h")).await;
     let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
@@ -447,9 +443,7 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
         "a tenant namespace event with the new identity",
         WAIT,
         || async {
-            let t = cluster
-                .namespace_with_labels("nokey-tenant", &[("konflux-ci.dev/type", "tenant")])
-                .await;
+            let t = cluster.tenant("nokey-tenant").await;
             let uid = namespaces.get(t.name()).await.ok()?.metadata.uid?;
             let id = format!("{uid}-namespace-created");
             let batch = preview(vec![id.clone()]).await;
@@ -523,9 +517,7 @@ async fn a_crd_that_appears_later_is_picked_up() {
     daemon.wait_ready().await;
 
     // The other kinds go on meanwhile.
-    let tenant = cluster
-        .namespace_with_labels("crd-tenant", &[("konflux-ci.dev/type", "tenant")])
-        .await;
+    let tenant = cluster.tenant("crd-tenant").await;
     let component = tenant
         .dynamic_api(&crds::component())
         .create(
@@ -602,9 +594,7 @@ async fn a_changed_secret_applies_at_the_next_flush() {
         std::fs::write(secret.join("SEGMENT_API_URL"), format!("{url}/batch\n")).expect("url");
     };
     write("first-key-4c1a", &first.api_url());
-    let tenant = cluster
-        .namespace_with_labels("secret-change", &[("konflux-ci.dev/type", "tenant")])
-        .await;
+    let tenant = cluster.tenant("secret-change").await;
     let home = cluster.namespace("secret-change-home").await;
     home.settings(json!({"flushInterval": "300ms", "heartbeatInterval": "1h"}))
         .await;

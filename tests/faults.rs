@@ -97,10 +97,7 @@ impl World {
 
     async fn tenant(&self, prefix: &str) -> TestNamespace {
         assert!(prefix.contains(SECRET));
-        let ns = self
-            .cluster
-            .namespace_with_labels(prefix, &[("konflux-ci.dev/type", "tenant")])
-            .await;
+        let ns = self.cluster.tenant(prefix).await;
         self.secrets
             .lock()
             .expect("lock")

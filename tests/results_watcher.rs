@@ -61,9 +61,7 @@ async fn a_run_the_watcher_recorded_and_pruning_removed_is_swept_once() {
     let out = dir.join("sink.ndjson");
     let sink = start_sink(KEY, &out).await;
     let home = cluster.namespace("watcher-home").await;
-    let tenant = cluster
-        .namespace_with_labels("watcher-tenant", &[("konflux-ci.dev/type", "tenant")])
-        .await;
+    let tenant = cluster.tenant("watcher-tenant").await;
     let ns = tenant.name().to_owned();
     let runs = tenant.dynamic_api(&crds::pipelinerun());
 
