@@ -7,10 +7,9 @@ mod support;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::path::Path;
 use support::daemon::{
-    DaemonProcess, WAIT, count, free_port, konflux_lock, sink_events, start_sink, tempdir,
+    DaemonProcess, WAIT, by_id, count, free_port, konflux_lock, sink_events, start_sink, tempdir,
     wait_for_ids,
 };
 use support::{TestCluster, crds, eventually, set_status};
@@ -87,15 +86,9 @@ async fn live_capture_restart_and_sigterm() {
         "secret-run",
         json!({"pipelineRef": {"name": "p"}}),
     );
-    run.metadata.labels = Some(BTreeMap::from([
-        (
-            "tekton.dev/pipeline".to_owned(),
-            "secret-pipeline".to_owned(),
-        ),
-        (
-            "pipelines.appstudio.openshift.io/type".to_owned(),
-            "build".to_owned(),
-        ),
+    run.metadata.labels = Some(support::labels(&[
+        ("tekton.dev/pipeline", "secret-pipeline"),
+        ("pipelines.appstudio.openshift.io/type", "build"),
     ]));
     let run = runs
         .create(&PostParams::default(), &run)
@@ -114,10 +107,7 @@ async fn live_capture_restart_and_sigterm() {
     .expect("start");
     let started = format!("{run_uid}-started");
     let events = wait_for_ids(&out, std::slice::from_ref(&started)).await;
-    let first = events
-        .iter()
-        .find(|e| e["messageId"] == started)
-        .expect("started");
+    let first = by_id(&events, &started);
     assert_eq!(first["timestamp"], start);
     assert_eq!(first["properties"]["pipelineType"], "build");
     assert_eq!(first["properties"]["hasPipelineLabel"], true);
@@ -146,10 +136,7 @@ async fn live_capture_restart_and_sigterm() {
         format!("{ns_uid}-namespace-created"),
     ];
     let events = wait_for_ids(&out, &ids).await;
-    let completed = events
-        .iter()
-        .find(|e| e["messageId"] == ids[0])
-        .expect("completed");
+    let completed = by_id(&events, &ids[0]);
     assert_eq!(completed["properties"]["status"], "Failed");
     assert_eq!(completed["properties"]["taskCount"], 2);
     assert_eq!(completed["timestamp"], done);
@@ -415,13 +402,7 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
         format!("{uid}-removal-started"),
     ];
     let batch = preview(ids.clone()).await;
-    let get = |id: &str| {
-        batch
-            .iter()
-            .find(|e| e["messageId"] == id)
-            .cloned()
-            .expect("event")
-    };
+    let get = |id: &str| by_id(&batch, id).clone();
     let (started, completed, removal) = (get(&ids[0]), get(&ids[1]), get(&ids[2]));
     assert_eq!(started["event"], "Operator Deployment Started");
     assert_eq!(started["timestamp"], created);

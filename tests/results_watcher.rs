@@ -16,7 +16,9 @@ use konflux_telemetry::sweep::{
 };
 use kube::api::DeleteParams;
 use serde_json::json;
-use support::daemon::{DaemonProcess, count, sending_flags, sink_events, start_sink, wait_for_ids};
+use support::daemon::{
+    DaemonProcess, by_id, count, sending_flags, sink_events, start_sink, wait_for_ids,
+};
 use support::results::results_server;
 use support::{crds, eventually, set_status};
 use tokio::sync::{mpsc, watch};
@@ -153,10 +155,7 @@ async fn a_run_the_watcher_recorded_and_pruning_removed_is_swept_once() {
     let daemon = DaemonProcess::start(&cluster, &args, dir.join("daemon.log"));
     let ids = [format!("{uid}-started"), format!("{uid}-completed")];
     let events = wait_for_ids(&out, &ids).await;
-    let completed = events
-        .iter()
-        .find(|e| e["messageId"] == ids[1])
-        .expect("the completed event");
+    let completed = by_id(&events, &ids[1]);
     assert_eq!(completed["properties"]["status"], "Succeeded");
     assert_eq!(completed["properties"]["taskCount"], 1);
 

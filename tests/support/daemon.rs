@@ -216,6 +216,14 @@ pub fn count(events: &[Value], id: &str) -> usize {
     events.iter().filter(|e| e["messageId"] == id).count()
 }
 
+/// The event of `events` with `messageId` `id`; panics when there is none.
+pub fn by_id<'a>(events: &'a [Value], id: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| e["messageId"] == id)
+        .unwrap_or_else(|| panic!("no event {id}"))
+}
+
 /// Waits until every id is at the sink; returns all the sink's events then.
 pub async fn wait_for_ids(out: &Path, ids: &[String]) -> Vec<Value> {
     eventually(&format!("events {ids:?} at the sink"), WAIT, || async {

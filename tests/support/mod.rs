@@ -104,10 +104,7 @@ pub async fn create_completed_runs(
 ) -> usize {
     use futures::StreamExt;
     let pr = crds::pipelinerun();
-    let labels: std::collections::BTreeMap<String, String> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let labels = self::labels(labels);
     let children: Vec<serde_json::Value> = (0..children)
         .map(|c| serde_json::json!({"name": format!("t{c}")}))
         .collect();
@@ -135,6 +132,14 @@ pub async fn create_completed_runs(
         .filter(|r| std::future::ready(r.is_some()))
         .count()
         .await
+}
+
+/// Labels (or annotations) for `metadata`, from `(key, value)` pairs.
+pub fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// A Component `name` of application `application`, ready for `Api::create`.
