@@ -359,21 +359,10 @@ async fn creations_carry_the_hashed_actor() {
         .expect("dry-run create");
     let dry_id = format!("{}-component-created", uid(&dry));
 
-    let component = alice_components
-        .create(
-            &PostParams::default(),
-            &support::component("secret-component", "secret-app"),
-        )
-        .await
-        .expect("component");
+    let component =
+        support::new_component(&alice_components, "secret-component", "secret-app").await;
     // Created and deleted again at once.
-    let brief = alice_components
-        .create(
-            &PostParams::default(),
-            &support::component("secret-brief", "secret-app"),
-        )
-        .await
-        .expect("brief component");
+    let brief = support::new_component(&alice_components, "secret-brief", "secret-app").await;
     alice_components
         .delete("secret-brief", &DeleteParams::default())
         .await
@@ -880,13 +869,7 @@ async fn a_rotated_certificate_is_picked_up_without_restart() {
         tenant.name(),
         &crds::component(),
     );
-    let component = alice
-        .create(
-            &PostParams::default(),
-            &support::component("after-rotation", "a"),
-        )
-        .await
-        .expect("component");
+    let component = support::new_component(&alice, "after-rotation", "a").await;
     let created = format!("{}-component-created", uid(&component));
     let events = wait_for_ids(&test.out, std::slice::from_ref(&created), WAIT).await;
     assert_actor(&events[0], "alice", "user");

@@ -73,13 +73,7 @@ async fn live_capture_restart_and_sigterm() {
 
     // A Component and a PipelineRun, moved along as Tekton would.
     let components = tenant.dynamic_api(&crds::component());
-    let component = components
-        .create(
-            &PostParams::default(),
-            &support::component("secret-component", "secret-app"),
-        )
-        .await
-        .expect("component");
+    let component = support::new_component(&components, "secret-component", "secret-app").await;
     let runs = tenant.dynamic_api(&crds::pipelinerun());
     let mut run = support::object(
         &crds::pipelinerun(),
@@ -156,13 +150,7 @@ async fn live_capture_restart_and_sigterm() {
     assert!(ok, "daemon exit status; log:\n{log1}");
 
     // While the daemon is down: a Component is created; it is caught up at start.
-    let late = components
-        .create(
-            &PostParams::default(),
-            &support::component("secret-late", "secret-app"),
-        )
-        .await
-        .expect("late component");
+    let late = support::new_component(&components, "secret-late", "secret-app").await;
     let late_id = format!("{}-component-created", late.metadata.uid.expect("uid"));
 
     // Restart: everything is relisted, nothing is produced twice.
@@ -256,12 +244,7 @@ async fn live_flush_interval_and_sigterm_flush() {
     daemon.wait_ready().await;
 
     let components = tenant.dynamic_api(&crds::component());
-    let make = |name: &'static str| support::component(name, "a");
-    let first = components
-        .create(&PostParams::default(), &make("held"))
-        .await
-        .expect("component");
-    let first_id = format!("{}-component-created", first.metadata.uid.expect("uid"));
+    let first_id = support::create_component(&components, "held").await;
     held_in_preview(&daemon, &out, &first_id, "sent before the flush interval").await;
 
     home.replace_settings(flush_every("500ms")).await;
@@ -275,11 +258,7 @@ async fn live_flush_interval_and_sigterm_flush() {
             .then_some(())
     })
     .await;
-    let second = components
-        .create(&PostParams::default(), &make("buffered"))
-        .await
-        .expect("component");
-    let second_id = format!("{}-component-created", second.metadata.uid.expect("uid"));
+    let second_id = support::create_component(&components, "buffered").await;
     held_in_preview(&daemon, &out, &second_id, "sent before SIGTERM").await;
     let (ok, log) = daemon.terminate();
     assert!(ok, "exit status; log:\n{log}");

@@ -71,12 +71,24 @@ pub async fn create_run(runs: &Api<DynamicObject>, name: &str) -> kube::Result<D
 /// Creates a Component `name` of application `a` in `components`; returns the
 /// `messageId` of its `Component Created` event.
 pub async fn create_component(components: &Api<DynamicObject>, name: &str) -> String {
-    let c = component(name, "a");
-    let created = components
-        .create(&kube::api::PostParams::default(), &c)
-        .await
-        .expect("component");
+    let created = new_component(components, name, "a").await;
     format!("{}-component-created", created.metadata.uid.expect("uid"))
+}
+
+/// Creates a Component `name` of application `application` in `components`; returns it
+/// as the API server answered.
+pub async fn new_component(
+    components: &Api<DynamicObject>,
+    name: &str,
+    application: &str,
+) -> DynamicObject {
+    components
+        .create(
+            &kube::api::PostParams::default(),
+            &component(name, application),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("creating Component {name}: {e}"))
 }
 
 /// Creates a PipelineRun `name` in `runs` and starts it: a marker to wait for at the sink,
