@@ -94,6 +94,21 @@ fn changed(mut event: Value, change: impl FnOnce(&mut Value)) -> Value {
     event
 }
 
+/// `event` with its property `name` set to `value`.
+fn with_property(event: &Value, name: &str, value: Value) -> Value {
+    changed(event.clone(), |e| e["properties"][name] = value)
+}
+
+/// `event` without its property `name`.
+fn without_property(event: &Value, name: &str) -> Value {
+    changed(event.clone(), |e| {
+        e["properties"]
+            .as_object_mut()
+            .expect("properties")
+            .remove(name);
+    })
+}
+
 #[test]
 fn the_schema_refuses_what_the_contract_forbids() {
     let good = completed_run();
@@ -106,9 +121,7 @@ fn the_schema_refuses_what_the_contract_forbids() {
         ),
         (
             "a property no definition has",
-            changed(good.clone(), |e| {
-                e["properties"]["pipelineName"] = json!("x")
-            }),
+            with_property(&good, "pipelineName", json!("x")),
         ),
         (
             "a Started event with the Completed's properties",
@@ -127,51 +140,28 @@ fn the_schema_refuses_what_the_contract_forbids() {
         ),
         (
             "an actorHash without actorType",
-            changed(good.clone(), |e| {
-                e["properties"]
-                    .as_object_mut()
-                    .expect("p")
-                    .remove("actorType");
-            }),
+            without_property(&good, "actorType"),
         ),
         (
             "an unknown actorType",
-            changed(good.clone(), |e| {
-                e["properties"]["actorType"] = json!("robot")
-            }),
+            with_property(&good, "actorType", json!("robot")),
         ),
         (
             "a name where a hash goes",
-            changed(good.clone(), |e| {
-                e["properties"]["namespaceHash"] = json!("team-a")
-            }),
+            with_property(&good, "namespaceHash", json!("team-a")),
         ),
         (
             "a full SHA-256 where a 12-hex hash goes",
-            changed(good.clone(), |e| {
-                e["properties"]["actorHash"] = json!("9".repeat(64))
-            }),
+            with_property(&good, "actorHash", json!("9".repeat(64))),
         ),
         (
             "a pipelineType outside the enumeration",
-            changed(good.clone(), |e| {
-                e["properties"]["pipelineType"] = json!("alice-s-project")
-            }),
+            with_property(&good, "pipelineType", json!("alice-s-project")),
         ),
-        (
-            "no schemaVersion",
-            changed(good.clone(), |e| {
-                e["properties"]
-                    .as_object_mut()
-                    .expect("p")
-                    .remove("schemaVersion");
-            }),
-        ),
+        ("no schemaVersion", without_property(&good, "schemaVersion")),
         (
             "another schemaVersion",
-            changed(good.clone(), |e| {
-                e["properties"]["schemaVersion"] = json!("0.0.1")
-            }),
+            with_property(&good, "schemaVersion", json!("0.0.1")),
         ),
         (
             "an event name the schema does not know",
