@@ -9,8 +9,8 @@ use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
 use std::path::Path;
 use support::daemon::{
-    DaemonProcess, WAIT, by_id, count, free_port, konflux_lock, sink_events, start_sink, tempdir,
-    wait_for_ids,
+    DaemonProcess, WAIT, by_id, count, free_port, konflux_lock, sink_events, sink_in, start_sink,
+    tempdir, wait_for_ids,
 };
 use support::{TestCluster, crds, eventually, set_status};
 
@@ -57,9 +57,7 @@ async fn held_in_preview(daemon: &DaemonProcess, out: &Path, id: &str, sent_earl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_capture_restart_and_sigterm() {
     let cluster = support::cluster().await;
-    let dir = tempdir("daemon-live");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
+    let (dir, out, sink) = sink_in("daemon-live", KEY).await;
     let sink_url = sink.api_url();
     let tenant = cluster.tenant("secret-tenant").await;
     let ns = tenant.name().to_owned();
@@ -232,9 +230,7 @@ async fn live_capture_restart_and_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_flush_interval_and_sigterm_flush() {
     let cluster = support::cluster().await;
-    let dir = tempdir("daemon-flush");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
+    let (dir, out, sink) = sink_in("daemon-flush", KEY).await;
     let sink_url = sink.api_url();
     let home = cluster.namespace("daemon-flush-home").await;
     let tenant = cluster.tenant("flush-tenant").await;
@@ -281,9 +277,7 @@ async fn live_flush_interval_and_sigterm_flush() {
 async fn no_key_konflux_lifecycle_and_identity_refresh() {
     use konflux_telemetry::events::hash::short_hash as h;
     let cluster = support::cluster().await;
-    let dir = tempdir("daemon-nokey");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
+    let (dir, _out, sink) = sink_in("daemon-nokey", KEY).await;
     let home = cluster.namespace("daemon-nokey-home").await;
     let _lock = konflux_lock();
     let konfluxes: Api<kube::api::DynamicObject> =
@@ -458,9 +452,7 @@ async fn a_crd_that_appears_later_is_picked_up() {
     })
     .await;
 
-    let dir = tempdir("daemon-crd");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
+    let (dir, out, sink) = sink_in("daemon-crd", KEY).await;
     let home = cluster.namespace("daemon-crd-home").await;
     let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
     settings

@@ -17,7 +17,7 @@ use konflux_telemetry::sweep::{
 use kube::api::DeleteParams;
 use serde_json::json;
 use support::daemon::{
-    DaemonProcess, by_id, count, sending_flags, sink_events, start_sink, wait_for_ids,
+    DaemonProcess, by_id, count, sending_flags, sink_events, sink_in, wait_for_ids,
 };
 use support::results::results_server;
 use support::{crds, eventually, set_status};
@@ -59,9 +59,7 @@ impl Drop for Watcher {
 async fn a_run_the_watcher_recorded_and_pruning_removed_is_swept_once() {
     let cluster = support::cluster().await;
     let results = results_server();
-    let dir = support::daemon::tempdir("results-watcher");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
+    let (dir, out, sink) = sink_in("results-watcher", KEY).await;
     let home = cluster.namespace("watcher-home").await;
     let tenant = cluster.tenant("watcher-tenant").await;
     let ns = tenant.name().to_owned();

@@ -17,8 +17,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use serde_json::json;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use support::daemon::{
-    DaemonProcess, WAIT, count, free_port, konflux_lock, sink_events, start_sink, tempdir,
-    wait_for_ids,
+    DaemonProcess, WAIT, count, free_port, konflux_lock, sink_events, sink_in, wait_for_ids,
 };
 use support::{TestCluster, crds, eventually};
 
@@ -150,9 +149,7 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
         .await
         .expect("konflux CR");
 
-    let dir = tempdir("switch");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
+    let (dir, out, sink) = sink_in("switch", KEY).await;
     let home = cluster.namespace("switch-home").await;
     let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
     home.settings(json!({"flushInterval": "200ms", "heartbeatInterval": "1h",
@@ -326,9 +323,7 @@ async fn where_nobody_said_the_platform_decides() {
     delete_openshift(client.clone()).await;
     let _cleanup = CleanUp(cluster.config().clone(), |c| Box::pin(delete_openshift(c)));
 
-    let dir = tempdir("platform");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
+    let (dir, out, sink) = sink_in("platform", KEY).await;
     let home = cluster.namespace("platform-home").await;
     let settings: Api<ConfigMap> = Api::namespaced(client.clone(), home.name());
     home.settings(json!({"flushInterval": "200ms", "heartbeatInterval": "1h"}))

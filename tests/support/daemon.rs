@@ -280,6 +280,15 @@ pub fn tempdir(name: &str) -> PathBuf {
     dir
 }
 
+/// A fresh [`tempdir`] `name`, and in it `sink.ndjson`, where a [`start_sink`] accepting
+/// `key` writes: the directory, that file and the sink.
+pub async fn sink_in(name: &str, key: &str) -> (PathBuf, PathBuf, konflux_telemetry_sink::Sink) {
+    let dir = tempdir(name);
+    let out = dir.join("sink.ndjson");
+    let sink = start_sink(key, &out).await;
+    (dir, out, sink)
+}
+
 /// The project's Segment-compatible sink on a free loopback port, accepting `key`,
 /// writing what it accepts to `out`. `sink.api_url()` is the daemon's `--segment-api-url`.
 pub async fn start_sink(key: &str, out: &Path) -> konflux_telemetry_sink::Sink {
