@@ -181,6 +181,12 @@ async fn wait_for_ids(out: &Path, ids: &[String], within: Duration) -> Vec<Value
     .await
 }
 
+/// No actor: neither a `userId` nor an `actorHash`.
+fn assert_no_actor(event: &Value) {
+    assert!(event.get("userId").is_none(), "{event}");
+    assert!(event["properties"].get("actorHash").is_none(), "{event}");
+}
+
 /// The actor as properties only: no `userId`, the cluster stays Amplitude's device.
 fn assert_actor(event: &Value, user: &str, kind: &str) {
     assert!(event.get("userId").is_none(), "{event}");
@@ -613,12 +619,7 @@ async fn forged_reviews_produce_no_event() {
         .expect("marker component");
     let marker_id = format!("{}-component-created", uid(&marker));
     let events = wait_for_ids(&test.out, std::slice::from_ref(&marker_id), WAIT).await;
-    assert!(events[0].get("userId").is_none(), "{}", events[0]);
-    assert!(
-        events[0]["properties"].get("actorHash").is_none(),
-        "{}",
-        events[0]
-    );
+    assert_no_actor(&events[0]);
     let (_, preview) = daemon.get("/preview").await.expect("preview");
     let sent = std::fs::read_to_string(&test.out).unwrap_or_default();
     for forged in forged_uids {
@@ -679,12 +680,7 @@ async fn konflux_removal_is_seen_at_once() {
     let k_uid = uid(&k);
     let started_id = format!("{k_uid}-started");
     let first = wait_for_ids(&test.out, std::slice::from_ref(&started_id), WAIT).await;
-    assert!(first[0].get("userId").is_none(), "{}", first[0]);
-    assert!(
-        first[0]["properties"].get("actorHash").is_none(),
-        "{}",
-        first[0]
-    );
+    assert_no_actor(&first[0]);
 
     let bob: Api<DynamicObject> = Api::all_with(
         impersonating(cluster, "bob", Some(vec!["system:masters".to_owned()])),
@@ -759,8 +755,7 @@ async fn daemon_down_creations_succeed_and_the_watch_fills_in() {
     daemon.wait_ready().await;
     let created = format!("{}-component-created", uid(&component));
     let events = wait_for_ids(&test.out, std::slice::from_ref(&created), WAIT).await;
-    assert!(events[0].get("userId").is_none(), "{}", events[0]);
-    assert!(events[0]["properties"].get("actorHash").is_none());
+    assert_no_actor(&events[0]);
     assert!(events[0]["properties"].get("actorType").is_none());
 
     let (ok, log) = daemon.terminate();
