@@ -7,12 +7,12 @@ mod support;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use support::daemon::{
     DaemonProcess, WAIT, by_id, count, free_port, konflux_lock, sink_events, sink_in, start_sink,
     tempdir, wait_for_ids,
 };
-use support::{TestCluster, crds, eventually, set_status};
+use support::{TestCluster, TestNamespace, crds, eventually, set_status};
 
 const KEY: &str = "wk-daemon-test-secret";
 
@@ -54,19 +54,50 @@ async fn held_in_preview(daemon: &DaemonProcess, out: &Path, id: &str, sent_earl
     assert_eq!(count(&sink_events(out), id), 0, "{sent_early}");
 }
 
+/// Waits until the daemon counted a reload of the Segment credentials with `outcome`.
+async fn credential_reload(daemon: &DaemonProcess, outcome: &str, what: &str) {
+    let series =
+        format!(r#"konflux_telemetry_segment_credential_reloads_total{{outcome="{outcome}"}}"#);
+    eventually(what, WAIT, || async {
+        (daemon.metric(&series).await >= 1.0).then_some(())
+    })
+    .await;
+}
+
+/// What a test `name` here starts from: the cluster, a directory and in it the sink's
+/// output file, the sink, and the daemon's own namespace (segment-bridge in a real
+/// cluster), which holds its ConfigMaps.
+async fn setup(
+    name: &str,
+) -> (
+    TestCluster,
+    PathBuf,
+    PathBuf,
+    konflux_telemetry_sink::Sink,
+    TestNamespace,
+) {
+    let cluster = support::cluster().await;
+    let (dir, out, sink) = sink_in(&format!("daemon-{name}"), KEY).await;
+    let home = cluster.namespace(&format!("daemon-{name}-home")).await;
+    (cluster, dir, out, sink, home)
+}
+
+/// The end of a test: the sink stopped, its tenant and home namespaces deleted.
+async fn clean_up(sink: konflux_telemetry_sink::Sink, tenant: TestNamespace, home: TestNamespace) {
+    sink.shutdown().await;
+    tenant.cleanup().await;
+    home.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_capture_restart_and_sigterm() {
-    let cluster = support::cluster().await;
-    let (dir, out, sink) = sink_in("daemon-live", KEY).await;
-    let sink_url = sink.api_url();
+    let (cluster, dir, out, sink, home) = setup("live").await;
     let tenant = cluster.tenant("secret-tenant").await;
     let ns = tenant.name().to_owned();
-    // The daemon's own namespace (segment-bridge in a real cluster) holds its ConfigMaps.
-    let home = cluster.namespace("daemon-home").await;
     home.settings(json!({"flushInterval": "500ms", "heartbeatInterval": "1h"}))
         .await;
 
-    let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir, &[]);
     daemon.wait_ready().await;
 
     // A Component and a PipelineRun, moved along as Tekton would.
@@ -153,7 +184,7 @@ async fn live_capture_restart_and_sigterm() {
 
     // Restart: everything is relisted, nothing is produced twice.
     let before = sink_events(&out).len();
-    let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir, &[]);
     daemon.wait_ready().await;
     // A new run after the restart proves the new daemon flushes.
     let mut probe = support::object(&crds::pipelinerun(), "secret-probe", json!({}));
@@ -220,23 +251,18 @@ async fn live_capture_restart_and_sigterm() {
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client())
         .delete(&ns, &DeleteParams::default())
         .await;
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
+    clean_up(sink, tenant, home).await;
 }
 
 /// A long flush interval holds events in the buffer (visible at /preview, not at the sink);
 /// shortening it in the ConfigMap sends them without a restart; SIGTERM sends what waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_flush_interval_and_sigterm_flush() {
-    let cluster = support::cluster().await;
-    let (dir, out, sink) = sink_in("daemon-flush", KEY).await;
-    let sink_url = sink.api_url();
-    let home = cluster.namespace("daemon-flush-home").await;
+    let (cluster, dir, out, sink, home) = setup("flush").await;
     let tenant = cluster.tenant("flush-tenant").await;
     let flush_every = |flush: &str| json!({"flushInterval": flush, "heartbeatInterval": "1h"});
     home.settings(flush_every("1h")).await;
-    let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir, &[]);
     daemon.wait_ready().await;
 
     let components = tenant.dynamic_api(&crds::component());
@@ -265,9 +291,7 @@ async fn live_flush_interval_and_sigterm_flush() {
     );
     assert!(log.contains("final flush done"), "{log}");
 
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
+    clean_up(sink, tenant, home).await;
 }
 
 /// Without a write key nothing is sent (the sink sees no request) and /preview shows the
@@ -276,9 +300,7 @@ async fn live_flush_interval_and_sigterm_flush() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_konflux_lifecycle_and_identity_refresh() {
     use konflux_telemetry::events::hash::short_hash as h;
-    let cluster = support::cluster().await;
-    let (dir, _out, sink) = sink_in("daemon-nokey", KEY).await;
-    let home = cluster.namespace("daemon-nokey-home").await;
+    let (cluster, dir, _out, sink, home) = setup("nokey").await;
     let _lock = konflux_lock();
     let konfluxes: Api<kube::api::DynamicObject> =
         Api::all_with(cluster.client(), &crds::konflux());
@@ -521,9 +543,7 @@ async fn a_crd_that_appears_later_is_picked_up() {
         .count();
     assert_eq!(missing, 1, "the missing CRD should be logged once:\n{log}");
     assert!(log.contains("watch recovered"), "{log}");
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
+    clean_up(sink, tenant, home).await;
 }
 
 /// The operator changes `segment-bridge-config` under a running workload (a new
@@ -567,32 +587,13 @@ async fn a_changed_secret_applies_at_the_next_flush() {
     daemon.wait_ready().await;
 
     let components = tenant.dynamic_api(&crds::component());
-    let create = |name: &'static str| {
-        let components = components.clone();
-        async move {
-            let c = components
-                .create(
-                    &PostParams::default(),
-                    &support::object(&crds::component(), name, json!({"application": "a"})),
-                )
-                .await
-                .expect("component");
-            format!("{}-component-created", c.metadata.uid.expect("uid"))
-        }
-    };
-    let before = create("before-change").await;
+    let before = support::create_component(&components, "before-change").await;
     wait_for_ids(&out1, std::slice::from_ref(&before)).await;
 
     write("second-key-9e2b", &second.api_url());
     // The marker that the daemon read the change: its counter, before anything is created.
-    eventually("the change applied", support::daemon::WAIT, || async {
-        let applied = daemon
-            .metric(r#"konflux_telemetry_segment_credential_reloads_total{outcome="applied"}"#)
-            .await;
-        (applied >= 1.0).then_some(())
-    })
-    .await;
-    let after = create("after-change").await;
+    credential_reload(&daemon, "applied", "the change applied").await;
+    let after = support::create_component(&components, "after-change").await;
     let events = wait_for_ids(&out2, std::slice::from_ref(&after)).await;
     assert_eq!(
         count(&events, &before),
@@ -607,14 +608,8 @@ async fn a_changed_secret_applies_at_the_next_flush() {
 
     // A value that cannot be used keeps the last good credentials, and says so.
     std::fs::write(secret.join("SEGMENT_API_URL"), "not a url\n").expect("url");
-    eventually("the bad value counted", support::daemon::WAIT, || async {
-        let rejected = daemon
-            .metric(r#"konflux_telemetry_segment_credential_reloads_total{outcome="rejected"}"#)
-            .await;
-        (rejected >= 1.0).then_some(())
-    })
-    .await;
-    let last = create("after-bad-value").await;
+    credential_reload(&daemon, "rejected", "the bad value counted").await;
+    let last = support::create_component(&components, "after-bad-value").await;
     wait_for_ids(&out2, std::slice::from_ref(&last)).await;
     let (clean, log) = daemon.terminate();
     assert!(clean, "{log}");
