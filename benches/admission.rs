@@ -291,6 +291,27 @@ fn buckets(metrics: &AdmissionMetrics) -> Vec<(f64, u64)> {
 
 /// The server-side p50 and p99 bounds between two snapshots: the smallest bucket bound
 /// holding that share of the requests.
+/// Waits for `tasks` (each gives the latencies of its requests), then [`report`]s them
+/// and what the server measured since `before`.
+async fn report_tasks(
+    what: &str,
+    mut tasks: tokio::task::JoinSet<Vec<Duration>>,
+    started: Instant,
+    before: &[(f64, u64)],
+    metrics: &AdmissionMetrics,
+) {
+    let mut latencies = Vec::new();
+    while let Some(l) = tasks.join_next().await {
+        latencies.extend(l.expect("requests"));
+    }
+    report(what, latencies, started.elapsed());
+    println!(
+        "{:<44} {}",
+        "  server side (headers to answer)",
+        server_side(before, &buckets(metrics))
+    );
+}
+
 fn server_side(before: &[(f64, u64)], after: &[(f64, u64)]) -> String {
     let diff: Vec<(f64, u64)> = after
         .iter()
@@ -391,22 +412,11 @@ async fn over_https(seconds: f64) {
     let started = Instant::now();
     for i in 0..total {
         tick.tick().await;
-        tasks.spawn(post(i));
+        let request = post(i);
+        tasks.spawn(async move { vec![request.await] });
     }
-    let mut latencies = Vec::with_capacity(total);
-    while let Some(l) = tasks.join_next().await {
-        latencies.push(l.expect("request"));
-    }
-    report(
-        "HTTPS, open loop at 500/s (client-side)",
-        latencies,
-        started.elapsed(),
-    );
-    println!(
-        "{:<44} {}",
-        "  server side (headers to answer)",
-        server_side(&before, &buckets(&metrics))
-    );
+    let what = "HTTPS, open loop at 500/s (client-side)";
+    report_tasks(what, tasks, started, &before, &metrics).await;
 
     // Closed loop, 16 clients: the most it takes.
     let before = buckets(&metrics);
@@ -424,20 +434,8 @@ async fn over_https(seconds: f64) {
             out
         });
     }
-    let mut latencies = Vec::new();
-    while let Some(l) = workers.join_next().await {
-        latencies.extend(l.expect("worker"));
-    }
-    report(
-        "HTTPS, 16 concurrent clients (client-side)",
-        latencies,
-        started.elapsed(),
-    );
-    println!(
-        "{:<44} {}",
-        "  server side (headers to answer)",
-        server_side(&before, &buckets(&metrics))
-    );
+    let what = "HTTPS, 16 concurrent clients (client-side)";
+    report_tasks(what, workers, started, &before, &metrics).await;
 
     stop.cancel();
     let _ = server.await;

@@ -104,11 +104,7 @@ async fn main() {
     // The cluster's objects, made before the daemon starts.
     let mut namespaces = Vec::new();
     for _ in 0..tenants {
-        namespaces.push(
-            cluster
-                .namespace_with_labels("bench-tenant", &[("konflux-ci.dev/type", "tenant")])
-                .await,
-        );
+        namespaces.push(cluster.tenant("bench-tenant").await);
     }
     let specs: Vec<serde_json::Value> = [10_000, 20_000, 30_000, 40_000]
         .into_iter()

@@ -71,11 +71,7 @@ async fn main() {
 
     let mut namespaces = Vec::new();
     for _ in 0..tenants {
-        namespaces.push(
-            cluster
-                .namespace_with_labels("mem-tenant", &[("konflux-ci.dev/type", "tenant")])
-                .await,
-        );
+        namespaces.push(cluster.tenant("mem-tenant").await);
     }
     let t = Instant::now();
     let created = support::create_completed_runs(
@@ -95,12 +91,8 @@ async fn main() {
     // Segment down: every batch request answered 503 until reset.
     let dir = support::daemon::tempdir("mem");
     let sink = support::daemon::start_sink("mem", &dir.join("sink.ndjson")).await;
-    sink.inject(Fault {
-        status: Some(503),
-        seconds: Some(86_400.0),
-        ..Fault::default()
-    })
-    .expect("fault");
+    sink.inject(Fault::answer(503).for_seconds(86_400.0))
+        .expect("fault");
     let port = support::daemon::free_port();
     let home = cluster.namespace("mem-home").await;
     let settings = home

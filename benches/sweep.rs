@@ -28,7 +28,7 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
-use support::bench::env_usize;
+use support::bench::{build_task, env_usize};
 
 use base64::Engine as _;
 use futures::StreamExt;
@@ -62,13 +62,7 @@ fn template(target: usize) -> String {
     let mut tasks = Vec::new();
     let mut n = 0;
     loop {
-        tasks.push(json!({
-            "name": format!("task-{n}"),
-            "params": [{"name": "IMAGE", "value": format!("quay.io/org/repo:{n}")},
-                       {"name": "SCRIPT", "value": "set -euo pipefail; echo building; ".repeat(8)}],
-            "taskRef": {"resolver": "bundles", "params": [{"name": "bundle", "value": "quay.io/konflux-ci/tekton-catalog/task-buildah:0.4@sha256:0123456789abcdef"}]},
-            "runAfter": ["init"]
-        }));
+        tasks.push(build_task(n, &n.to_string()));
         let run = json!({
             "apiVersion": "tekton.dev/v1",
             "kind": "PipelineRun",
@@ -183,6 +177,24 @@ fn admin(ca: &Path) -> reqwest::Client {
 
 /// POSTs `body` to `url`, up to 3 times; an `AlreadyExists` (a retry of one that got
 /// through) counts as done.
+/// Creates the Result `ns/results/id` under `base` (the parents URL) and its one record, a
+/// PipelineRun of JSON `value`.
+async fn create_record(
+    http: &reqwest::Client,
+    base: &str,
+    ns: &str,
+    id: &str,
+    value: String,
+) -> Result<(), String> {
+    let result = json!({ "name": format!("{ns}/results/{id}") }).to_string();
+    post(http, &format!("{base}/{ns}/results"), result).await?;
+    let record = format!(
+        r#"{{"name":"{ns}/results/{id}/records/{id}","data":{{"type":"{PIPELINERUN_TYPE}","value":"{}"}}}}"#,
+        base64::engine::general_purpose::STANDARD.encode(value)
+    );
+    post(http, &format!("{base}/{ns}/results/{id}/records"), record).await
+}
+
 async fn post(http: &reqwest::Client, url: &str, body: String) -> Result<(), String> {
     let mut last = String::new();
     for attempt in 0..3 {
@@ -258,13 +270,7 @@ async fn create_records(addr: &str, ca: &Path, prefix: &str, n: usize) -> (usize
             let http = &http;
             let base = &base;
             async move {
-                let result = json!({ "name": format!("{ns}/results/{id}") }).to_string();
-                post(http, &format!("{base}/{ns}/results"), result).await?;
-                let record = format!(
-                    r#"{{"name":"{ns}/results/{id}/records/{id}","data":{{"type":"{PIPELINERUN_TYPE}","value":"{}"}}}}"#,
-                    base64::engine::general_purpose::STANDARD.encode(value)
-                );
-                post(http, &format!("{base}/{ns}/results/{id}/records"), record).await?;
+                create_record(http, base, &ns, &id, value).await?;
                 Ok::<u64, String>(len)
             }
         })
@@ -605,17 +611,15 @@ async fn incremental(addr: &str, ca: &Path, api_pid: &str, templates: &[String])
                 let ns = format!("{prefix}-ns-{:02}", i % NAMESPACES);
                 let id = format!("{prefix}-{i:06}");
                 let now = jiff::Timestamp::now();
-                let value = instantiate_at(&templates[i % templates.len()], &ns, &id, now - jiff::SignedDuration::from_secs(5), now);
+                let value = instantiate_at(
+                    &templates[i % templates.len()],
+                    &ns,
+                    &id,
+                    now - jiff::SignedDuration::from_secs(5),
+                    now,
+                );
                 let (http, base) = (&http, &base);
-                async move {
-                    let result = json!({ "name": format!("{ns}/results/{id}") }).to_string();
-                    post(http, &format!("{base}/{ns}/results"), result).await?;
-                    let record = format!(
-                        r#"{{"name":"{ns}/results/{id}/records/{id}","data":{{"type":"{PIPELINERUN_TYPE}","value":"{}"}}}}"#,
-                        base64::engine::general_purpose::STANDARD.encode(value)
-                    );
-                    post(http, &format!("{base}/{ns}/results/{id}/records"), record).await
-                }
+                async move { create_record(http, base, &ns, &id, value).await }
             });
             let ok = futures::stream::iter(posts)
                 .buffer_unordered(IN_FLIGHT)

@@ -1,4 +1,4 @@
-# The shell library of e2e/: messages, processes, ports, the Go toolchain. Source it after
+# The shell library of e2e/: messages, processes, ports, the Go toolchain, test certificates. Source it after
 # setting `log_prefix` (what each message starts with); do not run it.
 # shellcheck shell=bash
 
@@ -113,4 +113,40 @@ find_go() {
     if [[ -x $g ]]; then echo "$g"; return; fi
   done
   return 1
+}
+
+# --- test certificates ------------------------------------------------------
+# openssl, its output kept in $state_dir/logs/openssl.log.
+ossl() { openssl "$@" >>"$state_dir/logs/openssl.log" 2>&1 || die "openssl $1 failed (see $state_dir/logs/openssl.log)"; }
+
+# new_ca DIR CN SANS [client]: a CA in DIR (ca.crt, ca.key) named CN, and DIR/ext.cnf
+# with a [serving] section for SANS (an openssl subjectAltName), and a [client] section
+# when asked.
+new_ca() {
+  local dir=$1 cn=$2 sans=$3 client=${4:-}
+  ossl req -x509 -new -nodes -newkey rsa:2048 -keyout "$dir/ca.key" -out "$dir/ca.crt" \
+    -days 3650 -subj "/CN=$cn"
+  cat >"$dir/ext.cnf" <<EOF
+[serving]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = $sans
+EOF
+  [[ -z $client ]] || cat >>"$dir/ext.cnf" <<EOF
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+EOF
+}
+
+# issue_cert DIR NAME SUBJECT EXT: DIR/NAME.key and DIR/NAME.crt for SUBJECT, signed by
+# the CA of DIR, with section EXT (serving or client) of DIR/ext.cnf.
+issue_cert() {
+  local dir=$1
+  ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/$2.key"
+  ossl req -new -key "$dir/$2.key" -subj "$3" -out "$dir/$2.csr"
+  ossl x509 -req -in "$dir/$2.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$dir/ext.cnf" -extensions "$4" -out "$dir/$2.crt"
 }

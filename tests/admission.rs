@@ -73,11 +73,7 @@ impl Test {
         let id = unique(name);
         let home = match home {
             Home::Plain(prefix) => cluster.namespace(prefix).await,
-            Home::Tenant(prefix) => {
-                cluster
-                    .namespace_with_labels(prefix, &[("konflux-ci.dev/type", "tenant")])
-                    .await
-            }
+            Home::Tenant(prefix) => cluster.tenant(prefix).await,
             Home::Watched(prefix) => {
                 cluster
                     .namespace_with_labels(
@@ -183,6 +179,12 @@ async fn wait_for_ids(out: &Path, ids: &[String], within: Duration) -> Vec<Value
             .collect::<Option<Vec<_>>>()
     })
     .await
+}
+
+/// No actor: neither a `userId` nor an `actorHash`.
+fn assert_no_actor(event: &Value) {
+    assert!(event.get("userId").is_none(), "{event}");
+    assert!(event["properties"].get("actorHash").is_none(), "{event}");
 }
 
 /// The actor as properties only: no `userId`, the cluster stays Amplitude's device.
@@ -363,21 +365,10 @@ async fn creations_carry_the_hashed_actor() {
         .expect("dry-run create");
     let dry_id = format!("{}-component-created", uid(&dry));
 
-    let component = alice_components
-        .create(
-            &PostParams::default(),
-            &support::component("secret-component", "secret-app"),
-        )
-        .await
-        .expect("component");
+    let component =
+        support::new_component(&alice_components, "secret-component", "secret-app").await;
     // Created and deleted again at once.
-    let brief = alice_components
-        .create(
-            &PostParams::default(),
-            &support::component("secret-brief", "secret-app"),
-        )
-        .await
-        .expect("brief component");
+    let brief = support::new_component(&alice_components, "secret-brief", "secret-app").await;
     alice_components
         .delete("secret-brief", &DeleteParams::default())
         .await
@@ -453,13 +444,7 @@ async fn creations_carry_the_hashed_actor() {
             &[("konflux-ci.dev/type", "tenant"), (LABEL, id)],
         )
         .await;
-    let new_tenant_uid = Api::<Namespace>::all(cluster.client())
-        .get(new_tenant.name())
-        .await
-        .expect("namespace")
-        .metadata
-        .uid
-        .expect("uid");
+    let new_tenant_uid = new_tenant.uid().await;
 
     let ids = vec![
         format!("{}-component-created", uid(&component)),
@@ -634,12 +619,7 @@ async fn forged_reviews_produce_no_event() {
         .expect("marker component");
     let marker_id = format!("{}-component-created", uid(&marker));
     let events = wait_for_ids(&test.out, std::slice::from_ref(&marker_id), WAIT).await;
-    assert!(events[0].get("userId").is_none(), "{}", events[0]);
-    assert!(
-        events[0]["properties"].get("actorHash").is_none(),
-        "{}",
-        events[0]
-    );
+    assert_no_actor(&events[0]);
     let (_, preview) = daemon.get("/preview").await.expect("preview");
     let sent = std::fs::read_to_string(&test.out).unwrap_or_default();
     for forged in forged_uids {
@@ -700,12 +680,7 @@ async fn konflux_removal_is_seen_at_once() {
     let k_uid = uid(&k);
     let started_id = format!("{k_uid}-started");
     let first = wait_for_ids(&test.out, std::slice::from_ref(&started_id), WAIT).await;
-    assert!(first[0].get("userId").is_none(), "{}", first[0]);
-    assert!(
-        first[0]["properties"].get("actorHash").is_none(),
-        "{}",
-        first[0]
-    );
+    assert_no_actor(&first[0]);
 
     let bob: Api<DynamicObject> = Api::all_with(
         impersonating(cluster, "bob", Some(vec!["system:masters".to_owned()])),
@@ -780,8 +755,7 @@ async fn daemon_down_creations_succeed_and_the_watch_fills_in() {
     daemon.wait_ready().await;
     let created = format!("{}-component-created", uid(&component));
     let events = wait_for_ids(&test.out, std::slice::from_ref(&created), WAIT).await;
-    assert!(events[0].get("userId").is_none(), "{}", events[0]);
-    assert!(events[0]["properties"].get("actorHash").is_none());
+    assert_no_actor(&events[0]);
     assert!(events[0]["properties"].get("actorType").is_none());
 
     let (ok, log) = daemon.terminate();
@@ -890,13 +864,7 @@ async fn a_rotated_certificate_is_picked_up_without_restart() {
         tenant.name(),
         &crds::component(),
     );
-    let component = alice
-        .create(
-            &PostParams::default(),
-            &support::component("after-rotation", "a"),
-        )
-        .await
-        .expect("component");
+    let component = support::new_component(&alice, "after-rotation", "a").await;
     let created = format!("{}-component-created", uid(&component));
     let events = wait_for_ids(&test.out, std::slice::from_ref(&created), WAIT).await;
     assert_actor(&events[0], "alice", "user");

@@ -7,13 +7,12 @@ mod support;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use support::daemon::{
-    DaemonProcess, WAIT, count, free_port, konflux_lock, sink_events, start_sink, tempdir,
-    wait_for_ids,
+    DaemonProcess, WAIT, by_id, count, free_port, konflux_lock, sink_events, sink_in, start_sink,
+    tempdir, wait_for_ids,
 };
-use support::{TestCluster, crds, eventually, set_status};
+use support::{TestCluster, TestNamespace, crds, eventually, set_status};
 
 const KEY: &str = "wk-daemon-test-secret";
 
@@ -55,49 +54,64 @@ async fn held_in_preview(daemon: &DaemonProcess, out: &Path, id: &str, sent_earl
     assert_eq!(count(&sink_events(out), id), 0, "{sent_early}");
 }
 
+/// Waits until the daemon counted a reload of the Segment credentials with `outcome`.
+async fn credential_reload(daemon: &DaemonProcess, outcome: &str, what: &str) {
+    let series =
+        format!(r#"konflux_telemetry_segment_credential_reloads_total{{outcome="{outcome}"}}"#);
+    eventually(what, WAIT, || async {
+        (daemon.metric(&series).await >= 1.0).then_some(())
+    })
+    .await;
+}
+
+/// What a test `name` here starts from: the cluster, a directory and in it the sink's
+/// output file, the sink, and the daemon's own namespace (segment-bridge in a real
+/// cluster), which holds its ConfigMaps.
+async fn setup(
+    name: &str,
+) -> (
+    TestCluster,
+    PathBuf,
+    PathBuf,
+    konflux_telemetry_sink::Sink,
+    TestNamespace,
+) {
+    let cluster = support::cluster().await;
+    let (dir, out, sink) = sink_in(&format!("daemon-{name}"), KEY).await;
+    let home = cluster.namespace(&format!("daemon-{name}-home")).await;
+    (cluster, dir, out, sink, home)
+}
+
+/// The end of a test: the sink stopped, its tenant and home namespaces deleted.
+async fn clean_up(sink: konflux_telemetry_sink::Sink, tenant: TestNamespace, home: TestNamespace) {
+    sink.shutdown().await;
+    tenant.cleanup().await;
+    home.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_capture_restart_and_sigterm() {
-    let cluster = support::cluster().await;
-    let dir = tempdir("daemon-live");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let sink_url = sink.api_url();
-    let tenant = cluster
-        .namespace_with_labels("secret-tenant", &[("konflux-ci.dev/type", "tenant")])
-        .await;
+    let (cluster, dir, out, sink, home) = setup("live").await;
+    let tenant = cluster.tenant("secret-tenant").await;
     let ns = tenant.name().to_owned();
-    // The daemon's own namespace (segment-bridge in a real cluster) holds its ConfigMaps.
-    let home = cluster.namespace("daemon-home").await;
     home.settings(json!({"flushInterval": "500ms", "heartbeatInterval": "1h"}))
         .await;
 
-    let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir, &[]);
     daemon.wait_ready().await;
 
     // A Component and a PipelineRun, moved along as Tekton would.
     let components = tenant.dynamic_api(&crds::component());
-    let component = components
-        .create(
-            &PostParams::default(),
-            &support::component("secret-component", "secret-app"),
-        )
-        .await
-        .expect("component");
+    let component = support::new_component(&components, "secret-component", "secret-app").await;
     let runs = tenant.dynamic_api(&crds::pipelinerun());
     let mut run = support::object(
         &crds::pipelinerun(),
         "secret-run",
         json!({"pipelineRef": {"name": "p"}}),
     );
-    run.metadata.labels = Some(BTreeMap::from([
-        (
-            "tekton.dev/pipeline".to_owned(),
-            "secret-pipeline".to_owned(),
-        ),
-        (
-            "pipelines.appstudio.openshift.io/type".to_owned(),
-            "build".to_owned(),
-        ),
+    run.metadata.labels = Some(support::labels(&[
+        ("tekton.dev/pipeline", "secret-pipeline"),
+        ("pipelines.appstudio.openshift.io/type", "build"),
     ]));
     let run = runs
         .create(&PostParams::default(), &run)
@@ -116,10 +130,7 @@ async fn live_capture_restart_and_sigterm() {
     .expect("start");
     let started = format!("{run_uid}-started");
     let events = wait_for_ids(&out, std::slice::from_ref(&started)).await;
-    let first = events
-        .iter()
-        .find(|e| e["messageId"] == started)
-        .expect("started");
+    let first = by_id(&events, &started);
     assert_eq!(first["timestamp"], start);
     assert_eq!(first["properties"]["pipelineType"], "build");
     assert_eq!(first["properties"]["hasPipelineLabel"], true);
@@ -138,13 +149,7 @@ async fn live_capture_restart_and_sigterm() {
     )
     .await
     .expect("complete");
-    let ns_uid = Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client())
-        .get(&ns)
-        .await
-        .expect("namespace")
-        .metadata
-        .uid
-        .expect("uid");
+    let ns_uid = tenant.uid().await;
     let ids = vec![
         format!("{run_uid}-completed"),
         format!(
@@ -154,10 +159,7 @@ async fn live_capture_restart_and_sigterm() {
         format!("{ns_uid}-namespace-created"),
     ];
     let events = wait_for_ids(&out, &ids).await;
-    let completed = events
-        .iter()
-        .find(|e| e["messageId"] == ids[0])
-        .expect("completed");
+    let completed = by_id(&events, &ids[0]);
     assert_eq!(completed["properties"]["status"], "Failed");
     assert_eq!(completed["properties"]["taskCount"], 2);
     assert_eq!(completed["timestamp"], done);
@@ -177,18 +179,12 @@ async fn live_capture_restart_and_sigterm() {
     assert!(ok, "daemon exit status; log:\n{log1}");
 
     // While the daemon is down: a Component is created; it is caught up at start.
-    let late = components
-        .create(
-            &PostParams::default(),
-            &support::component("secret-late", "secret-app"),
-        )
-        .await
-        .expect("late component");
+    let late = support::new_component(&components, "secret-late", "secret-app").await;
     let late_id = format!("{}-component-created", late.metadata.uid.expect("uid"));
 
     // Restart: everything is relisted, nothing is produced twice.
     let before = sink_events(&out).len();
-    let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir, &[]);
     daemon.wait_ready().await;
     // A new run after the restart proves the new daemon flushes.
     let mut probe = support::object(&crds::pipelinerun(), "secret-probe", json!({}));
@@ -255,36 +251,22 @@ async fn live_capture_restart_and_sigterm() {
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client())
         .delete(&ns, &DeleteParams::default())
         .await;
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
+    clean_up(sink, tenant, home).await;
 }
 
 /// A long flush interval holds events in the buffer (visible at /preview, not at the sink);
 /// shortening it in the ConfigMap sends them without a restart; SIGTERM sends what waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_flush_interval_and_sigterm_flush() {
-    let cluster = support::cluster().await;
-    let dir = tempdir("daemon-flush");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let sink_url = sink.api_url();
-    let home = cluster.namespace("daemon-flush-home").await;
-    let tenant = cluster
-        .namespace_with_labels("flush-tenant", &[("konflux-ci.dev/type", "tenant")])
-        .await;
+    let (cluster, dir, out, sink, home) = setup("flush").await;
+    let tenant = cluster.tenant("flush-tenant").await;
     let flush_every = |flush: &str| json!({"flushInterval": flush, "heartbeatInterval": "1h"});
     home.settings(flush_every("1h")).await;
-    let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir, &[]);
     daemon.wait_ready().await;
 
     let components = tenant.dynamic_api(&crds::component());
-    let make = |name: &'static str| support::component(name, "a");
-    let first = components
-        .create(&PostParams::default(), &make("held"))
-        .await
-        .expect("component");
-    let first_id = format!("{}-component-created", first.metadata.uid.expect("uid"));
+    let first_id = support::create_component(&components, "held").await;
     held_in_preview(&daemon, &out, &first_id, "sent before the flush interval").await;
 
     home.replace_settings(flush_every("500ms")).await;
@@ -298,11 +280,7 @@ async fn live_flush_interval_and_sigterm_flush() {
             .then_some(())
     })
     .await;
-    let second = components
-        .create(&PostParams::default(), &make("buffered"))
-        .await
-        .expect("component");
-    let second_id = format!("{}-component-created", second.metadata.uid.expect("uid"));
+    let second_id = support::create_component(&components, "buffered").await;
     held_in_preview(&daemon, &out, &second_id, "sent before SIGTERM").await;
     let (ok, log) = daemon.terminate();
     assert!(ok, "exit status; log:\n{log}");
@@ -313,9 +291,7 @@ async fn live_flush_interval_and_sigterm_flush() {
     );
     assert!(log.contains("final flush done"), "{log}");
 
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
+    clean_up(sink, tenant, home).await;
 }
 
 /// Without a write key nothing is sent (the sink sees no request) and /preview shows the
@@ -324,11 +300,7 @@ async fn live_flush_interval_and_sigterm_flush() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_konflux_lifecycle_and_identity_refresh() {
     use konflux_telemetry::events::hash::short_hash as h;
-    let cluster = support::cluster().await;
-    let dir = tempdir("daemon-nokey");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let home = cluster.namespace("daemon-nokey-home").await;
+    let (cluster, dir, _out, sink, home) = setup("nokey").await;
     let _lock = konflux_lock();
     let konfluxes: Api<kube::api::DynamicObject> =
         Api::all_with(cluster.client(), &crds::konflux());
@@ -427,13 +399,7 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
         format!("{uid}-removal-started"),
     ];
     let batch = preview(ids.clone()).await;
-    let get = |id: &str| {
-        batch
-            .iter()
-            .find(|e| e["messageId"] == id)
-            .cloned()
-            .expect("event")
-    };
+    let get = |id: &str| by_id(&batch, id).clone();
     let (started, completed, removal) = (get(&ids[0]), get(&ids[1]), get(&ids[2]));
     assert_eq!(started["event"], "Operator Deployment Started");
     assert_eq!(started["timestamp"], created);
@@ -455,9 +421,7 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
         "a tenant namespace event with the new identity",
         WAIT,
         || async {
-            let t = cluster
-                .namespace_with_labels("nokey-tenant", &[("konflux-ci.dev/type", "tenant")])
-                .await;
+            let t = cluster.tenant("nokey-tenant").await;
             let uid = namespaces.get(t.name()).await.ok()?.metadata.uid?;
             let id = format!("{uid}-namespace-created");
             let batch = preview(vec![id.clone()]).await;
@@ -512,9 +476,7 @@ async fn a_crd_that_appears_later_is_picked_up() {
     })
     .await;
 
-    let dir = tempdir("daemon-crd");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
+    let (dir, out, sink) = sink_in("daemon-crd", KEY).await;
     let home = cluster.namespace("daemon-crd-home").await;
     let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
     settings
@@ -531,9 +493,7 @@ async fn a_crd_that_appears_later_is_picked_up() {
     daemon.wait_ready().await;
 
     // The other kinds go on meanwhile.
-    let tenant = cluster
-        .namespace_with_labels("crd-tenant", &[("konflux-ci.dev/type", "tenant")])
-        .await;
+    let tenant = cluster.tenant("crd-tenant").await;
     let component = tenant
         .dynamic_api(&crds::component())
         .create(
@@ -585,9 +545,7 @@ async fn a_crd_that_appears_later_is_picked_up() {
         .count();
     assert_eq!(missing, 1, "the missing CRD should be logged once:\n{log}");
     assert!(log.contains("watch recovered"), "{log}");
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
+    clean_up(sink, tenant, home).await;
 }
 
 /// The operator changes `segment-bridge-config` under a running workload (a new
@@ -610,9 +568,7 @@ async fn a_changed_secret_applies_at_the_next_flush() {
         std::fs::write(secret.join("SEGMENT_API_URL"), format!("{url}/batch\n")).expect("url");
     };
     write("first-key-4c1a", &first.api_url());
-    let tenant = cluster
-        .namespace_with_labels("secret-change", &[("konflux-ci.dev/type", "tenant")])
-        .await;
+    let tenant = cluster.tenant("secret-change").await;
     let home = cluster.namespace("secret-change-home").await;
     home.settings(json!({"flushInterval": "300ms", "heartbeatInterval": "1h"}))
         .await;
@@ -633,32 +589,13 @@ async fn a_changed_secret_applies_at_the_next_flush() {
     daemon.wait_ready().await;
 
     let components = tenant.dynamic_api(&crds::component());
-    let create = |name: &'static str| {
-        let components = components.clone();
-        async move {
-            let c = components
-                .create(
-                    &PostParams::default(),
-                    &support::object(&crds::component(), name, json!({"application": "a"})),
-                )
-                .await
-                .expect("component");
-            format!("{}-component-created", c.metadata.uid.expect("uid"))
-        }
-    };
-    let before = create("before-change").await;
+    let before = support::create_component(&components, "before-change").await;
     wait_for_ids(&out1, std::slice::from_ref(&before)).await;
 
     write("second-key-9e2b", &second.api_url());
     // The marker that the daemon read the change: its counter, before anything is created.
-    eventually("the change applied", support::daemon::WAIT, || async {
-        let applied = daemon
-            .metric(r#"konflux_telemetry_segment_credential_reloads_total{outcome="applied"}"#)
-            .await;
-        (applied >= 1.0).then_some(())
-    })
-    .await;
-    let after = create("after-change").await;
+    credential_reload(&daemon, "applied", "the change applied").await;
+    let after = support::create_component(&components, "after-change").await;
     let events = wait_for_ids(&out2, std::slice::from_ref(&after)).await;
     assert_eq!(
         count(&events, &before),
@@ -673,14 +610,8 @@ async fn a_changed_secret_applies_at_the_next_flush() {
 
     // A value that cannot be used keeps the last good credentials, and says so.
     std::fs::write(secret.join("SEGMENT_API_URL"), "not a url\n").expect("url");
-    eventually("the bad value counted", support::daemon::WAIT, || async {
-        let rejected = daemon
-            .metric(r#"konflux_telemetry_segment_credential_reloads_total{outcome="rejected"}"#)
-            .await;
-        (rejected >= 1.0).then_some(())
-    })
-    .await;
-    let last = create("after-bad-value").await;
+    credential_reload(&daemon, "rejected", "the bad value counted").await;
+    let last = support::create_component(&components, "after-bad-value").await;
     wait_for_ids(&out2, std::slice::from_ref(&last)).await;
     let (clean, log) = daemon.terminate();
     assert!(clean, "{log}");

@@ -15,7 +15,7 @@ use support::at;
 use support::daemon::{DaemonProcess, free_port, metric_sum, sending_flags, start_sink};
 
 use konflux_telemetry_sink::{Fault, Sink};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -97,10 +97,7 @@ impl World {
 
     async fn tenant(&self, prefix: &str) -> TestNamespace {
         assert!(prefix.contains(SECRET));
-        let ns = self
-            .cluster
-            .namespace_with_labels(prefix, &[("konflux-ci.dev/type", "tenant")])
-            .await;
+        let ns = self.cluster.tenant(prefix).await;
         self.secrets
             .lock()
             .expect("lock")
@@ -125,6 +122,25 @@ impl World {
             &args,
             self.dir.join(format!("daemon-{n}.log")),
         )
+    }
+
+    /// [`World::start`], once the daemon is ready.
+    async fn start_ready(&self, extra: &[&str]) -> DaemonProcess {
+        let daemon = self.start(extra);
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    /// The sink answers the next requests with `fault`.
+    fn inject(&self, fault: Fault) {
+        self.sink.inject(fault).expect("fault");
+    }
+
+    /// The `Namespace Created` event of `tenant`, once it arrived: a test's first id.
+    async fn tenant_arrived(&self, tenant: &TestNamespace) -> Vec<String> {
+        let ids = vec![ns_created_id(tenant).await];
+        self.arrive(&ids).await;
+        ids
     }
 
     /// GET from the daemon's HTTP port; the answer is kept for the privacy scan.
@@ -195,6 +211,20 @@ impl World {
         }
     }
 
+    /// How a test ends: a marker after the events in `ids` (added to them), SIGTERM with a
+    /// clean exit, and each id arrived exactly once. The daemon's log.
+    async fn stop_exactly_once(
+        &self,
+        tenant: &TestNamespace,
+        daemon: DaemonProcess,
+        ids: &mut Vec<String>,
+    ) -> String {
+        self.after_a_marker(tenant, ids).await;
+        let log = terminate(daemon);
+        self.exactly_once(ids, &log);
+        log
+    }
+
     /// No namespace or object name of the test, and not the write key, in anything the
     /// daemon wrote: sink events, logs, /metrics, /preview.
     fn privacy_scan(&self) {
@@ -229,6 +259,12 @@ impl World {
             texts.len(),
             needles.len()
         );
+    }
+
+    /// Deletes the tenant namespace, then [`World::finish`].
+    async fn finish_with(self, tenant: TestNamespace) {
+        tenant.cleanup().await;
+        self.finish().await;
     }
 
     async fn finish(self) {
@@ -295,15 +331,8 @@ async fn component(ns: &TestNamespace, name: &str) -> String {
     format!("{}-component-created", created.metadata.uid.expect("uid"))
 }
 
-async fn ns_created_id(world: &World, ns: &TestNamespace) -> String {
-    let uid = Api::<k8s_openapi::api::core::v1::Namespace>::all(world.cluster.client())
-        .get(ns.name())
-        .await
-        .expect("namespace")
-        .metadata
-        .uid
-        .expect("uid");
-    format!("{uid}-namespace-created")
+async fn ns_created_id(ns: &TestNamespace) -> String {
+    format!("{}-namespace-created", ns.uid().await)
 }
 
 fn started(status_at: i64) -> Value {
@@ -345,10 +374,9 @@ async fn apiserver_sigkill_restart_and_410_relist() {
         "KUBECONFIG points at another cluster; only the local one can be restarted"
     );
     let tenant = world.tenant("sekrit-apiserver").await;
-    let daemon = world.start(&[]);
-    daemon.wait_ready().await;
+    let daemon = world.start_ready(&[]).await;
 
-    let mut ids = vec![ns_created_id(&world, &tenant).await];
+    let mut ids = vec![ns_created_id(&tenant).await];
     let a = run(&tenant, "sekrit-run-a", started(-30)).await;
     ids.push(component(&tenant, "sekrit-comp-a").await);
     ids.push(format!("{a}-started"));
@@ -383,9 +411,7 @@ async fn apiserver_sigkill_restart_and_410_relist() {
     let d = run(&tenant, "sekrit-run-d", started(0)).await;
     ids.push(format!("{d}-started"));
     world.arrive(&ids).await;
-    world.after_a_marker(&tenant, &mut ids).await;
-    let log = terminate(daemon);
-    world.exactly_once(&ids, &log);
+    let log = world.stop_exactly_once(&tenant, daemon, &mut ids).await;
     let gone = ["410", "Expired", "too old"]
         .iter()
         .any(|s| log.contains(s));
@@ -400,8 +426,7 @@ async fn apiserver_sigkill_restart_and_410_relist() {
         gone,
         "no 410 after the restart (the fresh watch cache expires older resourceVersions); log:\n{log}"
     );
-    tenant.cleanup().await;
-    world.finish().await;
+    world.finish_with(tenant).await;
 }
 
 /// The sink answers 503 for 4 s (many backoff rounds of 50..500 ms, past the 3 s retry
@@ -412,19 +437,10 @@ async fn apiserver_sigkill_restart_and_410_relist() {
 async fn sink_503_storm_then_429_retry_after() {
     let world = World::new("sink-errors", &[]).await;
     let tenant = world.tenant("sekrit-sink-errors").await;
-    let daemon = world.start(&[]);
-    daemon.wait_ready().await;
-    let mut ids = vec![ns_created_id(&world, &tenant).await];
-    world.arrive(&ids).await;
+    let daemon = world.start_ready(&[]).await;
+    let mut ids = world.tenant_arrived(&tenant).await;
 
-    world
-        .sink
-        .inject(Fault {
-            status: Some(503),
-            seconds: Some(4.0),
-            ..Fault::default()
-        })
-        .expect("fault");
+    world.inject(Fault::answer(503).for_seconds(4.0));
     let t = Instant::now();
     for i in 0..3 {
         ids.push(component(&tenant, &format!("sekrit-503-{i}")).await);
@@ -446,15 +462,7 @@ async fn sink_503_storm_then_429_retry_after() {
     );
 
     // 429 with Retry-After: 2.
-    world
-        .sink
-        .inject(Fault {
-            status: Some(429),
-            retry_after: Some(2),
-            count: Some(1),
-            ..Fault::default()
-        })
-        .expect("fault");
+    world.inject(Fault::answer(429).retry_after(2).times(1));
     let mark = world.sink.stats().request_log.len();
     let mut late = Vec::new();
     for i in 0..2 {
@@ -479,11 +487,8 @@ async fn sink_503_storm_then_429_retry_after() {
     for r in &log[i429 + 1..] {
         assert!(r.arrival_ms >= r429.responded_ms + 2000);
     }
-    world.after_a_marker(&tenant, &mut ids).await;
-    let log = terminate(daemon);
-    world.exactly_once(&ids, &log);
-    tenant.cleanup().await;
-    world.finish().await;
+    world.stop_exactly_once(&tenant, daemon, &mut ids).await;
+    world.finish_with(tenant).await;
 }
 
 /// The sink takes 2 s per request, then drops connections mid-body: every event arrives,
@@ -493,20 +498,11 @@ async fn sink_503_storm_then_429_retry_after() {
 async fn sink_slow_and_dropping_connections() {
     let world = World::new("sink-slow", &[]).await;
     let tenant = world.tenant("sekrit-sink-slow").await;
-    let daemon = world.start(&[]);
-    daemon.wait_ready().await;
-    let mut ids = vec![ns_created_id(&world, &tenant).await];
-    world.arrive(&ids).await;
+    let daemon = world.start_ready(&[]).await;
+    let mut ids = world.tenant_arrived(&tenant).await;
 
     // Slow: 2 s per request for the next two.
-    world
-        .sink
-        .inject(Fault {
-            latency_ms: Some(2000),
-            count: Some(2),
-            ..Fault::default()
-        })
-        .expect("fault");
+    world.inject(Fault::default().latency_ms(2000).times(2));
     let t = Instant::now();
     for i in 0..4 {
         ids.push(component(&tenant, &format!("sekrit-slow-{i}")).await);
@@ -527,14 +523,7 @@ async fn sink_slow_and_dropping_connections() {
     assert_eq!(slow, 2, "{:?}", stats.request_log);
 
     // Dropping: the next three requests lose their connection mid-body.
-    world
-        .sink
-        .inject(Fault {
-            drop: true,
-            count: Some(3),
-            ..Fault::default()
-        })
-        .expect("fault");
+    world.inject(Fault::dropping().times(3));
     let t = Instant::now();
     for i in 0..3 {
         ids.push(component(&tenant, &format!("sekrit-drop-{i}")).await);
@@ -555,11 +544,8 @@ async fn sink_slow_and_dropping_connections() {
         "{:?}",
         stats.statuses
     );
-    world.after_a_marker(&tenant, &mut ids).await;
-    let log = terminate(daemon);
-    world.exactly_once(&ids, &log);
-    tenant.cleanup().await;
-    world.finish().await;
+    world.stop_exactly_once(&tenant, daemon, &mut ids).await;
+    world.finish_with(tenant).await;
 }
 
 /// SIGTERM with events buffered (flushInterval 1h): they are sent before exit. Then
@@ -577,9 +563,8 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
     let results_args = results.sweep_flags();
 
     // 1. SIGTERM sends what waits.
-    let d1 = world.start(&args(&results_args));
-    d1.wait_ready().await;
-    let mut ids = vec![ns_created_id(&world, &tenant).await];
+    let d1 = world.start_ready(&args(&results_args)).await;
+    let mut ids = vec![ns_created_id(&tenant).await];
     ids.push(component(&tenant, "sekrit-held-1").await);
     let r = run(&tenant, "sekrit-held-run", completed(-60, -30)).await;
     ids.extend(ids_of_run(&r));
@@ -597,8 +582,7 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
 
     // 2. SIGKILL amid flushes every 300 ms, some events sent, some waiting.
     world.replace_settings(&[("flushInterval", "300ms")]).await;
-    let d2 = world.start(&args(&results_args));
-    d2.wait_ready().await;
+    let d2 = world.start_ready(&args(&results_args)).await;
     for i in 0..8 {
         ids.push(component(&tenant, &format!("sekrit-stream-{i}")).await);
         tokio::time::sleep(Duration::from_millis(120)).await;
@@ -638,8 +622,7 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
     ids.push(component(&tenant, "sekrit-while-down").await);
 
     // 4. Restart: all of it arrives.
-    let d3 = world.start(&args(&results_args));
-    d3.wait_ready().await;
+    let d3 = world.start_ready(&args(&results_args)).await;
     world.arrive(&ids).await;
     world.after_a_marker(&tenant, &mut ids).await;
     let log = terminate(d3);
@@ -657,8 +640,7 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
         "SIGKILL: {} expected events, all arrived; {duplicates} duplicates (Segment drops them by messageId)",
         ids.len()
     );
-    tenant.cleanup().await;
-    world.finish().await;
+    world.finish_with(tenant).await;
 }
 
 /// Tekton Results down (its API server killed, PostgreSQL and the port kept) while the
@@ -697,7 +679,7 @@ async fn results_down_during_sweeps_then_back() {
         metric(&m, "konflux_telemetry_sweep_sweeps_total")
     );
     // The watch is unaffected.
-    let mut ids = vec![ns_created_id(&world, &tenant).await];
+    let mut ids = vec![ns_created_id(&tenant).await];
     let live = run(&tenant, "sekrit-live-run", started(-3)).await;
     ids.push(format!("{live}-started"));
     world.arrive(&ids).await;
@@ -725,12 +707,9 @@ async fn results_down_during_sweeps_then_back() {
             .then_some(())
     })
     .await;
-    world.after_a_marker(&tenant, &mut ids).await;
-    let log = terminate(daemon);
-    world.exactly_once(&ids, &log);
+    let log = world.stop_exactly_once(&tenant, daemon, &mut ids).await;
     assert!(log.to_lowercase().contains("sweep"), "{log}");
-    tenant.cleanup().await;
-    world.finish().await;
+    world.finish_with(tenant).await;
 }
 
 /// Hostile objects through the real API server (odd types, deep nesting, huge labels,
@@ -745,15 +724,16 @@ async fn hostile_objects_settings_and_admission_reviews() {
     let certs = world.dir.join("certs");
     support::webhook::make_certs(&certs);
     let webhook_port = free_port();
-    let mut daemon = world.start(&[
-        "--webhook-listen",
-        &format!("127.0.0.1:{webhook_port}"),
-        "--webhook-cert-dir",
-        certs.to_str().expect("path"),
-    ]);
-    daemon.wait_ready().await;
+    let mut daemon = world
+        .start_ready(&[
+            "--webhook-listen",
+            &format!("127.0.0.1:{webhook_port}"),
+            "--webhook-cert-dir",
+            certs.to_str().expect("path"),
+        ])
+        .await;
 
-    let mut ids = vec![ns_created_id(&world, &tenant).await];
+    let mut ids = vec![ns_created_id(&tenant).await];
     let v1 = run(&tenant, "sekrit-valid-1", completed(-60, -30)).await;
     ids.extend(ids_of_run(&v1));
 
@@ -1019,12 +999,9 @@ async fn hostile_objects_settings_and_admission_reviews() {
     let v4 = run(&tenant, "sekrit-valid-4", started(-1)).await;
     ids.push(format!("{v4}-started"));
     world.arrive(&ids).await;
-    world.after_a_marker(&tenant, &mut ids).await;
-    let log = terminate(daemon);
+    let log = world.stop_exactly_once(&tenant, daemon, &mut ids).await;
     assert!(log.contains("rejected"), "{log}");
-    world.exactly_once(&ids, &log);
-    tenant.cleanup().await;
-    world.finish().await;
+    world.finish_with(tenant).await;
 }
 
 /// A request to the API server whose answer is not parsed.

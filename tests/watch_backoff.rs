@@ -148,6 +148,30 @@ fn assert_backs_off(gaps: &[Duration]) {
     assert!(gaps[5] >= gaps[0] * 3, "no exponential backoff: {gaps:?}");
 }
 
+/// Once [`LISTS`] LISTs failed: stops the watch, waits for it to end, and checks that it
+/// backed off.
+async fn stop_after_backoff(
+    fake: &mut Fake,
+    stop: &CancellationToken,
+    watching: tokio::task::JoinHandle<()>,
+) {
+    let gaps = fake.gaps().await;
+    stop.cancel();
+    watching.await.expect("the watch ends on stop");
+    assert_backs_off(&gaps);
+}
+
+/// `warning` logged once for all the failed LISTs, and no recovery.
+fn assert_warned_once(logs: &Captured, warning: &str) {
+    let text = logs.text();
+    assert_eq!(
+        text.matches(warning).count(),
+        1,
+        "one warning for {LISTS} failed LISTs:\n{text}"
+    );
+    assert!(!text.contains("recovered"), "{text}");
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_kind_whose_crd_is_missing_backs_off_and_warns_once() {
     // One thread: the subscriber sees the watch's logs.
@@ -165,18 +189,9 @@ async fn a_kind_whose_crd_is_missing_backs_off_and_warns_once() {
         WatchRetry::new(BASE, CAP),
         stop.clone(),
     ));
-    let gaps = fake.gaps().await;
-    stop.cancel();
-    watching.await.expect("the watch ends on stop");
-    assert_backs_off(&gaps);
+    stop_after_backoff(&mut fake, &stop, watching).await;
     assert!(state.settled(), "an unavailable kind does not hold /readyz");
-    let text = logs.text();
-    assert_eq!(
-        text.matches("is not served").count(),
-        1,
-        "one warning for {LISTS} failed LISTs:\n{text}"
-    );
-    assert!(!text.contains("recovered"), "{text}");
+    assert_warned_once(&logs, "is not served");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -199,18 +214,9 @@ async fn a_forbidden_config_map_backs_off_and_warns_once() {
             .await;
         })
     };
-    let gaps = fake.gaps().await;
-    stop.cancel();
-    watching.await.expect("the watch ends on stop");
-    assert_backs_off(&gaps);
+    stop_after_backoff(&mut fake, &stop, watching).await;
     assert_eq!(*changes.lock().expect("changes"), 0);
-    let text = logs.text();
-    assert_eq!(
-        text.matches("cannot watch ConfigMap").count(),
-        1,
-        "one warning for {LISTS} failed LISTs:\n{text}"
-    );
-    assert!(!text.contains("recovered"), "{text}");
+    assert_warned_once(&logs, "cannot watch ConfigMap");
 }
 
 /// An API server that refuses the watch-list stream (422, as when its `WatchList` feature

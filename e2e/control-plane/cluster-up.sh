@@ -101,28 +101,11 @@ pick_port etcd_peer_port "${CLUSTER_ETCD_PEER_PORT:-}"
 pick_port api_port "${CLUSTER_APISERVER_PORT:-}"
 
 # --- certificates -----------------------------------------------------------
-ossl() { openssl "$@" >>"$state_dir/logs/openssl.log" 2>&1 || die "openssl $1 failed (see $state_dir/logs/openssl.log)"; }
-ossl req -x509 -new -nodes -newkey rsa:2048 -keyout "$pki/ca.key" -out "$pki/ca.crt" \
-  -days 3650 -subj "/CN=konflux-telemetry-test-ca"
-cat >"$pki/ext.cnf" <<EOF
-[serving]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, IP:10.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local
-[client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = clientAuth
-EOF
-issue() { # issue NAME SUBJECT EXT
-  ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/$1.key"
-  ossl req -new -key "$pki/$1.key" -subj "$2" -out "$pki/$1.csr"
-  ossl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-    -days 3650 -extfile "$pki/ext.cnf" -extensions "$3" -out "$pki/$1.crt"
-}
-issue apiserver "/CN=kube-apiserver" serving
-issue admin "/O=system:masters/CN=konflux-telemetry-admin" client
+new_ca "$pki" konflux-telemetry-test-ca \
+  "IP:127.0.0.1, IP:10.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local" \
+  client
+issue_cert "$pki" apiserver "/CN=kube-apiserver" serving
+issue_cert "$pki" admin "/O=system:masters/CN=konflux-telemetry-admin" client
 # Service-account token signing key pair (TokenRequest API).
 ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key"
 ossl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"

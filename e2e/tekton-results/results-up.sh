@@ -141,20 +141,9 @@ psql_bin="$pg_bindir/psql"
 
 # --- certificates -----------------------------------------------------------
 tls="$state_dir/tls"
-ossl() { openssl "$@" >>"$state_dir/logs/openssl.log" 2>&1 || die "openssl $1 failed (see $state_dir/logs/openssl.log)"; }
-ossl req -x509 -new -nodes -newkey rsa:2048 -keyout "$tls/ca.key" -out "$tls/ca.crt" \
-  -days 3650 -subj "/CN=konflux-telemetry-results-test-ca"
-cat >"$tls/ext.cnf" <<EOF
-[serving]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:tekton-results-api-service.tekton-pipelines.svc.cluster.local
-EOF
-ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tls/tls.key"
-ossl req -new -key "$tls/tls.key" -subj "/CN=tekton-results-api" -out "$tls/tls.csr"
-ossl x509 -req -in "$tls/tls.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
-  -days 3650 -extfile "$tls/ext.cnf" -extensions serving -out "$tls/tls.crt"
+new_ca "$tls" konflux-telemetry-results-test-ca \
+  "IP:127.0.0.1, DNS:localhost, DNS:tekton-results-api-service.tekton-pipelines.svc.cluster.local"
+issue_cert "$tls" tls "/CN=tekton-results-api" serving
 chmod 600 "$tls"/*.key
 
 # --- API server -------------------------------------------------------------

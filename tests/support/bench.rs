@@ -39,3 +39,15 @@ pub fn cpu_seconds(pid: impl std::fmt::Display) -> f64 {
         + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     ticks as f64 / 100.0
 }
+
+/// Task `n` of a Konflux build pipeline's spec, building image tag `tag` (about 600 bytes of
+/// JSON): the bulk of a real-size PipelineRun, repeated until it is large enough.
+pub fn build_task(n: usize, tag: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": format!("task-{n}"),
+        "params": [{"name": "IMAGE", "value": format!("quay.io/org/repo:{tag}")},
+                   {"name": "SCRIPT", "value": "set -euo pipefail; echo building; ".repeat(8)}],
+        "taskRef": {"resolver": "bundles", "params": [{"name": "bundle", "value": "quay.io/konflux-ci/tekton-catalog/task-buildah:0.4@sha256:0123456789abcdef"}]},
+        "runAfter": ["init"]
+    })
+}

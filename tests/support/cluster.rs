@@ -66,6 +66,13 @@ impl TestCluster {
     ) -> TestNamespace {
         TestNamespace::create(self, prefix, labels).await
     }
+
+    /// Like [`TestCluster::namespace`], labelled `konflux-ci.dev/type=tenant`: a Konflux
+    /// tenant namespace, whose objects the daemon watches.
+    pub async fn tenant(&self, prefix: &str) -> TestNamespace {
+        self.namespace_with_labels(prefix, &[("konflux-ci.dev/type", "tenant")])
+            .await
+    }
 }
 
 /// The test cluster, started if need be. Panics with the reason when there is

@@ -216,6 +216,14 @@ pub fn count(events: &[Value], id: &str) -> usize {
     events.iter().filter(|e| e["messageId"] == id).count()
 }
 
+/// The event of `events` with `messageId` `id`; panics when there is none.
+pub fn by_id<'a>(events: &'a [Value], id: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| e["messageId"] == id)
+        .unwrap_or_else(|| panic!("no event {id}"))
+}
+
 /// Waits until every id is at the sink; returns all the sink's events then.
 pub async fn wait_for_ids(out: &Path, ids: &[String]) -> Vec<Value> {
     eventually(&format!("events {ids:?} at the sink"), WAIT, || async {
@@ -270,6 +278,15 @@ pub fn tempdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// A fresh [`tempdir`] `name`, and in it `sink.ndjson`, where a [`start_sink`] accepting
+/// `key` writes: the directory, that file and the sink.
+pub async fn sink_in(name: &str, key: &str) -> (PathBuf, PathBuf, konflux_telemetry_sink::Sink) {
+    let dir = tempdir(name);
+    let out = dir.join("sink.ndjson");
+    let sink = start_sink(key, &out).await;
+    (dir, out, sink)
 }
 
 /// The project's Segment-compatible sink on a free loopback port, accepting `key`,

@@ -105,6 +105,17 @@ impl TestNamespace {
         self.client.clone()
     }
 
+    /// The namespace's uid (its `Namespace Created` event is `<uid>-namespace-created`).
+    pub async fn uid(&self) -> String {
+        Api::<Namespace>::all(self.client())
+            .get(&self.name)
+            .await
+            .expect("namespace")
+            .metadata
+            .uid
+            .expect("uid")
+    }
+
     /// A typed API for this namespace, e.g. `ns.api::<ConfigMap>()`.
     pub fn api<K>(&self) -> Api<K>
     where
