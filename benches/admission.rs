@@ -17,9 +17,8 @@
 //! Under `cargo test --all-targets` (no `--bench` argument) it is a quick smoke run.
 //! `BENCH_SECONDS` sets the length of each loaded phase (default 10).
 
-mod common;
-#[path = "../tests/support/crypto.rs"]
-mod crypto;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use konflux_telemetry::admission::{AdmissionMetrics, Handler, Webhook};
 use konflux_telemetry::events::ClusterIdentity;
@@ -177,9 +176,9 @@ fn peak_of(h: &Handler, body: &str) -> (u64, u16, usize) {
     let me = std::process::id();
     // Resets VmHWM to the current RSS (Linux: "5" > clear_refs).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let before = common::proc_status(me, "VmRSS:").unwrap_or(0);
+    let before = support::bench::proc_status(me, "VmRSS:").unwrap_or(0);
     let reply = h.review(body.as_bytes());
-    let peak = common::proc_status(me, "VmHWM:").unwrap_or(0);
+    let peak = support::bench::proc_status(me, "VmHWM:").unwrap_or(0);
     (peak.saturating_sub(before), reply.status, reply.body.len())
 }
 
@@ -292,6 +291,27 @@ fn buckets(metrics: &AdmissionMetrics) -> Vec<(f64, u64)> {
 
 /// The server-side p50 and p99 bounds between two snapshots: the smallest bucket bound
 /// holding that share of the requests.
+/// Waits for `tasks` (each gives the latencies of its requests), then [`report`]s them
+/// and what the server measured since `before`.
+async fn report_tasks(
+    what: &str,
+    mut tasks: tokio::task::JoinSet<Vec<Duration>>,
+    started: Instant,
+    before: &[(f64, u64)],
+    metrics: &AdmissionMetrics,
+) {
+    let mut latencies = Vec::new();
+    while let Some(l) = tasks.join_next().await {
+        latencies.extend(l.expect("requests"));
+    }
+    report(what, latencies, started.elapsed());
+    println!(
+        "{:<44} {}",
+        "  server side (headers to answer)",
+        server_side(before, &buckets(metrics))
+    );
+}
+
 fn server_side(before: &[(f64, u64)], after: &[(f64, u64)]) -> String {
     let diff: Vec<(f64, u64)> = after
         .iter()
@@ -392,22 +412,11 @@ async fn over_https(seconds: f64) {
     let started = Instant::now();
     for i in 0..total {
         tick.tick().await;
-        tasks.spawn(post(i));
+        let request = post(i);
+        tasks.spawn(async move { vec![request.await] });
     }
-    let mut latencies = Vec::with_capacity(total);
-    while let Some(l) = tasks.join_next().await {
-        latencies.push(l.expect("request"));
-    }
-    report(
-        "HTTPS, open loop at 500/s (client-side)",
-        latencies,
-        started.elapsed(),
-    );
-    println!(
-        "{:<44} {}",
-        "  server side (headers to answer)",
-        server_side(&before, &buckets(&metrics))
-    );
+    let what = "HTTPS, open loop at 500/s (client-side)";
+    report_tasks(what, tasks, started, &before, &metrics).await;
 
     // Closed loop, 16 clients: the most it takes.
     let before = buckets(&metrics);
@@ -425,20 +434,8 @@ async fn over_https(seconds: f64) {
             out
         });
     }
-    let mut latencies = Vec::new();
-    while let Some(l) = workers.join_next().await {
-        latencies.extend(l.expect("worker"));
-    }
-    report(
-        "HTTPS, 16 concurrent clients (client-side)",
-        latencies,
-        started.elapsed(),
-    );
-    println!(
-        "{:<44} {}",
-        "  server side (headers to answer)",
-        server_side(&before, &buckets(&metrics))
-    );
+    let what = "HTTPS, 16 concurrent clients (client-side)";
+    report_tasks(what, workers, started, &before, &metrics).await;
 
     stop.cancel();
     let _ = server.await;
@@ -447,7 +444,7 @@ async fn over_https(seconds: f64) {
 
 fn main() {
     // What the daemon's `main` does first: the webhook and the client need it.
-    crypto::install_provider();
+    support::crypto::install_provider();
     let full = std::env::args().any(|a| a == "--bench");
     let seconds: f64 = if full {
         std::env::var("BENCH_SECONDS")

@@ -12,8 +12,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-mod common;
-use common::{env_usize, proc_status};
+use support::bench::{env_usize, proc_status};
 
 use kube::api::PostParams;
 use serde_json::json;
@@ -47,17 +46,6 @@ fn spec(target: usize) -> serde_json::Value {
         }
         n += 1;
     }
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let after = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ticks as f64 / 100.0
 }
 
 async fn apiserver_requests(client: &kube::Client) -> BTreeMap<String, f64> {
@@ -103,7 +91,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if !common::run_as_bench("daemon") {
+    if !support::bench::run_as_bench("daemon") {
         return;
     }
     let runs = env_usize("BENCH_RUNS", 10_000);
@@ -116,11 +104,7 @@ async fn main() {
     // The cluster's objects, made before the daemon starts.
     let mut namespaces = Vec::new();
     for _ in 0..tenants {
-        namespaces.push(
-            cluster
-                .namespace_with_labels("bench-tenant", &[("konflux-ci.dev/type", "tenant")])
-                .await,
-        );
+        namespaces.push(cluster.tenant("bench-tenant").await);
     }
     let specs: Vec<serde_json::Value> = [10_000, 20_000, 30_000, 40_000]
         .into_iter()
@@ -226,7 +210,7 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
-    let cpu_list = cpu_seconds(pid);
+    let cpu_list = support::bench::cpu_seconds(pid);
     let list_events = sink.stats().accepted_events;
     println!(
         "  initial list: ready after {:.2} s, all {} events at the sink after {:.2} s ({:.0} events/s)",

@@ -14,8 +14,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-mod common;
-use common::env_usize;
+use support::bench::env_usize;
 
 use konflux_telemetry_sink::Fault;
 use serde_json::json;
@@ -24,7 +23,7 @@ use std::time::{Duration, Instant};
 
 /// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`); 0 once the process is gone.
 fn proc_kib(pid: u32, key: &str) -> u64 {
-    common::proc_status(pid, key).unwrap_or(0)
+    support::bench::proc_status(pid, key).unwrap_or(0)
 }
 
 fn mib(kib: u64) -> f64 {
@@ -61,7 +60,7 @@ async fn metric(http: &reqwest::Client, port: u16, name: &str) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if !common::run_as_bench("daemon_memory") {
+    if !support::bench::run_as_bench("daemon_memory") {
         return;
     }
     support::crypto::install_provider();
@@ -72,11 +71,7 @@ async fn main() {
 
     let mut namespaces = Vec::new();
     for _ in 0..tenants {
-        namespaces.push(
-            cluster
-                .namespace_with_labels("mem-tenant", &[("konflux-ci.dev/type", "tenant")])
-                .await,
-        );
+        namespaces.push(cluster.tenant("mem-tenant").await);
     }
     let t = Instant::now();
     let created = support::create_completed_runs(
@@ -96,12 +91,8 @@ async fn main() {
     // Segment down: every batch request answered 503 until reset.
     let dir = support::daemon::tempdir("mem");
     let sink = support::daemon::start_sink("mem", &dir.join("sink.ndjson")).await;
-    sink.inject(Fault {
-        status: Some(503),
-        seconds: Some(86_400.0),
-        ..Fault::default()
-    })
-    .expect("fault");
+    sink.inject(Fault::answer(503).for_seconds(86_400.0))
+        .expect("fault");
     let port = support::daemon::free_port();
     let home = cluster.namespace("mem-home").await;
     let settings = home

@@ -13,10 +13,9 @@
 //! the buffer's share; the daemon's own steady RSS (kube client, watches: docs/performance.md)
 //! comes on top. Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 
-mod common;
-#[path = "../tests/support/crypto.rs"]
-mod crypto;
-use common::env_usize;
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::bench::env_usize;
 
 use konflux_telemetry::events::{self, ClusterIdentity, Decoded};
 use konflux_telemetry::http::{self, Endpoints, Preview};
@@ -124,11 +123,11 @@ async fn slow_preview(addr: std::net::SocketAddr) -> (usize, bool) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if !common::run_as_bench("memory") {
+    if !support::bench::run_as_bench("memory") {
         return;
     }
     // What the daemon's `main` does first: Sender::new needs it.
-    crypto::install_provider();
+    support::crypto::install_provider();
     let defaults = Settings::default();
     let runs = env_usize("BENCH_RUNS", 100_000);
     let max_events = env_usize("BENCH_MAX_EVENTS", defaults.max_buffered_events);

@@ -26,10 +26,9 @@
 //! previous interval). Each prints records read, bytes received and the Results API
 //! server's CPU. The records are deleted at the end.
 
-mod common;
-#[path = "../tests/support/crypto.rs"]
-mod crypto;
-use common::env_usize;
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::bench::{build_task, env_usize};
 
 use base64::Engine as _;
 use futures::StreamExt;
@@ -38,7 +37,6 @@ use konflux_telemetry::sweep::{
     ResultsClient, ResultsConfig, SweepMetrics, SweepSettings, Sweeper, TokenSource,
 };
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -64,13 +62,7 @@ fn template(target: usize) -> String {
     let mut tasks = Vec::new();
     let mut n = 0;
     loop {
-        tasks.push(json!({
-            "name": format!("task-{n}"),
-            "params": [{"name": "IMAGE", "value": format!("quay.io/org/repo:{n}")},
-                       {"name": "SCRIPT", "value": "set -euo pipefail; echo building; ".repeat(8)}],
-            "taskRef": {"resolver": "bundles", "params": [{"name": "bundle", "value": "quay.io/konflux-ci/tekton-catalog/task-buildah:0.4@sha256:0123456789abcdef"}]},
-            "runAfter": ["init"]
-        }));
+        tasks.push(build_task(n, &n.to_string()));
         let run = json!({
             "apiVersion": "tekton.dev/v1",
             "kind": "PipelineRun",
@@ -129,17 +121,6 @@ fn instantiate_at(
         .replace("__DONE__", &rfc3339(done))
 }
 
-fn read_env(path: &Path) -> Option<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    Some(
-        text.lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-    )
-}
-
 fn proc_status_kib(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -184,17 +165,6 @@ async fn bytes_per_record(addr: &str, ca: &Path, prefix: &str) -> f64 {
     bytes as f64 / records.max(1) as f64
 }
 
-fn cpu_seconds(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let after = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ticks as f64 / 100.0
-}
-
 fn admin(ca: &Path) -> reqwest::Client {
     let pem = std::fs::read(ca).expect("read CA");
     reqwest::Client::builder()
@@ -207,6 +177,24 @@ fn admin(ca: &Path) -> reqwest::Client {
 
 /// POSTs `body` to `url`, up to 3 times; an `AlreadyExists` (a retry of one that got
 /// through) counts as done.
+/// Creates the Result `ns/results/id` under `base` (the parents URL) and its one record, a
+/// PipelineRun of JSON `value`.
+async fn create_record(
+    http: &reqwest::Client,
+    base: &str,
+    ns: &str,
+    id: &str,
+    value: String,
+) -> Result<(), String> {
+    let result = json!({ "name": format!("{ns}/results/{id}") }).to_string();
+    post(http, &format!("{base}/{ns}/results"), result).await?;
+    let record = format!(
+        r#"{{"name":"{ns}/results/{id}/records/{id}","data":{{"type":"{PIPELINERUN_TYPE}","value":"{}"}}}}"#,
+        base64::engine::general_purpose::STANDARD.encode(value)
+    );
+    post(http, &format!("{base}/{ns}/results/{id}/records"), record).await
+}
+
 async fn post(http: &reqwest::Client, url: &str, body: String) -> Result<(), String> {
     let mut last = String::new();
     for attempt in 0..3 {
@@ -244,7 +232,7 @@ impl Marker {
     }
 
     fn load() -> Option<Self> {
-        let m = read_env(&Self::path())?;
+        let m = support::results::read_env(&Self::path())?;
         Some(Self {
             addr: m.get("ADDR")?.clone(),
             prefix: m.get("PREFIX")?.clone(),
@@ -282,13 +270,7 @@ async fn create_records(addr: &str, ca: &Path, prefix: &str, n: usize) -> (usize
             let http = &http;
             let base = &base;
             async move {
-                let result = json!({ "name": format!("{ns}/results/{id}") }).to_string();
-                post(http, &format!("{base}/{ns}/results"), result).await?;
-                let record = format!(
-                    r#"{{"name":"{ns}/results/{id}/records/{id}","data":{{"type":"{PIPELINERUN_TYPE}","value":"{}"}}}}"#,
-                    base64::engine::general_purpose::STANDARD.encode(value)
-                );
-                post(http, &format!("{base}/{ns}/results/{id}/records"), record).await?;
+                create_record(http, base, &ns, &id, value).await?;
                 Ok::<u64, String>(len)
             }
         })
@@ -387,13 +369,13 @@ fn child() {
             (all, ours)
         });
         let rss_before = proc_status_kib("VmRSS:");
-        let cpu_before = cpu_seconds("self");
+        let cpu_before = support::bench::cpu_seconds("self");
         let t = Instant::now();
         let report = sweeper.sweep_since(since).await;
         drop(sweeper);
         let (all, ours) = counter.await.expect("counter");
         let secs = t.elapsed().as_secs_f64();
-        let cpu = cpu_seconds("self") - cpu_before;
+        let cpu = support::bench::cpu_seconds("self") - cpu_before;
         let read = report.records_read as f64 * bytes_per_record;
         let errors = report.error.map_or("none", |k| k.as_str());
         println!(
@@ -423,7 +405,7 @@ fn child() {
 
 fn main() {
     // What the daemon's `main` does first: ResultsClient::new needs it.
-    crypto::install_provider();
+    support::crypto::install_provider();
     if std::env::var_os("SWEEP_BENCH_CHILD").is_some() {
         return child();
     }
@@ -439,7 +421,7 @@ fn main() {
             "the bench record is not a readable PipelineRun"
         );
     }
-    if !common::run_as_bench("sweep") {
+    if !support::bench::run_as_bench("sweep") {
         return;
     }
     let n = env_usize("BENCH_RECORDS", 50_000);
@@ -455,7 +437,8 @@ fn main() {
         .status()
         .expect("run e2e/tekton-results/results-up.sh");
     assert!(status.success(), "results-up.sh failed ({status})");
-    let env = read_env(&repo_root().join(".cluster/results/env")).expect(".cluster/results/env");
+    let env = support::results::read_env(&repo_root().join(".cluster/results/env"))
+        .expect(".cluster/results/env");
     let addr = env["TEKTON_RESULTS_API_ADDR"].clone();
     let ca = PathBuf::from(&env["TEKTON_RESULTS_CA_FILE"]);
     let api_pid = std::fs::read_to_string(repo_root().join(".cluster/results/api.pid"))
@@ -523,7 +506,7 @@ fn main() {
         marker.since
     );
     for page_size in page_sizes {
-        let api_cpu = cpu_seconds(&api_pid);
+        let api_cpu = support::bench::cpu_seconds(&api_pid);
         let status = Command::new(std::env::current_exe().expect("current exe"))
             .arg("--bench")
             .env("SWEEP_BENCH_CHILD", "1")
@@ -539,7 +522,7 @@ fn main() {
         if !api_pid.is_empty() {
             println!(
                 "    Results API server CPU meanwhile: {:.2} s (PostgreSQL not counted)",
-                cpu_seconds(&api_pid) - api_cpu
+                support::bench::cpu_seconds(&api_pid) - api_cpu
             );
         }
     }
@@ -566,13 +549,13 @@ async fn measured(
     sweep: impl std::future::Future<Output = konflux_telemetry::sweep::SweepReport>,
     api_pid: &str,
 ) -> Figures {
-    let cpu = cpu_seconds(api_pid);
+    let cpu = support::bench::cpu_seconds(api_pid);
     let report = sweep.await;
     assert!(report.complete(), "{report:?}");
     Figures {
         read: report.records_read,
         bytes: report.bytes,
-        api_cpu: cpu_seconds(api_pid) - cpu,
+        api_cpu: support::bench::cpu_seconds(api_pid) - cpu,
         delivered: report.delivered,
     }
 }
@@ -628,17 +611,15 @@ async fn incremental(addr: &str, ca: &Path, api_pid: &str, templates: &[String])
                 let ns = format!("{prefix}-ns-{:02}", i % NAMESPACES);
                 let id = format!("{prefix}-{i:06}");
                 let now = jiff::Timestamp::now();
-                let value = instantiate_at(&templates[i % templates.len()], &ns, &id, now - jiff::SignedDuration::from_secs(5), now);
+                let value = instantiate_at(
+                    &templates[i % templates.len()],
+                    &ns,
+                    &id,
+                    now - jiff::SignedDuration::from_secs(5),
+                    now,
+                );
                 let (http, base) = (&http, &base);
-                async move {
-                    let result = json!({ "name": format!("{ns}/results/{id}") }).to_string();
-                    post(http, &format!("{base}/{ns}/results"), result).await?;
-                    let record = format!(
-                        r#"{{"name":"{ns}/results/{id}/records/{id}","data":{{"type":"{PIPELINERUN_TYPE}","value":"{}"}}}}"#,
-                        base64::engine::general_purpose::STANDARD.encode(value)
-                    );
-                    post(http, &format!("{base}/{ns}/results/{id}/records"), record).await
-                }
+                async move { create_record(http, base, &ns, &id, value).await }
             });
             let ok = futures::stream::iter(posts)
                 .buffer_unordered(IN_FLIGHT)

@@ -4,6 +4,10 @@
 //!
 //! Set `BENCH_INPUT_MB` to change the size of the memory run (default 1024).
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::bench::build_task;
+
 use konflux_telemetry::events::{ClusterIdentity, Timestamp};
 use konflux_telemetry::transform;
 use serde_json::json;
@@ -18,13 +22,7 @@ fn pipelinerun(i: usize, target: usize) -> String {
     let mut run = json!({});
     let mut n = 0;
     loop {
-        tasks.push(json!({
-            "name": format!("task-{n}"),
-            "params": [{"name": "IMAGE", "value": format!("quay.io/org/repo:{i}-{n}")},
-                       {"name": "SCRIPT", "value": "set -euo pipefail; echo building; ".repeat(8)}],
-            "taskRef": {"resolver": "bundles", "params": [{"name": "bundle", "value": "quay.io/konflux-ci/tekton-catalog/task-buildah:0.4@sha256:0123456789abcdef"}]},
-            "runAfter": ["init"]
-        }));
+        tasks.push(build_task(n, &format!("{i}-{n}")));
         run = json!({
             "apiVersion": "tekton.dev/v1",
             "kind": "PipelineRun",

@@ -3,9 +3,10 @@
 
 use crate::capture::identity::Configured;
 use crate::secret::Secret;
-use crate::segment::{self, Backoff, Sender, SenderConfig, WriteKey};
+use crate::segment::credentials::{Credentials, Said};
+use crate::segment::{self, Backoff, SenderConfig, WriteKey};
 use crate::settings::{self, Settings};
-use crate::sweep::{ResultsConfig, TokenSource};
+use crate::sweep::{Override, Resolver, ResultsConfig, TokenSource};
 use crate::{Error, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +27,10 @@ pub struct RunArgs {
     /// Default lookback (the ConfigMap's lookback wins).
     #[arg(long, env = "LOOKBACK", value_parser = settings::parse_duration)]
     pub lookback: Option<Duration>,
+    /// How often konflux-public-info (cluster id, versions) is read again: one get, which
+    /// Konflux allows every authenticated user.
+    #[arg(long, env = "PUBLIC_INFO_INTERVAL", default_value = "5m", value_parser = settings::parse_duration)]
+    pub public_info_interval: Duration,
     /// Opt in (true) or out (false) where the Konflux CR's spec.telemetry.enabled is unset
     /// (the ConfigMap's telemetryEnabled wins); unset: the platform decides (off on vanilla
     /// Kubernetes, the console's telemetry on OpenShift).
@@ -75,51 +80,60 @@ pub struct SegmentArgs {
     /// Segment write key. Without one, events are captured and previewed but never sent.
     #[arg(long, env = "SEGMENT_WRITE_KEY", hide_env_values = true)]
     pub segment_write_key: Option<Secret>,
+    /// A folder holding the Secret's keys as files (the Secret mounted as a volume):
+    /// SEGMENT_WRITE_KEY, SEGMENT_API_URL, SEGMENT_BATCH_API, read again every
+    /// --segment-secret-poll, so a changed Secret applies without a restart. A file present
+    /// wins over the flag or variable of the same name.
+    #[arg(long, env = "SEGMENT_SECRET_DIR", value_name = "DIR")]
+    pub segment_secret_dir: Option<std::path::PathBuf>,
+    /// How often the Secret's folder is read.
+    #[arg(long, env = "SEGMENT_SECRET_POLL", default_value = "10s", value_parser = settings::parse_duration)]
+    pub segment_secret_poll: std::time::Duration,
 }
 
 impl SegmentArgs {
-    /// The API base URL: `--segment-api-url`, else the old bridge's `/batch` URL, else
-    /// Segment's.
-    pub fn api_url(&self) -> Result<String> {
-        match (&self.segment_api_url, &self.segment_batch_api) {
-            (Some(url), _) => segment::normalize_api_url(url),
-            (None, Some(batch)) => segment::normalize_api_url(batch),
-            (None, None) => Ok(segment::DEFAULT_API_URL.to_owned()),
+    /// What the flags (or their variables) say, before the Secret's folder.
+    pub fn said(&self) -> Said {
+        Said {
+            api_url: self.segment_api_url.clone(),
+            batch_api: self.segment_batch_api.clone(),
+            write_key: self
+                .segment_write_key
+                .as_ref()
+                .map(|k| WriteKey::new(k.expose())),
         }
-        .map_err(|source| Error::Segment {
+    }
+
+    /// Where events go at start: the flags, with the Secret's folder over them when given
+    /// (the rule: [`Said::credentials`]). A value that cannot be used stops the start.
+    pub fn credentials(&self) -> Result<Credentials> {
+        let said = self.said();
+        let config = |e: &dyn std::fmt::Display| Error::Config {
+            key: "segment-secret-dir".to_owned(),
+            reason: e.to_string(),
+        };
+        let said = match &self.segment_secret_dir {
+            Some(dir) => said.with_files_of(dir).map_err(|e| config(&e))?,
+            None => said,
+        };
+        said.credentials().map_err(|source| Error::Segment {
             what: "the Segment API URL",
             source,
         })
     }
-
-    /// The write key; `None` when unset or blank (capture without sending).
-    pub fn write_key(&self) -> Option<WriteKey> {
-        self.segment_write_key
-            .as_ref()
-            .map(|k| k.expose().trim())
-            .filter(|k| !k.is_empty())
-            .map(WriteKey::new)
-    }
 }
 
-/// A Segment sender for `api_url` and `key` with the live settings' rate and retries.
-pub fn sender(
-    api_url: &str,
-    key: &WriteKey,
-    s: &Settings,
-    metrics: &segment::SenderMetrics,
-) -> Result<Sender> {
-    let mut cfg = SenderConfig::new(api_url, key.clone());
+/// The sender's rate and retries from the live settings; its URL and key come from the
+/// credentials ([`crate::segment::output::SegmentOutput`]).
+pub fn sender_config(s: &Settings) -> SenderConfig {
+    let mut cfg = SenderConfig::new(segment::DEFAULT_API_URL, WriteKey::new(""));
     cfg.requests_per_second = s.requests_per_second;
     cfg.backoff = Backoff {
         base: s.retry_base_delay,
         cap: s.retry_max_delay,
         deadline: s.retry_deadline,
     };
-    Sender::new(cfg, metrics.clone()).map_err(|source| Error::Segment {
-        what: "the Segment sender",
-        source,
-    })
+    cfg
 }
 
 /// What the events say about the cluster (`run` and `transform`).
@@ -184,9 +198,20 @@ pub struct ResultsArgs {
     /// PEM bundle of CAs trusted for the Results API (on OpenShift, the service CA).
     #[arg(long, env = "TEKTON_RESULTS_CA_FILE")]
     pub tekton_results_ca_file: Option<PathBuf>,
-    /// Accept any certificate from the Results API. Off by default; not for production.
+    /// Accept any certificate from the Results API. Off by default; not for production;
+    /// with a token, for cluster service names only.
     #[arg(long, env = "TEKTON_RESULTS_INSECURE_SKIP_TLS_VERIFY")]
     pub tekton_results_insecure_skip_tls_verify: bool,
+    /// Where the OpenShift service CA is looked for when no CA file is given (repeatable;
+    /// default: the ConfigMap `openshift-service-ca.crt` as `deploy/` mounts it, and the
+    /// service-account volume's `service-ca.crt`).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub tekton_results_service_ca_file: Vec<PathBuf>,
+    /// Resolve HOST to IP when locating Tekton Results (`HOST=IP:PORT`: and connect to
+    /// PORT), or `HOST=` for a name that does not resolve, like curl's --resolve
+    /// (repeatable; tests).
+    #[arg(long, hide = true, value_name = "HOST=IP[:PORT]")]
+    pub tekton_results_resolve: Vec<Override>,
 }
 
 impl ResultsArgs {
@@ -210,10 +235,21 @@ impl ResultsArgs {
         }
         c.ca_file.clone_from(&self.tekton_results_ca_file);
         c.insecure_skip_tls_verify = self.tekton_results_insecure_skip_tls_verify;
+        if !self.tekton_results_service_ca_file.is_empty() {
+            c.service_ca_files
+                .clone_from(&self.tekton_results_service_ca_file);
+        }
         if let Some(limit) = self.tekton_limit {
             c.page_size = limit;
         }
         Some(c)
+    }
+}
+
+impl ResultsArgs {
+    /// How Results' candidate names resolve: `--tekton-results-resolve`, else the system.
+    pub fn resolver(&self) -> Resolver {
+        Resolver::with_overrides(self.tekton_results_resolve.clone())
     }
 }
 

@@ -10,10 +10,9 @@ pub use crate::cli::RunArgs;
 
 use crate::admission::AdmissionMetrics;
 use crate::capture::identity::{self, ClusterFacts, Configured, PublicInfo};
-use crate::capture::{config_maps, guarded_watch::Readiness, watches};
+use crate::capture::{guarded_watch::Readiness, watches};
 use crate::cli::{self, namespaced_name};
 use crate::events::Timestamp;
-use crate::flush::Discard;
 use crate::flush::flusher::Flusher;
 use crate::http::{self, Endpoints};
 use crate::logging::LogLevel;
@@ -21,12 +20,13 @@ use crate::pipeline::Core;
 use crate::pipeline::metrics::CoreMetrics;
 use crate::pipeline::observation::ObservationTx;
 use crate::segment::SenderMetrics;
+use crate::segment::credentials::Credentials;
 use crate::segment::output::SegmentOutput;
 use crate::settings::Settings;
 use crate::settings::live::LiveSettings;
 use crate::state::checkpoint::Checkpoint;
 use crate::sweep::SweepMetrics;
-use crate::sweep::{ResultsClient, SweepSettings, Sweeper};
+use crate::sweep::{SweepSettings, SweepStart};
 use crate::switch::inputs::SwitchMetrics;
 use crate::switch::{Decision, KonfluxSays, PlatformSays};
 use crate::{Error, Result, logging};
@@ -108,9 +108,8 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
         "" => None,
         text => Some(namespaced_name(text, "state-config-map")?),
     };
-    let api_url = args.segment.api_url()?;
-    let write_key = args.segment.write_key();
-    if write_key.is_none() {
+    let credentials = args.segment.credentials()?;
+    if credentials.write_key.is_none() {
         warn!("no Segment write key: events are captured and shown at /preview, never sent");
     }
     let (metrics, registry) = Metrics::new();
@@ -138,7 +137,7 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
     d.http(registry, readiness, switch.clone(), &mut servers)
         .await?;
     d.tasks.spawn(start_line(
-        segment_host(&api_url, write_key.is_some()),
+        segment_host(&credentials.api_url, credentials.write_key.is_some()),
         d.args.http.listen,
         switch.clone(),
         stop.clone(),
@@ -153,12 +152,15 @@ pub async fn run_until(args: RunArgs, stop: CancellationToken) -> Result<()> {
             beating.heartbeat(Timestamp::now());
         },
     ));
+    let credentials = d.follow_secret(credentials);
     let segment = d.metrics.segment.clone();
     let output_for = move |s: &Settings| -> Result<SegmentOutput> {
-        Ok(match &write_key {
-            Some(key) => SegmentOutput::Segment(cli::sender(&api_url, key, s, &segment)?),
-            None => SegmentOutput::Discard(Discard),
-        })
+        SegmentOutput::new(credentials.clone(), cli::sender_config(s), segment.clone()).map_err(
+            |source| Error::Segment {
+                what: "the Segment sender",
+                source,
+            },
+        )
     };
     let timeout = d.args.shutdown_timeout;
     let flusher = Flusher::new(d.core.clone(), settings, switch, output_for, timeout)?
@@ -185,7 +187,9 @@ struct Daemon {
     stop: CancellationToken,
     /// The configured identity and what the cluster said at start, combined again with
     /// `konflux-public-info` whenever it changes.
-    identity: (Configured, ClusterFacts),
+    identity: (Configured, ClusterFacts, PublicInfo),
+    /// Reads `konflux-public-info` (logs a failure once); moved into its timer.
+    public_info: identity::PublicInfoReader,
     /// The Konflux version the identity says, for the upgrade.
     konflux_version: watch::Sender<Option<String>>,
 }
@@ -201,7 +205,8 @@ impl Daemon {
         let client = client(&args).await?;
         let configured = args.identity.configured();
         let facts = identity::cluster_facts(&client).await;
-        let info = identity::public_info(&client).await;
+        let mut reader = identity::PublicInfoReader::default();
+        let info = reader.read(&client).await.unwrap_or_default();
         let core = Arc::new(Core::new(
             identity::combine(&configured, &info, &facts),
             base.max_buffered_events,
@@ -224,7 +229,8 @@ impl Daemon {
             metrics,
             tasks: JoinSet::new(),
             stop,
-            identity: (configured, facts),
+            identity: (configured, facts, info),
+            public_info: reader,
         })
     }
 
@@ -258,13 +264,17 @@ impl Daemon {
         let (client, stop) = (self.client.clone(), self.stop.clone());
         let running = live_settings.run(client.clone(), namespace, name, stop.clone(), apply);
         self.tasks.spawn(running);
-        let (core, (configured, facts)) = (Arc::clone(&self.core), self.identity.clone());
+        let (core, (configured, facts, first)) = (Arc::clone(&self.core), self.identity.clone());
+        let every = self.args.public_info_interval;
         let version = self.konflux_version.clone();
-        self.tasks.spawn(async move {
-            let (namespace, name) = (identity::PUBLIC_INFO_NAMESPACE, identity::PUBLIC_INFO_NAME);
-            config_maps::watch_one(client, namespace, name, stop, |cm| {
-                let info = cm.map(PublicInfo::from_config_map).unwrap_or_default();
-                let combined = identity::combine(&configured, &info, &facts);
+        self.tasks.spawn(identity::reread_public_info(
+            client,
+            std::mem::take(&mut self.public_info),
+            first,
+            every,
+            stop,
+            move |info| {
+                let combined = identity::combine(&configured, info, &facts);
                 let seen = combined.konflux_version().map(str::to_owned);
                 core.set_identity(combined);
                 version.send_if_modified(|v| {
@@ -272,9 +282,8 @@ impl Daemon {
                     *v = seen;
                     changed
                 });
-            })
-            .await;
-        });
+            },
+        ));
         (settings, loaded)
     }
 
@@ -301,6 +310,28 @@ impl Daemon {
         };
         let run = crate::summary::run(settings.clone(), self.stop.clone(), summaries);
         self.tasks.spawn(run);
+    }
+
+    /// The credentials the output sends with: `start`, then what the Secret's folder says
+    /// whenever it changes (`--segment-secret-dir`).
+    fn follow_secret(&mut self, start: Credentials) -> watch::Receiver<Credentials> {
+        let (tx, rx) = watch::channel(start);
+        let a = &self.args.segment;
+        match &a.segment_secret_dir {
+            Some(dir) => {
+                self.tasks.spawn(crate::segment::credentials::follow(
+                    dir.clone(),
+                    a.said(),
+                    a.segment_secret_poll,
+                    tx,
+                    self.metrics.segment.credential_reloads.clone(),
+                    self.stop.clone(),
+                ));
+            }
+            // Nothing changes them: the channel stays as it started.
+            None => drop(tx),
+        }
+        rx
     }
 
     /// The telemetry switch: the Konflux CR, `telemetryEnabled` and the platform, decided
@@ -348,23 +379,17 @@ impl Daemon {
         readiness
     }
 
-    /// The reconciliation sweep over Tekton Results, when an address is given.
+    /// The reconciliation sweep over Tekton Results, when an address is given: located
+    /// (the configured host, else Konflux's service names) in its own task.
     fn sweep(
         &mut self,
         tx: ObservationTx,
         settings: &watch::Receiver<Settings>,
         checkpoint: Option<&Checkpoint>,
     ) {
-        let results = match self.args.results.config().map(|c| ResultsClient::new(&c)) {
-            None => return info!("no Tekton Results address: no reconciliation sweep"),
-            Some(Err(e)) => return warn!("no reconciliation sweep: {e}"),
-            Some(Ok(results)) => results,
+        let Some(config) = self.args.results.config() else {
+            return info!("no Tekton Results address: no reconciliation sweep");
         };
-        if self.args.results.tekton_results_insecure_skip_tls_verify {
-            warn!(
-                "Tekton Results TLS verification is off (--tekton-results-insecure-skip-tls-verify)"
-            );
-        }
         let sweep_settings =
             crate::settings::live::project(settings, &self.stop, &mut self.tasks, |s| {
                 SweepSettings {
@@ -372,12 +397,15 @@ impl Daemon {
                     lookback: s.lookback,
                 }
             });
-        let mut sweeper = Sweeper::new(results, sweep_settings, tx, self.metrics.sweep.clone());
-        if let Some(c) = checkpoint {
-            sweeper = sweeper.with_watermark(c.watermark());
-        }
-        self.tasks
-            .spawn(sweeper.run(self.stop.clone().cancelled_owned()));
+        let start = SweepStart {
+            config,
+            resolver: self.args.results.resolver(),
+            settings: sweep_settings,
+            tx,
+            metrics: self.metrics.sweep.clone(),
+            watermark: checkpoint.map(Checkpoint::watermark),
+        };
+        self.tasks.spawn(start.run(self.stop.clone()));
     }
 
     /// The admission webhook, when `--webhook-listen` is given.
@@ -405,14 +433,7 @@ impl Daemon {
         switch: watch::Receiver<Decision>,
         servers: &mut JoinSet<()>,
     ) -> Result<()> {
-        let listen = self.args.http.listen;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| Error::Io {
-                context: "binding the HTTP listener",
-                source,
-            })?;
-        let at = listener.local_addr().unwrap_or(listen);
+        let (listener, at) = bind(self.args.http.listen, "binding the HTTP listener").await?;
         info!("serving /healthz /readyz /metrics /preview on http://{at}");
         let endpoints = Arc::new(Endpoints {
             buffer: self.core.clone(),
@@ -422,13 +443,7 @@ impl Daemon {
             switch,
         });
         if let Some(probe_listen) = self.args.http.probe_listen {
-            let probes = tokio::net::TcpListener::bind(probe_listen)
-                .await
-                .map_err(|source| Error::Io {
-                    context: "binding the probe listener",
-                    source,
-                })?;
-            let at = probes.local_addr().unwrap_or(probe_listen);
+            let (probes, at) = bind(probe_listen, "binding the probe listener").await?;
             info!("serving /healthz /readyz for probes on http://{at}");
             let limits = http::probe_limits(&self.args.server);
             let endpoints = Arc::clone(&endpoints);
@@ -544,6 +559,18 @@ async fn client(args: &RunArgs) -> Result<kube::Client> {
         None => kube::Config::infer().await?,
     };
     Ok(kube::Client::try_from(config)?)
+}
+
+/// A listener on `addr`, and the address it got (the port, when `addr` asked for 0).
+async fn bind(
+    addr: std::net::SocketAddr,
+    context: &'static str,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Io { context, source })?;
+    let at = listener.local_addr().unwrap_or(addr);
+    Ok((listener, at))
 }
 
 /// Every component's metrics, registered in the one registry the daemon serves.

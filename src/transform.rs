@@ -207,6 +207,7 @@ fn for_each_list_item(
     let mut failed = None;
     let mut de = serde_json::Deserializer::from_slice(line);
     let seed = ListSeed {
+        in_items: false,
         take,
         failed: &mut failed,
     };
@@ -219,8 +220,11 @@ fn for_each_list_item(
         .map(|e| events::DecodeError::Syntax(format!("invalid data at column {}", e.column()))))
 }
 
-/// The top-level object of a `List` line: `items` is read item by item, the rest skipped.
+/// A `List` line, read item by item: first its top-level object (`items` is read, the rest
+/// skipped), then, with `in_items`, the array of `items`, each decoded from its own bytes as
+/// it is reached.
 struct ListSeed<'a> {
+    in_items: bool,
     take: &'a mut dyn FnMut(Decoded) -> Result<()>,
     /// The I/O error that stopped the items.
     failed: &'a mut Option<Error>,
@@ -229,14 +233,22 @@ struct ListSeed<'a> {
 impl<'de> serde::de::DeserializeSeed<'de> for ListSeed<'_> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        d.deserialize_map(self)
+        if self.in_items {
+            d.deserialize_seq(self)
+        } else {
+            d.deserialize_map(self)
+        }
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for ListSeed<'_> {
     type Value = ();
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a List")
+        f.write_str(if self.in_items {
+            "an array of items"
+        } else {
+            "a List"
+        })
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(
         self,
@@ -244,7 +256,8 @@ impl<'de> serde::de::Visitor<'de> for ListSeed<'_> {
     ) -> std::result::Result<(), A::Error> {
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key == "items" {
-                map.next_value_seed(ItemsSeed {
+                map.next_value_seed(ListSeed {
+                    in_items: true,
                     take: &mut *self.take,
                     failed: &mut *self.failed,
                 })?;
@@ -253,26 +266,6 @@ impl<'de> serde::de::Visitor<'de> for ListSeed<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// A `List`'s `items`, each decoded from its own bytes as it is reached.
-struct ItemsSeed<'a> {
-    take: &'a mut dyn FnMut(Decoded) -> Result<()>,
-    failed: &'a mut Option<Error>,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for ItemsSeed<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for ItemsSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an array of items")
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(
         self,

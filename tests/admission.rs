@@ -8,25 +8,22 @@
 
 mod support;
 
-use support::daemon::konflux_lock;
+use support::daemon::{DaemonProcess, WAIT, free_port, konflux_lock, sink_events, start_sink};
 
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use konflux_telemetry::events::ClusterIdentity;
-use konflux_telemetry::segment::WriteKey;
 use konflux_telemetry_sink::Sink;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use serde_json::{Value, json};
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{ClusterSource, TestCluster, TestNamespace, crds, eventually, set_status};
+use support::webhook::{https_client, make_certs};
+use support::{TestCluster, TestNamespace, crds, eventually, set_status};
 
 const KEY: &str = "wk-admission-test-secret";
 const CLUSTER_ID: &str = "admission-test";
-const WAIT: Duration = Duration::from_secs(60);
 /// Objects (and namespaces) labelled with this test's value go to this test's webhook.
 const LABEL: &str = "konflux-telemetry.test/admission";
 /// The local control plane's admin (client certificate CN): a person, as far as events say.
@@ -34,26 +31,6 @@ const ADMIN: &str = "konflux-telemetry-admin";
 
 fn user_hash(user: &str) -> String {
     ClusterIdentity::new(Some(CLUSTER_ID.to_owned()), None, None).user_hash(user)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "konflux-telemetry-admission-{name}-{}-{nanos:x}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }
 
 /// A label value unique to this test run.
@@ -65,185 +42,149 @@ fn unique(name: &str) -> String {
     format!("{name}-{}-{:x}", std::process::id(), nanos as u32)
 }
 
-/// `webhook-certs/make-certs.sh OUT 127.0.0.1`: returns the caBundle.
-fn make_certs(out: &Path, new_ca: bool) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("webhook-certs/make-certs.sh");
-    let mut cmd = Command::new("bash");
-    cmd.arg(&script);
-    if new_ca {
-        cmd.arg("--new-ca");
-    }
-    let output = cmd
-        .arg(out)
-        .arg("IP:127.0.0.1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run make-certs.sh");
-    assert!(
-        output.status.success(),
-        "make-certs.sh failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    std::fs::read_to_string(out.join("caBundle")).expect("caBundle")
+/// What the daemon's home namespace is: its name starts with the prefix given.
+enum Home {
+    /// A plain namespace.
+    Plain(&'static str),
+    /// A tenant namespace (`konflux-ci.dev/type=tenant`), not seen by this test's webhook.
+    Tenant(&'static str),
+    /// A tenant namespace labelled `LABEL=id`: its creations go to this test's webhook.
+    Watched(&'static str),
 }
 
-fn https_client(ca_dir: &Path) -> reqwest::Client {
-    support::crypto::install_provider();
-    let pem = std::fs::read(ca_dir.join("ca.crt")).expect("ca.crt");
-    reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("CA")])
-        .timeout(Duration::from_secs(5))
-        // A new connection (and handshake) for every request: the certificate is checked
-        // each time.
-        .pool_max_idle_per_host(0)
-        .no_proxy()
-        .build()
-        .expect("client")
-}
-
-struct Sinked {
+/// One test's world: a scratch directory, the sink, a label value unique to it, the
+/// daemon's home namespace with its settings (flushes every 500 ms), a webhook port.
+struct Test {
+    cluster: TestCluster,
+    dir: PathBuf,
     out: PathBuf,
-    url: String,
     sink: Sink,
+    id: String,
+    home: TestNamespace,
+    port: u16,
 }
 
-async fn sink(dir: &Path) -> Sinked {
-    let out = dir.join("sink.ndjson");
-    let (addr, sink) = Sink::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        WriteKey::new(KEY),
-        out.clone(),
-    )
-    .await
-    .expect("sink");
-    Sinked {
-        out,
-        url: format!("http://{addr}/v1"),
-        sink,
+impl Test {
+    async fn new(name: &str, home: Home) -> Test {
+        let cluster = support::cluster().await;
+        let dir = support::daemon::tempdir(&format!("admission-{name}"));
+        let out = dir.join("sink.ndjson");
+        let sink = start_sink(KEY, &out).await;
+        let id = unique(name);
+        let home = match home {
+            Home::Plain(prefix) => cluster.namespace(prefix).await,
+            Home::Tenant(prefix) => cluster.tenant(prefix).await,
+            Home::Watched(prefix) => {
+                cluster
+                    .namespace_with_labels(
+                        prefix,
+                        &[("konflux-ci.dev/type", "tenant"), (LABEL, &id)],
+                    )
+                    .await
+            }
+        };
+        home.settings(json!({"flushInterval": "500ms", "heartbeatInterval": "1h"}))
+            .await;
+        Test {
+            cluster,
+            dir,
+            out,
+            sink,
+            id,
+            home,
+            port: free_port(),
+        }
+    }
+
+    /// The daemon with its settings in the home namespace, its webhook on the test's port
+    /// with the certificates of `cert_dir`, and no state ConfigMap.
+    fn start_daemon(&self, cert_dir: &Path) -> Daemon {
+        let settings = format!("{}/settings", self.home.name());
+        let sink_url = self.sink.api_url();
+        let webhook_listen = format!("127.0.0.1:{}", self.port);
+        let args = [
+            "--segment-api-url".as_ref(),
+            sink_url.as_ref(),
+            "--segment-write-key".as_ref(),
+            KEY.as_ref(),
+            "--cluster-id".as_ref(),
+            CLUSTER_ID.as_ref(),
+            "--config-map".as_ref(),
+            settings.as_ref(),
+            "--state-config-map".as_ref(),
+            "".as_ref(),
+            "--webhook-listen".as_ref(),
+            webhook_listen.as_ref(),
+            "--webhook-cert-dir".as_ref(),
+            cert_dir.as_os_str(),
+        ];
+        let log = self.dir.join(format!("daemon-{}.log", self.port));
+        Daemon {
+            process: DaemonProcess::start(&self.cluster, &args, log),
+            webhook: format!("https://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Registers this test's webhook on its port (see [`register_webhook`]).
+    async fn register_webhook(&self, ca_bundle: &str) -> Api<ValidatingWebhookConfiguration> {
+        register_webhook(&self.cluster, &self.id, &self.id, self.port, ca_bundle).await
+    }
+
+    /// The sink's events, each checked against `schema/events.json`.
+    fn sent(&self) -> Vec<Value> {
+        sink_events(&self.out)
+    }
+
+    /// Deletes this test's webhook configuration, stops the sink, removes the home.
+    async fn finish(self, webhooks: Option<Api<ValidatingWebhookConfiguration>>) {
+        if let Some(webhooks) = webhooks {
+            webhooks
+                .delete(&self.id, &DeleteParams::default())
+                .await
+                .expect("delete the webhook configuration");
+        }
+        self.sink.shutdown().await;
+        self.home.cleanup().await;
     }
 }
 
+/// The daemon, and where its webhook answers (`https://127.0.0.1:PORT`).
 struct Daemon {
-    child: Child,
-    log: PathBuf,
-    http: String,
+    process: DaemonProcess,
     webhook: String,
 }
 
-/// The daemon with its settings in `home` (flushes every 500 ms), its webhook on
-/// `webhook_port` with the certificates of `cert_dir`, and no state ConfigMap.
-fn start_daemon(
-    cluster: &TestCluster,
-    sink_url: &str,
-    home: &str,
-    dir: &Path,
-    webhook_port: u16,
-    cert_dir: &Path,
-) -> Daemon {
-    let port = free_port();
-    let log = dir.join(format!("daemon-{port}.log"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
-    cmd.arg("run")
-        .args(["--segment-api-url", sink_url, "--segment-write-key", KEY])
-        .args(["--cluster-id", CLUSTER_ID])
-        // The local cluster is vanilla Kubernetes: telemetry is off unless opted in.
-        .args(["--telemetry-enabled", "true"])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--config-map", &format!("{home}/settings")])
-        .args(["--state-config-map", ""])
-        .args(["--webhook-listen", &format!("127.0.0.1:{webhook_port}")])
-        .arg("--webhook-cert-dir")
-        .arg(cert_dir)
-        .env_remove("SEGMENT_WRITE_KEY")
-        .env_remove("WEBHOOK_LISTEN")
-        .env_remove("WEBHOOK_CERT_DIR")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"));
-    if let ClusterSource::Local(kubeconfig) = cluster.source() {
-        cmd.arg("--kubeconfig").arg(kubeconfig);
-    }
-    Daemon {
-        child: cmd.spawn().expect("start the daemon"),
-        log,
-        http: format!("http://127.0.0.1:{port}"),
-        webhook: format!("https://127.0.0.1:{webhook_port}"),
+impl std::ops::Deref for Daemon {
+    type Target = DaemonProcess;
+    fn deref(&self) -> &DaemonProcess {
+        &self.process
     }
 }
 
 impl Daemon {
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let r = reqwest::get(format!("{}{path}", self.http)).await.ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.ok()?))
-    }
-
-    async fn wait_ready(&self) {
-        eventually("the daemon to be ready", WAIT, || async {
-            self.get("/readyz")
-                .await
-                .filter(|(s, _)| *s == 200)
-                .map(|_| ())
-        })
-        .await;
-    }
-
-    /// The sum of the samples of `metric` whose labels contain every one of `labels`.
-    async fn metric(&self, metric: &str, labels: &[&str]) -> f64 {
-        let Some((_, text)) = self.get("/metrics").await else {
-            return 0.0;
-        };
-        metric_sum(&text, metric, labels)
-    }
-
-    fn log(&self) -> String {
-        let mut log = String::new();
-        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut log));
-        log
-    }
-
     /// SIGTERM, then the exit status and the whole log.
-    fn terminate(mut self) -> (bool, String) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = self.child.wait().expect("wait for the daemon");
-        (status.success(), self.log())
+    fn terminate(self) -> (bool, String) {
+        self.process.terminate()
     }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // A test that panicked leaves no daemon behind (terminate has waited already).
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn metric_sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 const REQUESTS: &str = "konflux_telemetry_admission_requests_total";
 
-/// The sink's events, each checked against `schema/events.json`.
-fn sent_events(out: &Path) -> Vec<Value> {
-    support::daemon::sink_events(out)
-}
-
 /// Waits until every id is at the sink; returns those events, in the order of `ids`.
 async fn wait_for_ids(out: &Path, ids: &[String], within: Duration) -> Vec<Value> {
     eventually(&format!("events {ids:?} at the sink"), within, || async {
-        let events = sent_events(out);
+        let events = sink_events(out);
         ids.iter()
             .map(|id| events.iter().find(|e| e["messageId"] == **id).cloned())
             .collect::<Option<Vec<_>>>()
     })
     .await
+}
+
+/// No actor: neither a `userId` nor an `actorHash`.
+fn assert_no_actor(event: &Value) {
+    assert!(event.get("userId").is_none(), "{event}");
+    assert!(event["properties"].get("actorHash").is_none(), "{event}");
 }
 
 /// The actor as properties only: no `userId`, the cluster stays Amplitude's device.
@@ -323,7 +264,7 @@ fn webhook_config(name: &str, id: &str, port: u16, ca_bundle: &str) -> Value {
 /// the API server has the (current) configuration and reaches the webhook.
 async fn wait_webhook_active(cluster: &TestCluster, daemon: &Daemon, id: &str) {
     let namespaces: Api<Namespace> = Api::all(cluster.client());
-    let before = daemon.metric(REQUESTS, &["outcome=\"dry_run\""]).await;
+    let before = daemon.metric_sum(REQUESTS, &["outcome=\"dry_run\""]).await;
     let dry = PostParams {
         dry_run: true,
         ..PostParams::default()
@@ -334,7 +275,7 @@ async fn wait_webhook_active(cluster: &TestCluster, daemon: &Daemon, id: &str) {
     .expect("namespace");
     eventually("the API server to call the webhook", WAIT, || async {
         namespaces.create(&dry, &probe).await.ok()?;
-        let now = daemon.metric(REQUESTS, &["outcome=\"dry_run\""]).await;
+        let now = daemon.metric_sum(REQUESTS, &["outcome=\"dry_run\""]).await;
         if now > before {
             Some(())
         } else {
@@ -378,20 +319,6 @@ async fn grant_user(ns: &TestNamespace, user: &str) {
         .expect("binding");
 }
 
-async fn settings_map(ns: &TestNamespace) {
-    ns.api::<ConfigMap>()
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "settings"},
-                "data": {"flushInterval": "500ms", "heartbeatInterval": "1h"}
-            }))
-            .expect("ConfigMap"),
-        )
-        .await
-        .expect("settings ConfigMap");
-}
-
 fn now_rfc3339() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -409,79 +336,39 @@ fn uid(o: &DynamicObject) -> String {
 /// Completed carry `actorHash` and `actorType` as properties, and no `userId`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creations_carry_the_hashed_actor() {
-    let cluster = support::cluster().await;
-    let dir = tempdir("actors");
-    let sinked = sink(&dir).await;
-    let id = unique("actors");
-    let tenant = cluster
-        .namespace_with_labels(
-            "secret-adm-tenant",
-            &[("konflux-ci.dev/type", "tenant"), (LABEL, &id)],
-        )
-        .await;
-    settings_map(&tenant).await;
-    let ca_bundle = make_certs(&dir.join("certs"), false);
-    let port = free_port();
-    let daemon = start_daemon(
-        &cluster,
-        &sinked.url,
-        tenant.name(),
-        &dir,
-        port,
-        &dir.join("certs"),
-    );
-    let webhooks = register_webhook(&cluster, &id, &id, port, &ca_bundle).await;
+    let test = Test::new("actors", Home::Watched("secret-adm-tenant")).await;
+    let (cluster, dir, tenant, id) = (&test.cluster, &test.dir, &test.home, &test.id);
+    let ca_bundle = make_certs(&dir.join("certs"));
+    let daemon = test.start_daemon(&dir.join("certs"));
+    let webhooks = test.register_webhook(&ca_bundle).await;
     daemon.wait_ready().await;
-    wait_webhook_active(&cluster, &daemon, &id).await;
+    wait_webhook_active(cluster, &daemon, id).await;
 
-    grant_user(&tenant, "alice").await;
-    let alice = impersonating(&cluster, "alice", None);
+    grant_user(tenant, "alice").await;
+    let alice = impersonating(cluster, "alice", None);
     let alice_components: Api<DynamicObject> =
         Api::namespaced_with(alice.clone(), tenant.name(), &crds::component());
     let alice_runs: Api<DynamicObject> =
         Api::namespaced_with(alice, tenant.name(), &crds::pipelinerun());
 
     // A dry run first: it must leave no event, while everything after it does.
-    let dry_runs_before = daemon.metric(REQUESTS, &["outcome=\"dry_run\""]).await;
+    let dry_runs_before = daemon.metric_sum(REQUESTS, &["outcome=\"dry_run\""]).await;
     let dry = alice_components
         .create(
             &PostParams {
                 dry_run: true,
                 ..PostParams::default()
             },
-            &support::object(
-                &crds::component(),
-                "secret-dry",
-                json!({"application": "secret-app"}),
-            ),
+            &support::component("secret-dry", "secret-app"),
         )
         .await
         .expect("dry-run create");
     let dry_id = format!("{}-component-created", uid(&dry));
 
-    let component = alice_components
-        .create(
-            &PostParams::default(),
-            &support::object(
-                &crds::component(),
-                "secret-component",
-                json!({"application": "secret-app"}),
-            ),
-        )
-        .await
-        .expect("component");
+    let component =
+        support::new_component(&alice_components, "secret-component", "secret-app").await;
     // Created and deleted again at once.
-    let brief = alice_components
-        .create(
-            &PostParams::default(),
-            &support::object(
-                &crds::component(),
-                "secret-brief",
-                json!({"application": "secret-app"}),
-            ),
-        )
-        .await
-        .expect("brief component");
+    let brief = support::new_component(&alice_components, "secret-brief", "secret-app").await;
     alice_components
         .delete("secret-brief", &DeleteParams::default())
         .await
@@ -537,7 +424,7 @@ async fn creations_carry_the_hashed_actor() {
         format!("{}-started", uid(&by_alice)),
         format!("{}-started", uid(&by_sa)),
     ];
-    wait_for_ids(&sinked.out, &started, WAIT).await;
+    wait_for_ids(&test.out, &started, WAIT).await;
     let done = now_rfc3339();
     for name in ["secret-run-alice", "secret-run-sa"] {
         set_status(
@@ -554,16 +441,10 @@ async fn creations_carry_the_hashed_actor() {
     let new_tenant = cluster
         .namespace_with_labels(
             "secret-adm-new",
-            &[("konflux-ci.dev/type", "tenant"), (LABEL, &id)],
+            &[("konflux-ci.dev/type", "tenant"), (LABEL, id)],
         )
         .await;
-    let new_tenant_uid = Api::<Namespace>::all(cluster.client())
-        .get(new_tenant.name())
-        .await
-        .expect("namespace")
-        .metadata
-        .uid
-        .expect("uid");
+    let new_tenant_uid = new_tenant.uid().await;
 
     let ids = vec![
         format!("{}-component-created", uid(&component)),
@@ -574,7 +455,7 @@ async fn creations_carry_the_hashed_actor() {
         format!("{}-completed", uid(&by_sa)),
         format!("{new_tenant_uid}-namespace-created"),
     ];
-    let events = wait_for_ids(&sinked.out, &ids, WAIT).await;
+    let events = wait_for_ids(&test.out, &ids, WAIT).await;
     assert_actor(&events[0], "alice", "user");
     assert_eq!(events[0]["event"], "Component Created");
     assert_actor(&events[1], "alice", "user");
@@ -590,15 +471,14 @@ async fn creations_carry_the_hashed_actor() {
     assert_eq!(events[6]["event"], "Namespace Created");
 
     // The dry run: counted, never an event (flushes have gone by since).
-    assert!(daemon.metric(REQUESTS, &["outcome=\"dry_run\""]).await > dry_runs_before);
+    assert!(daemon.metric_sum(REQUESTS, &["outcome=\"dry_run\""]).await > dry_runs_before);
     assert!(
-        !sent_events(&sinked.out)
-            .iter()
-            .any(|e| e["messageId"] == dry_id),
+        !test.sent().iter().any(|e| e["messageId"] == dry_id),
         "a dry run produced an event"
     );
     for id in &ids {
-        let n = sent_events(&sinked.out)
+        let n = test
+            .sent()
             .iter()
             .filter(|e| e["messageId"] == **id)
             .count();
@@ -607,7 +487,7 @@ async fn creations_carry_the_hashed_actor() {
     // Admission's word alone produces nothing: every event came from the watch, which
     // confirmed what admission saw.
     let produced = daemon
-        .metric(
+        .metric_sum(
             "konflux_telemetry_events_produced_total",
             &["source=\"admission\""],
         )
@@ -619,7 +499,7 @@ async fn creations_carry_the_hashed_actor() {
     let (ok, log) = daemon.terminate();
     assert!(ok, "daemon exit; log:\n{log}");
     // Privacy: no user name, object or namespace name anywhere the daemon wrote.
-    let sent = std::fs::read_to_string(&sinked.out).unwrap_or_default();
+    let sent = std::fs::read_to_string(&test.out).unwrap_or_default();
     for (what, text) in [
         ("sink", &sent),
         ("log", &log),
@@ -639,13 +519,8 @@ async fn creations_carry_the_hashed_actor() {
         }
     }
 
-    webhooks
-        .delete(&id, &DeleteParams::default())
-        .await
-        .expect("delete the webhook configuration");
-    sinked.sink.shutdown().await;
     new_tenant.cleanup().await;
-    tenant.cleanup().await;
+    test.finish(Some(webhooks)).await;
 }
 
 /// An AdmissionReview as a caller of the webhook port chooses it (user `mallory`).
@@ -683,17 +558,11 @@ async fn post_review(client: &reqwest::Client, daemon: &Daemon, review: &Value) 
 /// them) has its event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_reviews_produce_no_event() {
-    let cluster = support::cluster().await;
-    let dir = tempdir("forged");
-    let sinked = sink(&dir).await;
-    let tenant = cluster
-        .namespace_with_labels("adm-forged", &[("konflux-ci.dev/type", "tenant")])
-        .await;
-    settings_map(&tenant).await;
-    let certs = dir.join("certs");
-    make_certs(&certs, false);
-    let port = free_port();
-    let daemon = start_daemon(&cluster, &sinked.url, tenant.name(), &dir, port, &certs);
+    let test = Test::new("forged", Home::Tenant("adm-forged")).await;
+    let tenant = &test.home;
+    let certs = test.dir.join("certs");
+    make_certs(&certs);
+    let daemon = test.start_daemon(&certs);
     daemon.wait_ready().await;
     let client = https_client(&certs);
 
@@ -738,29 +607,21 @@ async fn forged_reviews_produce_no_event() {
         post_review(&client, &daemon, review).await;
     }
     assert_eq!(
-        daemon.metric(REQUESTS, &["outcome=\"observed\""]).await,
+        daemon.metric_sum(REQUESTS, &["outcome=\"observed\""]).await,
         4.0
     );
 
     // The marker: a real creation, seen by the watch after the forged reviews were taken.
     let marker = tenant
         .dynamic_api(&crds::component())
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::component(), "marker", json!({"application": "a"})),
-        )
+        .create(&PostParams::default(), &support::component("marker", "a"))
         .await
         .expect("marker component");
     let marker_id = format!("{}-component-created", uid(&marker));
-    let events = wait_for_ids(&sinked.out, std::slice::from_ref(&marker_id), WAIT).await;
-    assert!(events[0].get("userId").is_none(), "{}", events[0]);
-    assert!(
-        events[0]["properties"].get("actorHash").is_none(),
-        "{}",
-        events[0]
-    );
+    let events = wait_for_ids(&test.out, std::slice::from_ref(&marker_id), WAIT).await;
+    assert_no_actor(&events[0]);
     let (_, preview) = daemon.get("/preview").await.expect("preview");
-    let sent = std::fs::read_to_string(&sinked.out).unwrap_or_default();
+    let sent = std::fs::read_to_string(&test.out).unwrap_or_default();
     for forged in forged_uids {
         assert!(!sent.contains(forged), "{forged} reached the sink:\n{sent}");
         assert!(
@@ -774,7 +635,7 @@ async fn forged_reviews_produce_no_event() {
     );
     assert_eq!(
         daemon
-            .metric(
+            .metric_sum(
                 "konflux_telemetry_events_produced_total",
                 &["source=\"admission\""],
             )
@@ -785,33 +646,20 @@ async fn forged_reviews_produce_no_event() {
     let (ok, log) = daemon.terminate();
     assert!(ok, "daemon exit; log:\n{log}");
     assert!(!log.contains("mallory"));
-    sinked.sink.shutdown().await;
-    tenant.cleanup().await;
+    test.finish(None).await;
 }
 
 /// Deleting the Konflux CR gives `Operator Removal Started` with the deleting user at
 /// once: the watch alone never sees a deletion timestamp when no finalizer holds the CR.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn konflux_removal_is_seen_at_once() {
-    let cluster = support::cluster().await;
-    let dir = tempdir("removal");
-    let sinked = sink(&dir).await;
-    let id = unique("removal");
-    let home = cluster.namespace("adm-removal-home").await;
-    settings_map(&home).await;
-    let ca_bundle = make_certs(&dir.join("certs"), false);
-    let port = free_port();
-    let daemon = start_daemon(
-        &cluster,
-        &sinked.url,
-        home.name(),
-        &dir,
-        port,
-        &dir.join("certs"),
-    );
-    let webhooks = register_webhook(&cluster, &id, &id, port, &ca_bundle).await;
+    let test = Test::new("removal", Home::Plain("adm-removal-home")).await;
+    let (cluster, id) = (&test.cluster, &test.id);
+    let ca_bundle = make_certs(&test.dir.join("certs"));
+    let daemon = test.start_daemon(&test.dir.join("certs"));
+    let webhooks = test.register_webhook(&ca_bundle).await;
     daemon.wait_ready().await;
-    wait_webhook_active(&cluster, &daemon, &id).await;
+    wait_webhook_active(cluster, &daemon, id).await;
 
     let _lock = tokio::task::spawn_blocking(konflux_lock)
         .await
@@ -831,16 +679,11 @@ async fn konflux_removal_is_seen_at_once() {
         .expect("konflux CR");
     let k_uid = uid(&k);
     let started_id = format!("{k_uid}-started");
-    let first = wait_for_ids(&sinked.out, std::slice::from_ref(&started_id), WAIT).await;
-    assert!(first[0].get("userId").is_none(), "{}", first[0]);
-    assert!(
-        first[0]["properties"].get("actorHash").is_none(),
-        "{}",
-        first[0]
-    );
+    let first = wait_for_ids(&test.out, std::slice::from_ref(&started_id), WAIT).await;
+    assert_no_actor(&first[0]);
 
     let bob: Api<DynamicObject> = Api::all_with(
-        impersonating(&cluster, "bob", Some(vec!["system:masters".to_owned()])),
+        impersonating(cluster, "bob", Some(vec!["system:masters".to_owned()])),
         &crds::konflux(),
     );
     let deleted_at = Instant::now();
@@ -849,7 +692,7 @@ async fn konflux_removal_is_seen_at_once() {
         .expect("delete the Konflux CR as bob");
     let removal_id = format!("{k_uid}-removal-started");
     let events = wait_for_ids(
-        &sinked.out,
+        &test.out,
         std::slice::from_ref(&removal_id),
         Duration::from_secs(15),
     )
@@ -873,42 +716,27 @@ async fn konflux_removal_is_seen_at_once() {
     assert!(ok, "daemon exit; log:\n{log}");
     assert!(!log.contains("bob"), "the user name in the log");
     assert!(
-        !std::fs::read_to_string(&sinked.out)
+        !std::fs::read_to_string(&test.out)
             .unwrap_or_default()
             .contains("bob")
     );
-    webhooks
-        .delete(&id, &DeleteParams::default())
-        .await
-        .expect("delete the webhook configuration");
-    sinked.sink.shutdown().await;
-    home.cleanup().await;
+    test.finish(Some(webhooks)).await;
 }
 
 /// With the daemon down, creations still succeed (failurePolicy Ignore); the watch fills
 /// the event in when it comes back, without an actor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_down_creations_succeed_and_the_watch_fills_in() {
-    let cluster = support::cluster().await;
-    let dir = tempdir("down");
-    let sinked = sink(&dir).await;
-    let id = unique("down");
-    let tenant = cluster
-        .namespace_with_labels(
-            "adm-down",
-            &[("konflux-ci.dev/type", "tenant"), (LABEL, &id)],
-        )
-        .await;
-    settings_map(&tenant).await;
-    let ca_bundle = make_certs(&dir.join("certs"), false);
-    let port = free_port();
-    let webhooks = register_webhook(&cluster, &id, &id, port, &ca_bundle).await;
+    let test = Test::new("down", Home::Watched("adm-down")).await;
+    let (cluster, tenant) = (&test.cluster, &test.home);
+    let ca_bundle = make_certs(&test.dir.join("certs"));
+    let webhooks = test.register_webhook(&ca_bundle).await;
     // Give the API server time to take the configuration, so the webhook is really tried.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    grant_user(&tenant, "alice").await;
+    grant_user(tenant, "alice").await;
     let alice: Api<DynamicObject> = Api::namespaced_with(
-        impersonating(&cluster, "alice", None),
+        impersonating(cluster, "alice", None),
         tenant.name(),
         &crds::component(),
     );
@@ -916,40 +744,23 @@ async fn daemon_down_creations_succeed_and_the_watch_fills_in() {
     let component = alice
         .create(
             &PostParams::default(),
-            &support::object(
-                &crds::component(),
-                "while-down",
-                json!({"application": "a"}),
-            ),
+            &support::component("while-down", "a"),
         )
         .await
         .expect("a creation with the webhook down succeeds");
     let took = t.elapsed();
     assert!(took < Duration::from_secs(5), "creation took {took:?}");
 
-    let daemon = start_daemon(
-        &cluster,
-        &sinked.url,
-        tenant.name(),
-        &dir,
-        port,
-        &dir.join("certs"),
-    );
+    let daemon = test.start_daemon(&test.dir.join("certs"));
     daemon.wait_ready().await;
     let created = format!("{}-component-created", uid(&component));
-    let events = wait_for_ids(&sinked.out, std::slice::from_ref(&created), WAIT).await;
-    assert!(events[0].get("userId").is_none(), "{}", events[0]);
-    assert!(events[0]["properties"].get("actorHash").is_none());
+    let events = wait_for_ids(&test.out, std::slice::from_ref(&created), WAIT).await;
+    assert_no_actor(&events[0]);
     assert!(events[0]["properties"].get("actorType").is_none());
 
     let (ok, log) = daemon.terminate();
     assert!(ok, "daemon exit; log:\n{log}");
-    webhooks
-        .delete(&id, &DeleteParams::default())
-        .await
-        .expect("delete the webhook configuration");
-    sinked.sink.shutdown().await;
-    tenant.cleanup().await;
+    test.finish(Some(webhooks)).await;
 }
 
 /// Swaps a Secret-volume-like directory (`..data` symlink) as the kubelet does.
@@ -974,20 +785,11 @@ fn swap_secret_dir(dir: &Path, generation: &str, cert: &[u8], key: &[u8]) {
 /// is refused while the good one stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_certificate_is_picked_up_without_restart() {
-    let cluster = support::cluster().await;
-    let dir = tempdir("rotation");
-    let sinked = sink(&dir).await;
-    let id = unique("rotation");
-    let tenant = cluster
-        .namespace_with_labels(
-            "adm-rotation",
-            &[("konflux-ci.dev/type", "tenant"), (LABEL, &id)],
-        )
-        .await;
-    settings_map(&tenant).await;
+    let test = Test::new("rotation", Home::Watched("adm-rotation")).await;
+    let (cluster, dir, tenant, id) = (&test.cluster, &test.dir, &test.home, &test.id);
     let (ca_a, ca_b) = (dir.join("ca-a"), dir.join("ca-b"));
-    let bundle_a = make_certs(&ca_a, false);
-    make_certs(&ca_b, false);
+    let bundle_a = make_certs(&ca_a);
+    make_certs(&ca_b);
     let read = |d: &Path, f: &str| std::fs::read(d.join(f)).expect("cert file");
     let volume = dir.join("volume");
     std::fs::create_dir_all(&volume).expect("volume");
@@ -998,12 +800,11 @@ async fn a_rotated_certificate_is_picked_up_without_restart() {
         &read(&ca_a, "tls.key"),
     );
 
-    let port = free_port();
-    let daemon = start_daemon(&cluster, &sinked.url, tenant.name(), &dir, port, &volume);
-    let pid = daemon.child.id();
-    let webhooks = register_webhook(&cluster, &id, &id, port, &bundle_a).await;
+    let daemon = test.start_daemon(&volume);
+    let pid = daemon.pid();
+    let webhooks = test.register_webhook(&bundle_a).await;
     daemon.wait_ready().await;
-    wait_webhook_active(&cluster, &daemon, &id).await;
+    wait_webhook_active(cluster, &daemon, id).await;
     let trusts_a = https_client(&ca_a);
     let trusts_b = https_client(&ca_b);
     let healthz = format!("{}/healthz", daemon.webhook);
@@ -1038,7 +839,7 @@ async fn a_rotated_certificate_is_picked_up_without_restart() {
         "the old certificate still served"
     );
     let reloads = daemon
-        .metric(
+        .metric_sum(
             "konflux_telemetry_admission_certificate_reloads_total",
             &["outcome=\"applied\""],
         )
@@ -1046,41 +847,31 @@ async fn a_rotated_certificate_is_picked_up_without_restart() {
     assert_eq!(reloads, 2.0);
 
     // The API server follows with the new caBundle, and the webhook works again.
-    let mut config = webhooks.get(&id).await.expect("webhook configuration");
+    let mut config = webhooks.get(id).await.expect("webhook configuration");
     for w in config.webhooks.iter_mut().flatten() {
         w.client_config.ca_bundle = Some(k8s_openapi::ByteString(
             std::fs::read(ca_b.join("ca.crt")).expect("ca.crt"),
         ));
     }
     webhooks
-        .replace(&id, &PostParams::default(), &config)
+        .replace(id, &PostParams::default(), &config)
         .await
         .expect("update the caBundle");
-    wait_webhook_active(&cluster, &daemon, &id).await;
-    grant_user(&tenant, "alice").await;
+    wait_webhook_active(cluster, &daemon, id).await;
+    grant_user(tenant, "alice").await;
     let alice: Api<DynamicObject> = Api::namespaced_with(
-        impersonating(&cluster, "alice", None),
+        impersonating(cluster, "alice", None),
         tenant.name(),
         &crds::component(),
     );
-    let component = alice
-        .create(
-            &PostParams::default(),
-            &support::object(
-                &crds::component(),
-                "after-rotation",
-                json!({"application": "a"}),
-            ),
-        )
-        .await
-        .expect("component");
+    let component = support::new_component(&alice, "after-rotation", "a").await;
     let created = format!("{}-component-created", uid(&component));
-    let events = wait_for_ids(&sinked.out, std::slice::from_ref(&created), WAIT).await;
+    let events = wait_for_ids(&test.out, std::slice::from_ref(&created), WAIT).await;
     assert_actor(&events[0], "alice", "user");
 
     // A broken certificate is refused; the current one stays.
     let rejected = daemon
-        .metric(
+        .metric_sum(
             "konflux_telemetry_admission_certificate_reloads_total",
             &["outcome=\"rejected\""],
         )
@@ -1091,7 +882,7 @@ async fn a_rotated_certificate_is_picked_up_without_restart() {
         Duration::from_secs(20),
         || async {
             let n = daemon
-                .metric(
+                .metric_sum(
                     "konflux_telemetry_admission_certificate_reloads_total",
                     &["outcome=\"rejected\""],
                 )
@@ -1105,7 +896,7 @@ async fn a_rotated_certificate_is_picked_up_without_restart() {
         "the good certificate was dropped"
     );
 
-    assert_eq!(daemon.child.id(), pid);
+    assert_eq!(daemon.pid(), pid);
     let (ok, log) = daemon.terminate();
     assert!(ok, "daemon exit; log:\n{log}");
     assert!(
@@ -1113,27 +904,17 @@ async fn a_rotated_certificate_is_picked_up_without_restart() {
         "{log}"
     );
     assert!(log.contains("still serving the previous one"), "{log}");
-    webhooks
-        .delete(&id, &DeleteParams::default())
-        .await
-        .expect("delete the webhook configuration");
-    sinked.sink.shutdown().await;
-    tenant.cleanup().await;
+    test.finish(Some(webhooks)).await;
 }
 
 /// Bodies that are not AdmissionReviews get a clear 400, unexpected reviews an allow with
 /// their uid; nothing crashes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_clear_answers() {
-    let cluster = support::cluster().await;
-    let dir = tempdir("malformed");
-    let sinked = sink(&dir).await;
-    let home = cluster.namespace("adm-malformed-home").await;
-    settings_map(&home).await;
-    let certs = dir.join("certs");
-    make_certs(&certs, false);
-    let port = free_port();
-    let daemon = start_daemon(&cluster, &sinked.url, home.name(), &dir, port, &certs);
+    let test = Test::new("malformed", Home::Plain("adm-malformed-home")).await;
+    let certs = test.dir.join("certs");
+    make_certs(&certs);
+    let daemon = test.start_daemon(&certs);
     daemon.wait_ready().await;
     let client = https_client(&certs);
     let url = format!("{}/validate", daemon.webhook);
@@ -1206,20 +987,25 @@ async fn malformed_requests_get_clear_answers() {
     }
 
     assert_eq!(daemon.get("/healthz").await.map(|r| r.0), Some(200));
-    let bad = daemon.metric(REQUESTS, &["outcome=\"bad_request\""]).await;
+    let bad = daemon
+        .metric_sum(REQUESTS, &["outcome=\"bad_request\""])
+        .await;
     assert_eq!(bad, 6.0);
     assert_eq!(
-        daemon.metric(REQUESTS, &["outcome=\"unexpected\""]).await,
+        daemon
+            .metric_sum(REQUESTS, &["outcome=\"unexpected\""])
+            .await,
         2.0
     );
     assert_eq!(
-        daemon.metric(REQUESTS, &["outcome=\"undecodable\""]).await,
+        daemon
+            .metric_sum(REQUESTS, &["outcome=\"undecodable\""])
+            .await,
         1.0
     );
     let (ok, log) = daemon.terminate();
     assert!(ok, "daemon exit; log:\n{log}");
     assert!(log.contains("not an AdmissionReview"), "{log}");
     assert!(!log.contains("mallory"));
-    sinked.sink.shutdown().await;
-    home.cleanup().await;
+    test.finish(None).await;
 }

@@ -7,13 +7,12 @@ mod support;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use support::daemon::{
-    DaemonProcess, WAIT, count, free_port, konflux_lock, sink_events, start_sink, tempdir,
-    wait_for_ids,
+    DaemonProcess, WAIT, by_id, count, free_port, konflux_lock, sink_events, sink_in, start_sink,
+    tempdir, wait_for_ids,
 };
-use support::{TestCluster, crds, eventually, set_status};
+use support::{TestCluster, TestNamespace, crds, eventually, set_status};
 
 const KEY: &str = "wk-daemon-test-secret";
 
@@ -44,54 +43,75 @@ fn start_daemon(
     DaemonProcess::start(cluster, &args, log)
 }
 
+/// Waits until event `id` waits in the daemon's `/preview`; asserts it is not at the sink
+/// (`sent_early` says what went wrong if it is).
+async fn held_in_preview(daemon: &DaemonProcess, out: &Path, id: &str, sent_early: &str) {
+    eventually(&format!("{id} to wait in /preview"), WAIT, || async {
+        let (_, preview) = daemon.get("/preview").await?;
+        preview.contains(id).then_some(())
+    })
+    .await;
+    assert_eq!(count(&sink_events(out), id), 0, "{sent_early}");
+}
+
+/// Waits until the daemon counted a reload of the Segment credentials with `outcome`.
+async fn credential_reload(daemon: &DaemonProcess, outcome: &str, what: &str) {
+    let series =
+        format!(r#"konflux_telemetry_segment_credential_reloads_total{{outcome="{outcome}"}}"#);
+    eventually(what, WAIT, || async {
+        (daemon.metric(&series).await >= 1.0).then_some(())
+    })
+    .await;
+}
+
+/// What a test `name` here starts from: the cluster, a directory and in it the sink's
+/// output file, the sink, and the daemon's own namespace (segment-bridge in a real
+/// cluster), which holds its ConfigMaps.
+async fn setup(
+    name: &str,
+) -> (
+    TestCluster,
+    PathBuf,
+    PathBuf,
+    konflux_telemetry_sink::Sink,
+    TestNamespace,
+) {
+    let cluster = support::cluster().await;
+    let (dir, out, sink) = sink_in(&format!("daemon-{name}"), KEY).await;
+    let home = cluster.namespace(&format!("daemon-{name}-home")).await;
+    (cluster, dir, out, sink, home)
+}
+
+/// The end of a test: the sink stopped, its tenant and home namespaces deleted.
+async fn clean_up(sink: konflux_telemetry_sink::Sink, tenant: TestNamespace, home: TestNamespace) {
+    sink.shutdown().await;
+    tenant.cleanup().await;
+    home.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_capture_restart_and_sigterm() {
-    let cluster = support::cluster().await;
-    let dir = tempdir("daemon-live");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let sink_url = sink.api_url();
-    let tenant = cluster
-        .namespace_with_labels("secret-tenant", &[("konflux-ci.dev/type", "tenant")])
-        .await;
+    let (cluster, dir, out, sink, home) = setup("live").await;
+    let tenant = cluster.tenant("secret-tenant").await;
     let ns = tenant.name().to_owned();
-    // The daemon's own namespace (segment-bridge in a real cluster) holds its ConfigMaps.
-    let home = cluster.namespace("daemon-home").await;
-    let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
     home.settings(json!({"flushInterval": "500ms", "heartbeatInterval": "1h"}))
         .await;
 
-    let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir, &[]);
     daemon.wait_ready().await;
 
     // A Component and a PipelineRun, moved along as Tekton would.
     let components = tenant.dynamic_api(&crds::component());
-    let component = components
-        .create(
-            &PostParams::default(),
-            &support::object(
-                &crds::component(),
-                "secret-component",
-                json!({"application": "secret-app"}),
-            ),
-        )
-        .await
-        .expect("component");
+    let component = support::new_component(&components, "secret-component", "secret-app").await;
     let runs = tenant.dynamic_api(&crds::pipelinerun());
     let mut run = support::object(
         &crds::pipelinerun(),
         "secret-run",
         json!({"pipelineRef": {"name": "p"}}),
     );
-    run.metadata.labels = Some(BTreeMap::from([
-        (
-            "tekton.dev/pipeline".to_owned(),
-            "secret-pipeline".to_owned(),
-        ),
-        (
-            "pipelines.appstudio.openshift.io/type".to_owned(),
-            "build".to_owned(),
-        ),
+    run.metadata.labels = Some(support::labels(&[
+        ("tekton.dev/pipeline", "secret-pipeline"),
+        ("pipelines.appstudio.openshift.io/type", "build"),
     ]));
     let run = runs
         .create(&PostParams::default(), &run)
@@ -110,10 +130,7 @@ async fn live_capture_restart_and_sigterm() {
     .expect("start");
     let started = format!("{run_uid}-started");
     let events = wait_for_ids(&out, std::slice::from_ref(&started)).await;
-    let first = events
-        .iter()
-        .find(|e| e["messageId"] == started)
-        .expect("started");
+    let first = by_id(&events, &started);
     assert_eq!(first["timestamp"], start);
     assert_eq!(first["properties"]["pipelineType"], "build");
     assert_eq!(first["properties"]["hasPipelineLabel"], true);
@@ -132,13 +149,7 @@ async fn live_capture_restart_and_sigterm() {
     )
     .await
     .expect("complete");
-    let ns_uid = Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client())
-        .get(&ns)
-        .await
-        .expect("namespace")
-        .metadata
-        .uid
-        .expect("uid");
+    let ns_uid = tenant.uid().await;
     let ids = vec![
         format!("{run_uid}-completed"),
         format!(
@@ -148,10 +159,7 @@ async fn live_capture_restart_and_sigterm() {
         format!("{ns_uid}-namespace-created"),
     ];
     let events = wait_for_ids(&out, &ids).await;
-    let completed = events
-        .iter()
-        .find(|e| e["messageId"] == ids[0])
-        .expect("completed");
+    let completed = by_id(&events, &ids[0]);
     assert_eq!(completed["properties"]["status"], "Failed");
     assert_eq!(completed["properties"]["taskCount"], 2);
     assert_eq!(completed["timestamp"], done);
@@ -171,22 +179,12 @@ async fn live_capture_restart_and_sigterm() {
     assert!(ok, "daemon exit status; log:\n{log1}");
 
     // While the daemon is down: a Component is created; it is caught up at start.
-    let late = components
-        .create(
-            &PostParams::default(),
-            &support::object(
-                &crds::component(),
-                "secret-late",
-                json!({"application": "secret-app"}),
-            ),
-        )
-        .await
-        .expect("late component");
+    let late = support::new_component(&components, "secret-late", "secret-app").await;
     let late_id = format!("{}-component-created", late.metadata.uid.expect("uid"));
 
     // Restart: everything is relisted, nothing is produced twice.
     let before = sink_events(&out).len();
-    let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir, &[]);
     daemon.wait_ready().await;
     // A new run after the restart proves the new daemon flushes.
     let mut probe = support::object(&crds::pipelinerun(), "secret-probe", json!({}));
@@ -215,13 +213,8 @@ async fn live_capture_restart_and_sigterm() {
     }
 
     // Live settings: a bad value is rejected and reported, the last good one stays.
-    settings
-        .replace("settings", &PostParams::default(), &serde_json::from_value(json!({
-            "metadata": {"name": "settings", "resourceVersion": settings.get("settings").await.expect("get").metadata.resource_version},
-            "data": {"flushInterval": "whenever", "heartbeatInterval": "1h"}
-        })).expect("ConfigMap"))
-        .await
-        .expect("replace settings");
+    home.replace_settings(json!({"flushInterval": "whenever", "heartbeatInterval": "1h"}))
+        .await;
     eventually("the rejection to be counted", WAIT, || async {
         let (_, m) = daemon.get("/metrics").await?;
         m.contains("konflux_telemetry_config_reloads_total{outcome=\"rejected\"}")
@@ -258,106 +251,37 @@ async fn live_capture_restart_and_sigterm() {
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client())
         .delete(&ns, &DeleteParams::default())
         .await;
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
+    clean_up(sink, tenant, home).await;
 }
 
 /// A long flush interval holds events in the buffer (visible at /preview, not at the sink);
 /// shortening it in the ConfigMap sends them without a restart; SIGTERM sends what waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_flush_interval_and_sigterm_flush() {
-    let cluster = support::cluster().await;
-    let dir = tempdir("daemon-flush");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let sink_url = sink.api_url();
-    let home = cluster.namespace("daemon-flush-home").await;
-    let tenant = cluster
-        .namespace_with_labels("flush-tenant", &[("konflux-ci.dev/type", "tenant")])
-        .await;
-    let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
-    let settings_with = |flush: &str, rv: Option<String>| -> ConfigMap {
-        serde_json::from_value(json!({
-            "metadata": {"name": "settings", "resourceVersion": rv},
-            "data": {"flushInterval": flush, "heartbeatInterval": "1h"}
-        }))
-        .expect("ConfigMap")
-    };
-    settings
-        .create(&PostParams::default(), &settings_with("1h", None))
-        .await
-        .expect("settings");
-    let daemon = start_daemon(&cluster, &sink_url, home.name(), &dir, &[]);
+    let (cluster, dir, out, sink, home) = setup("flush").await;
+    let tenant = cluster.tenant("flush-tenant").await;
+    let flush_every = |flush: &str| json!({"flushInterval": flush, "heartbeatInterval": "1h"});
+    home.settings(flush_every("1h")).await;
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir, &[]);
     daemon.wait_ready().await;
 
     let components = tenant.dynamic_api(&crds::component());
-    let make =
-        |name: &'static str| support::object(&crds::component(), name, json!({"application": "a"}));
-    let first = components
-        .create(&PostParams::default(), &make("held"))
-        .await
-        .expect("component");
-    let first_id = format!("{}-component-created", first.metadata.uid.expect("uid"));
-    eventually("the event to wait in /preview", WAIT, || async {
-        let (_, preview) = daemon.get("/preview").await?;
-        preview.contains(&first_id).then_some(())
-    })
-    .await;
-    assert_eq!(
-        count(&sink_events(&out), &first_id),
-        0,
-        "sent before the flush interval"
-    );
+    let first_id = support::create_component(&components, "held").await;
+    held_in_preview(&daemon, &out, &first_id, "sent before the flush interval").await;
 
-    let rv = settings
-        .get("settings")
-        .await
-        .expect("get")
-        .metadata
-        .resource_version;
-    settings
-        .replace(
-            "settings",
-            &PostParams::default(),
-            &settings_with("500ms", rv),
-        )
-        .await
-        .expect("shorten the flush interval");
+    home.replace_settings(flush_every("500ms")).await;
     wait_for_ids(&out, std::slice::from_ref(&first_id)).await;
 
     // Back to an hour; an event waits; SIGTERM must send it before exit.
-    let rv = settings
-        .get("settings")
-        .await
-        .expect("get")
-        .metadata
-        .resource_version;
-    settings
-        .replace("settings", &PostParams::default(), &settings_with("1h", rv))
-        .await
-        .expect("lengthen the flush interval");
+    home.replace_settings(flush_every("1h")).await;
     eventually("the longer interval to apply", WAIT, || async {
         let (_, m) = daemon.get("/metrics").await?;
         m.contains("konflux_telemetry_config_reloads_total{outcome=\"applied\"} 3")
             .then_some(())
     })
     .await;
-    let second = components
-        .create(&PostParams::default(), &make("buffered"))
-        .await
-        .expect("component");
-    let second_id = format!("{}-component-created", second.metadata.uid.expect("uid"));
-    eventually("the second event to wait in /preview", WAIT, || async {
-        let (_, preview) = daemon.get("/preview").await?;
-        preview.contains(&second_id).then_some(())
-    })
-    .await;
-    assert_eq!(
-        count(&sink_events(&out), &second_id),
-        0,
-        "sent before SIGTERM"
-    );
+    let second_id = support::create_component(&components, "buffered").await;
+    held_in_preview(&daemon, &out, &second_id, "sent before SIGTERM").await;
     let (ok, log) = daemon.terminate();
     assert!(ok, "exit status; log:\n{log}");
     assert_eq!(
@@ -367,9 +291,7 @@ async fn live_flush_interval_and_sigterm_flush() {
     );
     assert!(log.contains("final flush done"), "{log}");
 
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
+    clean_up(sink, tenant, home).await;
 }
 
 /// Without a write key nothing is sent (the sink sees no request) and /preview shows the
@@ -378,11 +300,7 @@ async fn live_flush_interval_and_sigterm_flush() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_konflux_lifecycle_and_identity_refresh() {
     use konflux_telemetry::events::hash::short_hash as h;
-    let cluster = support::cluster().await;
-    let dir = tempdir("daemon-nokey");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let home = cluster.namespace("daemon-nokey-home").await;
+    let (cluster, dir, _out, sink, home) = setup("nokey").await;
     let _lock = konflux_lock();
     let konfluxes: Api<kube::api::DynamicObject> =
         Api::all_with(cluster.client(), &crds::konflux());
@@ -421,6 +339,8 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
             &settings,
             "--state-config-map",
             "",
+            "--public-info-interval",
+            "1s",
         ],
         dir.join("daemon.log"),
     );
@@ -479,13 +399,7 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
         format!("{uid}-removal-started"),
     ];
     let batch = preview(ids.clone()).await;
-    let get = |id: &str| {
-        batch
-            .iter()
-            .find(|e| e["messageId"] == id)
-            .cloned()
-            .expect("event")
-    };
+    let get = |id: &str| by_id(&batch, id).clone();
     let (started, completed, removal) = (get(&ids[0]), get(&ids[1]), get(&ids[2]));
     assert_eq!(started["event"], "Operator Deployment Started");
     assert_eq!(started["timestamp"], created);
@@ -507,9 +421,7 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
         "a tenant namespace event with the new identity",
         WAIT,
         || async {
-            let t = cluster
-                .namespace_with_labels("nokey-tenant", &[("konflux-ci.dev/type", "tenant")])
-                .await;
+            let t = cluster.tenant("nokey-tenant").await;
             let uid = namespaces.get(t.name()).await.ok()?.metadata.uid?;
             let id = format!("{uid}-namespace-created");
             let batch = preview(vec![id.clone()]).await;
@@ -564,9 +476,7 @@ async fn a_crd_that_appears_later_is_picked_up() {
     })
     .await;
 
-    let dir = tempdir("daemon-crd");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
+    let (dir, out, sink) = sink_in("daemon-crd", KEY).await;
     let home = cluster.namespace("daemon-crd-home").await;
     let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
     settings
@@ -583,9 +493,7 @@ async fn a_crd_that_appears_later_is_picked_up() {
     daemon.wait_ready().await;
 
     // The other kinds go on meanwhile.
-    let tenant = cluster
-        .namespace_with_labels("crd-tenant", &[("konflux-ci.dev/type", "tenant")])
-        .await;
+    let tenant = cluster.tenant("crd-tenant").await;
     let component = tenant
         .dynamic_api(&crds::component())
         .create(
@@ -637,7 +545,78 @@ async fn a_crd_that_appears_later_is_picked_up() {
         .count();
     assert_eq!(missing, 1, "the missing CRD should be logged once:\n{log}");
     assert!(log.contains("watch recovered"), "{log}");
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
+    clean_up(sink, tenant, home).await;
+}
+
+/// The operator changes `segment-bridge-config` under a running workload (a new
+/// `segmentKeySecretRef` target reaches it within a second). With the Secret mounted as
+/// files (`--segment-secret-dir`), the daemon reads them again and the next flush goes to
+/// the new URL with the new key, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_secret_applies_at_the_next_flush() {
+    let cluster = support::cluster().await;
+    let dir = tempdir("daemon-secret-change");
+    let (out1, out2) = (dir.join("sink1.ndjson"), dir.join("sink2.ndjson"));
+    let first = start_sink("first-key-4c1a", &out1).await;
+    let second = start_sink("second-key-9e2b", &out2).await;
+    // The Secret as the kubelet mounts it: one file a key (a trailing newline, the URL with
+    // /batch as the operator writes it). The file wins over the flag of the same name.
+    let secret = dir.join("segment-bridge-config");
+    std::fs::create_dir_all(&secret).expect("secret dir");
+    let write = |key: &str, url: &str| {
+        std::fs::write(secret.join("SEGMENT_WRITE_KEY"), format!("{key}\n")).expect("key");
+        std::fs::write(secret.join("SEGMENT_API_URL"), format!("{url}/batch\n")).expect("url");
+    };
+    write("first-key-4c1a", &first.api_url());
+    let tenant = cluster.tenant("secret-change").await;
+    let home = cluster.namespace("secret-change-home").await;
+    home.settings(json!({"flushInterval": "300ms", "heartbeatInterval": "1h"}))
+        .await;
+    let secret_dir = secret.to_string_lossy().into_owned();
+    // The flags name no sink at all: only the files do.
+    let daemon = start_daemon(
+        &cluster,
+        "https://flags-url.invalid/v1",
+        home.name(),
+        &dir,
+        &[
+            "--segment-secret-dir",
+            &secret_dir,
+            "--segment-secret-poll",
+            "100ms",
+        ],
+    );
+    daemon.wait_ready().await;
+
+    let components = tenant.dynamic_api(&crds::component());
+    let before = support::create_component(&components, "before-change").await;
+    wait_for_ids(&out1, std::slice::from_ref(&before)).await;
+
+    write("second-key-9e2b", &second.api_url());
+    // The marker that the daemon read the change: its counter, before anything is created.
+    credential_reload(&daemon, "applied", "the change applied").await;
+    let after = support::create_component(&components, "after-change").await;
+    let events = wait_for_ids(&out2, std::slice::from_ref(&after)).await;
+    assert_eq!(
+        count(&events, &before),
+        0,
+        "the first sink's event went there alone"
+    );
+    assert_eq!(
+        count(&sink_events(&out1), &after),
+        0,
+        "nothing after the change at the first"
+    );
+
+    // A value that cannot be used keeps the last good credentials, and says so.
+    std::fs::write(secret.join("SEGMENT_API_URL"), "not a url\n").expect("url");
+    credential_reload(&daemon, "rejected", "the bad value counted").await;
+    let last = support::create_component(&components, "after-bad-value").await;
+    wait_for_ids(&out2, std::slice::from_ref(&last)).await;
+    let (clean, log) = daemon.terminate();
+    assert!(clean, "{log}");
+    for secret in ["first-key-4c1a", "second-key-9e2b", "not a url"] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+    assert!(log.contains("the Segment Secret changed"), "{log}");
 }

@@ -460,3 +460,307 @@ async fn a_restart_resumes_from_the_watermark_and_a_long_outage_reads_the_whole_
     home.cleanup().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The Results service name in namespace `ns`.
+fn service_name(ns: &str) -> String {
+    format!("tekton-results-api-service.{ns}.svc.cluster.local")
+}
+
+/// `--tekton-results-resolve` for the three namespaces Konflux's UI proxy probes: each
+/// `(namespace, resolves to loopback)`.
+fn resolving(names: [(&str, bool); 3]) -> Vec<String> {
+    names
+        .iter()
+        .flat_map(|(ns, resolves)| {
+            let ip = if *resolves { "127.0.0.1" } else { "" };
+            [
+                "--tekton-results-resolve".to_owned(),
+                format!("{}={ip}", service_name(ns)),
+            ]
+        })
+        .collect()
+}
+
+/// Issue #22 §2: the operator writes the OpenShift service name; Results may be in any of
+/// the three namespaces, or nowhere. The names are pointed at the local Results server
+/// (its own CA, as off OpenShift, and no CA given: a cluster service name is not
+/// verified) or made not to resolve, like curl's --resolve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_is_found_where_konflux_installs_it_or_said_missing_once() {
+    let cluster = support::cluster().await;
+    let results = results_server();
+    let dir = support::daemon::tempdir("sweep-discovery");
+    let out = dir.join("sink.ndjson");
+    let sink = start_sink(KEY, &out).await;
+    let sink_url = sink.api_url();
+    let home = cluster.namespace("discovery-home").await;
+    let tenant = cluster.namespace("discovery-tenant").await;
+    let runs = tenant.dynamic_api(&crds::pipelinerun());
+    let ns = format!("discovery-{}", std::process::id());
+    let port = results.addr.rsplit(':').next().expect("a port").to_owned();
+    let configured = format!("{}:{port}", service_name("openshift-pipelines"));
+    let daemon = |names: [(&str, bool); 3], log: &str| {
+        let mut args = sending_flags(&sink_url, KEY, "discovery-test", home.name());
+        args.extend(
+            [
+                "--tekton-results-api-addr",
+                &configured,
+                "--tekton-results-token",
+                "not-checked",
+            ]
+            .map(str::to_owned),
+        );
+        args.extend(resolving(names));
+        DaemonProcess::start(&cluster, &args, dir.join(log))
+    };
+    let found = |f: &str| format!(r#"konflux_telemetry_sweep_results_address{{found="{f}"}}"#);
+    let unverified = r#"konflux_telemetry_sweep_results_tls{policy="in_cluster_unverified"}"#;
+    let record = |name: &str| {
+        let uid = format!("{name}-{}", jiff::Timestamp::now().as_nanosecond());
+        let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+            "metadata": {"name": name, "namespace": ns, "uid": uid},
+            "status": {"startTime": at(-50), "completionTime": at(-10)}});
+        (uid, run)
+    };
+
+    for (names, expected, log) in [
+        // The configured (OpenShift) name resolves.
+        (
+            [
+                ("openshift-pipelines", true),
+                ("tekton-pipelines", true),
+                ("tekton-results", true),
+            ],
+            "configured",
+            "configured.log",
+        ),
+        // It does not; the third name does (the production install of
+        // redhat-appstudio/infra-deployments #13335).
+        (
+            [
+                ("openshift-pipelines", false),
+                ("tekton-pipelines", false),
+                ("tekton-results", true),
+            ],
+            "discovered",
+            "discovered.log",
+        ),
+    ] {
+        let (uid, run) = record(expected);
+        results.record(&ns, &run).await;
+        let d = daemon(names, log);
+        wait_for_ids(&out, &[format!("{uid}-completed")]).await;
+        let text = metric_reaches(&d, &found(expected), 1.0).await;
+        assert_eq!(metric(&text, unverified), 1.0, "{text}");
+        for other in ["configured", "discovered", "none"]
+            .iter()
+            .filter(|f| **f != expected)
+        {
+            assert_eq!(metric(&text, &found(other)), 0.0, "{text}");
+        }
+        assert_eq!(
+            metric(
+                &text,
+                r#"konflux_telemetry_sweep_sweeps_total{outcome="error"}"#
+            ),
+            0.0
+        );
+        let log = stop(d);
+        let said: Vec<_> = log
+            .lines()
+            .filter(|l| l.contains("Tekton Results"))
+            .collect();
+        let where_line = if expected == "configured" {
+            "Tekton Results at the configured address"
+        } else {
+            "in namespace tekton-results: the configured address does not resolve"
+        };
+        assert_eq!(
+            said.iter().filter(|l| l.contains(where_line)).count(),
+            1,
+            "{log}"
+        );
+        assert_eq!(
+            said.iter()
+                .filter(|l| l.contains("Tekton Results TLS: certificate not verified"))
+                .count(),
+            1,
+            "the TLS choice once:\n{log}"
+        );
+        // No address in the log (docs/privacy.md): the names are fixed labels.
+        assert!(!log.contains(".svc.cluster.local"), "{log}");
+    }
+
+    // Nowhere: one line, ready, and the watch goes on.
+    let d = daemon(
+        [
+            ("openshift-pipelines", false),
+            ("tekton-pipelines", false),
+            ("tekton-results", false),
+        ],
+        "none.log",
+    );
+    d.wait_ready().await;
+    let marker = support::marker_run(&runs, "watched").await;
+    wait_for_ids(&out, &[marker]).await;
+    let text = metric_reaches(&d, &found("none"), 1.0).await;
+    assert_eq!(metric(&text, unverified), 0.0, "no client: {text}");
+    assert_eq!(
+        metric(
+            &text,
+            r#"konflux_telemetry_sweep_sweeps_total{outcome="error"}"#
+        ),
+        0.0
+    );
+    let log = stop(d);
+    let not_found: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("Tekton Results not found"))
+        .collect();
+    assert_eq!(not_found.len(), 1, "{log}");
+    assert!(!log.contains("sweep failed"), "{log}");
+    assert!(!log.contains(".svc.cluster.local"), "{log}");
+
+    sink.shutdown().await;
+    tenant.cleanup().await;
+    home.cleanup().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `shared/` beside the checkout, or `$SHARED`.
+fn shared() -> std::path::PathBuf {
+    std::env::var_os("SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
+/// Issue #22 §1: the Secret `segment-bridge-config` exactly as the Konflux operator wrote
+/// it (`shared/konflux-operator/objects/secret.yaml`, read here, not typed in), applied to
+/// the API server and given to the daemon as `envFrom` gives it: its write key, its
+/// `TEKTON_LIMIT`, and its Results address, the operator's service name and port, which
+/// `--tekton-results-resolve` points at the local Results server (like curl's
+/// `--connect-to`). The one thing changed is where events go: the test's sink stands in
+/// for the Secret's Segment URL (`--segment-api-url` wins over `SEGMENT_BATCH_API`), whose
+/// reading is checked on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_own_secret_runs_the_daemon_with_events_and_a_sweep() {
+    let path = shared().join("konflux-operator/objects/secret.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "this test needs the Secret the Konflux operator wrote, {}: {e}; put shared/ beside \
+             the checkout or set SHARED to it",
+            path.display()
+        )
+    });
+    let mut secret: Secret = serde_norway::from_str(&text).expect("a Secret");
+    assert_eq!(
+        secret.metadata.name.as_deref(),
+        Some("segment-bridge-config")
+    );
+    let cluster = support::cluster().await;
+    let results = results_server();
+    let dir = support::daemon::tempdir("operator-own-secret");
+    let out = dir.join("sink.ndjson");
+    let home = cluster.namespace("own-secret-home").await;
+    let tenant = cluster.namespace("own-secret-tenant").await;
+    let runs = tenant.dynamic_api(&crds::pipelinerun());
+    // Into the test's namespace (segment-bridge is tests/deploy.rs's); its owner, the
+    // KonfluxSegmentBridge, is not on this API server (and the capture has no uid for it).
+    secret.metadata.namespace = Some(home.name().to_owned());
+    secret.metadata.owner_references = None;
+    let secrets: Api<Secret> = home.api();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("apply the operator's Secret");
+    let env = env_from(&secrets, "segment-bridge-config").await;
+    let value = |key: &str| {
+        env.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{key} in the operator's Secret"))
+    };
+    let (key, addr, batch) = (
+        value("SEGMENT_WRITE_KEY"),
+        value("TEKTON_RESULTS_API_ADDR"),
+        value("SEGMENT_BATCH_API"),
+    );
+    assert_eq!(value("TEKTON_LIMIT"), "50");
+    // Its Segment URL as the daemon reads it: the batch URL without `/batch`.
+    let said = konflux_telemetry::segment::credentials::Said {
+        api_url: None,
+        batch_api: Some(batch.clone()),
+        write_key: None,
+    };
+    let api_url = said
+        .credentials()
+        .expect("the operator's SEGMENT_BATCH_API")
+        .api_url;
+    assert_eq!(format!("{api_url}/batch"), batch);
+
+    // The operator's address: a service name without a scheme, on the service's port.
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    assert!(
+        host.ends_with(".svc.cluster.local") && port == "8080",
+        "{addr}"
+    );
+    let local_port = results.addr.rsplit(':').next().expect("a port");
+    let ns = format!("own-secret-{}", std::process::id());
+    let uid = format!("own-secret-{}", jiff::Timestamp::now().as_nanosecond());
+    let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+        "metadata": {"name": "recorded", "namespace": ns, "uid": uid},
+        "status": {"startTime": at(-50), "completionTime": at(-10), "childReferences": [{"name": "a"}],
+                   "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]}});
+    results.record(&ns, &run).await;
+
+    let sink = start_sink(&key, &out).await;
+    let (settings, state) = (
+        format!("{}/settings", home.name()),
+        format!("{}/state", home.name()),
+    );
+    let args = [
+        "--cluster-id".to_owned(),
+        "operator-own-secret".to_owned(),
+        "--flush-interval".to_owned(),
+        "300ms".to_owned(),
+        "--config-map".to_owned(),
+        settings,
+        "--state-config-map".to_owned(),
+        state,
+        "--segment-api-url".to_owned(),
+        sink.api_url(),
+        "--tekton-results-resolve".to_owned(),
+        format!("{host}=127.0.0.1:{local_port}"),
+    ];
+    let d = DaemonProcess::start_with_env(&cluster, &args, &env, dir.join("d.log"));
+    // The sweep: the run only Results holds.
+    wait_for_ids(
+        &out,
+        &[format!("{uid}-started"), format!("{uid}-completed")],
+    )
+    .await;
+    // The watch: a run started now.
+    wait_for_ids(&out, &[support::marker_run(&runs, "watched").await]).await;
+    let text = metric_reaches(&d, FULL_OK, 1.0).await;
+    let configured = r#"konflux_telemetry_sweep_results_address{found="configured"}"#;
+    assert_eq!(metric(&text, configured), 1.0, "{text}");
+    assert_eq!(
+        metric(
+            &text,
+            r#"konflux_telemetry_sweep_sweeps_total{outcome="error"}"#
+        ),
+        0.0
+    );
+    let log = stop(d);
+    assert!(
+        !log.contains("TEKTON_LIMIT"),
+        "50 a page is not clamped:\n{log}"
+    );
+    assert!(!log.contains(&key), "the write key in the log");
+    assert!(!log.contains(host), "the Results address in the log");
+
+    sink.shutdown().await;
+    tenant.cleanup().await;
+    home.cleanup().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

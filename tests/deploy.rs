@@ -15,16 +15,14 @@ use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use konflux_telemetry::segment::WriteKey;
-use konflux_telemetry_sink::Sink;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::daemon::{DaemonProcess, WAIT, sink_events, start_sink, tempdir, wait_for_ids};
 use support::kubectl::{Kubectl, documents, is_kind};
 use support::{crds, eventually, set_status};
 
@@ -33,7 +31,6 @@ const SA: &str = "konflux-telemetry";
 const PUBLIC_INFO_NS: &str = "konflux-info";
 const STATE_CM: &str = "konflux-telemetry-state";
 const KEY: &str = "wk-deploy-test";
-const WAIT: Duration = Duration::from_secs(60);
 const FORBIDDEN_COMPONENTS: &str = "forbidden to list/watch components.appstudio.redhat.com at \
      cluster scope: the ServiceAccount needs RBAC verbs get, list, watch on \
      components.appstudio.redhat.com";
@@ -111,106 +108,30 @@ impl Drop for Applied {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("konflux-telemetry-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    http: String,
-}
-
-impl Daemon {
-    fn start(kubeconfig: &Path, sink_url: &str, dir: &Path, n: u32) -> Daemon {
-        let port = free_port();
-        let log = dir.join(format!("daemon-{n}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"))
-            .arg("run")
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--cluster-id", "x"])
-            .args(["--segment-api-url", sink_url, "--segment-write-key", KEY])
-            .args(["--flush-interval", "500ms"])
-            // The local cluster is vanilla Kubernetes: telemetry is off unless opted in.
-            .args(["--telemetry-enabled", "true"])
-            .args(["--config-map", &format!("{HOME}/konflux-telemetry")])
-            .args(["--state-config-map", &format!("{HOME}/{STATE_CM}")])
-            .env_remove("SEGMENT_WRITE_KEY")
-            .env_remove("KUBECONFIG")
-            .env_remove("TEKTON_RESULTS_API_ADDR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start the daemon");
-        Daemon {
-            child,
-            log,
-            http: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let r = reqwest::get(format!("{}{path}", self.http)).await.ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.ok()?))
-    }
-
-    async fn wait_ready(&self) {
-        eventually("the daemon to be ready", WAIT, || async {
-            self.get("/readyz")
-                .await
-                .filter(|(s, _)| *s == 200)
-                .map(|_| ())
-        })
-        .await;
-    }
-
-    fn log(&self) -> String {
-        let mut log = String::new();
-        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut log));
-        log
-    }
-
-    /// SIGTERM; the exit status and the whole log.
-    fn terminate(mut self) -> (bool, String) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = self.child.wait().expect("wait for the daemon");
-        (status.success(), self.log())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The sink's events, each checked against `schema/events.json`.
-fn sent_events(out: &Path) -> Vec<Value> {
-    support::daemon::sink_events(out)
-}
-
-async fn wait_for_ids(out: &Path, ids: &[String]) -> Vec<Value> {
-    eventually(&format!("events {ids:?} at the sink"), WAIT, || async {
-        let events = sent_events(out);
-        let have = |id: &String| events.iter().any(|e| e["messageId"] == **id);
-        ids.iter().all(have).then_some(events)
-    })
-    .await
+/// The daemon as the ServiceAccount of `kubeconfig` (nothing from `$KUBECONFIG`), sending
+/// to `sink_url`, with the settings and state ConfigMaps `deploy/` names; logs to
+/// `daemon-N.log` in `dir`.
+fn start_daemon(kubeconfig: &Path, sink_url: &str, dir: &Path, n: u32) -> DaemonProcess {
+    let args = [
+        "--cluster-id",
+        "x",
+        "--segment-api-url",
+        sink_url,
+        "--segment-write-key",
+        KEY,
+        "--flush-interval",
+        "500ms",
+        "--config-map",
+        &format!("{HOME}/konflux-telemetry"),
+        "--state-config-map",
+        &format!("{HOME}/{STATE_CM}"),
+    ];
+    DaemonProcess::spawn(
+        Some(kubeconfig),
+        &args,
+        &[("KUBECONFIG".to_owned(), String::new())],
+        dir.join(format!("daemon-{n}.log")),
+    )
 }
 
 /// A kubeconfig for the same server as the admin's, authenticating with `token` only.
@@ -325,29 +246,45 @@ async fn deploy_manifests_and_least_privilege() {
     let dir = tempdir("deploy");
     let namespaces: Api<Namespace> = Api::all(admin.clone());
 
-    // What the kustomizations need to exist: the namespaces of their Roles (konflux-info
-    // exists wherever Konflux runs), and the Prometheus Operator's CRDs for monitoring.
-    // konflux-info is created if missing but never deleted: tests/daemon.rs, running in
-    // parallel, uses it too (and leaves it, empty).
+    // What the kustomizations need to exist: their namespace, and the Prometheus Operator's
+    // CRDs for monitoring. konflux-info, where Konflux publishes konflux-public-info and
+    // lets every authenticated user `get` it (its Role konflux-public-info-view-role), is
+    // made here as Konflux would; created if missing but never deleted: tests/daemon.rs,
+    // running in parallel, uses it too (and leaves it, empty).
     let mut created_namespaces = Vec::new();
     if namespaces.get_opt(HOME).await.expect("namespace").is_none() {
         created_namespaces.push(HOME.to_owned());
     }
-    if namespaces
-        .get_opt(PUBLIC_INFO_NS)
-        .await
-        .expect("namespace")
-        .is_none()
-    {
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": PUBLIC_INFO_NS}}))
-            .expect("namespace");
-        match namespaces.create(&PostParams::default(), &ns).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => panic!("create konflux-info: {e}"),
-        }
+    // e2e/kind/konflux-info.yaml: the namespace, Role and RoleBinding konflux-ci's operator
+    // applies (make kind-e2e applies the same file). Once more if tests/daemon.rs created
+    // the namespace between apply's get and create.
+    let konflux_info = ["apply", "-f", "e2e/kind/konflux-info.yaml"];
+    if !kubectl.run(&konflux_info, None).0 {
+        kubectl.must(&konflux_info, None);
     }
     kubectl.must(&["apply", "-f", "e2e/crds/monitoring/"], None);
+    // cert-manager's, for deploy/base's Issuer and Certificate (no cert-manager runs here:
+    // the Secret it would write is not needed, the webhook is never called).
+    kubectl.must(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            "e2e/crds/cert-manager/",
+        ],
+        None,
+    );
+    kubectl.must(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            "e2e/crds/cert-manager/",
+        ],
+        None,
+    );
     kubectl.must(
         &[
             "wait",
@@ -403,6 +340,7 @@ async fn deploy_manifests_and_least_privilege() {
         "deploy/base",
         "deploy/overlays/kind",
         "deploy/overlays/openshift",
+        "deploy/overlays/openshift-service-ca",
         "deploy/monitoring",
     ] {
         let (ok, out, err) = kubectl.run(&["apply", "--dry-run=server", "-k", dir], None);
@@ -416,7 +354,11 @@ async fn deploy_manifests_and_least_privilege() {
         .output()
         .expect("run --help");
     let help = String::from_utf8_lossy(&help.stdout);
-    for overlay in ["deploy/overlays/kind", "deploy/overlays/openshift"] {
+    for overlay in [
+        "deploy/overlays/kind",
+        "deploy/overlays/openshift",
+        "deploy/overlays/openshift-service-ca",
+    ] {
         let text = kubectl.must(&["kustomize", overlay], None);
         let deployment = documents(&text)
             .into_iter()
@@ -434,16 +376,8 @@ async fn deploy_manifests_and_least_privilege() {
         }
     }
 
-    // Settings: flush every 500ms (a live key of the applied ConfigMap). No state yet.
+    // No state yet.
     let home_cms: Api<ConfigMap> = Api::namespaced(admin.clone(), HOME);
-    home_cms
-        .patch(
-            "konflux-telemetry",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"flushInterval": "500ms"}})),
-        )
-        .await
-        .expect("settings");
     let _ = home_cms.delete(STATE_CM, &Default::default()).await;
 
     // A token of the deployed ServiceAccount, as its Pod would have.
@@ -475,11 +409,13 @@ async fn deploy_manifests_and_least_privilege() {
         "get clusterversions/version"
     );
     let public_info: Api<ConfigMap> = Api::namespaced(sa.clone(), PUBLIC_INFO_NS);
+    // konflux-public-info: the one get Konflux grants every authenticated user, and no more
+    // (the daemon holds no Role in konflux-info).
     assert!([200, 404].contains(&code(public_info.get("konflux-public-info").await)));
     let by_name = |n: &str| ListParams::default().fields(&format!("metadata.name={n}"));
     assert_eq!(
         code(public_info.list(&by_name("konflux-public-info")).await),
-        200
+        403
     );
     let own: Api<ConfigMap> = Api::namespaced(sa.clone(), HOME);
     assert_eq!(code(own.get("konflux-telemetry").await), 200);
@@ -550,17 +486,22 @@ async fn deploy_manifests_and_least_privilege() {
         );
     }
 
+    // No settings ConfigMap, as the rendered file leaves it (the kind overlay's is removed):
+    // the daemon runs on its defaults and flags until one is created.
+    home_cms
+        .delete("konflux-telemetry", &Default::default())
+        .await
+        .expect("delete the kind overlay's settings");
+    eventually("the settings ConfigMap gone", WAIT, || async {
+        matches!(home_cms.get_opt("konflux-telemetry").await, Ok(None)).then_some(())
+    })
+    .await;
+
     // The daemon with exactly that ServiceAccount, sending to a sink here.
     let out = dir.join("sink.ndjson");
-    let (addr, _sink) = Sink::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        WriteKey::new(KEY),
-        out.clone(),
-    )
-    .await
-    .expect("sink");
-    let sink_url = format!("http://{addr}/v1");
-    let daemon = Daemon::start(&sa_kubeconfig, &sink_url, &dir, 1);
+    let sink = start_sink(KEY, &out).await;
+    let sink_url = sink.api_url();
+    let daemon = start_daemon(&sa_kubeconfig, &sink_url, &dir, 1);
     daemon.wait_ready().await;
 
     let tenant = cluster
@@ -575,10 +516,7 @@ async fn deploy_manifests_and_least_privilege() {
         .expect("uid");
     let component = tenant
         .dynamic_api(&crds::component())
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::component(), "c", json!({"application": "a"})),
-        )
+        .create(&PostParams::default(), &support::component("c", "a"))
         .await
         .expect("component");
     let runs = tenant.dynamic_api(&crds::pipelinerun());
@@ -590,6 +528,37 @@ async fn deploy_manifests_and_least_privilege() {
         format!("{run_uid}-completed"),
     ];
     wait_for_ids(&out, &ids).await;
+
+    // The settings ConfigMap created while the daemon runs is taken without a restart: a
+    // heartbeat every second instead of the default hour (which allows one, at start).
+    let heartbeats = || {
+        sink_events(&out)
+            .iter()
+            .filter(|e| e["event"] == "Segment Bridge Heartbeat")
+            .count()
+    };
+    let before = heartbeats();
+    assert!(
+        before <= 1,
+        "{before} heartbeats on the default hourly interval"
+    );
+    home_cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "konflux-telemetry", "namespace": HOME},
+                "data": {"heartbeatInterval": "1s"},
+            }))
+            .expect("settings"),
+        )
+        .await
+        .expect("create the settings ConfigMap");
+    eventually(
+        "heartbeats every second once the settings ConfigMap exists",
+        WAIT,
+        || async { (heartbeats() >= before + 2).then_some(()) },
+    )
+    .await;
 
     // The record of produced events was written by the ServiceAccount (create + patch).
     let managers = |cm: &ConfigMap| -> Vec<String> {
@@ -673,7 +642,7 @@ async fn deploy_manifests_and_least_privilege() {
     })
     .await;
 
-    let daemon = Daemon::start(&sa_kubeconfig, &sink_url, &dir, 2);
+    let daemon = start_daemon(&sa_kubeconfig, &sink_url, &dir, 2);
     eventually("the missing permission in the log", WAIT, || async {
         daemon.log().contains(FORBIDDEN_COMPONENTS).then_some(())
     })
@@ -681,10 +650,7 @@ async fn deploy_manifests_and_least_privilege() {
     daemon.wait_ready().await;
     let unseen = tenant
         .dynamic_api(&crds::component())
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::component(), "c2", json!({"application": "a"})),
-        )
+        .create(&PostParams::default(), &support::component("c2", "a"))
         .await
         .expect("component 2");
     let run2 = run_pipeline(&runs, "run-2").await;

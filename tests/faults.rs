@@ -12,15 +12,14 @@
 mod support;
 
 use support::at;
+use support::daemon::{DaemonProcess, free_port, metric_sum, sending_flags, start_sink};
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use konflux_telemetry::segment::WriteKey;
 use konflux_telemetry_sink::{Fault, Sink};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{ClusterSource, TestCluster, TestNamespace, crds, eventually, set_status};
 
@@ -32,13 +31,6 @@ const WAIT: Duration = Duration::from_secs(90);
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn bash(script: &str, args: &[&str]) {
@@ -54,22 +46,12 @@ fn bash(script: &str, args: &[&str]) {
 
 /// Sum of every sample of `name` (all label sets) in Prometheus text.
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            let metric_name = key.split('{').next()?;
-            (metric_name == name).then(|| value.parse::<f64>().ok())?
-        })
-        .sum::<f64>()
-        + 0.0
+    metric_sum(text, name, &[])
 }
 
 /// The value of one sample, labels included as the text shows them.
 fn sample(text: &str, key: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    support::daemon::sample(text, key).unwrap_or(0.0)
 }
 
 /// One test's world: a sink, the daemon's home namespace with its settings ConfigMap, a
@@ -79,42 +61,25 @@ struct World {
     dir: PathBuf,
     out: PathBuf,
     sink: Sink,
-    sink_url: String,
     home: TestNamespace,
     seen_http: std::sync::Mutex<Vec<(String, String)>>,
     /// Names of namespaces created for the test (their random suffix included).
     secrets: std::sync::Mutex<Vec<String>>,
     name: String,
     started: Instant,
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    http: String,
+    /// How many daemons the test started (each logs to `daemon-N.log` in `dir`).
+    daemons: std::sync::atomic::AtomicUsize,
 }
 
 impl World {
     async fn new(name: &str, settings: &[(&str, &str)]) -> World {
         let started = Instant::now();
         let cluster = support::cluster().await;
-        let dir = std::env::temp_dir().join(format!(
-            "konflux-telemetry-faults-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = support::daemon::tempdir(&format!("faults-{name}"));
         let out = dir.join("sink.ndjson");
-        let (addr, sink) = Sink::start(
-            "127.0.0.1:0".parse().expect("addr"),
-            WriteKey::new(KEY),
-            out.clone(),
-        )
-        .await
-        .expect("sink");
+        let sink = start_sink(KEY, &out).await;
         let home = cluster.namespace("faults-home").await;
         let world = World {
-            sink_url: format!("http://{addr}/v1"),
             cluster,
             dir,
             out,
@@ -124,20 +89,15 @@ impl World {
             secrets: Default::default(),
             name: name.to_owned(),
             started,
+            daemons: Default::default(),
         };
-        let cm: Api<ConfigMap> = Api::namespaced(world.cluster.client(), world.home.name());
-        cm.create(&PostParams::default(), &settings_map(settings, None))
-            .await
-            .expect("settings ConfigMap");
+        world.home.settings(settings_data(settings)).await;
         world
     }
 
     async fn tenant(&self, prefix: &str) -> TestNamespace {
         assert!(prefix.contains(SECRET));
-        let ns = self
-            .cluster
-            .namespace_with_labels(prefix, &[("konflux-ci.dev/type", "tenant")])
-            .await;
+        let ns = self.cluster.tenant(prefix).await;
         self.secrets
             .lock()
             .expect("lock")
@@ -146,62 +106,46 @@ impl World {
     }
 
     async fn replace_settings(&self, settings: &[(&str, &str)]) {
-        let cm: Api<ConfigMap> = Api::namespaced(self.cluster.client(), self.home.name());
-        let rv = cm
-            .get("settings")
-            .await
-            .expect("get settings")
-            .metadata
-            .resource_version;
-        cm.replace(
-            "settings",
-            &PostParams::default(),
-            &settings_map(settings, rv),
-        )
-        .await
-        .expect("replace settings");
+        self.home.replace_settings(settings_data(settings)).await;
     }
 
-    fn start(&self, extra: &[&str]) -> Daemon {
-        let port = free_port();
-        let log = self.dir.join(format!("daemon-{port}.log"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_konflux-telemetry"));
-        cmd.arg("run")
-            .args(["--segment-api-url", &self.sink_url])
-            .args(["--segment-write-key", KEY])
-            .args(["--cluster-id", "faults-test"])
-            // The local cluster is vanilla Kubernetes: telemetry is off unless opted in.
-            .args(["--telemetry-enabled", "true"])
-            .args(["--flush-interval", "300ms"])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--config-map", &format!("{}/settings", self.home.name())])
-            .args(["--state-config-map", &format!("{}/state", self.home.name())])
-            .args(extra)
-            .env_remove("SEGMENT_WRITE_KEY")
-            .env_remove("TEKTON_RESULTS_API_ADDR")
-            .env_remove("WEBHOOK_LISTEN")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
-        if let ClusterSource::Local(kubeconfig) = self.cluster.source() {
-            cmd.arg("--kubeconfig").arg(kubeconfig);
-        }
-        Daemon {
-            child: cmd.spawn().expect("start the daemon"),
-            log,
-            http: format!("http://127.0.0.1:{port}"),
-        }
+    /// The daemon sending to the sink, flushing every 300 ms, with its settings and state
+    /// in the home namespace, and the `extra` flags.
+    fn start(&self, extra: &[&str]) -> DaemonProcess {
+        let n = 1 + self
+            .daemons
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut args = sending_flags(&self.sink.api_url(), KEY, "faults-test", self.home.name());
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        DaemonProcess::start(
+            &self.cluster,
+            &args,
+            self.dir.join(format!("daemon-{n}.log")),
+        )
+    }
+
+    /// [`World::start`], once the daemon is ready.
+    async fn start_ready(&self, extra: &[&str]) -> DaemonProcess {
+        let daemon = self.start(extra);
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    /// The sink answers the next requests with `fault`.
+    fn inject(&self, fault: Fault) {
+        self.sink.inject(fault).expect("fault");
+    }
+
+    /// The `Namespace Created` event of `tenant`, once it arrived: a test's first id.
+    async fn tenant_arrived(&self, tenant: &TestNamespace) -> Vec<String> {
+        let ids = vec![ns_created_id(tenant).await];
+        self.arrive(&ids).await;
+        ids
     }
 
     /// GET from the daemon's HTTP port; the answer is kept for the privacy scan.
-    async fn get(&self, d: &Daemon, path: &str) -> Option<String> {
-        let text = reqwest::get(format!("{}{path}", d.http))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+    async fn get(&self, d: &DaemonProcess, path: &str) -> Option<String> {
+        let (_, text) = d.get(path).await?;
         self.seen_http
             .lock()
             .expect("lock")
@@ -209,19 +153,17 @@ impl World {
         Some(text)
     }
 
-    async fn metrics(&self, d: &Daemon) -> String {
+    async fn metrics(&self, d: &DaemonProcess) -> String {
         eventually("/metrics", WAIT, || self.get(d, "/metrics")).await
     }
 
-    async fn wait_ready(&self, d: &Daemon) {
-        eventually("the daemon to be ready", WAIT, || async {
-            let r = reqwest::get(format!("{}/readyz", d.http)).await.ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await;
-    }
-
-    async fn wait_metric(&self, d: &Daemon, what: &str, name: &str, at_least: f64) -> String {
+    async fn wait_metric(
+        &self,
+        d: &DaemonProcess,
+        what: &str,
+        name: &str,
+        at_least: f64,
+    ) -> String {
         eventually(what, WAIT, || async {
             let m = self.get(d, "/metrics").await?;
             (metric(&m, name) >= at_least).then_some(m)
@@ -269,6 +211,20 @@ impl World {
         }
     }
 
+    /// How a test ends: a marker after the events in `ids` (added to them), SIGTERM with a
+    /// clean exit, and each id arrived exactly once. The daemon's log.
+    async fn stop_exactly_once(
+        &self,
+        tenant: &TestNamespace,
+        daemon: DaemonProcess,
+        ids: &mut Vec<String>,
+    ) -> String {
+        self.after_a_marker(tenant, ids).await;
+        let log = terminate(daemon);
+        self.exactly_once(ids, &log);
+        log
+    }
+
     /// No namespace or object name of the test, and not the write key, in anything the
     /// daemon wrote: sink events, logs, /metrics, /preview.
     fn privacy_scan(&self) {
@@ -305,6 +261,12 @@ impl World {
         );
     }
 
+    /// Deletes the tenant namespace, then [`World::finish`].
+    async fn finish_with(self, tenant: TestNamespace) {
+        tenant.cleanup().await;
+        self.finish().await;
+    }
+
     async fn finish(self) {
         self.privacy_scan();
         self.sink.shutdown().await;
@@ -314,58 +276,24 @@ impl World {
     }
 }
 
-fn settings_map(settings: &[(&str, &str)], rv: Option<String>) -> ConfigMap {
-    let mut data: BTreeMap<String, String> = [
+/// The settings of the fault tests: quick retries, no heartbeat, and `settings`.
+fn settings_data(settings: &[(&str, &str)]) -> Value {
+    let mut data: BTreeMap<&str, &str> = [
         ("retryBaseDelay", "50ms"),
         ("retryMaxDelay", "500ms"),
         ("retryDeadline", "3s"),
         ("heartbeatInterval", "1h"),
     ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    for (k, v) in settings {
-        data.insert((*k).to_owned(), (*v).to_owned());
-    }
-    serde_json::from_value(json!({
-        "metadata": {"name": "settings", "resourceVersion": rv},
-        "data": data,
-    }))
-    .expect("ConfigMap")
+    .into();
+    data.extend(settings.iter().copied());
+    json!(data)
 }
 
-impl Daemon {
-    fn read_log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM; asserts a clean exit; the log.
-    fn terminate(mut self) -> String {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait().expect("wait for the daemon");
-        let log = self.read_log();
-        assert!(status.success(), "daemon exit {status}; log:\n{log}");
-        log
-    }
-
-    fn sigkill(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.read_log()
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// SIGTERM; asserts a clean exit; the log.
+fn terminate(daemon: DaemonProcess) -> String {
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "daemon exit; log:\n{log}");
+    log
 }
 
 /// Creates a PipelineRun and sets its status; returns its uid.
@@ -397,24 +325,14 @@ async fn set_run(ns: &TestNamespace, name: &str, status: Value) {
 async fn component(ns: &TestNamespace, name: &str) -> String {
     let created = ns
         .dynamic_api(&crds::component())
-        .create(
-            &PostParams::default(),
-            &support::object(&crds::component(), name, json!({"application": "app"})),
-        )
+        .create(&PostParams::default(), &support::component(name, "app"))
         .await
         .expect("create component");
     format!("{}-component-created", created.metadata.uid.expect("uid"))
 }
 
-async fn ns_created_id(world: &World, ns: &TestNamespace) -> String {
-    let uid = Api::<k8s_openapi::api::core::v1::Namespace>::all(world.cluster.client())
-        .get(ns.name())
-        .await
-        .expect("namespace")
-        .metadata
-        .uid
-        .expect("uid");
-    format!("{uid}-namespace-created")
+async fn ns_created_id(ns: &TestNamespace) -> String {
+    format!("{}-namespace-created", ns.uid().await)
 }
 
 fn started(status_at: i64) -> Value {
@@ -438,32 +356,6 @@ fn results() -> Results {
     support::results::results_server()
 }
 
-/// What the fault tests do with the Results server beyond recording a run's JSON.
-trait ResultsExt {
-    fn daemon_args(&self) -> Vec<String>;
-    async fn record_run(&self, ns: &str, name: &str, uid: &str, status: Value);
-}
-
-impl ResultsExt for Results {
-    fn daemon_args(&self) -> Vec<String> {
-        vec![
-            "--tekton-results-api-addr".to_owned(),
-            self.addr.clone(),
-            "--tekton-results-token".to_owned(),
-            "not-checked".to_owned(),
-            "--tekton-results-ca-file".to_owned(),
-            self.ca.display().to_string(),
-        ]
-    }
-
-    /// Records a PipelineRun through the REST API, as Tekton's watcher would.
-    async fn record_run(&self, ns: &str, name: &str, uid: &str, status: Value) {
-        let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
-            "metadata": {"name": name, "namespace": ns, "uid": uid}, "status": status});
-        self.record(ns, &run).await;
-    }
-}
-
 fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -477,17 +369,14 @@ fn args(v: &[String]) -> Vec<&str> {
 #[ignore = "restarts servers and runs for minutes, serially: make test-faults"]
 async fn apiserver_sigkill_restart_and_410_relist() {
     let world = World::new("apiserver", &[]).await;
-    if !matches!(world.cluster.source(), ClusterSource::Local(_)) {
-        println!(
-            "skipped: KUBECONFIG points at another cluster; only the local one can be restarted"
-        );
-        return;
-    }
+    assert!(
+        matches!(world.cluster.source(), ClusterSource::Local(_)),
+        "KUBECONFIG points at another cluster; only the local one can be restarted"
+    );
     let tenant = world.tenant("sekrit-apiserver").await;
-    let daemon = world.start(&[]);
-    world.wait_ready(&daemon).await;
+    let daemon = world.start_ready(&[]).await;
 
-    let mut ids = vec![ns_created_id(&world, &tenant).await];
+    let mut ids = vec![ns_created_id(&tenant).await];
     let a = run(&tenant, "sekrit-run-a", started(-30)).await;
     ids.push(component(&tenant, "sekrit-comp-a").await);
     ids.push(format!("{a}-started"));
@@ -522,9 +411,7 @@ async fn apiserver_sigkill_restart_and_410_relist() {
     let d = run(&tenant, "sekrit-run-d", started(0)).await;
     ids.push(format!("{d}-started"));
     world.arrive(&ids).await;
-    world.after_a_marker(&tenant, &mut ids).await;
-    let log = daemon.terminate();
-    world.exactly_once(&ids, &log);
+    let log = world.stop_exactly_once(&tenant, daemon, &mut ids).await;
     let gone = ["410", "Expired", "too old"]
         .iter()
         .any(|s| log.contains(s));
@@ -539,8 +426,7 @@ async fn apiserver_sigkill_restart_and_410_relist() {
         gone,
         "no 410 after the restart (the fresh watch cache expires older resourceVersions); log:\n{log}"
     );
-    tenant.cleanup().await;
-    world.finish().await;
+    world.finish_with(tenant).await;
 }
 
 /// The sink answers 503 for 4 s (many backoff rounds of 50..500 ms, past the 3 s retry
@@ -551,19 +437,10 @@ async fn apiserver_sigkill_restart_and_410_relist() {
 async fn sink_503_storm_then_429_retry_after() {
     let world = World::new("sink-errors", &[]).await;
     let tenant = world.tenant("sekrit-sink-errors").await;
-    let daemon = world.start(&[]);
-    world.wait_ready(&daemon).await;
-    let mut ids = vec![ns_created_id(&world, &tenant).await];
-    world.arrive(&ids).await;
+    let daemon = world.start_ready(&[]).await;
+    let mut ids = world.tenant_arrived(&tenant).await;
 
-    world
-        .sink
-        .inject(Fault {
-            status: Some(503),
-            seconds: Some(4.0),
-            ..Fault::default()
-        })
-        .expect("fault");
+    world.inject(Fault::answer(503).for_seconds(4.0));
     let t = Instant::now();
     for i in 0..3 {
         ids.push(component(&tenant, &format!("sekrit-503-{i}")).await);
@@ -585,15 +462,7 @@ async fn sink_503_storm_then_429_retry_after() {
     );
 
     // 429 with Retry-After: 2.
-    world
-        .sink
-        .inject(Fault {
-            status: Some(429),
-            retry_after: Some(2),
-            count: Some(1),
-            ..Fault::default()
-        })
-        .expect("fault");
+    world.inject(Fault::answer(429).retry_after(2).times(1));
     let mark = world.sink.stats().request_log.len();
     let mut late = Vec::new();
     for i in 0..2 {
@@ -618,11 +487,8 @@ async fn sink_503_storm_then_429_retry_after() {
     for r in &log[i429 + 1..] {
         assert!(r.arrival_ms >= r429.responded_ms + 2000);
     }
-    world.after_a_marker(&tenant, &mut ids).await;
-    let log = daemon.terminate();
-    world.exactly_once(&ids, &log);
-    tenant.cleanup().await;
-    world.finish().await;
+    world.stop_exactly_once(&tenant, daemon, &mut ids).await;
+    world.finish_with(tenant).await;
 }
 
 /// The sink takes 2 s per request, then drops connections mid-body: every event arrives,
@@ -632,20 +498,11 @@ async fn sink_503_storm_then_429_retry_after() {
 async fn sink_slow_and_dropping_connections() {
     let world = World::new("sink-slow", &[]).await;
     let tenant = world.tenant("sekrit-sink-slow").await;
-    let daemon = world.start(&[]);
-    world.wait_ready(&daemon).await;
-    let mut ids = vec![ns_created_id(&world, &tenant).await];
-    world.arrive(&ids).await;
+    let daemon = world.start_ready(&[]).await;
+    let mut ids = world.tenant_arrived(&tenant).await;
 
     // Slow: 2 s per request for the next two.
-    world
-        .sink
-        .inject(Fault {
-            latency_ms: Some(2000),
-            count: Some(2),
-            ..Fault::default()
-        })
-        .expect("fault");
+    world.inject(Fault::default().latency_ms(2000).times(2));
     let t = Instant::now();
     for i in 0..4 {
         ids.push(component(&tenant, &format!("sekrit-slow-{i}")).await);
@@ -666,14 +523,7 @@ async fn sink_slow_and_dropping_connections() {
     assert_eq!(slow, 2, "{:?}", stats.request_log);
 
     // Dropping: the next three requests lose their connection mid-body.
-    world
-        .sink
-        .inject(Fault {
-            drop: true,
-            count: Some(3),
-            ..Fault::default()
-        })
-        .expect("fault");
+    world.inject(Fault::dropping().times(3));
     let t = Instant::now();
     for i in 0..3 {
         ids.push(component(&tenant, &format!("sekrit-drop-{i}")).await);
@@ -694,11 +544,8 @@ async fn sink_slow_and_dropping_connections() {
         "{:?}",
         stats.statuses
     );
-    world.after_a_marker(&tenant, &mut ids).await;
-    let log = daemon.terminate();
-    world.exactly_once(&ids, &log);
-    tenant.cleanup().await;
-    world.finish().await;
+    world.stop_exactly_once(&tenant, daemon, &mut ids).await;
+    world.finish_with(tenant).await;
 }
 
 /// SIGTERM with events buffered (flushInterval 1h): they are sent before exit. Then
@@ -713,12 +560,11 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
     let world = World::new("kill", &[("flushInterval", "1h")]).await;
     let tenant = world.tenant("sekrit-kill").await;
     let ns = tenant.name().to_owned();
-    let results_args = results.daemon_args();
+    let results_args = results.sweep_flags();
 
     // 1. SIGTERM sends what waits.
-    let d1 = world.start(&args(&results_args));
-    world.wait_ready(&d1).await;
-    let mut ids = vec![ns_created_id(&world, &tenant).await];
+    let d1 = world.start_ready(&args(&results_args)).await;
+    let mut ids = vec![ns_created_id(&tenant).await];
     ids.push(component(&tenant, "sekrit-held-1").await);
     let r = run(&tenant, "sekrit-held-run", completed(-60, -30)).await;
     ids.extend(ids_of_run(&r));
@@ -730,14 +576,13 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
     for id in &ids {
         assert_eq!(world.count(id), 0, "{id} sent before SIGTERM");
     }
-    let log = d1.terminate();
+    let log = terminate(d1);
     assert!(log.contains("final flush done"), "{log}");
     world.exactly_once(&ids, &log);
 
     // 2. SIGKILL amid flushes every 300 ms, some events sent, some waiting.
     world.replace_settings(&[("flushInterval", "300ms")]).await;
-    let d2 = world.start(&args(&results_args));
-    world.wait_ready(&d2).await;
+    let d2 = world.start_ready(&args(&results_args)).await;
     for i in 0..8 {
         ids.push(component(&tenant, &format!("sekrit-stream-{i}")).await);
         tokio::time::sleep(Duration::from_millis(120)).await;
@@ -753,7 +598,7 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
         assert!(Instant::now() < deadline, "no flush before the kill");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    d2.sigkill();
+    d2.kill();
     println!(
         "SIGKILL just after a batch was answered, with {} events at the sink",
         world.sent().len()
@@ -777,11 +622,10 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
     ids.push(component(&tenant, "sekrit-while-down").await);
 
     // 4. Restart: all of it arrives.
-    let d3 = world.start(&args(&results_args));
-    world.wait_ready(&d3).await;
+    let d3 = world.start_ready(&args(&results_args)).await;
     world.arrive(&ids).await;
     world.after_a_marker(&tenant, &mut ids).await;
-    let log = d3.terminate();
+    let log = terminate(d3);
     let sent = world.sent();
     let mut duplicates = 0;
     for id in &ids {
@@ -796,8 +640,7 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
         "SIGKILL: {} expected events, all arrived; {duplicates} duplicates (Segment drops them by messageId)",
         ids.len()
     );
-    tenant.cleanup().await;
-    world.finish().await;
+    world.finish_with(tenant).await;
 }
 
 /// Tekton Results down (its API server killed, PostgreSQL and the port kept) while the
@@ -821,7 +664,7 @@ async fn results_down_during_sweeps_then_back() {
         .await;
     bash("e2e/tekton-results/api.sh", &["stop"]);
 
-    let daemon = world.start(&args(&results.daemon_args()));
+    let daemon = world.start(&args(&results.sweep_flags()));
     let m = world
         .wait_metric(
             &daemon,
@@ -836,7 +679,7 @@ async fn results_down_during_sweeps_then_back() {
         metric(&m, "konflux_telemetry_sweep_sweeps_total")
     );
     // The watch is unaffected.
-    let mut ids = vec![ns_created_id(&world, &tenant).await];
+    let mut ids = vec![ns_created_id(&tenant).await];
     let live = run(&tenant, "sekrit-live-run", started(-3)).await;
     ids.push(format!("{live}-started"));
     world.arrive(&ids).await;
@@ -864,12 +707,9 @@ async fn results_down_during_sweeps_then_back() {
             .then_some(())
     })
     .await;
-    world.after_a_marker(&tenant, &mut ids).await;
-    let log = daemon.terminate();
-    world.exactly_once(&ids, &log);
+    let log = world.stop_exactly_once(&tenant, daemon, &mut ids).await;
     assert!(log.to_lowercase().contains("sweep"), "{log}");
-    tenant.cleanup().await;
-    world.finish().await;
+    world.finish_with(tenant).await;
 }
 
 /// Hostile objects through the real API server (odd types, deep nesting, huge labels,
@@ -882,17 +722,18 @@ async fn hostile_objects_settings_and_admission_reviews() {
     let world = World::new("hostile", &[]).await;
     let tenant = world.tenant("sekrit-hostile").await;
     let certs = world.dir.join("certs");
-    make_cert(&certs);
+    support::webhook::make_certs(&certs);
     let webhook_port = free_port();
-    let mut daemon = world.start(&[
-        "--webhook-listen",
-        &format!("127.0.0.1:{webhook_port}"),
-        "--webhook-cert-dir",
-        certs.to_str().expect("path"),
-    ]);
-    world.wait_ready(&daemon).await;
+    let mut daemon = world
+        .start_ready(&[
+            "--webhook-listen",
+            &format!("127.0.0.1:{webhook_port}"),
+            "--webhook-cert-dir",
+            certs.to_str().expect("path"),
+        ])
+        .await;
 
-    let mut ids = vec![ns_created_id(&world, &tenant).await];
+    let mut ids = vec![ns_created_id(&tenant).await];
     let v1 = run(&tenant, "sekrit-valid-1", completed(-60, -30)).await;
     ids.extend(ids_of_run(&v1));
 
@@ -1158,12 +999,9 @@ async fn hostile_objects_settings_and_admission_reviews() {
     let v4 = run(&tenant, "sekrit-valid-4", started(-1)).await;
     ids.push(format!("{v4}-started"));
     world.arrive(&ids).await;
-    world.after_a_marker(&tenant, &mut ids).await;
-    let log = daemon.terminate();
+    let log = world.stop_exactly_once(&tenant, daemon, &mut ids).await;
     assert!(log.contains("rejected"), "{log}");
-    world.exactly_once(&ids, &log);
-    tenant.cleanup().await;
-    world.finish().await;
+    world.finish_with(tenant).await;
 }
 
 /// A request to the API server whose answer is not parsed.
@@ -1210,34 +1048,6 @@ async fn raw_run(world: &World, ns: &str, name: &str, status: Value) -> String {
     )
     .await;
     uid
-}
-
-/// A self-signed serving certificate for 127.0.0.1 (tls.crt, tls.key) in `dir`.
-fn make_cert(dir: &Path) {
-    std::fs::create_dir_all(dir).expect("cert dir");
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(dir.join("tls.key"))
-        .arg("-out")
-        .arg(dir.join("tls.crt"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 // --- fuzzing (bounded time, property-based) --------------------------------------------

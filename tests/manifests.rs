@@ -158,7 +158,25 @@ fn resources(kustomization: &str) -> Vec<String> {
 
 /// The namespaces the namespaced objects of `deploy/` live in (a dry run creates none of
 /// them). Created if missing and left, as tests/deploy.rs leaves konflux-info.
+/// The namespaces the manifests use, and cert-manager's CRDs (the rendered file holds its
+/// Issuer and Certificate; e2e/crds/cert-manager/, not installed by `make cluster-up`).
 async fn ensure_namespaces(cluster: &support::TestCluster) {
+    let kubectl = Kubectl::for_cluster(cluster);
+    let crds = "e2e/crds/cert-manager/";
+    kubectl.must(
+        &["apply", "--server-side", "--force-conflicts", "-f", crds],
+        None,
+    );
+    kubectl.must(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            crds,
+        ],
+        None,
+    );
     let namespaces: Api<Namespace> = Api::all(cluster.client());
     for name in ["segment-bridge", "konflux-info"] {
         let ns: Namespace =
@@ -225,6 +243,45 @@ async fn the_pod_reads_only_its_secret_keys_and_admits_only_its_callers() {
             assert_eq!(env["name"], r["key"], "{dir}: {env}");
             keys.insert(r["key"].as_str().unwrap_or("").to_owned());
         }
+        // The Segment keys come as files of the Secret mounted whole (no subPath, so the
+        // kubelet rewrites them when it changes), in the folder --segment-secret-dir names.
+        let pod_spec = &of_kind(&objects, "Deployment", dir)["spec"]["template"]["spec"];
+        let volume = pod_spec["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .find(|v| v.pointer("/secret/secretName") == Some(&json!("segment-bridge-config")))
+            .unwrap_or_else(|| panic!("{dir}: the Secret is not mounted"));
+        assert_eq!(
+            volume["secret"]["optional"], true,
+            "{dir}: the daemon runs without it"
+        );
+        for item in volume["secret"]["items"]
+            .as_array()
+            .expect("items: only the keys read")
+        {
+            assert_eq!(item["key"], item["path"], "{dir}: {item}");
+            keys.insert(item["key"].as_str().unwrap_or("").to_owned());
+        }
+        let mount = container["volumeMounts"]
+            .as_array()
+            .expect("volumeMounts")
+            .iter()
+            .find(|m| m["name"] == volume["name"])
+            .unwrap_or_else(|| panic!("{dir}: the Secret's volume is not mounted"));
+        assert!(
+            mount.get("subPath").is_none(),
+            "{dir}: a subPath never updates"
+        );
+        let mount_path = mount["mountPath"].as_str().unwrap_or("");
+        let arg = format!("--segment-secret-dir={mount_path}");
+        assert!(
+            container["args"]
+                .as_array()
+                .expect("args")
+                .contains(&json!(arg)),
+            "{dir}: {arg}"
+        );
         let expected: BTreeSet<String> = SECRET_KEYS.iter().map(|k| k.to_string()).collect();
         assert_eq!(keys, expected, "{dir}: the Secret's keys read");
 
@@ -374,11 +431,96 @@ async fn rendered_manifest_is_current_valid_and_complete() {
         "ClusterRole",
         "ValidatingWebhookConfiguration",
         "Service",
-        "ConfigMap",
     ] {
         assert!(
             in_rendered.iter().any(|(_, k, _, _)| k == kind),
             "no {kind} in {RENDERED}"
         );
     }
+    // The webhook's certificate from cert-manager: the Certificate names the Service,
+    // writes the Secret the Deployment mounts, and is the one whose CA is injected.
+    let objects: Vec<Value> = serde_json::from_str::<Value>(&applied).expect("json")["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let certificate = of_kind(&objects, "Certificate", RENDERED);
+    let service = of_kind(&objects, "Service", RENDERED);
+    let (svc, svc_ns) = (
+        service["metadata"]["name"].as_str().expect("name"),
+        service["metadata"]["namespace"]
+            .as_str()
+            .expect("namespace"),
+    );
+    let dns: Vec<&str> = certificate["spec"]["dnsNames"]
+        .as_array()
+        .expect("dnsNames")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        dns.contains(&format!("{svc}.{svc_ns}.svc").as_str()),
+        "{dns:?}"
+    );
+    let issuer = of_kind(&objects, "Issuer", RENDERED);
+    assert_eq!(
+        certificate["spec"]["issuerRef"]["name"],
+        issuer["metadata"]["name"]
+    );
+    assert!(issuer["spec"]["selfSigned"].is_object(), "{issuer}");
+    let volumes = &of_kind(&objects, "Deployment", RENDERED)["spec"]["template"]["spec"]["volumes"];
+    assert!(
+        volumes
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .any(|v| v["secret"]["secretName"] == certificate["spec"]["secretName"]),
+        "the Deployment does not mount the Certificate's Secret: {volumes}"
+    );
+    let webhook = of_kind(&objects, "ValidatingWebhookConfiguration", RENDERED);
+    assert_eq!(
+        webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        format!(
+            "{}/{}",
+            certificate["metadata"]["namespace"]
+                .as_str()
+                .expect("namespace"),
+            certificate["metadata"]["name"].as_str().expect("name")
+        )
+    );
+    assert_eq!(
+        webhook["webhooks"][0]["clientConfig"]["service"]["name"],
+        svc
+    );
+
+    // The service CA overlay: no cert-manager object or annotation, the service CA's.
+    let service_ca = "deploy/overlays/openshift-service-ca";
+    let objects = dry_run_objects(&kubectl, service_ca);
+    for kind in ["Certificate", "Issuer"] {
+        assert!(
+            !objects.iter().any(|o| o["kind"] == kind),
+            "{service_ca}: a {kind}"
+        );
+    }
+    let annotations =
+        &of_kind(&objects, "ValidatingWebhookConfiguration", service_ca)["metadata"]["annotations"];
+    assert_eq!(
+        annotations["service.beta.openshift.io/inject-cabundle"],
+        "true"
+    );
+    assert!(
+        annotations.get("cert-manager.io/inject-ca-from").is_none(),
+        "{annotations}"
+    );
+    assert_eq!(
+        of_kind(&objects, "Service", service_ca)["metadata"]["annotations"]["service.beta.openshift.io/serving-cert-secret-name"],
+        certificate["spec"]["secretName"]
+    );
+
+    // No ConfigMap: the live settings are the user's (deploy/examples/settings.yaml), and
+    // the operator's forced apply would revert their edits; the state is the daemon's.
+    let config_maps: Vec<_> = in_rendered
+        .iter()
+        .filter(|(_, k, _, _)| k == "ConfigMap")
+        .collect();
+    assert!(config_maps.is_empty(), "{RENDERED} holds {config_maps:?}");
 }

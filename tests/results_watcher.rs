@@ -16,7 +16,9 @@ use konflux_telemetry::sweep::{
 };
 use kube::api::DeleteParams;
 use serde_json::json;
-use support::daemon::{DaemonProcess, count, sending_flags, sink_events, start_sink, wait_for_ids};
+use support::daemon::{
+    DaemonProcess, by_id, count, sending_flags, sink_events, sink_in, wait_for_ids,
+};
 use support::results::results_server;
 use support::{crds, eventually, set_status};
 use tokio::sync::{mpsc, watch};
@@ -57,13 +59,9 @@ impl Drop for Watcher {
 async fn a_run_the_watcher_recorded_and_pruning_removed_is_swept_once() {
     let cluster = support::cluster().await;
     let results = results_server();
-    let dir = support::daemon::tempdir("results-watcher");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
+    let (dir, out, sink) = sink_in("results-watcher", KEY).await;
     let home = cluster.namespace("watcher-home").await;
-    let tenant = cluster
-        .namespace_with_labels("watcher-tenant", &[("konflux-ci.dev/type", "tenant")])
-        .await;
+    let tenant = cluster.tenant("watcher-tenant").await;
     let ns = tenant.name().to_owned();
     let runs = tenant.dynamic_api(&crds::pipelinerun());
 
@@ -155,10 +153,7 @@ async fn a_run_the_watcher_recorded_and_pruning_removed_is_swept_once() {
     let daemon = DaemonProcess::start(&cluster, &args, dir.join("daemon.log"));
     let ids = [format!("{uid}-started"), format!("{uid}-completed")];
     let events = wait_for_ids(&out, &ids).await;
-    let completed = events
-        .iter()
-        .find(|e| e["messageId"] == ids[1])
-        .expect("the completed event");
+    let completed = by_id(&events, &ids[1]);
     assert_eq!(completed["properties"]["status"], "Succeeded");
     assert_eq!(completed["properties"]["taskCount"], 1);
 

@@ -84,6 +84,13 @@ fn sender(sink: &Sink) -> Sender {
     new_sender(config(sink.api_url(), KEY), SenderMetrics::default())
 }
 
+/// A sender to `api_url` with [`config`], changed by `tune`.
+fn sender_with(api_url: String, tune: impl FnOnce(&mut SenderConfig)) -> Sender {
+    let mut cfg = config(api_url, KEY);
+    tune(&mut cfg);
+    new_sender(cfg, SenderMetrics::default())
+}
+
 /// A sender, with the TLS crypto provider the daemon's `main` installs.
 fn new_sender(cfg: SenderConfig, metrics: SenderMetrics) -> Sender {
     crypto::install_provider();
@@ -198,13 +205,8 @@ async fn server_errors_are_retried_until_recovery_with_fresh_sent_at() {
     let (sink, out) = sink("503").await;
     let sender = sender(&sink);
     // Latency keeps attempts at least 5 ms apart, so their millisecond `sentAt`s differ.
-    sink.inject(Fault {
-        status: Some(503),
-        latency_ms: Some(5),
-        count: Some(4),
-        ..Fault::default()
-    })
-    .expect("fault");
+    sink.inject(Fault::answer(503).latency_ms(5).times(4))
+        .expect("fault");
     let events: Vec<Event> = (0..20).map(|i| event(i, 3)).collect();
     let (b, _) = batches(&events);
     sender.send(&b[0]).await.expect("delivered after retries");
@@ -235,25 +237,17 @@ async fn not_retryable_statuses_and_exhaustion() {
     let (sink, _out) = sink("501").await;
     let sender = sender(&sink);
     let (b, _) = batches(&[event(1, 1)]);
-    sink.inject(Fault {
-        status: Some(501),
-        ..Fault::default()
-    })
-    .expect("fault");
+    sink.inject(Fault::answer(501)).expect("fault");
     assert!(matches!(
         sender.send(&b[0]).await,
         Err(SendError::Rejected { status: 501, .. })
     ));
 
-    let mut cfg = config(sink.api_url(), KEY);
-    cfg.backoff.deadline = Duration::from_millis(300);
-    let short = new_sender(cfg, SenderMetrics::default());
-    sink.inject(Fault {
-        status: Some(500),
-        seconds: Some(30.0),
-        ..Fault::default()
-    })
-    .expect("fault");
+    let short = sender_with(sink.api_url(), |cfg| {
+        cfg.backoff.deadline = Duration::from_millis(300)
+    });
+    sink.inject(Fault::answer(500).for_seconds(30.0))
+        .expect("fault");
     let err = short.send(&b[0]).await.expect_err("gives up");
     assert!(
         matches!(
@@ -298,13 +292,8 @@ async fn retry_after_holds_back_every_batch() {
     let (b, _) = konflux_telemetry::flush::batches_with(&events, &lower);
     assert_eq!(b.len(), 3);
     // Two batches at once both get a 429: both wait, and so does the third.
-    sink.inject(Fault {
-        status: Some(429),
-        retry_after: Some(1),
-        count: Some(2),
-        ..Fault::default()
-    })
-    .expect("fault");
+    sink.inject(Fault::answer(429).retry_after(1).times(2))
+        .expect("fault");
     let (r0, r1) = tokio::join!(sender.send(&b[0]), sender.send(&b[1]));
     r0.expect("batch 0");
     r1.expect("batch 1");
@@ -330,16 +319,11 @@ async fn retry_after_holds_back_every_batch() {
 #[tokio::test]
 async fn retry_after_past_the_deadline_blocks_the_next_batch_without_a_request() {
     let (sink, _out) = sink("429-deadline").await;
-    let mut cfg = config(sink.api_url(), KEY);
-    cfg.backoff.deadline = Duration::from_millis(500);
-    let sender = new_sender(cfg, SenderMetrics::default());
-    sink.inject(Fault {
-        status: Some(429),
-        retry_after: Some(2),
-        count: Some(1),
-        ..Fault::default()
-    })
-    .expect("fault");
+    let sender = sender_with(sink.api_url(), |cfg| {
+        cfg.backoff.deadline = Duration::from_millis(500)
+    });
+    sink.inject(Fault::answer(429).retry_after(2).times(1))
+        .expect("fault");
     let (b, _) = batches(&[event(1, 1)]);
     let err = sender.send(&b[0]).await.expect_err("429 past the deadline");
     assert!(
@@ -373,12 +357,7 @@ async fn retry_after_past_the_deadline_blocks_the_next_batch_without_a_request()
 async fn a_connection_dropped_mid_body_is_retried_and_delivered() {
     let (sink, out) = sink("drop-conn").await;
     let sender = sender(&sink);
-    sink.inject(Fault {
-        drop: true,
-        count: Some(2),
-        ..Fault::default()
-    })
-    .expect("fault");
+    sink.inject(Fault::dropping().times(2)).expect("fault");
     let events: Vec<Event> = (0..50).map(|i| event(i, 500)).collect();
     let (b, _) = batches(&events);
     sender.send(&b[0]).await.expect("delivered");
@@ -392,16 +371,11 @@ async fn a_connection_dropped_mid_body_is_retried_and_delivered() {
 #[tokio::test]
 async fn a_slow_answer_times_out_and_is_retried() {
     let (sink, out) = sink("timeout").await;
-    let mut cfg = config(sink.api_url(), KEY);
-    cfg.request_timeout = Duration::from_millis(200);
-    let sender = new_sender(cfg, SenderMetrics::default());
-    sink.inject(Fault {
-        latency_ms: Some(1_000),
-        status: Some(500),
-        count: Some(1),
-        ..Fault::default()
-    })
-    .expect("fault");
+    let sender = sender_with(sink.api_url(), |cfg| {
+        cfg.request_timeout = Duration::from_millis(200)
+    });
+    sink.inject(Fault::answer(500).latency_ms(1_000).times(1))
+        .expect("fault");
     let (b, _) = batches(&[event(1, 1)]);
     sender.send(&b[0]).await.expect("delivered");
     assert_eq!(sender.metrics().send_errors("timeout"), 1);
@@ -422,18 +396,8 @@ async fn the_write_key_appears_in_no_log_error_or_debug_output() {
         text += &format!("{cfg:?}\n");
         let sender = new_sender(cfg, SenderMetrics::default());
         text += &format!("{sender:?}\n");
-        sink.inject(Fault {
-            status: Some(503),
-            count: Some(1),
-            ..Fault::default()
-        })
-        .expect("fault");
-        sink.inject(Fault {
-            drop: true,
-            count: Some(1),
-            ..Fault::default()
-        })
-        .expect("fault");
+        sink.inject(Fault::answer(503).times(1)).expect("fault");
+        sink.inject(Fault::dropping().times(1)).expect("fault");
         let batches = sender.prepare(&events);
         let report = sender.send_all(&batches).await;
         text += &format!("{report:?}\n");
@@ -441,9 +405,9 @@ async fn the_write_key_appears_in_no_log_error_or_debug_output() {
             text += &format!("{e}\n{e:?}\n");
         }
     }
-    let mut cfg = config("http://127.0.0.1:9".into(), KEY);
-    cfg.backoff.deadline = Duration::from_millis(100);
-    let sender = new_sender(cfg, SenderMetrics::default());
+    let sender = sender_with("http://127.0.0.1:9".into(), |cfg| {
+        cfg.backoff.deadline = Duration::from_millis(100)
+    });
     let (b, _) = batches(&events);
     let err = sender
         .send(&b[0])
@@ -566,19 +530,15 @@ fn small_batches(events: &[Event], max_events: usize) -> Vec<Batch> {
 #[tokio::test]
 async fn a_flush_stops_at_the_first_batch_that_exhausts_its_retries() {
     let (sink, out) = sink("stop-at-exhausted").await;
-    let mut cfg = config(sink.api_url(), KEY);
-    cfg.backoff.deadline = Duration::from_millis(300);
-    let sender = new_sender(cfg, SenderMetrics::default());
+    let sender = sender_with(sink.api_url(), |cfg| {
+        cfg.backoff.deadline = Duration::from_millis(300)
+    });
     let events: Vec<Event> = (0..6).map(|i| event(i, 1)).collect();
     let b = small_batches(&events, 2);
     assert_eq!(b.len(), 3);
     // Segment fails for longer than a batch's retry deadline.
-    sink.inject(Fault {
-        status: Some(503),
-        seconds: Some(60.0),
-        ..Fault::default()
-    })
-    .expect("fault");
+    sink.inject(Fault::answer(503).for_seconds(60.0))
+        .expect("fault");
     let report = sender.send_all(&b).await;
     assert!(report.sent.is_empty());
     let ids: Vec<String> = events.iter().map(|e| e.message_id.clone()).collect();
@@ -603,9 +563,7 @@ async fn a_batch_answered_400_is_split_to_drop_only_the_event_at_fault() {
     let (sink, out) = sink("bisect").await;
     // The sender's own limit lets through an event the sink refuses (over 32,768 bytes):
     // the sink answers 400 to any batch holding it.
-    let mut cfg = config(sink.api_url(), KEY);
-    cfg.limits.max_event_bytes = 40_000;
-    let sender = new_sender(cfg, SenderMetrics::default());
+    let sender = sender_with(sink.api_url(), |cfg| cfg.limits.max_event_bytes = 40_000);
     let mut events: Vec<Event> = (0..11).map(|i| event(i, 1)).collect();
     events[6] = event_of_len(6, 33_000);
     let batches = sender.prepare(&events);
@@ -631,12 +589,7 @@ async fn a_batch_answered_400_is_split_to_drop_only_the_event_at_fault() {
 async fn requests_carry_x_retry_count() {
     let (sink, _out) = sink("retry-count").await;
     let sender = sender(&sink);
-    sink.inject(Fault {
-        status: Some(503),
-        count: Some(2),
-        ..Fault::default()
-    })
-    .expect("fault");
+    sink.inject(Fault::answer(503).times(2)).expect("fault");
     let (b, _) = batches(&[event(1, 1)]);
     sender.send(&b[0]).await.expect("delivered");
     sender.send(&b[0]).await.expect("delivered");
@@ -652,9 +605,9 @@ async fn requests_carry_x_retry_count() {
 
 #[tokio::test]
 async fn a_transport_error_does_not_name_the_url() {
-    let mut cfg = config("http://127.0.0.1:9/private-path-marker/v1".into(), KEY);
-    cfg.backoff.deadline = Duration::from_millis(100);
-    let sender = new_sender(cfg, SenderMetrics::default());
+    let sender = sender_with("http://127.0.0.1:9/private-path-marker/v1".into(), |cfg| {
+        cfg.backoff.deadline = Duration::from_millis(100)
+    });
     let (b, _) = batches(&[event(1, 1)]);
     let err = sender.send(&b[0]).await.expect_err("nothing listens");
     let text = format!("{err} {err:?}");

@@ -97,6 +97,17 @@ fn auth_header() -> String {
 
 /// Waits until the server closes `stream` (EOF or reset), discarding what it sends;
 /// returns when that was.
+/// `n` connections to `addr`, each having sent `start` (a part of a request) and no more.
+async fn half_requests(addr: std::net::SocketAddr, n: usize, start: &[u8]) -> Vec<TcpStream> {
+    let mut slow = Vec::new();
+    for _ in 0..n {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(start).await.expect("half a request line");
+        slow.push(s);
+    }
+    slow
+}
+
 async fn closed_by_server<S: AsyncRead + Unpin>(mut stream: S) -> Instant {
     let mut buf = [0u8; 1024];
     loop {
@@ -150,14 +161,7 @@ async fn slow_plain_clients_are_closed_within_the_header_timeout_and_others_are_
     let sink = sink_capped("slow-plain", 1024 * 1024, 8 * 1024 * 1024).await;
     let addr = sink.addr();
     let started = Instant::now();
-    let mut slow = Vec::new();
-    for _ in 0..300 {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(b"POST /v1/ba")
-            .await
-            .expect("half a request line");
-        slow.push(s);
-    }
+    let slow = half_requests(addr, 300, b"POST /v1/ba").await;
     // Meanwhile, a normal request is answered.
     let r = get(format!("http://{addr}/control/stats"))
         .await
@@ -182,14 +186,7 @@ async fn at_the_connection_cap_a_new_client_waits_for_a_slot() {
     options.limits.max_connections = 8;
     let sink = sink_with("cap", options).await;
     let addr = sink.addr();
-    let mut slow = Vec::new();
-    for _ in 0..8 {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(b"GET /contr")
-            .await
-            .expect("half a request line");
-        slow.push(s);
-    }
+    let slow = half_requests(addr, 8, b"GET /contr").await;
     let closes = tokio::spawn(futures::future::join_all(
         slow.into_iter().map(closed_by_server),
     ));

@@ -10,6 +10,9 @@
 mod crypto;
 #[path = "support/logs.rs"]
 mod logs;
+#[allow(dead_code)]
+#[path = "support/results.rs"]
+mod results;
 #[path = "support/rss.rs"]
 mod rss;
 
@@ -18,7 +21,7 @@ use konflux_telemetry::events::Object;
 use konflux_telemetry::pipeline::observation::{Observation, Source};
 use konflux_telemetry::sweep::{
     ErrorKind, ResultsClient, ResultsConfig, SweepMetrics, SweepReport, SweepSettings, Sweeper,
-    TokenSource, WindowKind,
+    TlsPolicy, TokenSource, WindowKind,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -41,17 +44,6 @@ fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn read_env(path: &Path) -> Option<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    Some(
-        text.lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-    )
-}
-
 /// The server of `.cluster/results/env`, started by `results-up.sh` (idempotent, under a
 /// file lock, so parallel test binaries are fine) once per test binary.
 fn server() -> &'static Server {
@@ -67,7 +59,7 @@ fn server() -> &'static Server {
             status.success(),
             "e2e/tekton-results/results-up.sh failed ({status}); see its output above"
         );
-        let env = read_env(&env_file).expect(".cluster/results/env after results-up.sh");
+        let env = results::read_env(&env_file).expect(".cluster/results/env after results-up.sh");
         Server {
             addr: env["TEKTON_RESULTS_API_ADDR"].clone(),
             ca: PathBuf::from(&env["TEKTON_RESULTS_CA_FILE"]),
@@ -379,9 +371,13 @@ async fn unreachable_and_error_answers_are_survived_and_counted() {
     assert_eq!(report.error, Some(ErrorKind::Unreachable), "{report:?}");
     assert_eq!(metrics.errors(ErrorKind::Unreachable), 1);
 
-    // ... unless verification is explicitly off.
+    // ... unless verification is explicitly off: without a token, as 127.0.0.1 is not a
+    // cluster service name (a token would be refused there, docs/security.md).
     let mut insecure = untrusted.clone();
     insecure.insecure_skip_tls_verify = true;
+    let err = ResultsClient::new(&insecure).expect_err("a token, unverified, outside");
+    assert!(err.to_string().contains("service names only"), "{err}");
+    insecure.token = TokenSource::None;
     let (report, _, _) = sweep(&insecure, past(Duration::from_secs(60))).await;
     assert_eq!(report.error, None, "{report:?}");
 
@@ -728,4 +724,67 @@ async fn memory_hostile_results_pages() {
     );
     assert_eq!(error, Some(ErrorKind::MalformedPage));
     assert!(grown < 100.0, "{grown} MiB");
+}
+
+/// The local server's address with `host` for its host (its port kept).
+fn with_host(server: &Server, host: &str) -> String {
+    let port = server.addr.rsplit(':').next().expect("a port");
+    format!("{host}:{port}")
+}
+
+/// docs/security.md, "Tekton Results TLS": each branch of the policy against the real
+/// Results server, whose certificate (for 127.0.0.1 and localhost) is signed by a CA of
+/// its own, as on kind or vanilla Kubernetes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tls_policy_against_the_real_results_server() {
+    let _serial = SERIAL.lock().await;
+    let server = server();
+    let prefix = unique("tls");
+    let ns = format!("{prefix}-ns");
+    let since = jiff::Timestamp::now();
+    let mine = uids(&prefix, 1);
+    create_runs(server, &ns, &mine).await;
+    // The local server's certificate carries this service name (not the OpenShift one).
+    let service = "tekton-results-api-service.tekton-pipelines.svc.cluster.local";
+    let not_in_cert = "tekton-results-api-service.openshift-pipelines.svc.cluster.local";
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    const SKIP: &str = "in_cluster_unverified";
+    // (address, CA file, mounted service CA, pinned to loopback, expected policy, swept)
+    let cases = [
+        ("localhost", true, false, false, "ca_file", true),
+        ("localhost", false, true, false, "service_ca", true),
+        (service, false, false, true, SKIP, true),
+        ("localhost", false, false, false, "system_roots", false),
+        // The service CA verifies: a name its certificate does not carry is refused.
+        (not_in_cert, false, true, true, "service_ca", false),
+        (not_in_cert, false, false, true, SKIP, true),
+    ];
+    for (host, ca_file, service_ca, pinned, policy, swept) in cases {
+        let mut c = config(server);
+        c.addr = with_host(server, host);
+        c.parent = ns.clone();
+        c.ca_file = ca_file.then(|| server.ca.clone());
+        c.service_ca_files = vec![PathBuf::from("/nonexistent/service-ca.crt")];
+        if service_ca {
+            c.service_ca_files.push(server.ca.clone());
+        }
+        if pinned {
+            c.resolve_to = vec![loopback];
+        }
+        let client = ResultsClient::new(&c).expect("client");
+        assert_eq!(client.tls_policy().as_str(), policy, "{host}");
+        assert_eq!(
+            client.tls_policy().verifies(),
+            *client.tls_policy() != TlsPolicy::InClusterUnverified
+        );
+        let (report, got, _) = sweep(&c, since).await;
+        if swept {
+            assert_eq!(report.error, None, "{host} {policy}: {report:?}");
+            assert_eq!(delivered_counts(&got, &prefix).len(), 1, "{host} {policy}");
+        } else {
+            let error = report.error;
+            assert_eq!(error, Some(ErrorKind::Unreachable), "{host} {policy}");
+            assert!(got.is_empty());
+        }
+    }
 }

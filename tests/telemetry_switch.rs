@@ -17,8 +17,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use serde_json::json;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use support::daemon::{
-    DaemonProcess, WAIT, count, free_port, konflux_lock, sink_events, start_sink, tempdir,
-    wait_for_ids,
+    DaemonProcess, WAIT, count, free_port, konflux_lock, sink_events, sink_in, wait_for_ids,
 };
 use support::{TestCluster, crds, eventually};
 
@@ -68,15 +67,28 @@ async fn delete_konflux(client: kube::Client) {
     let _ = api.delete("konflux", &DeleteParams::default()).await;
 }
 
-async fn set_telemetry(konfluxes: &Api<DynamicObject>, enabled: bool) {
-    konfluxes
-        .patch(
-            "konflux",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"telemetry": {"enabled": enabled}}})),
-        )
+/// Applies JSON merge `patch` to object `name`; panics saying `what` if that fails.
+async fn merge_patch<K>(api: &Api<K>, name: &str, patch: serde_json::Value, what: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if let Err(e) = api
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
         .await
-        .expect("patch spec.telemetry.enabled");
+    {
+        panic!("{what}: {e}");
+    }
+}
+
+async fn set_telemetry(konfluxes: &Api<DynamicObject>, enabled: bool) {
+    let patch = json!({"spec": {"telemetry": {"enabled": enabled}}});
+    merge_patch(konfluxes, "konflux", patch, "patch spec.telemetry.enabled").await;
+}
+
+/// Sets the daemon's own `telemetryEnabled` setting in its settings ConfigMap.
+async fn set_telemetry_enabled(settings: &Api<ConfigMap>, value: &str) {
+    let patch = json!({"data": {"telemetryEnabled": value}});
+    merge_patch(settings, "settings", patch, "telemetryEnabled").await;
 }
 
 fn start_daemon(
@@ -137,9 +149,7 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
         .await
         .expect("konflux CR");
 
-    let dir = tempdir("switch");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
+    let (dir, out, sink) = sink_in("switch", KEY).await;
     let home = cluster.namespace("switch-home").await;
     let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
     home.settings(json!({"flushInterval": "200ms", "heartbeatInterval": "1h",
@@ -161,12 +171,8 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
     wait_for_ids(&out, std::slice::from_ref(&first)).await;
 
     // Segment failing: the next event stays buffered, retried.
-    sink.inject(Fault {
-        status: Some(503),
-        count: Some(1_000_000),
-        ..Fault::default()
-    })
-    .expect("fault");
+    sink.inject(Fault::answer(503).times(1_000_000))
+        .expect("fault");
     let buffered = create("buffered").await;
     eventually("a 503 retry of the buffered event", WAIT, || async {
         let (_, preview) = daemon.get("/preview").await?;
@@ -252,14 +258,7 @@ async fn konflux_cr_turns_telemetry_off_and_on_again() {
         .delete("konflux", &DeleteParams::default())
         .await
         .expect("delete konflux");
-    settings
-        .patch(
-            "settings",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"telemetryEnabled": "false"}})),
-        )
-        .await
-        .expect("telemetryEnabled");
+    set_telemetry_enabled(&settings, "false").await;
     wait_metric(
         &daemon,
         "konflux_telemetry_enabled",
@@ -324,9 +323,7 @@ async fn where_nobody_said_the_platform_decides() {
     delete_openshift(client.clone()).await;
     let _cleanup = CleanUp(cluster.config().clone(), |c| Box::pin(delete_openshift(c)));
 
-    let dir = tempdir("platform");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
+    let (dir, out, sink) = sink_in("platform", KEY).await;
     let home = cluster.namespace("platform-home").await;
     let settings: Api<ConfigMap> = Api::namespaced(client.clone(), home.name());
     home.settings(json!({"flushInterval": "200ms", "heartbeatInterval": "1h"}))
@@ -368,13 +365,10 @@ async fn where_nobody_said_the_platform_decides() {
     // The console operator's annotation turns it off.
     let consoles: Api<DynamicObject> = Api::all_with(client.clone(), &crds::console());
     let mut console = support::object(&crds::console(), "cluster", json!({}));
-    console.metadata.annotations = Some(
-        [(
-            "telemetry.console.openshift.io/DISABLED".to_owned(),
-            "true".to_owned(),
-        )]
-        .into(),
-    );
+    console.metadata.annotations = Some(support::labels(&[(
+        "telemetry.console.openshift.io/DISABLED",
+        "true",
+    )]));
     consoles
         .create(&PostParams::default(), &console)
         .await
@@ -382,15 +376,14 @@ async fn where_nobody_said_the_platform_decides() {
     wait_decided(&daemon, "openshift_console", 0.0).await;
 
     // Without it, the cluster's own opt-out turns it off.
-    consoles
-        .patch(
-            "cluster",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {
-                "telemetry.console.openshift.io/DISABLED": null}}})),
-        )
-        .await
-        .expect("remove the annotation");
+    merge_patch(
+        &consoles,
+        "cluster",
+        json!({"metadata": {"annotations": {
+                "telemetry.console.openshift.io/DISABLED": null}}}),
+        "remove the annotation",
+    )
+    .await;
     wait_decided(&daemon, "openshift_console", 1.0).await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let ns = json!({"apiVersion": "v1", "kind": "Namespace",
@@ -415,14 +408,7 @@ async fn where_nobody_said_the_platform_decides() {
     wait_decided(&daemon, "openshift_cluster_monitoring", 0.0).await;
 
     // An explicit telemetryEnabled wins over the platform.
-    settings
-        .patch(
-            "settings",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"telemetryEnabled": "true"}})),
-        )
-        .await
-        .expect("telemetryEnabled");
+    set_telemetry_enabled(&settings, "true").await;
     wait_decided(&daemon, "config", 1.0).await;
 
     let (clean, log) = daemon.terminate();

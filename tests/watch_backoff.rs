@@ -1,9 +1,11 @@
 //! A kind whose CRD is missing, and a ConfigMap the daemon may not read, against a fake
 //! API server in process: the LISTs back off exponentially, and the problem is logged
-//! once, not once a retry.
+//! once, not once a retry. And `konflux-public-info`, read with a `get` on a timer:
+//! forbidden, it is logged once and read again on each tick until it can be.
 
 use konflux_telemetry::capture::config_maps;
 use konflux_telemetry::capture::guarded_watch::{self, WatchState};
+use konflux_telemetry::capture::identity::{self, PublicInfo, PublicInfoReader};
 use konflux_telemetry::capture::retry::WatchRetry;
 use konflux_telemetry::events::object::KONFLUX;
 use konflux_telemetry::http::server::{self, Limits};
@@ -146,6 +148,30 @@ fn assert_backs_off(gaps: &[Duration]) {
     assert!(gaps[5] >= gaps[0] * 3, "no exponential backoff: {gaps:?}");
 }
 
+/// Once [`LISTS`] LISTs failed: stops the watch, waits for it to end, and checks that it
+/// backed off.
+async fn stop_after_backoff(
+    fake: &mut Fake,
+    stop: &CancellationToken,
+    watching: tokio::task::JoinHandle<()>,
+) {
+    let gaps = fake.gaps().await;
+    stop.cancel();
+    watching.await.expect("the watch ends on stop");
+    assert_backs_off(&gaps);
+}
+
+/// `warning` logged once for all the failed LISTs, and no recovery.
+fn assert_warned_once(logs: &Captured, warning: &str) {
+    let text = logs.text();
+    assert_eq!(
+        text.matches(warning).count(),
+        1,
+        "one warning for {LISTS} failed LISTs:\n{text}"
+    );
+    assert!(!text.contains("recovered"), "{text}");
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_kind_whose_crd_is_missing_backs_off_and_warns_once() {
     // One thread: the subscriber sees the watch's logs.
@@ -163,18 +189,9 @@ async fn a_kind_whose_crd_is_missing_backs_off_and_warns_once() {
         WatchRetry::new(BASE, CAP),
         stop.clone(),
     ));
-    let gaps = fake.gaps().await;
-    stop.cancel();
-    watching.await.expect("the watch ends on stop");
-    assert_backs_off(&gaps);
+    stop_after_backoff(&mut fake, &stop, watching).await;
     assert!(state.settled(), "an unavailable kind does not hold /readyz");
-    let text = logs.text();
-    assert_eq!(
-        text.matches("is not served").count(),
-        1,
-        "one warning for {LISTS} failed LISTs:\n{text}"
-    );
-    assert!(!text.contains("recovered"), "{text}");
+    assert_warned_once(&logs, "is not served");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -197,18 +214,9 @@ async fn a_forbidden_config_map_backs_off_and_warns_once() {
             .await;
         })
     };
-    let gaps = fake.gaps().await;
-    stop.cancel();
-    watching.await.expect("the watch ends on stop");
-    assert_backs_off(&gaps);
+    stop_after_backoff(&mut fake, &stop, watching).await;
     assert_eq!(*changes.lock().expect("changes"), 0);
-    let text = logs.text();
-    assert_eq!(
-        text.matches("cannot watch ConfigMap").count(),
-        1,
-        "one warning for {LISTS} failed LISTs:\n{text}"
-    );
-    assert!(!text.contains("recovered"), "{text}");
+    assert_warned_once(&logs, "cannot watch ConfigMap");
 }
 
 /// An API server that refuses the watch-list stream (422, as when its `WatchList` feature
@@ -277,4 +285,96 @@ async fn a_refused_watch_list_falls_back_to_small_pages() {
         1,
         "{text}"
     );
+}
+
+/// `konflux-public-info` forbidden (Konflux's Role for every authenticated user missing),
+/// then readable: the daemon starts without it, warns once, reads again on each tick of
+/// its timer (not in a hot loop), and takes it as soon as a read succeeds.
+#[tokio::test(flavor = "current_thread")]
+async fn a_forbidden_public_info_is_warned_once_and_read_again_on_the_timer() {
+    const FORBIDDEN: usize = 3;
+    const EVERY: Duration = Duration::from_secs(1);
+    let (logs, _guard) = Captured::install(tracing::Level::INFO);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let gets = Arc::new(Mutex::new(Vec::<(String, Instant)>::new()));
+    let handler = {
+        let gets = Arc::clone(&gets);
+        move |req: hyper::Request<server::Body>| {
+            let mut g = gets.lock().expect("gets");
+            g.push((format!("{} {}", req.method(), req.uri()), Instant::now()));
+            let answer = if g.len() <= FORBIDDEN {
+                status_answer(403, "Forbidden")
+            } else {
+                let cm = serde_json::json!({
+                    "kind": "ConfigMap", "apiVersion": "v1",
+                    "metadata": {"name": "konflux-public-info", "namespace": "konflux-info"},
+                    "data": {"info.json": "{\"clusterId\": \"from-info\", \"konfluxVersion\": \"v9.9\"}"},
+                });
+                let mut r = server::text(hyper::StatusCode::OK, cm.to_string());
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/json"),
+                );
+                r
+            };
+            async move { Ok::<_, std::convert::Infallible>(answer) }
+        }
+    };
+    let (client, server_stop) = serve_fake(listener, handler);
+
+    // At start, as the daemon does: forbidden, so nothing.
+    let mut reader = PublicInfoReader::default();
+    assert_eq!(reader.read(&client).await, None);
+    let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let rereading = tokio::spawn(identity::reread_public_info(
+        client,
+        reader,
+        PublicInfo::default(),
+        EVERY,
+        stop.clone(),
+        move |info| {
+            let _ = changed_tx.send(info.clone());
+        },
+    ));
+    let info = tokio::time::timeout(Duration::from_secs(30), changed.recv())
+        .await
+        .expect("konflux-public-info taken within the wait")
+        .expect("a change");
+    stop.cancel();
+    rereading.await.expect("the timer ends on stop");
+    server_stop.cancel();
+
+    assert_eq!(info.cluster_id.as_deref(), Some("from-info"));
+    assert_eq!(info.konflux_version.as_deref(), Some("v9.9"));
+    let gets = gets.lock().expect("gets").clone();
+    assert_eq!(gets.len(), FORBIDDEN + 1, "{gets:?}");
+    for (request, _) in &gets {
+        assert_eq!(
+            request, "GET /api/v1/namespaces/konflux-info/configmaps/konflux-public-info",
+            "one get by name, no list or watch"
+        );
+    }
+    for w in gets.windows(2) {
+        let gap = w[1].1 - w[0].1;
+        assert!(
+            gap >= EVERY - Duration::from_millis(50),
+            "read again after {gap:?}, not on the timer"
+        );
+    }
+    let text = logs.text();
+    assert_eq!(
+        text.matches("cannot read konflux-info/konflux-public-info")
+            .count(),
+        1,
+        "one warning for {FORBIDDEN} forbidden reads:\n{text}"
+    );
+    assert!(text.contains("403 Forbidden"), "{text}");
+    assert!(
+        !text.contains("fake"),
+        "the API server's message is not logged:\n{text}"
+    );
+    assert_eq!(text.matches("can be read again").count(), 1, "{text}");
 }

@@ -22,16 +22,9 @@ source "$here/versions.env"
 
 cache_root="${KONFLUX_TELEMETRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/konflux-telemetry}"
 
-die() { echo "build.sh: error: $*" >&2; exit 1; }
-log() { echo "build.sh: $*" >&2; }
-
-find_go() {
-  if command -v go >/dev/null 2>&1; then command -v go; return; fi
-  for g in /usr/local/go/bin/go /usr/lib/go/bin/go "$HOME/go/bin/go" "$HOME/sdk/go/bin/go"; do
-    if [[ -x $g ]]; then echo "$g"; return; fi
-  done
-  return 1
-}
+log_prefix=build.sh
+# shellcheck source=../lib.sh
+source "$here/../lib.sh"
 
 KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubeadm kubelet kubectl)
 

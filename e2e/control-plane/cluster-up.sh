@@ -95,55 +95,17 @@ for name in kube-apiserver etcd kubectl; do
 done
 
 # --- ports ------------------------------------------------------------------
-port_in_use() {
-  # Anything accepting connections on loopback (also catches 0.0.0.0 listeners).
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-declare -A taken
-pick_port() { # pick_port VAR_NAME ENV_OVERRIDE
-  local p
-  if [[ -n ${2:-} ]]; then
-    port_in_use "$2" && die "port $2 (from environment) is in use on 127.0.0.1; free it or pick another"
-    p="$2"
-  else
-    for ((i = 0; i < 200; i++)); do
-      p=$((20000 + RANDOM % 40000))
-      [[ -z ${taken[$p]:-} ]] && ! port_in_use "$p" && break
-      p=""
-    done
-    [[ -n $p ]] || die "could not find a free port on 127.0.0.1"
-  fi
-  taken[$p]=1
-  printf -v "$1" '%s' "$p"
-}
 etcd_port="" etcd_peer_port="" api_port=""
 pick_port etcd_port "${CLUSTER_ETCD_PORT:-}"
 pick_port etcd_peer_port "${CLUSTER_ETCD_PEER_PORT:-}"
 pick_port api_port "${CLUSTER_APISERVER_PORT:-}"
 
 # --- certificates -----------------------------------------------------------
-ossl() { openssl "$@" >>"$state_dir/logs/openssl.log" 2>&1 || die "openssl $1 failed (see $state_dir/logs/openssl.log)"; }
-ossl req -x509 -new -nodes -newkey rsa:2048 -keyout "$pki/ca.key" -out "$pki/ca.crt" \
-  -days 3650 -subj "/CN=konflux-telemetry-test-ca"
-cat >"$pki/ext.cnf" <<EOF
-[serving]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, IP:10.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local
-[client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = clientAuth
-EOF
-issue() { # issue NAME SUBJECT EXT
-  ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/$1.key"
-  ossl req -new -key "$pki/$1.key" -subj "$2" -out "$pki/$1.csr"
-  ossl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-    -days 3650 -extfile "$pki/ext.cnf" -extensions "$3" -out "$pki/$1.crt"
-}
-issue apiserver "/CN=kube-apiserver" serving
-issue admin "/O=system:masters/CN=konflux-telemetry-admin" client
+new_ca "$pki" konflux-telemetry-test-ca \
+  "IP:127.0.0.1, IP:10.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local" \
+  client
+issue_cert "$pki" apiserver "/CN=kube-apiserver" serving
+issue_cert "$pki" admin "/O=system:masters/CN=konflux-telemetry-admin" client
 # Service-account token signing key pair (TokenRequest API).
 ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key"
 ossl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
@@ -168,25 +130,7 @@ setsid "${bin[etcd]}" \
   </dev/null >"$state_dir/logs/etcd.log" 2>&1 9>&- &
 echo $! >"$state_dir/etcd.pid"
 
-wait_for() { # wait_for WHAT PIDFILE LOGFILE DEADLINE_S CMD...
-  local what="$1" pidfile="$2" logfile="$3" deadline=$((SECONDS + $4))
-  shift 4
-  until "$@" >/dev/null 2>&1; do
-    if ! pid_alive "$pidfile"; then
-      echo "---- last lines of $logfile ----" >&2
-      tail -n 30 "$logfile" >&2
-      if grep -qi "address already in use" "$logfile"; then
-        die "$what could not start: port in use (see $logfile); run 'make cluster-up' again to pick other ports"
-      fi
-      die "$what exited during start-up (see $logfile)"
-    fi
-    if ((SECONDS > deadline)); then
-      tail -n 30 "$logfile" >&2
-      die "$what not ready after $(($4))s (see $logfile)"
-    fi
-    sleep 0.2
-  done
-}
+rerun="'make cluster-up'"
 wait_for etcd "$state_dir/etcd.pid" "$state_dir/logs/etcd.log" 60 \
   curl -fsS --max-time 2 "$etcd_url/health"
 

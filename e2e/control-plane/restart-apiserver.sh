@@ -49,17 +49,7 @@ setsid "${argv[@]}" </dev/null >>"$state_dir/logs/kube-apiserver.log" 2>&1 9>&- 
 echo $! >"$pidfile"
 
 pki="$state_dir/pki"
-deadline=$((SECONDS + ready_timeout))
-until curl -fsS --max-time 5 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
-  "https://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
-  if ! pid_alive "$pidfile"; then
-    tail -n 30 "$state_dir/logs/kube-apiserver.log" >&2
-    die "kube-apiserver exited after the restart (see $state_dir/logs/kube-apiserver.log)"
-  fi
-  if ((SECONDS > deadline)); then
-    tail -n 30 "$state_dir/logs/kube-apiserver.log" >&2
-    die "kube-apiserver not ready ${ready_timeout}s after the restart"
-  fi
-  sleep 0.2
-done
+wait_for kube-apiserver "$pidfile" "$state_dir/logs/kube-apiserver.log" "$ready_timeout" \
+  curl -fsS --max-time 5 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+  "https://127.0.0.1:$port/readyz"
 log "kube-apiserver restarted (pid $(<"$pidfile")) and ready in $((SECONDS - start_time))s"

@@ -9,9 +9,13 @@
 #   2. the node image: node-image/build.sh (KIND_NODE_IMAGE, else kind's published one,
 #      else built here once and cached)
 #   3. the image: image/build.sh (make image), loaded into the node
-#   4. the cluster: e2e/crds/, namespace konflux-info, the webhook's certificates
-#      (webhook-certs/make-certs.sh), the sink (sink.yaml) and deploy/overlays/kind with
-#      the webhook's caBundle filled in (in a copy, never in the checkout)
+#   4. the cluster: e2e/crds/, konflux-info as Konflux makes it (konflux-info.yaml: the
+#      namespace and the Role letting every authenticated user get konflux-public-info),
+#      cert-manager (cert-manager/install.sh: its controller and cainjector built from its
+#      Go module, cached), the sink (sink.yaml) and deploy/overlays/kind (applied from a
+#      copy): its Certificate first, waited for, then the rest; the webhook's caBundle is
+#      cert-manager's (cert-manager.io/inject-ca-from), checked against the Secret's CA.
+#      webhook-certs/ stays the way for clusters without cert-manager (docs/deploy.md)
 #   5. suite.sh
 #   6. the cluster is deleted (also on failure), unless KEEP_CLUSTER=1: then it stays, and
 #      the KUBECONFIG to use is printed
@@ -36,7 +40,7 @@ PATH="$(dirname "$kind_bin"):$PATH"
 kubectl_bin="$(bash e2e/control-plane/build.sh kubectl | awk '{print $2}')"
 PATH="$(dirname "$kubectl_bin"):$PATH"
 export PATH
-for tool in kind kubectl docker openssl jq; do
+for tool in kind kubectl docker go jq; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed"
 done
 
@@ -53,6 +57,9 @@ cleanup() {
     kubectl -n "$ns" get pods -o wide >&2 2>/dev/null || true
     kubectl -n "$ns" logs deploy/konflux-telemetry --tail=60 >&2 2>/dev/null || true
     kubectl -n "$ns" logs deploy/segment-sink --tail=10 >&2 2>/dev/null || true
+    kubectl -n "$ns" get certificates,certificaterequests -o wide >&2 2>/dev/null || true
+    kubectl -n cert-manager logs deploy/cert-manager --tail=20 >&2 2>/dev/null || true
+    kubectl -n cert-manager logs deploy/cert-manager-cainjector --tail=10 >&2 2>/dev/null || true
   fi
   if [[ ${KEEP_CLUSTER:-0} == 1 ]]; then
     say "keeping cluster $cluster and the Docker engine; to use it:"
@@ -98,25 +105,37 @@ say "installing the CRDs and konflux-info"
 # Server-side: the real Konflux CRD is too large for the last-applied annotation.
 kubectl apply --server-side --force-conflicts -R -f e2e/crds/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s -R -f e2e/crds/ >/dev/null
-kubectl create namespace konflux-info
+# konflux-info as Konflux leaves it: every authenticated user may get konflux-public-info.
+kubectl apply -f "$here/konflux-info.yaml" >/dev/null
 
-say "making the webhook certificates"
-bash webhook-certs/make-certs.sh "$work/certs" >/dev/null
-# The overlay's caBundle is filled in a copy of deploy/, never in the checkout.
-cp -r deploy "$work/deploy"
-ca_b64="$(base64 -w0 <"$work/certs/ca.crt")"
-sed -i "s|caBundle: \"\"|caBundle: \"$ca_b64\"|" "$work/deploy/overlays/kind/webhook-ca-patch.yaml"
-grep -q "$ca_b64" "$work/deploy/overlays/kind/webhook-ca-patch.yaml" || die "could not fill the caBundle"
+say "installing cert-manager (e2e/kind/cert-manager)"
+bash "$here/cert-manager/install.sh" "$cluster"
 
 say "applying deploy/overlays/kind and the sink"
-kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl -n "$ns" create secret tls konflux-telemetry-webhook-certs \
-  --cert="$work/certs/tls.crt" --key="$work/certs/tls.key" >/dev/null
+cp -r deploy "$work/deploy"
+overlay="$work/deploy/overlays/kind"
+# The webhook's Certificate (and its Issuer) first, so that the daemon's Pod starts with
+# the Secret cert-manager writes, then all of the overlay.
+kubectl kustomize "$overlay" >"$work/overlay.yaml"
+jq -s '{apiVersion: "v1", kind: "List", items: [.[] | select(.kind == "Namespace" or .kind == "Issuer" or .kind == "Certificate")]}' \
+  < <(kubectl create --dry-run=client -o json -f "$work/overlay.yaml") | kubectl apply -f - >/dev/null
+kubectl -n "$ns" wait --for=condition=Ready --timeout=120s certificate/konflux-telemetry-webhook >/dev/null \
+  || die "cert-manager did not issue the webhook's certificate"
 kubectl apply -f "$here/sink.yaml" >/dev/null
-kubectl apply -k "$work/deploy/overlays/kind" >/dev/null
+kubectl apply -f "$work/overlay.yaml" >/dev/null
+# cert-manager's cainjector fills the webhook configuration's caBundle with the CA of the
+# Secret (cert-manager.io/inject-ca-from).
+ca="$(kubectl -n "$ns" get secret konflux-telemetry-webhook-certs -o jsonpath='{.data.ca\.crt}')"
+[[ -n $ca ]] || die "the webhook's Secret has no ca.crt"
+for _ in $(seq 60); do
+  injected="$(kubectl get validatingwebhookconfiguration konflux-telemetry -o jsonpath='{.webhooks[0].clientConfig.caBundle}')"
+  [[ $injected == "$ca" ]] && break
+  sleep 1
+done
+[[ $injected == "$ca" ]] || die "cainjector did not inject the webhook's CA into its configuration"
 kubectl -n "$ns" rollout status deploy/segment-sink --timeout=120s >&2
 kubectl -n "$ns" rollout status deploy/konflux-telemetry --timeout=120s >&2
 say "deployed"
 
 # --- 5. suite --------------------------------------------------------------------------
-E2E_WORK="$work" E2E_DEPLOY="$work/deploy/overlays/kind" KIND_CLUSTER="$cluster" bash "$here/suite.sh"
+E2E_WORK="$work" E2E_DEPLOY="$overlay" KIND_CLUSTER="$cluster" bash "$here/suite.sh"

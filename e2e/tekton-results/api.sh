@@ -48,13 +48,6 @@ if ! pid_alive "$pidfile"; then
     </dev/null >>"$state_dir/logs/api.log" 2>&1 8>&-) &
   echo $! >"$pidfile"
 fi
-deadline=$((SECONDS + ${RESULTS_READY_TIMEOUT:-120}))
-until curl -fsS --max-time 2 --cacert "$ca" "$addr/healthz" >/dev/null 2>&1; do
-  if ! pid_alive "$pidfile"; then
-    tail -n 30 "$state_dir/logs/api.log" >&2
-    die "the API server exited during start-up (see $state_dir/logs/api.log)"
-  fi
-  ((SECONDS > deadline)) && die "the API server is not ready (see $state_dir/logs/api.log)"
-  sleep 0.2
-done
+wait_for "the API server" "$pidfile" "$state_dir/logs/api.log" "${RESULTS_READY_TIMEOUT:-120}" \
+  curl -fsS --max-time 2 --cacert "$ca" "$addr/healthz"
 log "API server up again at $addr (pid $(<"$pidfile"))"

@@ -14,16 +14,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache_root="${KONFLUX_TELEMETRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/konflux-telemetry}"
 
-die() { echo "tekton-results/build.sh: error: $*" >&2; exit 1; }
-log() { echo "tekton-results/build.sh: $*" >&2; }
-
-find_go() {
-  if command -v go >/dev/null 2>&1; then command -v go; return; fi
-  for g in /usr/local/go/bin/go /usr/lib/go/bin/go "$HOME/go/bin/go" "$HOME/sdk/go/bin/go"; do
-    if [[ -x $g ]]; then echo "$g"; return; fi
-  done
-  return 1
-}
+log_prefix=tekton-results/build.sh
+# shellcheck source=../lib.sh
+source "$here/../lib.sh"
 
 # The pinned version is the one in go.mod: a single source of truth.
 version="$(awk '$1 == "github.com/tektoncd/results" {print $2}' "$here/go.mod")"

@@ -8,49 +8,9 @@ state_dir="$cluster_dir/results"
 # shellcheck disable=SC2034 # used by the scripts that source this file
 lock_file="$cluster_dir/results.lock"
 
-die() { echo "tekton-results: error: $*" >&2; exit 1; }
-log() { echo "tekton-results: $*" >&2; }
-
-# pid_alive FILE: true if FILE holds the pid of a live process.
-pid_alive() {
-  local f="$1" pid
-  [[ -s $f ]] || return 1
-  pid="$(<"$f")"
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null
-}
-
-# stop_pidfile FILE NAME: TERM the process in FILE (if it is really NAME), KILL it
-# after a deadline.
-stop_pidfile() {
-  local f="$1" name="$2" pid i
-  [[ -s $f ]] || return 0
-  pid="$(<"$f")"
-  if ! [[ $pid =~ ^[0-9]+$ ]] || ! kill -0 "$pid" 2>/dev/null; then
-    rm -f "$f"
-    return 0
-  fi
-  if [[ -r /proc/$pid/cmdline ]] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$name"; then
-    log "pid $pid in $f is not $name any more; leaving it alone"
-    rm -f "$f"
-    return 0
-  fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do # 15 s
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name (pid $pid) did not stop after TERM; sending KILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-  fi
-  kill -0 "$pid" 2>/dev/null && die "could not stop $name (pid $pid)"
-  rm -f "$f"
-}
+log_prefix=tekton-results
+# shellcheck source=../lib.sh
+source "$tr_dir/../lib.sh"
 
 # The PostgreSQL server binaries: PG_BINDIR, else the newest /usr/lib/postgresql/*/bin
 # (Debian layout), else whatever is on PATH.
@@ -121,8 +81,8 @@ reap_orphans() {
 
 stop_all() {
   # A watcher left by a test (watcher.sh) goes first: it reports to the API server.
-  stop_pidfile "$state_dir/watcher.pid" tekton-results-watcher
-  stop_pidfile "$state_dir/api.pid" tekton-results
+  stop_pidfile "$state_dir/watcher.pid" tekton-results-watcher 15
+  stop_pidfile "$state_dir/api.pid" tekton-results 15
   local pgdata
   pgdata="$(cat "$state_dir/pgdata.path" 2>/dev/null || true)"
   if [[ -n $pgdata && -s $pgdata/postmaster.pid ]]; then
@@ -132,7 +92,7 @@ stop_all() {
     else
       # pg_ctl unavailable or failed: signal the postmaster ourselves.
       head -n1 "$pgdata/postmaster.pid" >"$state_dir/postgres.pid" 2>/dev/null || true
-      stop_pidfile "$state_dir/postgres.pid" postgres
+      stop_pidfile "$state_dir/postgres.pid" postgres 15
     fi
   fi
   rm -f "$state_dir/postgres.pid"

@@ -82,27 +82,7 @@ ln -sfn "$api_bin" "$state_dir/bin/tekton-results-api"
 version="$(awk '$1 == "github.com/tektoncd/results" {print $2}' "$tr_dir/go.mod")"
 
 # --- ports ------------------------------------------------------------------
-port_in_use() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-declare -A taken
 pg_port="" api_port="" metrics_port="" # set by pick_port
-pick_port() { # pick_port VAR_NAME ENV_OVERRIDE
-  local p
-  if [[ -n ${2:-} ]]; then
-    port_in_use "$2" && die "port $2 (from environment) is in use on 127.0.0.1; free it or pick another"
-    p="$2"
-  else
-    for ((i = 0; i < 200; i++)); do
-      p=$((20000 + RANDOM % 40000))
-      [[ -z ${taken[$p]:-} ]] && ! port_in_use "$p" && break
-      p=""
-    done
-    [[ -n $p ]] || die "could not find a free port on 127.0.0.1"
-  fi
-  taken[$p]=1
-  printf -v "$1" '%s' "$p"
-}
 pick_port pg_port "${RESULTS_PG_PORT:-}"
 pick_port api_port "${RESULTS_API_PORT:-}"
 pick_port metrics_port "${RESULTS_METRICS_PORT:-}"
@@ -161,20 +141,9 @@ psql_bin="$pg_bindir/psql"
 
 # --- certificates -----------------------------------------------------------
 tls="$state_dir/tls"
-ossl() { openssl "$@" >>"$state_dir/logs/openssl.log" 2>&1 || die "openssl $1 failed (see $state_dir/logs/openssl.log)"; }
-ossl req -x509 -new -nodes -newkey rsa:2048 -keyout "$tls/ca.key" -out "$tls/ca.crt" \
-  -days 3650 -subj "/CN=konflux-telemetry-results-test-ca"
-cat >"$tls/ext.cnf" <<EOF
-[serving]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:tekton-results-api-service.tekton-pipelines.svc.cluster.local
-EOF
-ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tls/tls.key"
-ossl req -new -key "$tls/tls.key" -subj "/CN=tekton-results-api" -out "$tls/tls.csr"
-ossl x509 -req -in "$tls/tls.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
-  -days 3650 -extfile "$tls/ext.cnf" -extensions serving -out "$tls/tls.crt"
+new_ca "$tls" konflux-telemetry-results-test-ca \
+  "IP:127.0.0.1, DNS:localhost, DNS:tekton-results-api-service.tekton-pipelines.svc.cluster.local"
+issue_cert "$tls" tls "/CN=tekton-results-api" serving
 chmod 600 "$tls"/*.key
 
 # --- API server -------------------------------------------------------------
@@ -225,22 +194,9 @@ log "starting Tekton Results API server $version on $api_url"
   </dev/null >"$state_dir/logs/api.log" 2>&1 8>&-) &
 echo $! >"$state_dir/api.pid"
 
-deadline=$((SECONDS + ready_timeout))
-until curl -fsS --max-time 2 --cacert "$ca" "$api_url/healthz" >/dev/null 2>&1; do
-  if ! pid_alive "$state_dir/api.pid"; then
-    echo "---- last lines of $state_dir/logs/api.log ----" >&2
-    tail -n 30 "$state_dir/logs/api.log" >&2
-    if grep -qi "address already in use" "$state_dir/logs/api.log"; then
-      die "the API server could not start: port in use; run results-up again to pick other ports"
-    fi
-    die "the API server exited during start-up (see $state_dir/logs/api.log)"
-  fi
-  if ((SECONDS > deadline)); then
-    tail -n 30 "$state_dir/logs/api.log" >&2
-    die "the API server is not ready after ${ready_timeout}s (see $state_dir/logs/api.log)"
-  fi
-  sleep 0.2
-done
+rerun=results-up
+wait_for "the API server" "$state_dir/api.pid" "$state_dir/logs/api.log" "$ready_timeout" \
+  curl -fsS --max-time 2 --cacert "$ca" "$api_url/healthz"
 
 cat >"$state_dir/env" <<EOF
 # Written by e2e/tekton-results/results-up.sh; \`source\` it.

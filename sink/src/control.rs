@@ -39,6 +39,55 @@ pub struct Fault {
 }
 
 impl Fault {
+    /// Answers `status` (to one request, unless [`Fault::times`] or [`Fault::for_seconds`]
+    /// says otherwise).
+    pub fn answer(status: u16) -> Fault {
+        Fault {
+            status: Some(status),
+            ..Fault::default()
+        }
+    }
+
+    /// Drops the connection mid-body, without an answer.
+    pub fn dropping() -> Fault {
+        Fault {
+            drop: true,
+            ..Fault::default()
+        }
+    }
+
+    /// With `Retry-After: seconds`.
+    pub fn retry_after(self, seconds: u64) -> Fault {
+        Fault {
+            retry_after: Some(seconds),
+            ..self
+        }
+    }
+
+    /// After waiting `ms` milliseconds.
+    pub fn latency_ms(self, ms: u64) -> Fault {
+        Fault {
+            latency_ms: Some(ms),
+            ..self
+        }
+    }
+
+    /// For the next `count` batch requests.
+    pub fn times(self, count: u32) -> Fault {
+        Fault {
+            count: Some(count),
+            ..self
+        }
+    }
+
+    /// For the requests arriving in the next `seconds`.
+    pub fn for_seconds(self, seconds: f64) -> Fault {
+        Fault {
+            seconds: Some(seconds),
+            ..self
+        }
+    }
+
     /// Why the fault cannot be used, if it cannot.
     pub fn validate(&self) -> Result<(), &'static str> {
         if let Some(status) = self.status

@@ -1,12 +1,13 @@
 //! The cluster identity events carry: cluster id and versions, resolved at start and again
-//! whenever the `konflux-public-info` ConfigMap changes (`shared/specs/events.md`).
+//! when the `konflux-public-info` ConfigMap, read on a timer, has changed
+//! (`shared/specs/events.md`).
 
 use crate::events::ClusterIdentity;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use serde::Deserialize;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 pub const PUBLIC_INFO_NAMESPACE: &str = "konflux-info";
 pub const PUBLIC_INFO_NAME: &str = "konflux-public-info";
@@ -95,14 +96,89 @@ pub async fn cluster_facts(client: &Client) -> ClusterFacts {
     facts
 }
 
-pub async fn public_info(client: &Client) -> PublicInfo {
+/// `konflux-public-info` read with one `get`, which Konflux allows every authenticated
+/// user (no Role of this daemon in `konflux-info`): empty when absent, the error when it
+/// cannot be read (the caller keeps what it had).
+pub async fn read_public_info(client: &Client) -> Result<PublicInfo, kube::Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), PUBLIC_INFO_NAMESPACE);
-    match api.get_opt(PUBLIC_INFO_NAME).await {
-        Ok(Some(cm)) => PublicInfo::from_config_map(&cm),
-        Ok(None) => PublicInfo::default(),
-        Err(e) => {
-            debug!("cannot read {PUBLIC_INFO_NAMESPACE}/{PUBLIC_INFO_NAME}: {e}");
-            PublicInfo::default()
+    Ok(api
+        .get_opt(PUBLIC_INFO_NAME)
+        .await?
+        .map(|cm| PublicInfo::from_config_map(&cm))
+        .unwrap_or_default())
+}
+
+/// Reads `konflux-public-info`, logging a failure once (a warning) until a read succeeds
+/// again (an info line): forbidden or unreachable, the daemon keeps what it had and tries
+/// again on the next tick.
+#[derive(Debug, Default)]
+pub struct PublicInfoReader {
+    failing: bool,
+}
+
+impl PublicInfoReader {
+    /// What the ConfigMap holds now, `None` when it cannot be read.
+    pub async fn read(&mut self, client: &Client) -> Option<PublicInfo> {
+        match read_public_info(client).await {
+            Ok(info) => {
+                if std::mem::take(&mut self.failing) {
+                    info!("{PUBLIC_INFO_NAMESPACE}/{PUBLIC_INFO_NAME} can be read again");
+                }
+                Some(info)
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.failing, true) {
+                    warn!(
+                        "cannot read {PUBLIC_INFO_NAMESPACE}/{PUBLIC_INFO_NAME} ({}); the cluster \
+                         identity goes without it until a later read succeeds",
+                        read_error(&e)
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
+/// The status the API server answered with, else the kind of failure: not its message,
+/// which names the ServiceAccount.
+fn read_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => {
+            "403 Forbidden: Konflux's Role konflux-public-info-view-role and its binding to \
+             system:authenticated are missing"
+                .to_owned()
+        }
+        kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
+        other => other.to_string(),
+    }
+}
+
+/// Reads `konflux-public-info` every `every` (at least a second) until `stop`, calling
+/// `changed` with what it holds each time that differs from the last answer (`first`,
+/// what the caller started from). A failed read keeps the last answer.
+pub async fn reread_public_info(
+    client: Client,
+    mut reader: PublicInfoReader,
+    first: PublicInfo,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+    mut changed: impl FnMut(&PublicInfo),
+) {
+    let every = every.max(std::time::Duration::from_secs(1));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = first;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if let Some(info) = reader.read(&client).await
+            && info != last
+        {
+            changed(&info);
+            last = info;
         }
     }
 }

@@ -327,22 +327,21 @@ impl Reader {
             })
     }
 
+    /// A time; an empty string (how some serialisers write an unset time) is none.
     fn time(
         &self,
         field: &'static str,
         v: Option<StringField>,
     ) -> Result<Option<Timestamp>, DecodeError> {
-        match self.string(field, v)? {
-            None => Ok(None),
-            // An empty string is how some serialisers write an unset time.
-            Some(s) if s.is_empty() => Ok(None),
-            Some(s) => Timestamp::parse(&s)
-                .map(Some)
-                .map_err(|_| DecodeError::Timestamp {
+        self.string(field, v)?
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                Timestamp::parse(&s).map_err(|_| DecodeError::Timestamp {
                     kind: self.kind,
                     field,
-                }),
-        }
+                })
+            })
+            .transpose()
     }
 
     fn object<T: Default>(

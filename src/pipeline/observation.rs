@@ -333,6 +333,14 @@ mod tests {
 
     const AT: &str = "2026-01-01T00:00:00Z";
 
+    /// A Component only a forged review names, and a PipelineRun that exists.
+    fn forged_and_real() -> (Object, Object) {
+        (
+            object("Component", "forged", Some("ns"), AT),
+            object("PipelineRun", "real", Some("ns"), AT),
+        )
+    }
+
     #[test]
     fn the_watch_confirms_the_same_object_and_its_actor_attaches() {
         let mut s = Sightings::default();
@@ -386,8 +394,7 @@ mod tests {
     #[test]
     fn unconfirmed_sightings_expire_counted_confirmed_ones_stay_a_day() {
         let mut s = Sightings::default();
-        let forged = object("Component", "forged", Some("ns"), AT);
-        let real = object("PipelineRun", "real", Some("ns"), AT);
+        let (forged, real) = forged_and_real();
         s.sighted(&forged, actor("mallory"), NOW);
         s.sighted(&real, actor("alice"), NOW);
         assert!(s.confirm(&real, NOW).0.is_some());
@@ -407,8 +414,7 @@ mod tests {
     #[test]
     fn unconfirmed_sightings_expire_on_time_without_a_flush() {
         let mut s = Sightings::default();
-        let forged = object("Component", "forged", Some("ns"), AT);
-        let real = object("PipelineRun", "real", Some("ns"), AT);
+        let (forged, real) = forged_and_real();
         assert!(s.sighted(&forged, actor("mallory"), NOW).is_empty());
         assert!(s.sighted(&real, actor("alice"), NOW + 1).is_empty());
         assert_eq!(s.confirm(&real, NOW + 2).0, actor("alice"));

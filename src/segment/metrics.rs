@@ -2,7 +2,7 @@
 //! only take values from fixed sets.
 
 use crate::flush::batch::{DropReason, Dropped};
-use crate::metrics::{ReasonLabel, metric_set};
+use crate::metrics::{OutcomeLabel, ReasonLabel, metric_set};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -33,6 +33,10 @@ metric_set! {
             "Failed requests, by HTTP status or connect/timeout/body",
         /// Requests repeated after a retryable failure.
         send_retries: Counter => "Requests repeated after a retryable failure",
+        /// Reads of the Secret's folder that changed the credentials (`applied`) or could
+        /// not be used (`rejected`, once until it reads again).
+        credential_reloads: Family<OutcomeLabel, Counter> =>
+            "Changes of the Segment Secret applied, or rejected and the last good kept",
     }
 }
 

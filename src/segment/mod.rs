@@ -13,6 +13,7 @@
 //! The write key is a [`WriteKey`]: it never shows in logs, errors or `Debug` output.
 
 pub mod backoff;
+pub mod credentials;
 pub mod metrics;
 pub mod output;
 pub mod sender;

@@ -1,15 +1,21 @@
 //! The sweep's Prometheus metrics, registered under `konflux_telemetry_sweep_*`. Labels
 //! only take values from fixed sets; every value is served from the start (at 0).
 
+use super::results::{Found, TlsPolicy};
 use super::{ErrorKind, WindowKind};
 use crate::metrics::{KindLabel, OutcomeLabel, family_with, label_sets, metric_set};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 label_sets! {
     /// Label of `completed`: `full` or `incremental`.
     WindowLabel { window }
+    /// Label of `results_address`: [`Found`].
+    FoundLabel { found }
+    /// Label of `results_tls`: [`TlsPolicy`].
+    PolicyLabel { policy }
 }
 
 metric_set! {
@@ -34,6 +40,15 @@ metric_set! {
         errors: Family<KindLabel, Counter> =
             family_with(ErrorKind::ALL.map(|kind| KindLabel { kind: kind.as_str() })) =>
             "Sweep failures (whole pages) and undecodable records, by kind",
+        /// Where Tekton Results was found: 1 for the current [`Found`], 0 for the others
+        /// (all 0 without a Results address).
+        results_address: Family<FoundLabel, Gauge> =
+            family_with(Found::ALL.map(|f| FoundLabel { found: f.as_str() })) =>
+            "1 for where the sweep found Tekton Results: configured (the configured host resolves), discovered (a Tekton Results service name of Konflux's namespaces, the configured host does not resolve), none (no name resolves: no sweep)",
+        /// What the Results client trusts: 1 for the current [`TlsPolicy`].
+        results_tls: Family<PolicyLabel, Gauge> =
+            family_with(TlsPolicy::LABELS.map(|policy| PolicyLabel { policy })) =>
+            "1 for the TLS policy of the Tekton Results client (docs/security.md): ca_file, service_ca, in_cluster_unverified, system_roots, insecure, plain_http",
         /// Duration of a sweep.
         sweep_duration_seconds: Histogram =
             Histogram::new([0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0]) =>
@@ -63,6 +78,41 @@ impl SweepMetrics {
                 kind: kind.as_str(),
             })
             .get()
+    }
+
+    /// `results_address{found}`: 1 when Results was last found so.
+    pub fn results_address(&self, found: Found) -> i64 {
+        self.results_address
+            .get_or_create(&FoundLabel {
+                found: found.as_str(),
+            })
+            .get()
+    }
+
+    /// `results_tls{policy}`.
+    pub fn results_tls(&self, policy: &'static str) -> i64 {
+        self.results_tls
+            .get_or_create(&PolicyLabel { policy })
+            .get()
+    }
+
+    /// Results was found so (and no longer otherwise).
+    pub(crate) fn set_results_address(&self, found: Found) {
+        for f in Found::ALL {
+            let label = FoundLabel { found: f.as_str() };
+            self.results_address
+                .get_or_create(&label)
+                .set(i64::from(f == found));
+        }
+    }
+
+    /// The client trusts per `policy`.
+    pub(crate) fn set_results_tls(&self, policy: &TlsPolicy) {
+        for label in TlsPolicy::LABELS {
+            self.results_tls
+                .get_or_create(&PolicyLabel { policy: label })
+                .set(i64::from(label == policy.as_str()));
+        }
     }
 
     /// Counts a sweep of `window` that ended with `outcome`, and took `seconds`.

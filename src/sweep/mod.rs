@@ -14,16 +14,18 @@
 //! ([`window`]). Without a watermark (the first sweep, no saved state), or with one that
 //! no longer reaches back to the lookback's start (a long outage, a longer lookback), a
 //! sweep reads the whole lookback. Only a complete sweep moves the watermark; the daemon
-//! keeps it with the record of produced events (`src/state.rs`), so a restart resumes.
+//! keeps it with the record of produced events (`src/state/`), so a restart resumes.
 
 pub mod metrics;
 pub mod results;
+pub mod start;
 
 pub use metrics::SweepMetrics;
+pub use start::SweepStart;
 
 pub use results::{
-    ErrorKind, Page, RecordOutcome, RecordPages, ResultsClient, ResultsConfig, SweepError,
-    TokenSource, clamp_page_size, parse_addr,
+    ErrorKind, Found, Override, Page, RecordOutcome, RecordPages, Resolver, ResultsClient,
+    ResultsConfig, SweepError, TlsPolicy, TokenSource, clamp_page_size, parse_addr,
 };
 
 use crate::pipeline::observation::{Observation, ObservationTx, Source};
@@ -416,6 +418,9 @@ impl Sweeper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Object;
+    use results::fake::*;
+    use std::sync::Arc;
 
     fn t(s: &str) -> jiff::Timestamp {
         s.parse().unwrap()
@@ -528,5 +533,149 @@ mod tests {
         );
         assert_eq!(w.kind, WindowKind::Incremental);
         assert_eq!(w.since, t("2026-01-01T03:58:00Z"));
+    }
+
+    // The Sweeper over a fake Results server (`results::fake`).
+
+    /// A sweeper over `client` whose observations are collected by a task.
+    fn new_sweeper(
+        client: ResultsClient,
+    ) -> (
+        crate::sweep::Sweeper,
+        crate::sweep::SweepMetrics,
+        tokio::task::JoinHandle<Vec<String>>,
+    ) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let (_stx, srx) = tokio::sync::watch::channel(crate::sweep::SweepSettings::default());
+        let metrics = crate::sweep::SweepMetrics::default();
+        let sweeper = crate::sweep::Sweeper::new(client, srx, tx, metrics.clone());
+        let collect = tokio::spawn(async move {
+            let mut uids = Vec::new();
+            while let Some(o) = rx.recv().await {
+                if let Object::PipelineRun(run) = o.object {
+                    uids.push(run.meta.uid);
+                }
+            }
+            uids
+        });
+        (sweeper, metrics, collect)
+    }
+
+    #[tokio::test]
+    async fn each_way_a_listing_is_cut_short_is_counted_by_kind() {
+        let alternating: Handler = Arc::new(|req: &Seen| {
+            let next = if req.query.get("page_token").map(String::as_str) == Some("A") {
+                "B"
+            } else {
+                "A"
+            };
+            (
+                200,
+                serde_json::json!({"records": [], "next_page_token": next}).to_string(),
+            )
+        });
+        let (addr, _) = fake(alternating).await;
+        let (sweeper, metrics, _) = new_sweeper(new_client(&config(&addr)).unwrap());
+        let report = sweeper.sweep_since(since("2026-01-01T00:00:00Z")).await;
+        assert_eq!(report.error, Some(ErrorKind::PageTokenLoop));
+        assert_eq!(report.pages, 2);
+        assert_eq!(metrics.errors(ErrorKind::PageTokenLoop), 1);
+        assert_eq!(metrics.sweeps("error"), 1);
+
+        let big: Handler = Arc::new(|_: &Seen| {
+            (
+                200,
+                format!("{{\"records\": [], \"pad\": \"{}\"}}", "x".repeat(400)),
+            )
+        });
+        let (addr, _) = fake(big).await;
+        let mut c = config(&addr);
+        c.max_page_bytes = 300;
+        let (sweeper, metrics, _) = new_sweeper(new_client(&c).unwrap());
+        let report = sweeper.sweep_since(since("2026-01-01T00:00:00Z")).await;
+        assert_eq!(report.error, Some(ErrorKind::PageTooLarge));
+        // 100, 50, 25, 12, 6 refused and asked again; 5 refused and final.
+        assert_eq!(metrics.errors(ErrorKind::PageTooLarge), 6);
+    }
+
+    #[tokio::test]
+    async fn refused_large_pages_are_counted_even_when_the_sweep_completes() {
+        let (c, _, _) = sized_pages(30).await;
+        let one = c.max_page_bytes / 20;
+        let (sweeper, metrics, collect) = new_sweeper(new_client(&c).unwrap());
+        let report = sweeper.sweep_since(since("2026-01-01T00:00:00Z")).await;
+        assert!(report.complete(), "{report:?}");
+        assert_eq!(report.delivered, 12);
+        assert!(report.bytes > 0 && report.bytes <= one * 20);
+        assert_eq!(metrics.bytes_received.get(), report.bytes as u64);
+        assert_eq!(metrics.errors(ErrorKind::PageTooLarge), 3);
+        drop(sweeper);
+        assert_eq!(collect.await.unwrap().len(), 12);
+    }
+
+    #[tokio::test]
+    async fn incremental_sweeps_read_from_the_watermark_and_only_complete_ones_move_it() {
+        use crate::sweep::{SweepSettings, WindowKind};
+        let now = jiff::Timestamp::now();
+        let ago = |s: i64| (now - jiff::SignedDuration::from_secs(s)).to_string();
+        let (recent, hour, older) = (ago(10), ago(3600), ago(3 * 3600));
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fail = failing.clone();
+        let handler: Handler = Arc::new(move |_: &Seen| {
+            if fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return (503, "{}".to_owned());
+            }
+            let page = serde_json::json!({"records": [
+                record("recent", &recent), record("hour", &hour), record("older", &older)
+            ]});
+            (200, page.to_string())
+        });
+        let (addr, _) = fake(handler).await;
+        let (sweeper, metrics, collect) = new_sweeper(new_client(&config(&addr)).unwrap());
+        let settings = SweepSettings::default(); // 1 h interval, 4 h lookback
+
+        // No watermark: the whole lookback.
+        assert_eq!(sweeper.watermark().get(), None);
+        let report = sweeper.sweep_next(settings).await;
+        assert!(report.complete(), "{report:?}");
+        assert_eq!(report.delivered, 3);
+        let first = sweeper
+            .watermark()
+            .get()
+            .expect("a watermark after a complete sweep");
+        assert!(first.to >= now);
+        assert_eq!(metrics.completed(WindowKind::Full), 1);
+
+        // An interrupted sweep does not move it.
+        failing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let report = sweeper.sweep_next(settings).await;
+        assert!(!report.complete());
+        assert_eq!(sweeper.watermark().get(), Some(first));
+        failing.store(false, std::sync::atomic::Ordering::SeqCst);
+
+        // From the watermark minus 2 min: the record of 10 s ago only.
+        let report = sweeper.sweep_next(settings).await;
+        assert!(report.complete(), "{report:?}");
+        assert_eq!(report.delivered, 1);
+        assert_eq!(metrics.completed(WindowKind::Incremental), 1);
+        let second = sweeper.watermark().get().unwrap();
+        assert_eq!(second.from, first.from);
+        assert!(second.to >= first.to);
+
+        // A watermark older than the lookback: the whole lookback again.
+        sweeper.watermark().set(Some(crate::sweep::Coverage {
+            from: now - jiff::SignedDuration::from_secs(10 * 3600),
+            to: now - jiff::SignedDuration::from_secs(5 * 3600),
+        }));
+        let report = sweeper.sweep_next(settings).await;
+        assert_eq!(report.delivered, 3);
+        assert_eq!(metrics.completed(WindowKind::Full), 2);
+        drop(sweeper);
+        assert_eq!(
+            collect.await.unwrap(),
+            [
+                "recent", "hour", "older", "recent", "recent", "hour", "older"
+            ]
+        );
     }
 }

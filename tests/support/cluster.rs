@@ -47,7 +47,7 @@ impl TestCluster {
 
     /// The etcd client URL (plain HTTP, loopback), when the test can reach
     /// the cluster's etcd: `$ETCD_ENDPOINT`, else the local control plane's.
-    /// `None` for kind and other clusters; tests needing etcd skip there.
+    /// `None` for kind and other clusters; tests needing etcd fail there, saying so.
     pub fn etcd_endpoint(&self) -> Option<&str> {
         self.etcd_endpoint.as_deref()
     }
@@ -65,6 +65,13 @@ impl TestCluster {
         labels: &[(&str, &str)],
     ) -> TestNamespace {
         TestNamespace::create(self, prefix, labels).await
+    }
+
+    /// Like [`TestCluster::namespace`], labelled `konflux-ci.dev/type=tenant`: a Konflux
+    /// tenant namespace, whose objects the daemon watches.
+    pub async fn tenant(&self, prefix: &str) -> TestNamespace {
+        self.namespace_with_labels(prefix, &[("konflux-ci.dev/type", "tenant")])
+            .await
     }
 }
 

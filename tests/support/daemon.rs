@@ -15,6 +15,7 @@ use super::eventually;
 pub const WAIT: Duration = Duration::from_secs(60);
 
 /// A running `konflux-telemetry run`, its log in a file, its HTTP endpoints on loopback.
+/// Dropped without [`DaemonProcess::terminate`] (a test that panicked), it is killed.
 pub struct DaemonProcess {
     child: Child,
     log: PathBuf,
@@ -45,6 +46,27 @@ pub fn sample_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// The sum of the samples of metric `name` (exactly that name) whose labels contain every
+/// one of `labels` (`outcome="ok"`); 0 when there is none.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        + 0.0
+}
+
+/// The environment variables of the daemon's flags: a daemon of the tests reads none
+/// from the test's environment, only what `args` and `env` give it.
+const FLAG_VARIABLES: &[&str] = &[
+    "SEGMENT_WRITE_KEY",
+    "CLUSTER_ID",
+    "WEBHOOK_LISTEN",
+    "WEBHOOK_CERT_DIR",
+    "TEKTON_RESULTS_API_ADDR",
+];
+
 impl DaemonProcess {
     /// Starts `konflux-telemetry run ARGS --listen 127.0.0.1:PORT` (and `--kubeconfig` of the
     /// local cluster), with stderr in `log`. The write key comes from `args` only.
@@ -53,9 +75,24 @@ impl DaemonProcess {
     }
 
     /// [`DaemonProcess::start`] with environment variables set, as a Pod's `envFrom` a
-    /// Secret would (the write key may come from them).
+    /// Secret would (the write key may come from them); an empty value unsets one.
     pub fn start_with_env(
         cluster: &TestCluster,
+        args: &[impl AsRef<OsStr>],
+        env: &[(String, String)],
+        log: PathBuf,
+    ) -> Self {
+        let kubeconfig = match cluster.source() {
+            ClusterSource::Local(kubeconfig) => Some(kubeconfig.as_path()),
+            _ => None,
+        };
+        Self::spawn(kubeconfig, args, env, log)
+    }
+
+    /// [`DaemonProcess::start_with_env`] with `--kubeconfig KUBECONFIG` when given (else
+    /// the daemon finds its cluster as kube-rs does: `$KUBECONFIG`, in-cluster).
+    pub fn spawn(
+        kubeconfig: Option<&Path>,
         args: &[impl AsRef<OsStr>],
         env: &[(String, String)],
         log: PathBuf,
@@ -65,25 +102,25 @@ impl DaemonProcess {
         cmd.arg("run")
             .args(args)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env_remove("SEGMENT_WRITE_KEY")
-            .env_remove("CLUSTER_ID")
             // The local cluster is vanilla Kubernetes, where telemetry is off unless opted
             // in: every daemon of the tests opts in, but a test of the default, which
             // passes TELEMETRY_ENABLED empty (unset here).
             .env("TELEMETRY_ENABLED", "true")
-            .envs(
-                env.iter()
-                    .filter(|(_, v)| !v.is_empty())
-                    .map(|(k, v)| (k, v)),
-            )
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("daemon log file"));
-        for (k, _) in env.iter().filter(|(_, v)| v.is_empty()) {
+        for k in FLAG_VARIABLES {
             cmd.env_remove(k);
         }
-        if let ClusterSource::Local(kubeconfig) = cluster.source() {
+        for (k, v) in env {
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
+        if let Some(kubeconfig) = kubeconfig {
             cmd.arg("--kubeconfig").arg(kubeconfig);
         }
         DaemonProcess {
@@ -93,13 +130,20 @@ impl DaemonProcess {
         }
     }
 
-    /// GET an endpoint: its status and body, or `None` while the daemon does not answer.
     /// One sample of its `/metrics` (see [`sample`]); 0 when not served (yet).
     pub async fn metric(&self, series: &str) -> f64 {
         let (_, text) = self.get("/metrics").await.unwrap_or_default();
         sample(&text, series).unwrap_or(0.0)
     }
 
+    /// The sum of the samples of `name` whose labels contain each of `labels` (see
+    /// [`metric_sum`]); 0 when not served (yet).
+    pub async fn metric_sum(&self, name: &str, labels: &[&str]) -> f64 {
+        let (_, text) = self.get("/metrics").await.unwrap_or_default();
+        metric_sum(&text, name, labels)
+    }
+
+    /// GET an endpoint: its status and body, or `None` while the daemon does not answer.
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
         let r = reqwest::get(format!("{}{path}", self.http)).await.ok()?;
         let status = r.status().as_u16();
@@ -116,9 +160,19 @@ impl DaemonProcess {
         .await;
     }
 
-    /// The process id, to read its `/proc` figures.
+    /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether it still runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGTERM, then whether it exited 0, and its whole log.
@@ -126,10 +180,22 @@ impl DaemonProcess {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let status = self.child.wait().expect("wait for the daemon");
-        (
-            status.success(),
-            std::fs::read_to_string(&self.log).unwrap_or_default(),
-        )
+        (status.success(), self.log())
+    }
+
+    /// SIGKILL (nothing flushed, nothing saved); its whole log.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log()
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        // A test that panicked leaves no daemon behind (terminate has waited already).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -148,6 +214,14 @@ pub fn sink_events(out: &Path) -> Vec<Value> {
 /// How many of `events` have `messageId` `id`.
 pub fn count(events: &[Value], id: &str) -> usize {
     events.iter().filter(|e| e["messageId"] == id).count()
+}
+
+/// The event of `events` with `messageId` `id`; panics when there is none.
+pub fn by_id<'a>(events: &'a [Value], id: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| e["messageId"] == id)
+        .unwrap_or_else(|| panic!("no event {id}"))
 }
 
 /// Waits until every id is at the sink; returns all the sink's events then.
@@ -198,11 +272,21 @@ pub fn sending_flags(sink_url: &str, key: &str, cluster_id: &str, home: &str) ->
     .to_vec()
 }
 
-/// A fresh directory for a test's logs and sink output.
+/// A fresh (empty) directory for a test's logs and sink output, unique to this process.
 pub fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("konflux-telemetry-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// A fresh [`tempdir`] `name`, and in it `sink.ndjson`, where a [`start_sink`] accepting
+/// `key` writes: the directory, that file and the sink.
+pub async fn sink_in(name: &str, key: &str) -> (PathBuf, PathBuf, konflux_telemetry_sink::Sink) {
+    let dir = tempdir(name);
+    let out = dir.join("sink.ndjson");
+    let sink = start_sink(key, &out).await;
+    (dir, out, sink)
 }
 
 /// The project's Segment-compatible sink on a free loopback port, accepting `key`,

@@ -20,6 +20,7 @@
 //! Each test binary compiles this module separately and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod bench;
 pub mod crds;
 pub mod crypto;
 pub mod daemon;
@@ -27,6 +28,7 @@ pub mod etcd;
 pub mod kubectl;
 pub mod results;
 pub mod schema;
+pub mod webhook;
 
 mod cluster;
 mod namespace;
@@ -69,16 +71,24 @@ pub async fn create_run(runs: &Api<DynamicObject>, name: &str) -> kube::Result<D
 /// Creates a Component `name` of application `a` in `components`; returns the
 /// `messageId` of its `Component Created` event.
 pub async fn create_component(components: &Api<DynamicObject>, name: &str) -> String {
-    let c = object(
-        &crds::component(),
-        name,
-        serde_json::json!({"application": "a"}),
-    );
-    let created = components
-        .create(&kube::api::PostParams::default(), &c)
-        .await
-        .expect("component");
+    let created = new_component(components, name, "a").await;
     format!("{}-component-created", created.metadata.uid.expect("uid"))
+}
+
+/// Creates a Component `name` of application `application` in `components`; returns it
+/// as the API server answered.
+pub async fn new_component(
+    components: &Api<DynamicObject>,
+    name: &str,
+    application: &str,
+) -> DynamicObject {
+    components
+        .create(
+            &kube::api::PostParams::default(),
+            &component(name, application),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("creating Component {name}: {e}"))
 }
 
 /// Creates a PipelineRun `name` in `runs` and starts it: a marker to wait for at the sink,
@@ -106,10 +116,7 @@ pub async fn create_completed_runs(
 ) -> usize {
     use futures::StreamExt;
     let pr = crds::pipelinerun();
-    let labels: std::collections::BTreeMap<String, String> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let labels = self::labels(labels);
     let children: Vec<serde_json::Value> = (0..children)
         .map(|c| serde_json::json!({"name": format!("t{c}")}))
         .collect();
@@ -139,6 +146,23 @@ pub async fn create_completed_runs(
         .await
 }
 
+/// Labels (or annotations) for `metadata`, from `(key, value)` pairs.
+pub fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A Component `name` of application `application`, ready for `Api::create`.
+pub fn component(name: &str, application: &str) -> DynamicObject {
+    object(
+        &crds::component(),
+        name,
+        serde_json::json!({ "application": application }),
+    )
+}
+
 /// A `DynamicObject` of the given CRD with `spec` set, ready for `Api::create`.
 pub fn object(
     ar: &kube::discovery::ApiResource,
@@ -146,6 +170,16 @@ pub fn object(
     spec: serde_json::Value,
 ) -> DynamicObject {
     DynamicObject::new(name, ar).data(serde_json::json!({ "spec": spec }))
+}
+
+/// Runs `cmd`: whether it succeeded, and what it wrote (its stdout, then its stderr).
+pub fn run_output(cmd: &mut std::process::Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
 }
 
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.

@@ -78,12 +78,42 @@ impl TestNamespace {
         format!("{}/settings", self.name)
     }
 
+    /// Replaces the data of the settings ConfigMap `settings` here with `data`, as an
+    /// operator editing it would (the daemon reloads it live).
+    pub async fn replace_settings(&self, data: serde_json::Value) {
+        let api = self.api::<k8s_openapi::api::core::v1::ConfigMap>();
+        let rv = api
+            .get("settings")
+            .await
+            .expect("get settings")
+            .metadata
+            .resource_version;
+        let cm = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "settings", "resourceVersion": rv}, "data": data
+        }))
+        .expect("ConfigMap");
+        api.replace("settings", &PostParams::default(), &cm)
+            .await
+            .expect("replace settings");
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
 
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// The namespace's uid (its `Namespace Created` event is `<uid>-namespace-created`).
+    pub async fn uid(&self) -> String {
+        Api::<Namespace>::all(self.client())
+            .get(&self.name)
+            .await
+            .expect("namespace")
+            .metadata
+            .uid
+            .expect("uid")
     }
 
     /// A typed API for this namespace, e.g. `ns.api::<ConfigMap>()`.

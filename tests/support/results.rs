@@ -7,6 +7,18 @@ use std::process::Command;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+/// The `export KEY=value` lines of an env file (`.cluster/results/env`), if it is there.
+pub fn read_env(path: &Path) -> Option<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    )
+}
+
 /// Where the server answers, and the CA its certificate is signed by.
 pub struct ResultsServer {
     pub addr: String,
@@ -22,13 +34,7 @@ pub fn results_server() -> ResultsServer {
         .status()
         .expect("run e2e/tekton-results/results-up.sh");
     assert!(status.success(), "results-up.sh failed ({status})");
-    let env: BTreeMap<String, String> = std::fs::read_to_string(root.join(".cluster/results/env"))
-        .expect(".cluster/results/env")
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let env = read_env(&root.join(".cluster/results/env")).expect(".cluster/results/env");
     ResultsServer {
         addr: env["TEKTON_RESULTS_API_ADDR"].clone(),
         ca: PathBuf::from(&env["TEKTON_RESULTS_CA_FILE"]),
@@ -95,6 +101,14 @@ impl ResultsServer {
                 r.text().await.unwrap_or_default()
             );
         }
+    }
+
+    /// Records PipelineRun `name` of namespace `ns` with `uid` and `status` (see
+    /// [`ResultsServer::record`]).
+    pub async fn record_run(&self, ns: &str, name: &str, uid: &str, status: Value) {
+        let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+            "metadata": {"name": name, "namespace": ns, "uid": uid}, "status": status});
+        self.record(ns, &run).await;
     }
 
     /// The PipelineRun records stored under namespace `ns`, as `(record name, decoded value)`,
