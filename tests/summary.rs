@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
 use support::daemon::{
-    DaemonProcess, WAIT, count, free_port, sending_flags, start_sink, tempdir, wait_for_ids,
+    DaemonProcess, WAIT, count, free_port, sending_flags, sink_events, start_sink, tempdir,
+    wait_for_ids,
 };
 use support::{TestCluster, crds, eventually, object, set_status};
 
@@ -359,6 +360,52 @@ async fn a_window_is_summarised_once_across_a_restart() {
             .or_default() += 1;
     }
     assert!(by_id.values().all(|n| *n == 1), "{by_id:?}");
+    let (ok, log) = daemon.terminate();
+    assert!(ok, "{log}");
+    sink.shutdown().await;
+    home.cleanup().await;
+}
+
+/// A summary that is due waits in `/preview` until the flush: with `flushInterval` an
+/// hour, the first window that ends while the daemon runs shows there as a `Usage
+/// Summary`, and has not reached the sink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_summary_waits_in_the_preview() {
+    let cluster = support::cluster().await;
+    let _lock = summary_lock();
+    let dir = tempdir("summary-preview");
+    let out = dir.join("sink.ndjson");
+    let sink = start_sink(KEY, &out).await;
+    let home = cluster.namespace("summary-preview").await;
+    home.settings(json!({
+        "summaryInterval": format!("{INTERVAL}s"),
+        "flushInterval": "1h",
+        "heartbeatInterval": "1h",
+    }))
+    .await;
+
+    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir);
+    daemon.wait_ready().await;
+    let due = summary_id((now().div_euclid(INTERVAL) + 1) * INTERVAL);
+    let preview = eventually("the due summary in /preview", WAIT, || async {
+        let (_, preview) = daemon.get("/preview").await?;
+        preview.contains(&due).then_some(preview)
+    })
+    .await;
+    let batch: Value = serde_json::from_str(&preview).expect("/preview is JSON");
+    let waiting = batch["batch"].as_array().expect("a batch");
+    let summary = find(waiting, &due);
+    assert_eq!(summary["event"], "Usage Summary", "{summary}");
+    assert_eq!(
+        summary["properties"]["windowSeconds"], INTERVAL,
+        "{summary}"
+    );
+    assert_eq!(
+        count(&sink_events(&out), &due),
+        0,
+        "not sent before the flush"
+    );
+
     let (ok, log) = daemon.terminate();
     assert!(ok, "{log}");
     sink.shutdown().await;

@@ -21,7 +21,9 @@ const INFO_NS: &str = "konflux-info";
 const INFO: &str = "konflux-public-info";
 
 fn start(cluster: &TestCluster, sink_url: &str, home: &str, dir: &Path) -> DaemonProcess {
-    let args = sending_flags(sink_url, KEY, CLUSTER_ID, home);
+    let mut args = sending_flags(sink_url, KEY, CLUSTER_ID, home);
+    // konflux-public-info is read again each second, not every 5 minutes.
+    args.extend(["--public-info-interval", "1s"].map(str::to_owned));
     DaemonProcess::start(
         cluster,
         &args,
