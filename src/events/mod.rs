@@ -165,12 +165,15 @@ pub struct Event {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Properties {
+    /// On every event: the cluster, hashed, and the versions it runs.
     pub cluster_id_hash: Option<String>,
     pub konflux_version: Option<String>,
     pub kubernetes_version: Option<String>,
+    /// The object's place, each name hashed with the cluster's salt.
     pub namespace_hash: Option<String>,
     pub component_hash: Option<String>,
     pub application_hash: Option<String>,
+    /// PipelineRuns: what ran, how, and how it ended.
     pub task_count: Option<usize>,
     pub has_pipeline_label: Option<bool>,
     pub pipeline_type: Option<Option<String>>,

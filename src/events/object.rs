@@ -307,25 +307,28 @@ pub const KONFLUX: WatchedKind =
         ])
         .admitted(Admitted::Delete);
 
+/// A kind of `appstudio.redhat.com` that is only counted, for the `Usage Summary`.
+const fn appstudio_counted(
+    kind: Kind,
+    version: &'static str,
+    plural: &'static str,
+    counted: Counted,
+) -> WatchedKind {
+    WatchedKind::new(kind, "appstudio.redhat.com", version, plural).counted_only(counted)
+}
+
 #[rustfmt::skip]
 pub const APPLICATION: WatchedKind =
-    WatchedKind::new(Kind::Application, "appstudio.redhat.com", "v1alpha1", "applications")
-        .counted_only(Counted::Total);
-
+    appstudio_counted(Kind::Application, "v1alpha1", "applications", Counted::Total);
 #[rustfmt::skip]
 pub const INTEGRATION_TEST_SCENARIO: WatchedKind =
-    WatchedKind::new(Kind::IntegrationTestScenario, "appstudio.redhat.com", "v1beta2", "integrationtestscenarios")
-        .counted_only(Counted::Total);
-
+    appstudio_counted(Kind::IntegrationTestScenario, "v1beta2", "integrationtestscenarios", Counted::Total);
 #[rustfmt::skip]
 pub const RELEASE_PLAN: WatchedKind =
-    WatchedKind::new(Kind::ReleasePlan, "appstudio.redhat.com", "v1alpha1", "releaseplans")
-        .counted_only(Counted::Total);
-
+    appstudio_counted(Kind::ReleasePlan, "v1alpha1", "releaseplans", Counted::Total);
 #[rustfmt::skip]
 pub const RELEASE: WatchedKind =
-    WatchedKind::new(Kind::Release, "appstudio.redhat.com", "v1alpha1", "releases")
-        .counted_only(Counted::CompletedByOutcome);
+    appstudio_counted(Kind::Release, "v1alpha1", "releases", Counted::CompletedByOutcome);
 
 /// Every kind the daemon reads: the watched ones (events), then the ones only counted
 /// (the `Usage Summary`).

@@ -92,27 +92,37 @@ pub async fn save(
     bytes: Vec<u8>,
     sweep: Option<Coverage>,
 ) -> Result<(), kube::Error> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let labels = [(
+        "app.kubernetes.io/name".to_owned(),
+        "konflux-telemetry".to_owned(),
+    )];
     let cm = ConfigMap {
         metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(
-                [(
-                    "app.kubernetes.io/name".to_owned(),
-                    "konflux-telemetry".to_owned(),
-                )]
-                .into(),
-            ),
+            labels: Some(labels.into()),
             ..ObjectMeta::default()
         },
         binary_data: Some([(KEY.to_owned(), ByteString(bytes))].into()),
         data: Some(coverage_data(sweep)),
         ..ConfigMap::default()
     };
+    apply(client, namespace, name, "konflux-telemetry", cm).await
+}
+
+/// Server-side applies `cm` as `namespace/name` for field manager `manager`, taking the
+/// fields it sets (its name and namespace filled in here).
+async fn apply(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    manager: &str,
+    mut cm: ConfigMap,
+) -> Result<(), kube::Error> {
+    cm.metadata.name = Some(name.to_owned());
+    cm.metadata.namespace = Some(namespace.to_owned());
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     api.patch(
         name,
-        &PatchParams::apply("konflux-telemetry").force(),
+        &PatchParams::apply(manager).force(),
         &Patch::Apply(&cm),
     )
     .await
@@ -127,23 +137,11 @@ pub async fn save_konflux_version(
     name: &str,
     version: &str,
 ) -> Result<(), kube::Error> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let cm = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            ..ObjectMeta::default()
-        },
         data: Some([(LAST_KONFLUX_VERSION.to_owned(), version.to_owned())].into()),
         ..ConfigMap::default()
     };
-    api.patch(
-        name,
-        &PatchParams::apply(VERSION_MANAGER).force(),
-        &Patch::Apply(&cm),
-    )
-    .await
-    .map(|_| ())
+    apply(client, namespace, name, VERSION_MANAGER, cm).await
 }
 
 /// Who holds the state: the running instance's identity (the Pod's name, then a
@@ -226,7 +224,6 @@ pub async fn claim(
     me: &str,
     now: Option<&crate::events::Timestamp>,
 ) -> Result<(), kube::Error> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let mut annotations =
         std::collections::BTreeMap::from([(HOLDER_ANNOTATION.to_owned(), me.to_owned())]);
     if let Some(now) = now {
@@ -234,20 +231,12 @@ pub async fn claim(
     }
     let cm = ConfigMap {
         metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(namespace.to_owned()),
             annotations: Some(annotations),
             ..ObjectMeta::default()
         },
         ..ConfigMap::default()
     };
-    api.patch(
-        name,
-        &PatchParams::apply(HOLDER_MANAGER).force(),
-        &Patch::Apply(&cm),
-    )
-    .await
-    .map(|_| ())
+    apply(client, namespace, name, HOLDER_MANAGER, cm).await
 }
 
 /// Holds the state until `stop`: at start and at each renewal, warns if another running

@@ -12,7 +12,7 @@ use super::window::Window;
 use crate::events::Timestamp;
 use crate::events::object::{self, Counted, Kind, WatchedKind};
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, ObjectList};
 use std::collections::{BTreeMap, HashSet};
 use tracing::{info, warn};
 
@@ -70,27 +70,14 @@ async fn each_name(
     mut each: impl FnMut(&str),
 ) -> Result<Listed, CountError> {
     let api = api(client, w);
-    let mut lp = params(w, PAGE);
-    for _ in 0..MAX_PAGES {
-        let page = match api.list_metadata(&lp).await {
-            Ok(page) => page,
-            Err(e) if not_served(&e) => return Ok(Listed::NotServed),
-            Err(source) => {
-                return Err(CountError::List {
-                    kind: w.kind,
-                    source,
-                });
-            }
-        };
-        for o in &page.items {
-            each(o.metadata.name.as_deref().unwrap_or_default());
-        }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => lp = lp.continue_token(&token),
-            None => return Ok(Listed::Read),
-        }
-    }
-    Err(CountError::TooManyPages { kind: w.kind })
+    let list = |lp: ListParams| {
+        let api = api.clone();
+        async move { api.list_metadata(&lp).await }
+    };
+    each_page(w, PAGE, list, |o| {
+        each(o.metadata.name.as_deref().unwrap_or_default());
+    })
+    .await
 }
 
 /// Calls `each` with every object of `w`, page by page.
@@ -100,9 +87,28 @@ async fn each_object(
     mut each: impl FnMut(&serde_json::Value),
 ) -> Result<Listed, CountError> {
     let api = api(client, w);
-    let mut lp = params(w, OBJECT_PAGE);
+    let list = |lp: ListParams| {
+        let api = api.clone();
+        async move { api.list(&lp).await }
+    };
+    each_page(w, OBJECT_PAGE, list, |o: &DynamicObject| each(&o.data)).await
+}
+
+/// Reads `w` with `list`, `page` objects a page, calling `each` with every object, until
+/// the last page (or [`MAX_PAGES`]).
+async fn each_page<T: Clone, F, Fut>(
+    w: &WatchedKind,
+    page: u32,
+    mut list: F,
+    mut each: impl FnMut(&T),
+) -> Result<Listed, CountError>
+where
+    F: FnMut(ListParams) -> Fut,
+    Fut: std::future::Future<Output = Result<ObjectList<T>, kube::Error>>,
+{
+    let mut lp = params(w, page);
     for _ in 0..MAX_PAGES {
-        let page = match api.list(&lp).await {
+        let page = match list(lp.clone()).await {
             Ok(page) => page,
             Err(e) if not_served(&e) => return Ok(Listed::NotServed),
             Err(source) => {
@@ -112,9 +118,7 @@ async fn each_object(
                 });
             }
         };
-        for o in &page.items {
-            each(&o.data);
-        }
+        page.items.iter().for_each(&mut each);
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => lp = lp.continue_token(&token),
             None => return Ok(Listed::Read),

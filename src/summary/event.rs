@@ -3,25 +3,10 @@
 
 use super::activity::{Outcome, WindowActivity};
 use super::window::{Window, message_id};
+pub use crate::events::usage::Totals;
 use crate::events::usage::{Percentiles, Usage};
 use crate::events::{ClusterIdentity, Event, EventName, Properties, Timestamp};
 use std::collections::BTreeMap;
-
-/// What was counted by listing the cluster at the window's end. `None`: not counted (the
-/// kind's CRD is not installed, RBAC forbids it, or the listing failed), so the property
-/// is left out rather than sent as 0.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub tenant_namespaces: Option<u64>,
-    pub components: Option<u64>,
-    pub applications: Option<u64>,
-    pub integration_test_scenarios: Option<u64>,
-    pub release_plans: Option<u64>,
-    /// Tenant namespaces where a run started or completed in the window.
-    pub active_tenant_namespaces: Option<u64>,
-    /// Releases completed in the window, by outcome.
-    pub releases: Option<BTreeMap<String, u64>>,
-}
 
 /// The usage of `window`; `None` for a window ending past year 9999.
 pub fn event(
@@ -57,16 +42,10 @@ pub fn event(
     let usage = Usage {
         window_start: Some(start.as_str().to_owned()),
         window_seconds: Some(window.seconds()),
-        tenant_namespaces: totals.tenant_namespaces,
-        components: totals.components,
-        applications: totals.applications,
-        integration_test_scenarios: totals.integration_test_scenarios,
-        release_plans: totals.release_plans,
+        totals: totals.clone(),
         pipeline_runs: Some(runs),
         pipeline_run_duration_seconds: Some(durations),
-        active_tenant_namespaces: totals.active_tenant_namespaces,
         components_created: Some(activity.components_created),
-        releases: totals.releases.clone(),
         events_produced: Some(activity.events_produced),
         events_sent: Some(activity.events_sent),
         events_dropped: Some(activity.events_dropped),

@@ -198,15 +198,20 @@ mod tests {
         }
     }
 
+    /// Where the operator's address leads with `overrides` (each `HOST=[IP[:PORT]]`).
+    async fn locate_operators(overrides: &[&str]) -> Option<Located> {
+        let resolver = Resolver::with_overrides(overrides.iter().map(|s| o(s)).collect());
+        locate_results(&OPERATOR.parse().unwrap(), &resolver).await
+    }
+
     #[tokio::test]
     async fn the_configured_host_wins_when_it_resolves() {
-        let resolver = Resolver::with_overrides(vec![
-            o("tekton-results-api-service.openshift-pipelines.svc.cluster.local=127.0.0.1"),
-            o("tekton-results-api-service.tekton-pipelines.svc.cluster.local=127.0.0.2"),
-        ]);
-        let at = locate_results(&OPERATOR.parse().unwrap(), &resolver)
-            .await
-            .expect("found");
+        let at = locate_operators(&[
+            "tekton-results-api-service.openshift-pipelines.svc.cluster.local=127.0.0.1",
+            "tekton-results-api-service.tekton-pipelines.svc.cluster.local=127.0.0.2",
+        ])
+        .await
+        .expect("found");
         assert_eq!(at.found, Found::Configured);
         assert_eq!(at.candidate.which, Which::Configured);
         assert_eq!(at.pinned, [SocketAddr::from(([127, 0, 0, 1], 8080))]);
@@ -214,14 +219,13 @@ mod tests {
 
     #[tokio::test]
     async fn else_the_first_service_name_that_resolves_in_the_proxys_order() {
-        let resolver = Resolver::with_overrides(vec![
-            o("tekton-results-api-service.openshift-pipelines.svc.cluster.local="),
-            o("tekton-results-api-service.tekton-pipelines.svc.cluster.local="),
-            o("tekton-results-api-service.tekton-results.svc.cluster.local=10.0.0.7"),
-        ]);
-        let at = locate_results(&OPERATOR.parse().unwrap(), &resolver)
-            .await
-            .expect("found");
+        let at = locate_operators(&[
+            "tekton-results-api-service.openshift-pipelines.svc.cluster.local=",
+            "tekton-results-api-service.tekton-pipelines.svc.cluster.local=",
+            "tekton-results-api-service.tekton-results.svc.cluster.local=10.0.0.7",
+        ])
+        .await
+        .expect("found");
         assert_eq!(at.found, Found::Discovered);
         assert_eq!(at.candidate.which.as_str(), "tekton-results");
         assert_eq!(
@@ -231,12 +235,11 @@ mod tests {
         assert_eq!(at.pinned, [SocketAddr::from(([10, 0, 0, 7], 8080))]);
 
         // An override with a port: the connection goes there, the name stays.
-        let resolver = Resolver::with_overrides(vec![o(
+        let at = locate_operators(&[
             "tekton-results-api-service.openshift-pipelines.svc.cluster.local=127.0.0.1:9443",
-        )]);
-        let at = locate_results(&OPERATOR.parse().unwrap(), &resolver)
-            .await
-            .expect("found");
+        ])
+        .await
+        .expect("found");
         assert_eq!(
             at.candidate.url.as_str(),
             "https://tekton-results-api-service.openshift-pipelines.svc.cluster.local:9443/"
