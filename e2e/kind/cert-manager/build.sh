@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# Build (once) cert-manager's controller and cainjector from its Go module, statically, and
+# Build (once) a cert-manager controller and cainjector for make kind-e2e, statically, and
 # print their paths: one line per binary, `<name> <absolute path>`.
 #
 #   cert-manager/build.sh
 #
-# cert-manager's commands (cmd/controller, cmd/cainjector) are separate modules in its
-# repository, with `replace ... => ../../` and paths no proxy serves: their few files are
-# copied in binaries/ (Apache-2.0, binaries/README.md), built against the published
-# github.com/cert-manager/cert-manager module that binaries/go.mod pins. Both commands in
-# one `go build` (the packages they share compiled once). Cached, keyed by the version and
-# the Go files, go.mod and go.sum of binaries/:
+# The two commands are our own short mains in binaries/ (binaries/README.md), which run
+# the controllers and injectors of the published github.com/cert-manager/cert-manager
+# module that binaries/go.mod pins (cert-manager's own cmd/ modules are not served by any
+# proxy). Both in one `go build` (the packages they share compiled once). Cached, keyed by
+# the version and the Go files, go.mod and go.sum of binaries/:
 #   ${KONFLUX_TELEMETRY_CACHE:-~/.cache/konflux-telemetry}/bin/cert-manager-<version>-<key>/
 # A binary already in the cache is never rebuilt. One build at a time per cache (the lock
 # the other Go builds of e2e/control-plane/build.sh take).
