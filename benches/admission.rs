@@ -28,7 +28,25 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn review(object: Value, gvk: (&str, &str, &str), i: usize) -> String {
+/// A kind: (group, version, kind).
+type Gvk = (&'static str, &'static str, &'static str);
+
+const COMPONENT: Gvk = ("appstudio.redhat.com", "v1alpha1", "Component");
+const PIPELINERUN: Gvk = ("tekton.dev", "v1", "PipelineRun");
+
+/// The namespace of every review's object.
+const NAMESPACE: &str = "tenant-a";
+
+/// An object of kind `gvk` in [`NAMESPACE`], as the API server hands it to the webhook:
+/// its name, uid and creation time; the caller adds the rest (labels, spec, status).
+fn object(gvk: Gvk, name: &str, uid: &str, created: &str) -> Value {
+    json!({
+        "apiVersion": format!("{}/{}", gvk.0, gvk.1), "kind": gvk.2,
+        "metadata": {"name": name, "namespace": NAMESPACE, "uid": uid, "creationTimestamp": created}
+    })
+}
+
+fn review(object: Value, gvk: Gvk, i: usize) -> String {
     json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {
@@ -36,7 +54,7 @@ fn review(object: Value, gvk: (&str, &str, &str), i: usize) -> String {
             "kind": {"group": gvk.0, "version": gvk.1, "kind": gvk.2},
             "resource": {"group": gvk.0, "version": gvk.1, "resource": "x"},
             "requestKind": {"group": gvk.0, "version": gvk.1, "kind": gvk.2},
-            "name": "web", "namespace": "tenant-a", "operation": "CREATE",
+            "name": "web", "namespace": NAMESPACE, "operation": "CREATE",
             "userInfo": {"username": "system:serviceaccount:tenant-a:pipelines-as-code",
                          "uid": "3f9c", "groups": ["system:serviceaccounts", "system:authenticated"]},
             "object": object, "oldObject": null, "dryRun": false,
@@ -47,19 +65,12 @@ fn review(object: Value, gvk: (&str, &str, &str), i: usize) -> String {
 }
 
 fn component_review(i: usize) -> String {
-    review(
-        json!({
-            "apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "Component",
-            "metadata": {"name": format!("web-{i}"), "namespace": "tenant-a",
-                         "uid": format!("00000000-0000-4000-8000-{i:012}"),
-                         "creationTimestamp": "2026-03-03T10:00:00Z",
-                         "annotations": {"applicationFailCounter": "0"}},
-            "spec": {"application": "app", "componentName": "web",
-                     "source": {"git": {"url": "https://github.com/org/repo", "revision": "main"}}}
-        }),
-        ("appstudio.redhat.com", "v1alpha1", "Component"),
-        i,
-    )
+    let uid = format!("00000000-0000-4000-8000-{i:012}");
+    let mut component = object(COMPONENT, &format!("web-{i}"), &uid, "2026-03-03T10:00:00Z");
+    component["metadata"]["annotations"] = json!({"applicationFailCounter": "0"});
+    component["spec"] = json!({"application": "app", "componentName": "web",
+        "source": {"git": {"url": "https://github.com/org/repo", "revision": "main"}}});
+    review(component, COMPONENT, i)
 }
 
 /// A PipelineRun as created (no status yet) of about 20 KB, most of it pipelineSpec.
@@ -73,20 +84,14 @@ fn pipelinerun_review(i: usize) -> String {
             "runAfter": ["init"]
         }))
         .collect();
-    review(
-        json!({
-            "apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
-            "metadata": {"name": format!("app-on-push-{i}"), "namespace": "tenant-a",
-                         "uid": format!("00000000-0000-4000-9000-{i:012}"),
-                         "creationTimestamp": "2026-03-03T10:44:10Z",
-                         "labels": {"tekton.dev/pipeline": "docker-build",
-                                    "pipelines.appstudio.openshift.io/type": "build"}},
-            "spec": {"params": [{"name": "git-url", "value": "https://github.com/org/repo"}],
-                     "pipelineSpec": {"tasks": tasks}}
-        }),
-        ("tekton.dev", "v1", "PipelineRun"),
-        i,
-    )
+    let uid = format!("00000000-0000-4000-9000-{i:012}");
+    let name = format!("app-on-push-{i}");
+    let mut run = object(PIPELINERUN, &name, &uid, "2026-03-03T10:44:10Z");
+    run["metadata"]["labels"] = json!({"tekton.dev/pipeline": "docker-build",
+        "pipelines.appstudio.openshift.io/type": "build"});
+    run["spec"] = json!({"params": [{"name": "git-url", "value": "https://github.com/org/repo"}],
+        "pipelineSpec": {"tasks": tasks}});
+    review(run, PIPELINERUN, i)
 }
 
 fn handler() -> Handler {
@@ -150,13 +155,7 @@ fn handler_alone(seconds: f64) {
 
 /// A Component review whose object, under `cap` bytes in all, is padded with `pad` repeated
 /// in `field` (an array).
-fn padded_review(
-    kind: (&str, &str, &str),
-    object: Value,
-    field: &[&str],
-    pad: &str,
-    cap: usize,
-) -> String {
+fn padded_review(kind: Gvk, object: Value, field: &[&str], pad: &str, cap: usize) -> String {
     let mut object = object;
     let mut at = &mut object;
     for f in field {
@@ -185,20 +184,22 @@ fn peak_of(h: &Handler, body: &str) -> (u64, u16, usize) {
 fn hostile_reviews() {
     let h = handler();
     let cap = konflux_telemetry::admission::MAX_BODY - 1024;
-    let component = json!({
-        "apiVersion": "appstudio.redhat.com/v1alpha1", "kind": "Component",
-        "metadata": {"name": "web", "namespace": "tenant-a", "uid": "00000000-0000-4000-8000-000000000001",
-                     "creationTimestamp": "2026-03-03T10:00:00Z"},
-        "spec": {"application": "app"}
-    });
-    let run = json!({
-        "apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
-        "metadata": {"name": "r", "namespace": "tenant-a", "uid": "00000000-0000-4000-9000-000000000001",
-                     "creationTimestamp": "2026-03-03T10:00:00Z"},
-        "status": {}
-    });
-    let gvk_c = ("appstudio.redhat.com", "v1alpha1", "Component");
-    let gvk_r = ("tekton.dev", "v1", "PipelineRun");
+    let created = "2026-03-03T10:00:00Z";
+    let mut component = object(
+        COMPONENT,
+        "web",
+        "00000000-0000-4000-8000-000000000001",
+        created,
+    );
+    component["spec"] = json!({"application": "app"});
+    let mut run = object(
+        PIPELINERUN,
+        "r",
+        "00000000-0000-4000-9000-000000000001",
+        created,
+    );
+    run["status"] = json!({});
+    let (gvk_c, gvk_r) = (COMPONENT, PIPELINERUN);
     let long_uid = {
         let r = review(component.clone(), gvk_c, 0);
         let uid = "705ab4f5-6393-11e8-b7cc-000000000000";

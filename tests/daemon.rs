@@ -4,26 +4,21 @@
 
 mod support;
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use support::daemon::{
-    DaemonProcess, WAIT, by_id, count, free_port, konflux_lock, sink_events, sink_in, start_sink,
-    tempdir, wait_for_ids,
+    DaemonProcess, DaemonTest, KONFLUX_CR_LOCK, WAIT, by_id, count, konflux_info, sink_events,
+    start_sink, wait_for_ids,
 };
-use support::{TestCluster, TestNamespace, crds, eventually, set_status};
+use support::{crds, eventually, set_status};
 
 const KEY: &str = "wk-daemon-test-secret";
 
-/// The daemon of these tests: sends to `sink_url` with the key, its ConfigMaps in `ns`.
-fn start_daemon(
-    cluster: &TestCluster,
-    sink_url: &str,
-    ns: &str,
-    dir: &Path,
-    extra: &[&str],
-) -> DaemonProcess {
+/// The daemon of these tests: sends to `sink_url` with the key, its ConfigMaps in the
+/// test's home namespace.
+fn start_daemon(test: &DaemonTest, sink_url: &str, extra: &[&str]) -> DaemonProcess {
+    let ns = test.home.name();
     let settings = format!("{ns}/settings");
     let state = format!("{ns}/state");
     let mut args = vec![
@@ -39,8 +34,7 @@ fn start_daemon(
         &state,
     ];
     args.extend_from_slice(extra);
-    let log = dir.join(format!("daemon-{}.log", free_port()));
-    DaemonProcess::start(cluster, &args, log)
+    test.start(&args)
 }
 
 /// Waits until event `id` waits in the daemon's `/preview`; asserts it is not at the sink
@@ -64,40 +58,22 @@ async fn credential_reload(daemon: &DaemonProcess, outcome: &str, what: &str) {
     .await;
 }
 
-/// What a test `name` here starts from: the cluster, a directory and in it the sink's
-/// output file, the sink, and the daemon's own namespace (segment-bridge in a real
-/// cluster), which holds its ConfigMaps.
-async fn setup(
-    name: &str,
-) -> (
-    TestCluster,
-    PathBuf,
-    PathBuf,
-    konflux_telemetry_sink::Sink,
-    TestNamespace,
-) {
-    let cluster = support::cluster().await;
-    let (dir, out, sink) = sink_in(&format!("daemon-{name}"), KEY).await;
-    let home = cluster.namespace(&format!("daemon-{name}-home")).await;
-    (cluster, dir, out, sink, home)
-}
-
-/// The end of a test: the sink stopped, its tenant and home namespaces deleted.
-async fn clean_up(sink: konflux_telemetry_sink::Sink, tenant: TestNamespace, home: TestNamespace) {
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
+/// Where a test `name` here starts from (see [`DaemonTest`]).
+async fn setup(name: &str) -> DaemonTest {
+    DaemonTest::new(&format!("daemon-{name}"), KEY).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_capture_restart_and_sigterm() {
-    let (cluster, dir, out, sink, home) = setup("live").await;
+    let test = setup("live").await;
+    let (cluster, out, sink_url) = (&test.cluster, &test.out, test.sink.api_url());
     let tenant = cluster.tenant("secret-tenant").await;
     let ns = tenant.name().to_owned();
-    home.settings(json!({"flushInterval": "500ms", "heartbeatInterval": "1h"}))
+    test.home
+        .settings(json!({"flushInterval": "500ms", "heartbeatInterval": "1h"}))
         .await;
 
-    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir, &[]);
+    let daemon = start_daemon(&test, &sink_url, &[]);
     daemon.wait_ready().await;
 
     // A Component and a PipelineRun, moved along as Tekton would.
@@ -129,7 +105,7 @@ async fn live_capture_restart_and_sigterm() {
     .await
     .expect("start");
     let started = format!("{run_uid}-started");
-    let events = wait_for_ids(&out, std::slice::from_ref(&started)).await;
+    let events = wait_for_ids(out, std::slice::from_ref(&started)).await;
     let first = by_id(&events, &started);
     assert_eq!(first["timestamp"], start);
     assert_eq!(first["properties"]["pipelineType"], "build");
@@ -158,7 +134,7 @@ async fn live_capture_restart_and_sigterm() {
         ),
         format!("{ns_uid}-namespace-created"),
     ];
-    let events = wait_for_ids(&out, &ids).await;
+    let events = wait_for_ids(out, &ids).await;
     let completed = by_id(&events, &ids[0]);
     assert_eq!(completed["properties"]["status"], "Failed");
     assert_eq!(completed["properties"]["taskCount"], 2);
@@ -175,16 +151,15 @@ async fn live_capture_restart_and_sigterm() {
     );
 
     // SIGTERM with an event waiting: a long flush interval, then a change, then TERM.
-    let (ok, log1) = daemon.terminate();
-    assert!(ok, "daemon exit status; log:\n{log1}");
+    let log1 = daemon.stop();
 
     // While the daemon is down: a Component is created; it is caught up at start.
     let late = support::new_component(&components, "secret-late", "secret-app").await;
     let late_id = format!("{}-component-created", late.metadata.uid.expect("uid"));
 
     // Restart: everything is relisted, nothing is produced twice.
-    let before = sink_events(&out).len();
-    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir, &[]);
+    let before = test.sent().len();
+    let daemon = start_daemon(&test, &sink_url, &[]);
     daemon.wait_ready().await;
     // A new run after the restart proves the new daemon flushes.
     let mut probe = support::object(&crds::pipelinerun(), "secret-probe", json!({}));
@@ -201,7 +176,7 @@ async fn live_capture_restart_and_sigterm() {
     .await
     .expect("probe start");
     let probe_id = format!("{}-started", probe.metadata.uid.expect("uid"));
-    let events = wait_for_ids(&out, &[probe_id.clone(), late_id.clone()]).await;
+    let events = wait_for_ids(out, &[probe_id.clone(), late_id.clone()]).await;
     assert!(events.len() > before);
     for id in ids.iter().chain([&started, &probe_id, &late_id]) {
         assert_eq!(
@@ -213,7 +188,8 @@ async fn live_capture_restart_and_sigterm() {
     }
 
     // Live settings: a bad value is rejected and reported, the last good one stays.
-    home.replace_settings(json!({"flushInterval": "whenever", "heartbeatInterval": "1h"}))
+    test.home
+        .replace_settings(json!({"flushInterval": "whenever", "heartbeatInterval": "1h"}))
         .await;
     eventually("the rejection to be counted", WAIT, || async {
         let (_, m) = daemon.get("/metrics").await?;
@@ -223,12 +199,11 @@ async fn live_capture_restart_and_sigterm() {
     .await;
     // SIGTERM flushes what waits: with flushes still every 500ms this only proves a clean
     // exit; the reliability suite holds the long-interval case.
-    let (ok, log2) = daemon.terminate();
-    assert!(ok, "second daemon exit; log:\n{log2}");
+    let log2 = daemon.stop();
     assert!(log2.contains("flushInterval rejected"), "{log2}");
 
     // Privacy: no raw name, namespace or key anywhere the daemon wrote.
-    let sent = std::fs::read_to_string(&out).unwrap_or_default();
+    let sent = std::fs::read_to_string(out).unwrap_or_default();
     for (what, text) in [
         ("sink", &sent),
         ("log 1", &log1),
@@ -251,26 +226,27 @@ async fn live_capture_restart_and_sigterm() {
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client())
         .delete(&ns, &DeleteParams::default())
         .await;
-    clean_up(sink, tenant, home).await;
+    test.finish([tenant]).await;
 }
 
 /// A long flush interval holds events in the buffer (visible at /preview, not at the sink);
 /// shortening it in the ConfigMap sends them without a restart; SIGTERM sends what waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_flush_interval_and_sigterm_flush() {
-    let (cluster, dir, out, sink, home) = setup("flush").await;
-    let tenant = cluster.tenant("flush-tenant").await;
+    let test = setup("flush").await;
+    let (home, out) = (&test.home, &test.out);
+    let tenant = test.cluster.tenant("flush-tenant").await;
     let flush_every = |flush: &str| json!({"flushInterval": flush, "heartbeatInterval": "1h"});
     home.settings(flush_every("1h")).await;
-    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir, &[]);
+    let daemon = start_daemon(&test, &test.sink.api_url(), &[]);
     daemon.wait_ready().await;
 
     let components = tenant.dynamic_api(&crds::component());
     let first_id = support::create_component(&components, "held").await;
-    held_in_preview(&daemon, &out, &first_id, "sent before the flush interval").await;
+    held_in_preview(&daemon, out, &first_id, "sent before the flush interval").await;
 
     home.replace_settings(flush_every("500ms")).await;
-    wait_for_ids(&out, std::slice::from_ref(&first_id)).await;
+    wait_for_ids(out, std::slice::from_ref(&first_id)).await;
 
     // Back to an hour; an event waits; SIGTERM must send it before exit.
     home.replace_settings(flush_every("1h")).await;
@@ -281,17 +257,16 @@ async fn live_flush_interval_and_sigterm_flush() {
     })
     .await;
     let second_id = support::create_component(&components, "buffered").await;
-    held_in_preview(&daemon, &out, &second_id, "sent before SIGTERM").await;
-    let (ok, log) = daemon.terminate();
-    assert!(ok, "exit status; log:\n{log}");
+    held_in_preview(&daemon, out, &second_id, "sent before SIGTERM").await;
+    let log = daemon.stop();
     assert_eq!(
-        count(&sink_events(&out), &second_id),
+        count(&test.sent(), &second_id),
         1,
         "SIGTERM did not flush; log:\n{log}"
     );
     assert!(log.contains("final flush done"), "{log}");
 
-    clean_up(sink, tenant, home).await;
+    test.finish([tenant]).await;
 }
 
 /// Without a write key nothing is sent (the sink sees no request) and /preview shows the
@@ -300,20 +275,13 @@ async fn live_flush_interval_and_sigterm_flush() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_konflux_lifecycle_and_identity_refresh() {
     use konflux_telemetry::events::hash::short_hash as h;
-    let (cluster, dir, _out, sink, home) = setup("nokey").await;
-    let _lock = konflux_lock();
+    let test = DaemonTest::locked("daemon-nokey", KEY, KONFLUX_CR_LOCK).await;
+    let cluster = &test.cluster;
     let konfluxes: Api<kube::api::DynamicObject> =
         Api::all_with(cluster.client(), &crds::konflux());
     let _ = konfluxes.delete("konflux", &DeleteParams::default()).await;
-    let info_ns = "konflux-info";
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client());
-    let _ = namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": info_ns}})).expect("ns"),
-        )
-        .await;
-    let infos: Api<ConfigMap> = Api::namespaced(cluster.client(), info_ns);
+    let infos = konflux_info(cluster).await;
     let _ = infos
         .delete("konflux-public-info", &DeleteParams::default())
         .await;
@@ -326,24 +294,20 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
         .expect("uid");
 
     // No --segment-write-key; flushes hourly so /preview keeps what it captured.
-    let sink_url = sink.api_url();
-    let settings = format!("{}/settings", home.name());
-    let daemon = DaemonProcess::start(
-        &cluster,
-        &[
-            "--segment-api-url",
-            &sink_url,
-            "--flush-interval",
-            "1h",
-            "--config-map",
-            &settings,
-            "--state-config-map",
-            "",
-            "--public-info-interval",
-            "1s",
-        ],
-        dir.join("daemon.log"),
-    );
+    let sink_url = test.sink.api_url();
+    let settings = format!("{}/settings", test.home.name());
+    let daemon = test.start(&[
+        "--segment-api-url",
+        &sink_url,
+        "--flush-interval",
+        "1h",
+        "--config-map",
+        &settings,
+        "--state-config-map",
+        "",
+        "--public-info-interval",
+        "1s",
+    ]);
     daemon.wait_ready().await;
 
     let k = konfluxes
@@ -440,16 +404,14 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
     let _ = infos
         .delete("konflux-public-info", &DeleteParams::default())
         .await;
-    let (ok, log) = daemon.terminate();
-    assert!(ok, "{log}");
+    let log = daemon.stop();
     assert!(log.contains("no Segment write key"), "{log}");
     assert_eq!(
-        sink.stats().requests,
+        test.sink.stats().requests,
         0,
         "a request reached the sink without a write key"
     );
-    sink.shutdown().await;
-    home.cleanup().await;
+    test.finish([]).await;
 }
 
 /// A kind whose CRD is missing is logged once and does not hold up readiness or the other
@@ -457,8 +419,8 @@ async fn no_key_konflux_lifecycle_and_identity_refresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crd_that_appears_later_is_picked_up() {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let cluster = support::cluster().await;
-    let _lock = konflux_lock();
+    let test = DaemonTest::locked("daemon-crd", KEY, KONFLUX_CR_LOCK).await;
+    let (cluster, out) = (&test.cluster, &test.out);
     let crds_api: Api<CustomResourceDefinition> = Api::all(cluster.client());
     let crd_name = "konfluxes.konflux.konflux-ci.dev";
     let original = crds_api
@@ -476,20 +438,8 @@ async fn a_crd_that_appears_later_is_picked_up() {
     })
     .await;
 
-    let (dir, out, sink) = sink_in("daemon-crd", KEY).await;
-    let home = cluster.namespace("daemon-crd-home").await;
-    let settings: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
-    settings
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "settings"}, "data": {"flushInterval": "300ms"}
-            }))
-            .expect("ConfigMap"),
-        )
-        .await
-        .expect("settings");
-    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir, &[]);
+    test.home.settings(json!({"flushInterval": "300ms"})).await;
+    let daemon = start_daemon(&test, &test.sink.api_url(), &[]);
     daemon.wait_ready().await;
 
     // The other kinds go on meanwhile.
@@ -503,7 +453,7 @@ async fn a_crd_that_appears_later_is_picked_up() {
         .await
         .expect("component");
     wait_for_ids(
-        &out,
+        out,
         &[format!(
             "{}-component-created",
             component.metadata.uid.expect("uid")
@@ -534,18 +484,17 @@ async fn a_crd_that_appears_later_is_picked_up() {
             .ok()
     })
     .await;
-    wait_for_ids(&out, &[format!("{}-started", k.metadata.uid.expect("uid"))]).await;
+    wait_for_ids(out, &[format!("{}-started", k.metadata.uid.expect("uid"))]).await;
     let _ = konfluxes.delete("konflux", &DeleteParams::default()).await;
 
-    let (ok, log) = daemon.terminate();
-    assert!(ok, "{log}");
+    let log = daemon.stop();
     let missing = log
         .lines()
         .filter(|l| l.contains("WARN") && l.contains("is not served: is its CRD installed?"))
         .count();
     assert_eq!(missing, 1, "the missing CRD should be logged once:\n{log}");
     assert!(log.contains("watch recovered"), "{log}");
-    clean_up(sink, tenant, home).await;
+    test.finish([tenant]).await;
 }
 
 /// The operator changes `segment-bridge-config` under a running workload (a new
@@ -554,10 +503,10 @@ async fn a_crd_that_appears_later_is_picked_up() {
 /// the new URL with the new key, without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_secret_applies_at_the_next_flush() {
-    let cluster = support::cluster().await;
-    let dir = tempdir("daemon-secret-change");
-    let (out1, out2) = (dir.join("sink1.ndjson"), dir.join("sink2.ndjson"));
-    let first = start_sink("first-key-4c1a", &out1).await;
+    // The test's sink is the first; the second takes another key.
+    let test = DaemonTest::new("daemon-secret-change", "first-key-4c1a").await;
+    let (dir, out1, first) = (&test.dir, &test.out, &test.sink);
+    let out2 = dir.join("sink2.ndjson");
     let second = start_sink("second-key-9e2b", &out2).await;
     // The Secret as the kubelet mounts it: one file a key (a trailing newline, the URL with
     // /batch as the operator writes it). The file wins over the flag of the same name.
@@ -568,17 +517,15 @@ async fn a_changed_secret_applies_at_the_next_flush() {
         std::fs::write(secret.join("SEGMENT_API_URL"), format!("{url}/batch\n")).expect("url");
     };
     write("first-key-4c1a", &first.api_url());
-    let tenant = cluster.tenant("secret-change").await;
-    let home = cluster.namespace("secret-change-home").await;
-    home.settings(json!({"flushInterval": "300ms", "heartbeatInterval": "1h"}))
+    let tenant = test.cluster.tenant("secret-change").await;
+    test.home
+        .settings(json!({"flushInterval": "300ms", "heartbeatInterval": "1h"}))
         .await;
     let secret_dir = secret.to_string_lossy().into_owned();
     // The flags name no sink at all: only the files do.
     let daemon = start_daemon(
-        &cluster,
+        &test,
         "https://flags-url.invalid/v1",
-        home.name(),
-        &dir,
         &[
             "--segment-secret-dir",
             &secret_dir,
@@ -590,7 +537,7 @@ async fn a_changed_secret_applies_at_the_next_flush() {
 
     let components = tenant.dynamic_api(&crds::component());
     let before = support::create_component(&components, "before-change").await;
-    wait_for_ids(&out1, std::slice::from_ref(&before)).await;
+    wait_for_ids(out1, std::slice::from_ref(&before)).await;
 
     write("second-key-9e2b", &second.api_url());
     // The marker that the daemon read the change: its counter, before anything is created.
@@ -603,7 +550,7 @@ async fn a_changed_secret_applies_at_the_next_flush() {
         "the first sink's event went there alone"
     );
     assert_eq!(
-        count(&sink_events(&out1), &after),
+        count(&test.sent(), &after),
         0,
         "nothing after the change at the first"
     );
@@ -613,10 +560,11 @@ async fn a_changed_secret_applies_at_the_next_flush() {
     credential_reload(&daemon, "rejected", "the bad value counted").await;
     let last = support::create_component(&components, "after-bad-value").await;
     wait_for_ids(&out2, std::slice::from_ref(&last)).await;
-    let (clean, log) = daemon.terminate();
-    assert!(clean, "{log}");
+    let log = daemon.stop();
     for secret in ["first-key-4c1a", "second-key-9e2b", "not a url"] {
         assert!(!log.contains(secret), "{secret} in the log");
     }
     assert!(log.contains("the Segment Secret changed"), "{log}");
+    second.shutdown().await;
+    test.finish([tenant]).await;
 }

@@ -11,53 +11,64 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::path::Path;
-use support::daemon::{DaemonProcess, sending_flags, sink_events, start_sink, wait_for_ids};
+use support::daemon::{DaemonProcess, DaemonTest, daemon_flags, wait_for_ids};
 use support::results::{ResultsServer, results_server};
-use support::{TestCluster, crds, set_status};
+use support::{crds, set_status};
 
 const KEY: &str = "wk-sweep-test";
 
 /// The daemon of this test: flushes every 300 ms, sweeps `results` at start.
-fn start(
-    cluster: &TestCluster,
-    sink: &str,
-    home: &str,
-    results: &ResultsServer,
-    log: &Path,
-) -> DaemonProcess {
-    let mut args = sending_flags(sink, KEY, "sweep-test", home);
+fn start(test: &DaemonTest, results: &ResultsServer) -> DaemonProcess {
+    let mut args = test.sending_flags("sweep-test");
     args.extend(results.sweep_flags());
-    DaemonProcess::start(cluster, &args, log.to_path_buf())
+    test.start(&args)
 }
 
-/// SIGTERM; the daemon must exit 0. Returns its log.
-fn stop(daemon: DaemonProcess) -> String {
-    let (ok, log) = daemon.terminate();
-    assert!(ok, "daemon exit; log:\n{log}");
-    log
+/// A test `name` of the sweep with the sink accepting `key`: its [`DaemonTest`], the local
+/// Results server, and the namespace (`NAME-PID`) of the runs it records in Results only:
+/// not one of the cluster's, so only the sweep can find them.
+async fn sweep_test(name: &str, key: &str) -> (DaemonTest, ResultsServer, String) {
+    let test = DaemonTest::new(name, key).await;
+    (
+        test,
+        results_server(),
+        format!("{name}-{}", std::process::id()),
+    )
 }
 
-fn count(out: &Path, id: &str) -> usize {
-    support::daemon::count(&sink_events(out), id)
+/// How many times event `id` reached the test's sink.
+fn count(test: &DaemonTest, id: &str) -> usize {
+    support::daemon::count(&test.sent(), id)
+}
+
+/// The sweep errors a daemon counted, in its `/metrics` text `text`: none.
+fn assert_no_sweep_error(text: &str) {
+    assert_eq!(
+        metric(
+            text,
+            r#"konflux_telemetry_sweep_sweeps_total{outcome="error"}"#
+        ),
+        0.0,
+        "{text}"
+    );
+}
+
+/// The lines of `log` that contain `text`.
+fn lines_with<'a>(log: &'a str, text: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(text)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruned_while_down_is_recovered_once() {
-    let cluster = support::cluster().await;
+    let test = DaemonTest::new("sweep", KEY).await;
+    let out = &test.out;
     let results = results_server();
-    let dir = std::env::temp_dir().join(format!("konflux-telemetry-sweep-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let sink_url = sink.api_url();
-    let home = cluster.namespace("sweep-home").await;
-    let tenant = cluster.namespace("sweep-tenant").await;
+    let tenant = test.cluster.namespace("sweep-tenant").await;
     let ns = tenant.name().to_owned();
     let runs = tenant.dynamic_api(&crds::pipelinerun());
 
     // 1. The daemon runs; a run starts and completes; the watch sends it; Results records it.
-    let log1 = dir.join("d1.log");
-    let d1 = start(&cluster, &sink_url, home.name(), &results, &log1);
+    let d1 = start(&test, &results);
     support::create_run(&runs, "seen").await.expect("run");
     let status = json!({"startTime": at(-120), "completionTime": at(-60), "childReferences": [{"name": "a"}],
                         "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]});
@@ -69,7 +80,7 @@ async fn pruned_while_down_is_recovered_once() {
         format!("{seen_uid}-started"),
         format!("{seen_uid}-completed"),
     ];
-    wait_for_ids(&out, &seen_ids).await;
+    wait_for_ids(out, &seen_ids).await;
     results
         .record(
             &ns,
@@ -77,7 +88,7 @@ async fn pruned_while_down_is_recovered_once() {
         "metadata": {"name": "seen", "namespace": ns, "uid": seen_uid}, "status": status}),
         )
         .await;
-    stop(d1);
+    d1.stop();
 
     // 2. While it is down: a run completes, is recorded, and is pruned from the cluster;
     //    and an old record lies before the lookback.
@@ -104,55 +115,51 @@ async fn pruned_while_down_is_recovered_once() {
         .await;
 
     // 3. Restart: the sweep recovers exactly the missing events.
-    let log2 = dir.join("d2.log");
-    let d2 = start(&cluster, &sink_url, home.name(), &results, &log2);
+    let d2 = start(&test, &results);
     let missed_ids = [
         format!("{missed_uid}-started"),
         format!("{missed_uid}-completed"),
     ];
-    wait_for_ids(&out, &missed_ids).await;
-    let completed = sink_events(&out)
+    wait_for_ids(out, &missed_ids).await;
+    let completed = test
+        .sent()
         .into_iter()
         .find(|e| e["messageId"] == missed_ids[1])
         .expect("completed");
     assert_eq!(completed["properties"]["status"], "Failed");
     assert_eq!(completed["properties"]["taskCount"], 2);
     // One more flush cycle passes with nothing new for these runs.
-    wait_for_ids(&out, &[support::marker_run(&runs, "probe").await]).await;
-    let log = stop(d2);
+    wait_for_ids(out, &[support::marker_run(&runs, "probe").await]).await;
+    let log = d2.stop();
     for id in seen_ids.iter().chain(missed_ids.iter()) {
-        assert_eq!(count(&out, id), 1, "{id}; log:\n{log}");
+        assert_eq!(count(&test, id), 1, "{id}; log:\n{log}");
     }
-    assert_eq!(count(&out, &format!("{ancient_uid}-started")), 0);
-    assert_eq!(count(&out, &format!("{ancient_uid}-completed")), 0);
+    assert_eq!(count(&test, &format!("{ancient_uid}-started")), 0);
+    assert_eq!(count(&test, &format!("{ancient_uid}-completed")), 0);
 
     // 4. An unreachable Results API costs the sweep only: the watch goes on.
-    let log3 = dir.join("d3.log");
     let unreachable = ResultsServer {
         addr: "https://127.0.0.1:1".into(),
         ca: results.ca.clone(),
     };
-    let d3 = start(&cluster, &sink_url, home.name(), &unreachable, &log3);
+    let d3 = start(&test, &unreachable);
     let alive = support::create_run(&runs, "alive").await.expect("run");
     set_status(&runs, "alive", json!({"startTime": at(0)}))
         .await
         .expect("status");
     wait_for_ids(
-        &out,
+        out,
         &[format!("{}-started", alive.metadata.uid.expect("uid"))],
     )
     .await;
-    let log = stop(d3);
+    let log = d3.stop();
     assert!(
         log.to_lowercase().contains("sweep"),
         "no sweep error logged:\n{log}"
     );
     assert!(!log.contains(&ns), "namespace in the log");
 
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    test.finish([tenant]).await;
 }
 
 /// The Secret `segment-bridge-config` exactly as the Konflux operator writes it
@@ -198,15 +205,9 @@ fn metric(text: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operators_secret_as_written_sweeps_over_https() {
-    let cluster = support::cluster().await;
-    let results = results_server();
-    let dir = support::daemon::tempdir("operator-secret");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let home = cluster.namespace("opsecret-home").await;
-    // The runs' namespace exists in Results only.
-    let ns = format!("opsecret-{}", std::process::id());
-    let secrets: Api<Secret> = home.api();
+    let (test, results, ns) = sweep_test("operator-secret", KEY).await;
+    let secrets: Api<Secret> = test.home.api();
+    let batch_url = format!("{}/batch", test.sink.api_url());
 
     // The scheme-less form the operator writes, pointed at the local Results (https, its
     // own CA; `localhost` is in its certificate like the service name would be).
@@ -237,7 +238,7 @@ async fn the_operators_secret_as_written_sweeps_over_https() {
     secrets
         .create(
             &PostParams::default(),
-            &operator_secret(&host_port, &format!("{}/batch", sink.api_url()), KEY),
+            &operator_secret(&host_port, &batch_url, KEY),
         )
         .await
         .expect("create the Secret");
@@ -247,50 +248,23 @@ async fn the_operators_secret_as_written_sweeps_over_https() {
             .any(|(k, v)| k == "TEKTON_RESULTS_API_ADDR" && *v == host_port)
     );
 
-    let (settings, state) = (
-        format!("{}/settings", home.name()),
-        format!("{}/state", home.name()),
-    );
-    let ca = results.ca.to_string_lossy().into_owned();
     // What the Deployment adds to the Secret: the CA to trust (on OpenShift the service
     // CA), the state and settings ConfigMaps. No token: the local Results checks none.
-    let args = [
-        "--cluster-id",
-        "operator-secret-test",
-        "--flush-interval",
-        "300ms",
-        "--config-map",
-        &settings,
-        "--state-config-map",
-        &state,
-        "--tekton-results-ca-file",
-        &ca,
-    ];
-    let log = dir.join("d1.log");
-    let d1 = DaemonProcess::start_with_env(&cluster, &args, &env, log.clone());
+    // The write key and the sink's URL come from the Secret, as environment variables.
+    let mut args = daemon_flags("operator-secret-test", test.home.name());
+    args.extend([
+        "--tekton-results-ca-file".to_owned(),
+        results.ca.to_string_lossy().into_owned(),
+    ]);
+    let d1 = test.start_with_env(&args, &env);
     let ids = [format!("{uid}-started"), format!("{uid}-completed")];
-    wait_for_ids(&out, &ids).await;
+    wait_for_ids(&test.out, &ids).await;
     let (_, metrics) = d1.get("/metrics").await.expect("metrics");
-    assert!(
-        metric(
-            &metrics,
-            r#"konflux_telemetry_sweep_completed_total{window="full"}"#
-        ) >= 1.0,
-        "{metrics}"
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            r#"konflux_telemetry_sweep_sweeps_total{outcome="error"}"#
-        ),
-        0.0
-    );
-    let log1 = stop(d1);
+    assert!(metric(&metrics, FULL_OK) >= 1.0, "{metrics}");
+    assert_no_sweep_error(&metrics);
+    let log1 = d1.stop();
     assert!(!log1.contains("no reconciliation sweep"), "{log1}");
-    let clamped: Vec<_> = log1
-        .lines()
-        .filter(|l| l.contains("TEKTON_LIMIT"))
-        .collect();
+    let clamped = lines_with(&log1, "TEKTON_LIMIT");
     assert_eq!(clamped.len(), 1, "one line about the page size:\n{log1}");
     assert!(
         clamped[0].contains("requested=1000") && clamped[0].contains("page_size=250"),
@@ -306,7 +280,7 @@ async fn the_operators_secret_as_written_sweeps_over_https() {
         .replace(
             "segment-bridge-config",
             &PostParams::default(),
-            &operator_secret(&host_port, &format!("{}/batch", sink.api_url()), ""),
+            &operator_secret(&host_port, &batch_url, ""),
         )
         .await
         .expect("replace the Secret");
@@ -315,7 +289,7 @@ async fn the_operators_secret_as_written_sweeps_over_https() {
         env.iter()
             .any(|(k, v)| k == "SEGMENT_WRITE_KEY" && v.is_empty())
     );
-    let d2 = DaemonProcess::start_with_env(&cluster, &args, &env, dir.join("d2.log"));
+    let d2 = test.start_with_env(&args, &env);
     let completed = format!("{uid2}-completed");
     support::eventually(
         "the swept run at /preview",
@@ -328,14 +302,12 @@ async fn the_operators_secret_as_written_sweeps_over_https() {
         },
     )
     .await;
-    let log2 = stop(d2);
+    let log2 = d2.stop();
     assert!(log2.contains("no Segment write key"), "{log2}");
     // Nothing of the second run ever reached the sink: without a key there is no sender.
-    assert_eq!(count(&out, &completed), 0);
+    assert_eq!(count(&test, &completed), 0);
 
-    sink.shutdown().await;
-    home.cleanup().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    test.finish([]).await;
 }
 
 /// Waits until the daemon's `/metrics` has `series` at `at_least` or more; returns the text.
@@ -356,15 +328,8 @@ const INCREMENTAL_OK: &str = r#"konflux_telemetry_sweep_completed_total{window="
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_from_the_watermark_and_a_long_outage_reads_the_whole_lookback() {
-    let cluster = support::cluster().await;
-    let results = results_server();
-    let dir = support::daemon::tempdir("sweep-watermark");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let sink_url = sink.api_url();
-    let home = cluster.namespace("watermark-home").await;
-    let ns = format!("watermark-{}", std::process::id());
-    let states: Api<ConfigMap> = home.api();
+    let (test, results, ns) = sweep_test("sweep-watermark", KEY).await;
+    let states: Api<ConfigMap> = test.home.api();
     let saved = || async {
         let cm = states.get("state").await.expect("the state ConfigMap");
         konflux_telemetry::state::coverage_from(&cm.data.unwrap_or_default())
@@ -373,16 +338,10 @@ async fn a_restart_resumes_from_the_watermark_and_a_long_outage_reads_the_whole_
     // 1. No saved state: the first sweep reads the whole lookback, and its watermark is
     //    saved at shutdown.
     let before = jiff::Timestamp::now();
-    let d1 = start(
-        &cluster,
-        &sink_url,
-        home.name(),
-        &results,
-        &dir.join("d1.log"),
-    );
+    let d1 = start(&test, &results);
     let text = metric_reaches(&d1, FULL_OK, 1.0).await;
     assert_eq!(metric(&text, INCREMENTAL_OK), 0.0, "{text}");
-    stop(d1);
+    d1.stop();
     let first = saved()
         .await
         .expect("a watermark saved with the produced record");
@@ -404,15 +363,9 @@ async fn a_restart_resumes_from_the_watermark_and_a_long_outage_reads_the_whole_
             "status": {"startTime": at(-30), "completionTime": at(-5)}}),
         )
         .await;
-    let d2 = start(
-        &cluster,
-        &sink_url,
-        home.name(),
-        &results,
-        &dir.join("d2.log"),
-    );
+    let d2 = start(&test, &results);
     wait_for_ids(
-        &out,
+        &test.out,
         &[format!("{uid}-started"), format!("{uid}-completed")],
     )
     .await;
@@ -422,7 +375,7 @@ async fn a_restart_resumes_from_the_watermark_and_a_long_outage_reads_the_whole_
         0.0,
         "the restart read the whole lookback:\n{text}"
     );
-    stop(d2);
+    d2.stop();
     let second = saved().await.expect("the watermark after the restart");
     assert_eq!(
         second.from, first.from,
@@ -443,22 +396,14 @@ async fn a_restart_resumes_from_the_watermark_and_a_long_outage_reads_the_whole_
         )
         .await
         .expect("age the watermark");
-    let d3 = start(
-        &cluster,
-        &sink_url,
-        home.name(),
-        &results,
-        &dir.join("d3.log"),
-    );
+    let d3 = start(&test, &results);
     let text = metric_reaches(&d3, FULL_OK, 1.0).await;
     assert_eq!(metric(&text, INCREMENTAL_OK), 0.0, "{text}");
-    let log = stop(d3);
+    let log = d3.stop();
     assert!(!log.contains(&ns), "namespace in the log");
-    assert_eq!(count(&out, &format!("{uid}-completed")), 1);
+    assert_eq!(count(&test, &format!("{uid}-completed")), 1);
 
-    sink.shutdown().await;
-    home.cleanup().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    test.finish([]).await;
 }
 
 /// The Results service name in namespace `ns`.
@@ -487,20 +432,13 @@ fn resolving(names: [(&str, bool); 3]) -> Vec<String> {
 /// verified) or made not to resolve, like curl's --resolve.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_is_found_where_konflux_installs_it_or_said_missing_once() {
-    let cluster = support::cluster().await;
-    let results = results_server();
-    let dir = support::daemon::tempdir("sweep-discovery");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let sink_url = sink.api_url();
-    let home = cluster.namespace("discovery-home").await;
-    let tenant = cluster.namespace("discovery-tenant").await;
+    let (test, results, ns) = sweep_test("sweep-discovery", KEY).await;
+    let tenant = test.cluster.namespace("discovery-tenant").await;
     let runs = tenant.dynamic_api(&crds::pipelinerun());
-    let ns = format!("discovery-{}", std::process::id());
     let port = results.addr.rsplit(':').next().expect("a port").to_owned();
     let configured = format!("{}:{port}", service_name("openshift-pipelines"));
-    let daemon = |names: [(&str, bool); 3], log: &str| {
-        let mut args = sending_flags(&sink_url, KEY, "discovery-test", home.name());
+    let daemon = |names: [(&str, bool); 3]| {
+        let mut args = test.sending_flags("discovery-test");
         args.extend(
             [
                 "--tekton-results-api-addr",
@@ -511,10 +449,27 @@ async fn results_is_found_where_konflux_installs_it_or_said_missing_once() {
             .map(str::to_owned),
         );
         args.extend(resolving(names));
-        DaemonProcess::start(&cluster, &args, dir.join(log))
+        test.start(&args)
     };
     let found = |f: &str| format!(r#"konflux_telemetry_sweep_results_address{{found="{f}"}}"#);
-    let unverified = r#"konflux_telemetry_sweep_results_tls{policy="in_cluster_unverified"}"#;
+    // The daemon `d` found Results as `expected` (configured, discovered, none), and as
+    // nothing else; `unverified` clients without a verified certificate; no sweep failed.
+    // SIGTERM; no address in the log (docs/privacy.md: the names are fixed labels).
+    let found_as = |d: DaemonProcess, expected: &'static str, unverified: f64| async move {
+        let text = metric_reaches(&d, &found(expected), 1.0).await;
+        let tls = r#"konflux_telemetry_sweep_results_tls{policy="in_cluster_unverified"}"#;
+        assert_eq!(metric(&text, tls), unverified, "{text}");
+        for other in ["configured", "discovered", "none"]
+            .iter()
+            .filter(|f| **f != expected)
+        {
+            assert_eq!(metric(&text, &found(other)), 0.0, "{text}");
+        }
+        assert_no_sweep_error(&text);
+        let log = d.stop();
+        assert!(!log.contains(".svc.cluster.local"), "{log}");
+        log
+    };
     let record = |name: &str| {
         let uid = format!("{name}-{}", jiff::Timestamp::now().as_nanosecond());
         let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
@@ -523,7 +478,7 @@ async fn results_is_found_where_konflux_installs_it_or_said_missing_once() {
         (uid, run)
     };
 
-    for (names, expected, log) in [
+    for (names, expected) in [
         // The configured (OpenShift) name resolves.
         (
             [
@@ -532,7 +487,6 @@ async fn results_is_found_where_konflux_installs_it_or_said_missing_once() {
                 ("tekton-results", true),
             ],
             "configured",
-            "configured.log",
         ),
         // It does not; the third name does (the production install of
         // redhat-appstudio/infra-deployments #13335).
@@ -543,33 +497,14 @@ async fn results_is_found_where_konflux_installs_it_or_said_missing_once() {
                 ("tekton-results", true),
             ],
             "discovered",
-            "discovered.log",
         ),
     ] {
         let (uid, run) = record(expected);
         results.record(&ns, &run).await;
-        let d = daemon(names, log);
-        wait_for_ids(&out, &[format!("{uid}-completed")]).await;
-        let text = metric_reaches(&d, &found(expected), 1.0).await;
-        assert_eq!(metric(&text, unverified), 1.0, "{text}");
-        for other in ["configured", "discovered", "none"]
-            .iter()
-            .filter(|f| **f != expected)
-        {
-            assert_eq!(metric(&text, &found(other)), 0.0, "{text}");
-        }
-        assert_eq!(
-            metric(
-                &text,
-                r#"konflux_telemetry_sweep_sweeps_total{outcome="error"}"#
-            ),
-            0.0
-        );
-        let log = stop(d);
-        let said: Vec<_> = log
-            .lines()
-            .filter(|l| l.contains("Tekton Results"))
-            .collect();
+        let d = daemon(names);
+        wait_for_ids(&test.out, &[format!("{uid}-completed")]).await;
+        let log = found_as(d, expected, 1.0).await;
+        let said = lines_with(&log, "Tekton Results");
         let where_line = if expected == "configured" {
             "Tekton Results at the configured address"
         } else {
@@ -587,44 +522,23 @@ async fn results_is_found_where_konflux_installs_it_or_said_missing_once() {
             1,
             "the TLS choice once:\n{log}"
         );
-        // No address in the log (docs/privacy.md): the names are fixed labels.
-        assert!(!log.contains(".svc.cluster.local"), "{log}");
     }
 
-    // Nowhere: one line, ready, and the watch goes on.
-    let d = daemon(
-        [
-            ("openshift-pipelines", false),
-            ("tekton-pipelines", false),
-            ("tekton-results", false),
-        ],
-        "none.log",
-    );
+    // Nowhere: one line, ready, and the watch goes on (no client: none unverified).
+    let d = daemon([
+        ("openshift-pipelines", false),
+        ("tekton-pipelines", false),
+        ("tekton-results", false),
+    ]);
     d.wait_ready().await;
     let marker = support::marker_run(&runs, "watched").await;
-    wait_for_ids(&out, &[marker]).await;
-    let text = metric_reaches(&d, &found("none"), 1.0).await;
-    assert_eq!(metric(&text, unverified), 0.0, "no client: {text}");
-    assert_eq!(
-        metric(
-            &text,
-            r#"konflux_telemetry_sweep_sweeps_total{outcome="error"}"#
-        ),
-        0.0
-    );
-    let log = stop(d);
-    let not_found: Vec<_> = log
-        .lines()
-        .filter(|l| l.contains("Tekton Results not found"))
-        .collect();
+    wait_for_ids(&test.out, &[marker]).await;
+    let log = found_as(d, "none", 0.0).await;
+    let not_found = lines_with(&log, "Tekton Results not found");
     assert_eq!(not_found.len(), 1, "{log}");
     assert!(!log.contains("sweep failed"), "{log}");
-    assert!(!log.contains(".svc.cluster.local"), "{log}");
 
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    test.finish([tenant]).await;
 }
 
 /// `shared/` beside the checkout, or `$SHARED`.
@@ -657,18 +571,21 @@ async fn the_operators_own_secret_runs_the_daemon_with_events_and_a_sweep() {
         secret.metadata.name.as_deref(),
         Some("segment-bridge-config")
     );
-    let cluster = support::cluster().await;
-    let results = results_server();
-    let dir = support::daemon::tempdir("operator-own-secret");
-    let out = dir.join("sink.ndjson");
-    let home = cluster.namespace("own-secret-home").await;
-    let tenant = cluster.namespace("own-secret-tenant").await;
+    // The write key it carries: the one the test's sink accepts.
+    let key = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get("SEGMENT_WRITE_KEY"))
+        .map(|v| String::from_utf8(v.0.clone()).expect("UTF-8 write key"))
+        .expect("SEGMENT_WRITE_KEY in the operator's Secret");
+    let (test, results, ns) = sweep_test("operator-own-secret", &key).await;
+    let tenant = test.cluster.namespace("own-secret-tenant").await;
     let runs = tenant.dynamic_api(&crds::pipelinerun());
     // Into the test's namespace (segment-bridge is tests/deploy.rs's); its owner, the
     // KonfluxSegmentBridge, is not on this API server (and the capture has no uid for it).
-    secret.metadata.namespace = Some(home.name().to_owned());
+    secret.metadata.namespace = Some(test.home.name().to_owned());
     secret.metadata.owner_references = None;
-    let secrets: Api<Secret> = home.api();
+    let secrets: Api<Secret> = test.home.api();
     secrets
         .create(&PostParams::default(), &secret)
         .await
@@ -680,10 +597,10 @@ async fn the_operators_own_secret_runs_the_daemon_with_events_and_a_sweep() {
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| panic!("{key} in the operator's Secret"))
     };
-    let (key, addr, batch) = (
-        value("SEGMENT_WRITE_KEY"),
-        value("TEKTON_RESULTS_API_ADDR"),
-        value("SEGMENT_BATCH_API"),
+    let (addr, batch) = (value("TEKTON_RESULTS_API_ADDR"), value("SEGMENT_BATCH_API"));
+    assert!(
+        value("SEGMENT_WRITE_KEY") == key,
+        "the write key as stored is the one the sink accepts"
     );
     assert_eq!(value("TEKTON_LIMIT"), "50");
     // Its Segment URL as the daemon reads it: the batch URL without `/batch`.
@@ -705,7 +622,6 @@ async fn the_operators_own_secret_runs_the_daemon_with_events_and_a_sweep() {
         "{addr}"
     );
     let local_port = results.addr.rsplit(':').next().expect("a port");
-    let ns = format!("own-secret-{}", std::process::id());
     let uid = format!("own-secret-{}", jiff::Timestamp::now().as_nanosecond());
     let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
         "metadata": {"name": "recorded", "namespace": ns, "uid": uid},
@@ -713,45 +629,28 @@ async fn the_operators_own_secret_runs_the_daemon_with_events_and_a_sweep() {
                    "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]}});
     results.record(&ns, &run).await;
 
-    let sink = start_sink(&key, &out).await;
-    let (settings, state) = (
-        format!("{}/settings", home.name()),
-        format!("{}/state", home.name()),
-    );
-    let args = [
-        "--cluster-id".to_owned(),
-        "operator-own-secret".to_owned(),
-        "--flush-interval".to_owned(),
-        "300ms".to_owned(),
-        "--config-map".to_owned(),
-        settings,
-        "--state-config-map".to_owned(),
-        state,
+    // The write key from the Secret (an environment variable); the URL of the test's sink.
+    let mut args = daemon_flags("operator-own-secret", test.home.name());
+    args.extend([
         "--segment-api-url".to_owned(),
-        sink.api_url(),
+        test.sink.api_url(),
         "--tekton-results-resolve".to_owned(),
         format!("{host}=127.0.0.1:{local_port}"),
-    ];
-    let d = DaemonProcess::start_with_env(&cluster, &args, &env, dir.join("d.log"));
+    ]);
+    let d = test.start_with_env(&args, &env);
     // The sweep: the run only Results holds.
     wait_for_ids(
-        &out,
+        &test.out,
         &[format!("{uid}-started"), format!("{uid}-completed")],
     )
     .await;
     // The watch: a run started now.
-    wait_for_ids(&out, &[support::marker_run(&runs, "watched").await]).await;
+    wait_for_ids(&test.out, &[support::marker_run(&runs, "watched").await]).await;
     let text = metric_reaches(&d, FULL_OK, 1.0).await;
     let configured = r#"konflux_telemetry_sweep_results_address{found="configured"}"#;
     assert_eq!(metric(&text, configured), 1.0, "{text}");
-    assert_eq!(
-        metric(
-            &text,
-            r#"konflux_telemetry_sweep_sweeps_total{outcome="error"}"#
-        ),
-        0.0
-    );
-    let log = stop(d);
+    assert_no_sweep_error(&text);
+    let log = d.stop();
     assert!(
         !log.contains("TEKTON_LIMIT"),
         "50 a page is not clamped:\n{log}"
@@ -759,8 +658,5 @@ async fn the_operators_own_secret_runs_the_daemon_with_events_and_a_sweep() {
     assert!(!log.contains(&key), "the write key in the log");
     assert!(!log.contains(host), "the Results address in the log");
 
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    test.finish([tenant]).await;
 }

@@ -265,36 +265,8 @@ async fn deploy_manifests_and_least_privilege() {
     kubectl.must(&["apply", "-f", "e2e/crds/monitoring/"], None);
     // cert-manager's, for deploy/base's Issuer and Certificate (no cert-manager runs here:
     // the Secret it would write is not needed, the webhook is never called).
-    kubectl.must(
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            "e2e/crds/cert-manager/",
-        ],
-        None,
-    );
-    kubectl.must(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "-f",
-            "e2e/crds/cert-manager/",
-        ],
-        None,
-    );
-    kubectl.must(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "-f",
-            "e2e/crds/monitoring/",
-        ],
-        None,
-    );
+    kubectl.install_crds("e2e/crds/cert-manager/");
+    kubectl.wait_established("e2e/crds/monitoring/");
 
     // The kind overlay for real, all but the webhook configuration.
     let rendered = kubectl.must(&["kustomize", "deploy/overlays/kind"], None);

@@ -12,16 +12,16 @@
 mod support;
 
 use support::at;
-use support::daemon::{DaemonProcess, free_port, metric_sum, sending_flags, start_sink};
+use support::daemon::{DaemonProcess, DaemonTest, free_port, metric_sum};
 
-use konflux_telemetry_sink::{Fault, Sink};
+use konflux_telemetry_sink::Fault;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{ClusterSource, TestCluster, TestNamespace, crds, eventually, set_status};
+use support::{ClusterSource, TestNamespace, crds, eventually, set_status};
 
 const KEY: &str = "wk-faults-very-secret-key";
 /// Every object and tenant namespace a test creates has this in its name: the privacy scan
@@ -54,74 +54,67 @@ fn sample(text: &str, key: &str) -> f64 {
     support::daemon::sample(text, key).unwrap_or(0.0)
 }
 
-/// One test's world: a sink, the daemon's home namespace with its settings ConfigMap, a
-/// scratch directory, and what the daemon said over HTTP (kept for the privacy scan).
+/// One test's world: the [`DaemonTest`] (the sink, the daemon's home namespace with its
+/// settings ConfigMap, a scratch directory), the tenant namespace every object of the test
+/// is made in, the Tekton Results its daemons sweep if any, and what the daemon said over
+/// HTTP (kept for the privacy scan).
 struct World {
-    cluster: TestCluster,
-    dir: PathBuf,
-    out: PathBuf,
-    sink: Sink,
-    home: TestNamespace,
+    test: DaemonTest,
+    /// `sekrit-NAME-…`, a Konflux tenant namespace.
+    tenant: TestNamespace,
+    /// The local Tekton Results, which every daemon of the test sweeps ([`World::swept`]).
+    results: Option<Results>,
     seen_http: std::sync::Mutex<Vec<(String, String)>>,
-    /// Names of namespaces created for the test (their random suffix included).
-    secrets: std::sync::Mutex<Vec<String>>,
     name: String,
     started: Instant,
-    /// How many daemons the test started (each logs to `daemon-N.log` in `dir`).
-    daemons: std::sync::atomic::AtomicUsize,
 }
 
 impl World {
+    /// Test `name`'s world, its daemons' live settings `settings` (and [`settings_data`]'s).
     async fn new(name: &str, settings: &[(&str, &str)]) -> World {
-        let started = Instant::now();
-        let cluster = support::cluster().await;
-        let dir = support::daemon::tempdir(&format!("faults-{name}"));
-        let out = dir.join("sink.ndjson");
-        let sink = start_sink(KEY, &out).await;
-        let home = cluster.namespace("faults-home").await;
-        let world = World {
-            cluster,
-            dir,
-            out,
-            sink,
-            home,
-            seen_http: Default::default(),
-            secrets: Default::default(),
-            name: name.to_owned(),
-            started,
-            daemons: Default::default(),
-        };
-        world.home.settings(settings_data(settings)).await;
-        world
+        Self::make(name, settings, None).await
     }
 
-    async fn tenant(&self, prefix: &str) -> TestNamespace {
-        assert!(prefix.contains(SECRET));
-        let ns = self.cluster.tenant(prefix).await;
-        self.secrets
-            .lock()
-            .expect("lock")
-            .push(ns.name().to_owned());
-        ns
+    /// [`World::new`], its daemons sweeping the local Tekton Results every `sweepInterval`.
+    async fn swept(name: &str, settings: &[(&str, &str)]) -> World {
+        Self::make(name, settings, Some(support::results::results_server())).await
+    }
+
+    async fn make(name: &str, settings: &[(&str, &str)], results: Option<Results>) -> World {
+        let started = Instant::now();
+        let test = DaemonTest::new(&format!("faults-{name}"), KEY).await;
+        test.home.settings(settings_data(settings)).await;
+        let tenant = test.cluster.tenant(&format!("{SECRET}-{name}")).await;
+        World {
+            test,
+            tenant,
+            results,
+            seen_http: Default::default(),
+            name: name.to_owned(),
+            started,
+        }
+    }
+
+    /// The Tekton Results of a [`World::swept`].
+    fn results(&self) -> &Results {
+        self.results.as_ref().expect("a world with Tekton Results")
     }
 
     async fn replace_settings(&self, settings: &[(&str, &str)]) {
-        self.home.replace_settings(settings_data(settings)).await;
+        self.test
+            .home
+            .replace_settings(settings_data(settings))
+            .await;
     }
 
     /// The daemon sending to the sink, flushing every 300 ms, with its settings and state
-    /// in the home namespace, and the `extra` flags.
+    /// in the home namespace, sweeping the world's Tekton Results if it has one, and the
+    /// `extra` flags.
     fn start(&self, extra: &[&str]) -> DaemonProcess {
-        let n = 1 + self
-            .daemons
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut args = sending_flags(&self.sink.api_url(), KEY, "faults-test", self.home.name());
+        let mut args = self.test.sending_flags("faults-test");
+        args.extend(self.results.iter().flat_map(Results::sweep_flags));
         args.extend(extra.iter().map(|a| (*a).to_owned()));
-        DaemonProcess::start(
-            &self.cluster,
-            &args,
-            self.dir.join(format!("daemon-{n}.log")),
-        )
+        self.test.start(&args)
     }
 
     /// [`World::start`], once the daemon is ready.
@@ -133,14 +126,69 @@ impl World {
 
     /// The sink answers the next requests with `fault`.
     fn inject(&self, fault: Fault) {
-        self.sink.inject(fault).expect("fault");
+        self.test.sink.inject(fault).expect("fault");
     }
 
-    /// The `Namespace Created` event of `tenant`, once it arrived: a test's first id.
-    async fn tenant_arrived(&self, tenant: &TestNamespace) -> Vec<String> {
-        let ids = vec![ns_created_id(tenant).await];
+    /// The sink's statistics so far.
+    fn sink_stats(&self) -> konflux_telemetry_sink::Stats {
+        self.test.sink.stats()
+    }
+
+    /// The `Namespace Created` event of the tenant, once it arrived: a test's first id.
+    async fn tenant_arrived(&self) -> Vec<String> {
+        let ids = vec![self.ns_created_id().await];
         self.arrive(&ids).await;
         ids
+    }
+
+    /// [`World::start_ready`] with no `extra` flags, and [`World::tenant_arrived`]: a
+    /// test's daemon and its first ids.
+    async fn running(&self) -> (DaemonProcess, Vec<String>) {
+        let daemon = self.start_ready(&[]).await;
+        (daemon, self.tenant_arrived().await)
+    }
+
+    /// The messageId of the tenant's `Namespace Created`.
+    async fn ns_created_id(&self) -> String {
+        format!("{}-namespace-created", self.tenant.uid().await)
+    }
+
+    /// Creates a PipelineRun in the tenant and sets its status (if not null); its uid.
+    async fn run(&self, name: &str, status: Value) -> String {
+        let runs = self.tenant.dynamic_api(&crds::pipelinerun());
+        let created = runs
+            .create(
+                &PostParams::default(),
+                &support::object(
+                    &crds::pipelinerun(),
+                    name,
+                    json!({"pipelineRef": {"name": "p"}}),
+                ),
+            )
+            .await
+            .expect("create run");
+        if !status.is_null() {
+            set_status(&runs, name, status).await.expect("status");
+        }
+        created.metadata.uid.expect("uid")
+    }
+
+    /// Sets the status of the tenant's PipelineRun `name`.
+    async fn set_run(&self, name: &str, status: Value) {
+        set_status(&self.tenant.dynamic_api(&crds::pipelinerun()), name, status)
+            .await
+            .expect("status");
+    }
+
+    /// Creates a Component in the tenant; the messageId of its `Component Created`.
+    async fn component(&self, name: &str) -> String {
+        let created = self
+            .tenant
+            .dynamic_api(&crds::component())
+            .create(&PostParams::default(), &support::component(name, "app"))
+            .await
+            .expect("create component");
+        format!("{}-component-created", created.metadata.uid.expect("uid"))
     }
 
     /// GET from the daemon's HTTP port; the answer is kept for the privacy scan.
@@ -173,7 +221,7 @@ impl World {
 
     /// The sink's events, each checked against `schema/events.json`.
     fn sent(&self) -> Vec<Value> {
-        support::daemon::sink_events(&self.out)
+        self.test.sent()
     }
 
     fn count(&self, id: &str) -> usize {
@@ -194,8 +242,8 @@ impl World {
     /// A marker run created after the events under test, waited for at the sink and added
     /// to `ids`: the buffer flushes oldest first, so whatever was sent before it (a late
     /// duplicate among it) has arrived by then. No sleep stands in for it.
-    async fn after_a_marker(&self, ns: &TestNamespace, ids: &mut Vec<String>) {
-        let marker = format!("{}-started", run(ns, "sekrit-marker", started(0)).await);
+    async fn after_a_marker(&self, ids: &mut Vec<String>) {
+        let marker = format!("{}-started", self.run("sekrit-marker", started(0)).await);
         self.arrive(std::slice::from_ref(&marker)).await;
         ids.push(marker);
     }
@@ -213,15 +261,18 @@ impl World {
 
     /// How a test ends: a marker after the events in `ids` (added to them), SIGTERM with a
     /// clean exit, and each id arrived exactly once. The daemon's log.
-    async fn stop_exactly_once(
-        &self,
-        tenant: &TestNamespace,
-        daemon: DaemonProcess,
-        ids: &mut Vec<String>,
-    ) -> String {
-        self.after_a_marker(tenant, ids).await;
-        let log = terminate(daemon);
+    async fn stop_exactly_once(&self, daemon: DaemonProcess, ids: &mut Vec<String>) -> String {
+        self.after_a_marker(ids).await;
+        let log = daemon.stop();
         self.exactly_once(ids, &log);
+        log
+    }
+
+    /// How most tests end: [`World::stop_exactly_once`], then [`World::finish`]. The
+    /// daemon's log.
+    async fn stop_and_finish(self, daemon: DaemonProcess, mut ids: Vec<String>) -> String {
+        let log = self.stop_exactly_once(daemon, &mut ids).await;
+        self.finish().await;
         log
     }
 
@@ -231,9 +282,9 @@ impl World {
         let mut texts: Vec<(String, String)> = self.seen_http.lock().expect("lock").clone();
         texts.push((
             "sink events".to_owned(),
-            std::fs::read_to_string(&self.out).unwrap_or_default(),
+            std::fs::read_to_string(&self.test.out).unwrap_or_default(),
         ));
-        for entry in std::fs::read_dir(&self.dir).expect("dir").flatten() {
+        for entry in std::fs::read_dir(&self.test.dir).expect("dir").flatten() {
             let p = entry.path();
             if p.extension().is_some_and(|e| e == "log") {
                 texts.push((
@@ -242,14 +293,14 @@ impl World {
                 ));
             }
         }
-        let mut needles = vec![KEY.to_owned(), SECRET.to_owned()];
-        needles.extend(self.secrets.lock().expect("lock").iter().cloned());
+        // The tenant's name has its random suffix.
+        let needles = [KEY, SECRET, self.tenant.name()];
         let mut scanned = 0;
         for (what, text) in &texts {
             scanned += text.len();
-            for needle in &needles {
+            for needle in needles {
                 assert!(
-                    !text.contains(needle.as_str()),
+                    !text.contains(needle),
                     "privacy: {needle:?} found in {what}"
                 );
             }
@@ -261,17 +312,11 @@ impl World {
         );
     }
 
-    /// Deletes the tenant namespace, then [`World::finish`].
-    async fn finish_with(self, tenant: TestNamespace) {
-        tenant.cleanup().await;
-        self.finish().await;
-    }
-
+    /// The privacy scan; then the sink stopped, the tenant and home namespaces and the
+    /// directory deleted.
     async fn finish(self) {
         self.privacy_scan();
-        self.sink.shutdown().await;
-        self.home.cleanup().await;
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.test.finish([self.tenant]).await;
         println!("{}: passed in {:?}", self.name, self.started.elapsed());
     }
 }
@@ -287,52 +332,6 @@ fn settings_data(settings: &[(&str, &str)]) -> Value {
     .into();
     data.extend(settings.iter().copied());
     json!(data)
-}
-
-/// SIGTERM; asserts a clean exit; the log.
-fn terminate(daemon: DaemonProcess) -> String {
-    let (ok, log) = daemon.terminate();
-    assert!(ok, "daemon exit; log:\n{log}");
-    log
-}
-
-/// Creates a PipelineRun and sets its status; returns its uid.
-async fn run(ns: &TestNamespace, name: &str, status: Value) -> String {
-    let runs = ns.dynamic_api(&crds::pipelinerun());
-    let created = runs
-        .create(
-            &PostParams::default(),
-            &support::object(
-                &crds::pipelinerun(),
-                name,
-                json!({"pipelineRef": {"name": "p"}}),
-            ),
-        )
-        .await
-        .expect("create run");
-    if !status.is_null() {
-        set_status(&runs, name, status).await.expect("status");
-    }
-    created.metadata.uid.expect("uid")
-}
-
-async fn set_run(ns: &TestNamespace, name: &str, status: Value) {
-    set_status(&ns.dynamic_api(&crds::pipelinerun()), name, status)
-        .await
-        .expect("status");
-}
-
-async fn component(ns: &TestNamespace, name: &str) -> String {
-    let created = ns
-        .dynamic_api(&crds::component())
-        .create(&PostParams::default(), &support::component(name, "app"))
-        .await
-        .expect("create component");
-    format!("{}-component-created", created.metadata.uid.expect("uid"))
-}
-
-async fn ns_created_id(ns: &TestNamespace) -> String {
-    format!("{}-namespace-created", ns.uid().await)
 }
 
 fn started(status_at: i64) -> Value {
@@ -352,14 +351,6 @@ fn ids_of_run(uid: &str) -> [String; 2] {
 
 use support::results::ResultsServer as Results;
 
-fn results() -> Results {
-    support::results::results_server()
-}
-
-fn args(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 // --- the tests -------------------------------------------------------------------------
 
 /// kube-apiserver SIGKILLed and restarted (same etcd, so every object survives) while runs
@@ -370,19 +361,18 @@ fn args(v: &[String]) -> Vec<&str> {
 async fn apiserver_sigkill_restart_and_410_relist() {
     let world = World::new("apiserver", &[]).await;
     assert!(
-        matches!(world.cluster.source(), ClusterSource::Local(_)),
+        matches!(world.test.cluster.source(), ClusterSource::Local(_)),
         "KUBECONFIG points at another cluster; only the local one can be restarted"
     );
-    let tenant = world.tenant("sekrit-apiserver").await;
     let daemon = world.start_ready(&[]).await;
 
-    let mut ids = vec![ns_created_id(&tenant).await];
-    let a = run(&tenant, "sekrit-run-a", started(-30)).await;
-    ids.push(component(&tenant, "sekrit-comp-a").await);
+    let mut ids = vec![world.ns_created_id().await];
+    let a = world.run("sekrit-run-a", started(-30)).await;
+    ids.push(world.component("sekrit-comp-a").await);
     ids.push(format!("{a}-started"));
     world.arrive(&ids).await;
     // Started just before the API server dies; nothing waits for it.
-    let b = run(&tenant, "sekrit-run-b", started(-20)).await;
+    let b = world.run("sekrit-run-b", started(-20)).await;
     ids.push(format!("{b}-started"));
     let before = world.metrics(&daemon).await;
 
@@ -391,13 +381,13 @@ async fn apiserver_sigkill_restart_and_410_relist() {
     println!("API server down and back in {:?}", t.elapsed());
 
     // After the restart: the runs complete, new ones start and complete.
-    set_run(&tenant, "sekrit-run-a", completed(-30, -5)).await;
-    set_run(&tenant, "sekrit-run-b", completed(-20, -2)).await;
+    world.set_run("sekrit-run-a", completed(-30, -5)).await;
+    world.set_run("sekrit-run-b", completed(-20, -2)).await;
     ids.push(format!("{a}-completed"));
     ids.push(format!("{b}-completed"));
-    let c = run(&tenant, "sekrit-run-c", completed(-10, -1)).await;
+    let c = world.run("sekrit-run-c", completed(-10, -1)).await;
     ids.extend(ids_of_run(&c));
-    ids.push(component(&tenant, "sekrit-comp-b").await);
+    ids.push(world.component("sekrit-comp-b").await);
     world.arrive(&ids).await;
     let after = world
         .wait_metric(
@@ -408,10 +398,10 @@ async fn apiserver_sigkill_restart_and_410_relist() {
         )
         .await;
     // One more run proves later flushes go on; then nothing above came twice.
-    let d = run(&tenant, "sekrit-run-d", started(0)).await;
+    let d = world.run("sekrit-run-d", started(0)).await;
     ids.push(format!("{d}-started"));
     world.arrive(&ids).await;
-    let log = world.stop_exactly_once(&tenant, daemon, &mut ids).await;
+    let log = world.stop_and_finish(daemon, ids).await;
     let gone = ["410", "Expired", "too old"]
         .iter()
         .any(|s| log.contains(s));
@@ -426,7 +416,6 @@ async fn apiserver_sigkill_restart_and_410_relist() {
         gone,
         "no 410 after the restart (the fresh watch cache expires older resourceVersions); log:\n{log}"
     );
-    world.finish_with(tenant).await;
 }
 
 /// The sink answers 503 for 4 s (many backoff rounds of 50..500 ms, past the 3 s retry
@@ -436,18 +425,16 @@ async fn apiserver_sigkill_restart_and_410_relist() {
 #[ignore = "restarts servers and runs for minutes, serially: make test-faults"]
 async fn sink_503_storm_then_429_retry_after() {
     let world = World::new("sink-errors", &[]).await;
-    let tenant = world.tenant("sekrit-sink-errors").await;
-    let daemon = world.start_ready(&[]).await;
-    let mut ids = world.tenant_arrived(&tenant).await;
+    let (daemon, mut ids) = world.running().await;
 
     world.inject(Fault::answer(503).for_seconds(4.0));
     let t = Instant::now();
     for i in 0..3 {
-        ids.push(component(&tenant, &format!("sekrit-503-{i}")).await);
+        ids.push(world.component(&format!("sekrit-503-{i}")).await);
     }
     world.arrive(&ids).await;
     println!("503 storm: all events in {:?}", t.elapsed());
-    let stats = world.sink.stats();
+    let stats = world.sink_stats();
     let n503 = stats.statuses.get("503").copied().unwrap_or(0);
     println!("503 storm: sink statuses {:?}", stats.statuses);
     assert!(
@@ -463,14 +450,14 @@ async fn sink_503_storm_then_429_retry_after() {
 
     // 429 with Retry-After: 2.
     world.inject(Fault::answer(429).retry_after(2).times(1));
-    let mark = world.sink.stats().request_log.len();
+    let mark = world.sink_stats().request_log.len();
     let mut late = Vec::new();
     for i in 0..2 {
-        late.push(component(&tenant, &format!("sekrit-429-{i}")).await);
+        late.push(world.component(&format!("sekrit-429-{i}")).await);
     }
     world.arrive(&late).await;
     ids.extend(late);
-    let log = world.sink.stats().request_log;
+    let log = world.sink_stats().request_log;
     let (i429, r429) = log
         .iter()
         .enumerate()
@@ -487,8 +474,7 @@ async fn sink_503_storm_then_429_retry_after() {
     for r in &log[i429 + 1..] {
         assert!(r.arrival_ms >= r429.responded_ms + 2000);
     }
-    world.stop_exactly_once(&tenant, daemon, &mut ids).await;
-    world.finish_with(tenant).await;
+    world.stop_and_finish(daemon, ids).await;
 }
 
 /// The sink takes 2 s per request, then drops connections mid-body: every event arrives,
@@ -497,19 +483,17 @@ async fn sink_503_storm_then_429_retry_after() {
 #[ignore = "restarts servers and runs for minutes, serially: make test-faults"]
 async fn sink_slow_and_dropping_connections() {
     let world = World::new("sink-slow", &[]).await;
-    let tenant = world.tenant("sekrit-sink-slow").await;
-    let daemon = world.start_ready(&[]).await;
-    let mut ids = world.tenant_arrived(&tenant).await;
+    let (daemon, mut ids) = world.running().await;
 
     // Slow: 2 s per request for the next two.
     world.inject(Fault::default().latency_ms(2000).times(2));
     let t = Instant::now();
     for i in 0..4 {
-        ids.push(component(&tenant, &format!("sekrit-slow-{i}")).await);
+        ids.push(world.component(&format!("sekrit-slow-{i}")).await);
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     world.arrive(&ids).await;
-    let stats = world.sink.stats();
+    let stats = world.sink_stats();
     let slow = stats
         .request_log
         .iter()
@@ -526,13 +510,13 @@ async fn sink_slow_and_dropping_connections() {
     world.inject(Fault::dropping().times(3));
     let t = Instant::now();
     for i in 0..3 {
-        ids.push(component(&tenant, &format!("sekrit-drop-{i}")).await);
+        ids.push(world.component(&format!("sekrit-drop-{i}")).await);
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
-    let r = run(&tenant, "sekrit-drop-run", completed(-60, -1)).await;
+    let r = world.run("sekrit-drop-run", completed(-60, -1)).await;
     ids.extend(ids_of_run(&r));
     world.arrive(&ids).await;
-    let stats = world.sink.stats();
+    let stats = world.sink_stats();
     println!(
         "dropping sink: all events in {:?}; statuses {:?}",
         t.elapsed(),
@@ -544,8 +528,7 @@ async fn sink_slow_and_dropping_connections() {
         "{:?}",
         stats.statuses
     );
-    world.stop_exactly_once(&tenant, daemon, &mut ids).await;
-    world.finish_with(tenant).await;
+    world.stop_and_finish(daemon, ids).await;
 }
 
 /// SIGTERM with events buffered (flushInterval 1h): they are sent before exit. Then
@@ -556,17 +539,13 @@ async fn sink_slow_and_dropping_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "restarts servers and runs for minutes, serially: make test-faults"]
 async fn sigterm_flushes_buffered_and_sigkill_rederives() {
-    let results = results();
-    let world = World::new("kill", &[("flushInterval", "1h")]).await;
-    let tenant = world.tenant("sekrit-kill").await;
-    let ns = tenant.name().to_owned();
-    let results_args = results.sweep_flags();
+    let world = World::swept("kill", &[("flushInterval", "1h")]).await;
 
     // 1. SIGTERM sends what waits.
-    let d1 = world.start_ready(&args(&results_args)).await;
-    let mut ids = vec![ns_created_id(&tenant).await];
-    ids.push(component(&tenant, "sekrit-held-1").await);
-    let r = run(&tenant, "sekrit-held-run", completed(-60, -30)).await;
+    let d1 = world.start_ready(&[]).await;
+    let mut ids = vec![world.ns_created_id().await];
+    ids.push(world.component("sekrit-held-1").await);
+    let r = world.run("sekrit-held-run", completed(-60, -30)).await;
     ids.extend(ids_of_run(&r));
     eventually("the events to wait in /preview", WAIT, || async {
         let p = world.get(&d1, "/preview").await?;
@@ -576,25 +555,25 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
     for id in &ids {
         assert_eq!(world.count(id), 0, "{id} sent before SIGTERM");
     }
-    let log = terminate(d1);
+    let log = d1.stop();
     assert!(log.contains("final flush done"), "{log}");
     world.exactly_once(&ids, &log);
 
     // 2. SIGKILL amid flushes every 300 ms, some events sent, some waiting.
     world.replace_settings(&[("flushInterval", "300ms")]).await;
-    let d2 = world.start_ready(&args(&results_args)).await;
+    let d2 = world.start_ready(&[]).await;
     for i in 0..8 {
-        ids.push(component(&tenant, &format!("sekrit-stream-{i}")).await);
+        ids.push(world.component(&format!("sekrit-stream-{i}")).await);
         tokio::time::sleep(Duration::from_millis(120)).await;
     }
-    let k = run(&tenant, "sekrit-killed-run", started(-5)).await;
+    let k = world.run("sekrit-killed-run", started(-5)).await;
     ids.push(format!("{k}-started"));
     // Kill right after the sink answers a batch: before the daemon records it as sent
     // in its state ConfigMap, so the restart may send it again.
-    let answered = world.sink.stats().request_log.len();
-    ids.push(component(&tenant, "sekrit-last-before-kill").await);
+    let answered = world.sink_stats().request_log.len();
+    ids.push(world.component("sekrit-last-before-kill").await);
     let deadline = Instant::now() + WAIT;
-    while world.sink.stats().request_log.len() == answered {
+    while world.sink_stats().request_log.len() == answered {
         assert!(Instant::now() < deadline, "no flush before the kill");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -606,26 +585,28 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
 
     // 3. While it is down: a run completes, one completes and is pruned (only Results
     //    has it), a component appears.
-    set_run(&tenant, "sekrit-killed-run", completed(-5, -1)).await;
+    world.set_run("sekrit-killed-run", completed(-5, -1)).await;
     ids.push(format!("{k}-completed"));
     let pruned_status = completed(-40, -3);
-    let p = run(&tenant, "sekrit-pruned-run", pruned_status.clone()).await;
-    results
-        .record_run(&ns, "sekrit-pruned-run", &p, pruned_status)
+    let p = world.run("sekrit-pruned-run", pruned_status.clone()).await;
+    world
+        .results()
+        .record_run(world.tenant.name(), "sekrit-pruned-run", &p, pruned_status)
         .await;
-    tenant
+    world
+        .tenant
         .dynamic_api(&crds::pipelinerun())
         .delete("sekrit-pruned-run", &DeleteParams::default())
         .await
         .expect("prune");
     ids.extend(ids_of_run(&p));
-    ids.push(component(&tenant, "sekrit-while-down").await);
+    ids.push(world.component("sekrit-while-down").await);
 
     // 4. Restart: all of it arrives.
-    let d3 = world.start_ready(&args(&results_args)).await;
+    let d3 = world.start_ready(&[]).await;
     world.arrive(&ids).await;
-    world.after_a_marker(&tenant, &mut ids).await;
-    let log = terminate(d3);
+    world.after_a_marker(&mut ids).await;
+    let log = d3.stop();
     let sent = world.sent();
     let mut duplicates = 0;
     for id in &ids {
@@ -640,7 +621,7 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
         "SIGKILL: {} expected events, all arrived; {duplicates} duplicates (Segment drops them by messageId)",
         ids.len()
     );
-    world.finish_with(tenant).await;
+    world.finish().await;
 }
 
 /// Tekton Results down (its API server killed, PostgreSQL and the port kept) while the
@@ -649,10 +630,8 @@ async fn sigterm_flushes_buffered_and_sigkill_rederives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "restarts servers and runs for minutes, serially: make test-faults"]
 async fn results_down_during_sweeps_then_back() {
-    let results = results();
-    let world = World::new("results-down", &[("sweepInterval", "1s")]).await;
-    let tenant = world.tenant("sekrit-results").await;
-    let ns = tenant.name().to_owned();
+    let world = World::swept("results-down", &[("sweepInterval", "1s")]).await;
+    let (results, ns) = (world.results(), world.tenant.name());
     // A run that finished and was pruned before the daemon ever saw it: Results only.
     let pruned = format!("{}-pruned-{}", SECRET, std::process::id());
     let missed_uid = format!(
@@ -660,11 +639,11 @@ async fn results_down_during_sweeps_then_back() {
         std::process::id() as u64 * 7919
     );
     results
-        .record_run(&ns, &pruned, &missed_uid, completed(-100, -50))
+        .record_run(ns, &pruned, &missed_uid, completed(-100, -50))
         .await;
     bash("e2e/tekton-results/api.sh", &["stop"]);
 
-    let daemon = world.start(&args(&results.sweep_flags()));
+    let daemon = world.start(&[]);
     let m = world
         .wait_metric(
             &daemon,
@@ -679,8 +658,8 @@ async fn results_down_during_sweeps_then_back() {
         metric(&m, "konflux_telemetry_sweep_sweeps_total")
     );
     // The watch is unaffected.
-    let mut ids = vec![ns_created_id(&tenant).await];
-    let live = run(&tenant, "sekrit-live-run", started(-3)).await;
+    let mut ids = vec![world.ns_created_id().await];
+    let live = world.run("sekrit-live-run", started(-3)).await;
     ids.push(format!("{live}-started"));
     world.arrive(&ids).await;
     let missed = ids_of_run(&missed_uid);
@@ -693,7 +672,7 @@ async fn results_down_during_sweeps_then_back() {
     // A uid that repeats: Results holds a second record, under another name, with the
     // uid of the run the watch already sent. Its event is not sent again.
     results
-        .record_run(&ns, &format!("{SECRET}-copy"), &live, started(-3))
+        .record_run(ns, &format!("{SECRET}-copy"), &live, started(-3))
         .await;
     ids.extend(missed);
     let ok_now = sample(
@@ -707,9 +686,8 @@ async fn results_down_during_sweeps_then_back() {
             .then_some(())
     })
     .await;
-    let log = world.stop_exactly_once(&tenant, daemon, &mut ids).await;
+    let log = world.stop_and_finish(daemon, ids).await;
     assert!(log.to_lowercase().contains("sweep"), "{log}");
-    world.finish_with(tenant).await;
 }
 
 /// Hostile objects through the real API server (odd types, deep nesting, huge labels,
@@ -720,8 +698,8 @@ async fn results_down_during_sweeps_then_back() {
 #[ignore = "restarts servers and runs for minutes, serially: make test-faults"]
 async fn hostile_objects_settings_and_admission_reviews() {
     let world = World::new("hostile", &[]).await;
-    let tenant = world.tenant("sekrit-hostile").await;
-    let certs = world.dir.join("certs");
+    let tenant = &world.tenant;
+    let certs = world.test.dir.join("certs");
     support::webhook::make_certs(&certs);
     let webhook_port = free_port();
     let mut daemon = world
@@ -733,8 +711,8 @@ async fn hostile_objects_settings_and_admission_reviews() {
         ])
         .await;
 
-    let mut ids = vec![ns_created_id(&tenant).await];
-    let v1 = run(&tenant, "sekrit-valid-1", completed(-60, -30)).await;
+    let mut ids = vec![world.ns_created_id().await];
+    let v1 = world.run("sekrit-valid-1", completed(-60, -30)).await;
     ids.extend(ids_of_run(&v1));
 
     // Odd types in every field the event model reads.
@@ -766,7 +744,7 @@ async fn hostile_objects_settings_and_admission_reviews() {
         ),
     ];
     for (name, status) in &hostile {
-        run(&tenant, name, status.clone()).await;
+        world.run(name, status.clone()).await;
     }
     // Deeper than serde_json's (and so kube's) recursion limit of 128: created, patched
     // and deleted with raw requests, since the test's own client cannot read it back.
@@ -780,12 +758,12 @@ async fn hostile_objects_settings_and_admission_reviews() {
     ids.push(format!("{deep_uid}-started"));
     // The future: an event dated more than a day ahead is refused and counted (issue 24;
     // it used to be produced, and kept in the produced record for ever).
-    let future = run(
-        &tenant,
-        "sekrit-future",
-        json!({"startTime": "2999-01-01T00:00:00Z"}),
-    )
-    .await;
+    let future = world
+        .run(
+            "sekrit-future",
+            json!({"startTime": "2999-01-01T00:00:00Z"}),
+        )
+        .await;
     // Huge labels, as large as the API server takes them.
     let runs = tenant.dynamic_api(&crds::pipelinerun());
     let mut big = support::object(&crds::pipelinerun(), "sekrit-huge-labels", json!({}));
@@ -815,7 +793,7 @@ async fn hostile_objects_settings_and_admission_reviews() {
         .metadata
         .uid
         .expect("uid");
-    set_run(&tenant, "sekrit-huge-labels", started(-8)).await;
+    world.set_run("sekrit-huge-labels", started(-8)).await;
     ids.push(format!("{big_uid}-started"));
     // A component with odd types.
     let odd_component = tenant
@@ -832,9 +810,9 @@ async fn hostile_objects_settings_and_admission_reviews() {
         .expect("odd component");
     let _ = odd_component;
     // Valid objects after all that.
-    let v2 = run(&tenant, "sekrit-valid-2", completed(-20, -10)).await;
+    let v2 = world.run("sekrit-valid-2", completed(-20, -10)).await;
     ids.extend(ids_of_run(&v2));
-    ids.push(component(&tenant, "sekrit-valid-comp").await);
+    ids.push(world.component("sekrit-valid-comp").await);
     world.arrive(&ids).await;
     let m = world.metrics(&daemon).await;
     let skipped = metric(&m, "konflux_telemetry_objects_skipped_total");
@@ -916,7 +894,7 @@ async fn hostile_objects_settings_and_admission_reviews() {
     })
     .await;
     let _ = m;
-    let v3 = run(&tenant, "sekrit-valid-3", completed(-5, -1)).await;
+    let v3 = world.run("sekrit-valid-3", completed(-5, -1)).await;
     ids.extend(ids_of_run(&v3));
     world.arrive(&ids).await;
 
@@ -996,12 +974,11 @@ async fn hostile_objects_settings_and_admission_reviews() {
         metric(&m, "konflux_telemetry_admission_requests_total")
     );
     // The valid events still flow after the garbage.
-    let v4 = run(&tenant, "sekrit-valid-4", started(-1)).await;
+    let v4 = world.run("sekrit-valid-4", started(-1)).await;
     ids.push(format!("{v4}-started"));
     world.arrive(&ids).await;
-    let log = world.stop_exactly_once(&tenant, daemon, &mut ids).await;
+    let log = world.stop_and_finish(daemon, ids).await;
     assert!(log.contains("rejected"), "{log}");
-    world.finish_with(tenant).await;
 }
 
 /// A request to the API server whose answer is not parsed.
@@ -1015,6 +992,7 @@ async fn raw(world: &World, method: &str, path: &str, body: Option<(&str, Value)
         None => Vec::new(),
     };
     world
+        .test
         .cluster
         .client()
         .request_text(req.body(bytes).expect("request"))

@@ -5,8 +5,6 @@
 
 mod support;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -161,31 +159,9 @@ fn resources(kustomization: &str) -> Vec<String> {
 /// The namespaces the manifests use, and cert-manager's CRDs (the rendered file holds its
 /// Issuer and Certificate; e2e/crds/cert-manager/, not installed by `make cluster-up`).
 async fn ensure_namespaces(cluster: &support::TestCluster) {
-    let kubectl = Kubectl::for_cluster(cluster);
-    let crds = "e2e/crds/cert-manager/";
-    kubectl.must(
-        &["apply", "--server-side", "--force-conflicts", "-f", crds],
-        None,
-    );
-    kubectl.must(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "-f",
-            crds,
-        ],
-        None,
-    );
-    let namespaces: Api<Namespace> = Api::all(cluster.client());
+    Kubectl::for_cluster(cluster).install_crds("e2e/crds/cert-manager/");
     for name in ["segment-bridge", "konflux-info"] {
-        let ns: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
-        match namespaces.create(&PostParams::default(), &ns).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => panic!("create namespace {name}: {e}"),
-        }
+        support::ensure_namespace(cluster, name).await;
     }
 }
 

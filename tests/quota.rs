@@ -14,7 +14,7 @@ mod support;
 
 use serde_json::json;
 use std::collections::BTreeMap;
-use support::daemon::{DaemonProcess, WAIT, free_port, sending_flags, start_sink, tempdir};
+use support::daemon::{DaemonTest, WAIT};
 use support::results::results_server;
 use support::{crds, eventually, set_status};
 
@@ -24,23 +24,20 @@ const SWEEPS: f64 = 4.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_event_is_sent_once_over_four_sweeps_of_the_lookback() {
-    let cluster = support::cluster().await;
+    let test = DaemonTest::new("quota", KEY).await;
     let results = results_server();
-    let dir = tempdir("quota");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let home = cluster.namespace("quota-home").await;
-    let tenant = cluster.namespace("quota-tenant").await;
+    let tenant = test.cluster.namespace("quota-tenant").await;
     let ns = tenant.name().to_owned();
     // The settings ConfigMap where `sending_flags` points the daemon (NAMESPACE/settings).
-    home.settings(
-        json!({"flushInterval": "300ms", "sweepInterval": "15s", "lookback": "60s",
+    test.home
+        .settings(
+            json!({"flushInterval": "300ms", "sweepInterval": "15s", "lookback": "60s",
                "heartbeatInterval": "1h"}),
-    )
-    .await;
-    let mut args = sending_flags(&sink.api_url(), KEY, "quota-test", home.name());
+        )
+        .await;
+    let mut args = test.sending_flags("quota-test");
     args.extend(results.sweep_flags());
-    let daemon = DaemonProcess::start(&cluster, &args, dir.join(format!("d-{}.log", free_port())));
+    let daemon = test.start(&args);
     daemon.wait_ready().await;
 
     // The workload: RUNS PipelineRuns that start and complete now, live and in Results.
@@ -88,13 +85,12 @@ async fn each_event_is_sent_once_over_four_sweeps_of_the_lookback() {
     let records_read = daemon
         .metric("konflux_telemetry_sweep_records_read_total")
         .await;
-    let (clean, log) = daemon.terminate();
-    assert!(clean, "{log}");
+    daemon.stop();
 
     // Every event the sink took passes schema/events.json.
-    support::daemon::sink_events(&out);
+    test.sent();
     // The sink's request log: every event of every run, each exactly once.
-    let stats = sink.stats();
+    let stats = test.sink.stats();
     let mut sent: BTreeMap<&str, usize> = BTreeMap::new();
     for id in stats.request_log.iter().flat_map(|r| &r.message_ids) {
         *sent.entry(id.as_str()).or_default() += 1;
@@ -136,7 +132,5 @@ async fn each_event_is_sent_once_over_four_sweeps_of_the_lookback() {
         run_events as f64 / n,
         run_requests as f64 / n,
     );
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
+    test.finish([tenant]).await;
 }

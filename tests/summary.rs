@@ -9,11 +9,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::Path;
-use support::daemon::{
-    DaemonProcess, WAIT, count, free_port, sending_flags, sink_events, start_sink, tempdir,
-    wait_for_ids,
-};
+use support::daemon::{DaemonProcess, DaemonTest, WAIT, count, wait_for_ids};
 use support::{TestCluster, crds, eventually, object, set_status};
 
 const KEY: &str = "wk-summary-test";
@@ -21,27 +17,14 @@ const CLUSTER_ID: &str = "summary-test";
 /// The test's `summaryInterval`, seconds: short, so a window ends while it runs.
 const INTERVAL: i64 = 20;
 
-fn start_daemon(cluster: &TestCluster, sink_url: &str, home: &str, dir: &Path) -> DaemonProcess {
-    let args = sending_flags(sink_url, KEY, CLUSTER_ID, home);
-    DaemonProcess::start(
-        cluster,
-        &args,
-        dir.join(format!("daemon-{}.log", free_port())),
-    )
+/// This file's test `name`, holding the lock that serialises this file's tests: each
+/// counts the whole cluster.
+async fn summary_test(name: &str) -> DaemonTest {
+    DaemonTest::locked(name, KEY, "summary").await
 }
 
-/// Serialises this file's tests: each counts the whole cluster.
-fn summary_lock() -> std::fs::File {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cluster");
-    std::fs::create_dir_all(&dir).expect(".cluster");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("summary.lock"))
-        .expect("lock file");
-    file.lock().expect("lock");
-    file
+fn start_daemon(test: &DaemonTest) -> DaemonProcess {
+    test.start(&test.sending_flags(CLUSTER_ID))
 }
 
 fn now() -> i64 {
@@ -107,13 +90,15 @@ async fn run(
     set_status(runs, name, status).await.expect("run status");
 }
 
+/// Creates the object `name` of `ar` in `api`, with an empty spec.
+async fn create(api: &Api<DynamicObject>, ar: &ApiResource, name: &str) {
+    api.create(&PostParams::default(), &object(ar, name, json!({})))
+        .await
+        .unwrap_or_else(|e| panic!("creating {} {name}: {e}", ar.kind));
+}
+
 async fn release(api: &Api<DynamicObject>, name: &str, done: i64, reason: &str) {
-    api.create(
-        &PostParams::default(),
-        &object(&crds::release(), name, json!({})),
-    )
-    .await
-    .expect("release");
+    create(api, &crds::release(), name).await;
     let status = json!({"completionTime": iso(done), "conditions": [
         {"type": "Released", "status": if reason == "Succeeded" {"True"} else {"False"}, "reason": reason}
     ]});
@@ -146,100 +131,53 @@ fn find<'a>(events: &'a [Value], id: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_summary_counts_a_known_window_and_leaves_an_uninstalled_kind_out() {
-    let cluster = support::cluster().await;
-    let _lock = summary_lock();
-    let dir = tempdir("summary-counts");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let home = cluster.namespace("summary-home").await;
-    home.settings(json!({"summaryInterval": format!("{INTERVAL}s"), "heartbeatInterval": "1h"}))
+    let test = summary_test("summary-counts").await;
+    let (cluster, out) = (&test.cluster, &test.out);
+    test.home
+        .settings(json!({"summaryInterval": format!("{INTERVAL}s"), "heartbeatInterval": "1h"}))
         .await;
-    without_release_plans(&cluster).await;
+    without_release_plans(cluster).await;
     let tenant = [("konflux-ci.dev/type", "tenant")];
     // What the cluster holds before: the totals are that plus what the test makes.
-    let before_tenants =
-        how_many(&cluster, &namespaces(), Some("konflux-ci.dev/type=tenant")).await;
-    let before_components = how_many(&cluster, &crds::component(), None).await;
-    let before_apps = how_many(&cluster, &crds::application(), None).await;
-    let before_scenarios = how_many(&cluster, &crds::integration_test_scenario(), None).await;
+    let before_tenants = how_many(cluster, &namespaces(), Some("konflux-ci.dev/type=tenant")).await;
+    let before_components = how_many(cluster, &crds::component(), None).await;
+    let before_apps = how_many(cluster, &crds::application(), None).await;
+    let before_scenarios = how_many(cluster, &crds::integration_test_scenario(), None).await;
 
     let start = fresh_window().await;
     let t1 = cluster.namespace_with_labels("summary-t1", &tenant).await;
     let t2 = cluster.namespace_with_labels("summary-t2", &tenant).await;
     let plain = cluster.namespace("summary-plain").await;
     let idle = cluster.namespace_with_labels("summary-idle", &tenant).await;
-    let runs1 = t1.dynamic_api(&crds::pipelinerun());
-    // build: 2 s succeeded, 5 s failed, 9 s succeeded (in a namespace no tenant's)
-    run(
-        &runs1,
-        "b1",
-        Some("build"),
-        start + 1,
-        Some((start + 3, "Succeeded")),
-    )
-    .await;
-    run(
-        &runs1,
-        "b2",
-        Some("build"),
-        start + 1,
-        Some((start + 6, "Failed")),
-    )
-    .await;
-    let runs_plain = plain.dynamic_api(&crds::pipelinerun());
-    run(
-        &runs_plain,
-        "b3",
-        Some("build"),
-        start,
-        Some((start + 9, "Completed")),
-    )
-    .await;
-    run(
-        &runs1,
-        "t",
-        Some("test"),
-        start + 2,
-        Some((start + 9, "Succeeded")),
-    )
-    .await;
-    run(&runs1, "going", Some("build"), start + 2, None).await;
-    // an hour ago: not in this window
-    run(
-        &runs1,
-        "old",
-        Some("build"),
-        start - 3_600,
-        Some((start - 3_590, "Succeeded")),
-    )
-    .await;
-    let runs2 = t2.dynamic_api(&crds::pipelinerun());
-    run(&runs2, "n", None, start + 1, Some((start + 5, "Cancelled"))).await;
-    run(
-        &runs2,
-        "x",
-        Some("a-tenant-s-own-type"),
-        start + 1,
-        Some((start + 2, "PipelineRunTimeout")),
-    )
-    .await;
+    let (runs1, runs2, runs_plain) = (
+        t1.dynamic_api(&crds::pipelinerun()),
+        t2.dynamic_api(&crds::pipelinerun()),
+        plain.dynamic_api(&crds::pipelinerun()),
+    );
+    // (where, name, type, started, completed with a reason): seconds into the window.
+    #[rustfmt::skip]
+    let made = [
+        // build: 2 s succeeded, 5 s failed, 9 s succeeded (in a namespace no tenant's)
+        (&runs1, "b1", Some("build"), 1, Some((3, "Succeeded"))),
+        (&runs1, "b2", Some("build"), 1, Some((6, "Failed"))),
+        (&runs_plain, "b3", Some("build"), 0, Some((9, "Completed"))),
+        (&runs1, "t", Some("test"), 2, Some((9, "Succeeded"))),
+        (&runs1, "going", Some("build"), 2, None),
+        // an hour ago: not in this window
+        (&runs1, "old", Some("build"), -3_600, Some((-3_590, "Succeeded"))),
+        (&runs2, "n", None, 1, Some((5, "Cancelled"))),
+        (&runs2, "x", Some("a-tenant-s-own-type"), 1, Some((2, "PipelineRunTimeout"))),
+    ];
+    for (runs, name, kind, started, done) in made {
+        let done = done.map(|(at, reason)| (start + at, reason));
+        run(runs, name, kind, start + started, done).await;
+    }
     let components = t1.dynamic_api(&crds::component());
     support::create_component(&components, "c1").await;
     support::create_component(&components, "c2").await;
-    t1.dynamic_api(&crds::application())
-        .create(
-            &PostParams::default(),
-            &object(&crds::application(), "a", json!({})),
-        )
-        .await
-        .expect("application");
-    t2.dynamic_api(&crds::integration_test_scenario())
-        .create(
-            &PostParams::default(),
-            &object(&crds::integration_test_scenario(), "its", json!({})),
-        )
-        .await
-        .expect("scenario");
+    let (app, scenario) = (crds::application(), crds::integration_test_scenario());
+    create(&t1.dynamic_api(&app), &app, "a").await;
+    create(&t2.dynamic_api(&scenario), &scenario, "its").await;
     let releases = t1.dynamic_api(&crds::release());
     release(&releases, "r1", start + 4, "Succeeded").await;
     release(&releases, "r2", start + 5, "Failed").await;
@@ -247,10 +185,10 @@ async fn the_summary_counts_a_known_window_and_leaves_an_uninstalled_kind_out() 
     let end = start + INTERVAL;
     assert!(now() < end, "the test made its objects within the window");
 
-    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir);
+    let daemon = start_daemon(&test);
     daemon.wait_ready().await;
     let id = summary_id(end);
-    let events = wait_for_ids(&out, std::slice::from_ref(&id)).await;
+    let events = wait_for_ids(out, std::slice::from_ref(&id)).await;
     let summary = find(&events, &id);
     assert_eq!(summary["event"], "Usage Summary");
     assert_eq!(summary["timestamp"], iso(end));
@@ -298,8 +236,7 @@ async fn the_summary_counts_a_known_window_and_leaves_an_uninstalled_kind_out() 
         17,
         "the summary's 14 and the common 3: {keys:?}"
     );
-    let (ok, log) = daemon.terminate();
-    assert!(ok, "{log}");
+    let log = daemon.stop();
     assert_eq!(
         log.matches("releaseplans.appstudio.redhat.com is not served")
             .count(),
@@ -314,42 +251,35 @@ async fn the_summary_counts_a_known_window_and_leaves_an_uninstalled_kind_out() 
         );
     }
 
-    sink.shutdown().await;
-    for ns in [t1, t2, plain, idle, home] {
-        ns.cleanup().await;
-    }
+    test.finish([t1, t2, plain, idle]).await;
 }
 
 /// The summary of a window is sent once, whatever restarts happen after it: a restart in
 /// the next window finds it in the record of produced events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_is_summarised_once_across_a_restart() {
-    let cluster = support::cluster().await;
-    let _lock = summary_lock();
-    let dir = tempdir("summary-restart");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let home = cluster.namespace("summary-restart").await;
-    home.settings(json!({"summaryInterval": format!("{INTERVAL}s"), "heartbeatInterval": "1h"}))
+    let test = summary_test("summary-restart").await;
+    let out = &test.out;
+    test.home
+        .settings(json!({"summaryInterval": format!("{INTERVAL}s"), "heartbeatInterval": "1h"}))
         .await;
-    let runs = home.dynamic_api(&crds::pipelinerun());
+    let runs = test.home.dynamic_api(&crds::pipelinerun());
 
-    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir);
+    let daemon = start_daemon(&test);
     daemon.wait_ready().await;
     // The first window that ends while it runs.
     let first = (now().div_euclid(INTERVAL) + 1) * INTERVAL;
-    wait_for_ids(&out, &[summary_id(first)]).await;
-    let (ok, log) = daemon.terminate();
-    assert!(ok, "{log}");
+    wait_for_ids(out, &[summary_id(first)]).await;
+    daemon.stop();
 
     // Restarted within the window after: that window's summary is the last ended, and
     // was sent; the next one is sent once too.
-    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir);
+    let daemon = start_daemon(&test);
     daemon.wait_ready().await;
     let restarted = now();
     let next = (restarted.div_euclid(INTERVAL) + 1) * INTERVAL;
     let marker = support::marker_run(&runs, "after-restart").await;
-    let events = wait_for_ids(&out, &[summary_id(next), marker]).await;
+    let events = wait_for_ids(out, &[summary_id(next), marker]).await;
     assert_eq!(count(&events, &summary_id(first)), 1, "sent once");
     assert_eq!(count(&events, &summary_id(next)), 1);
     // Every window between has exactly one summary, none twice.
@@ -360,10 +290,8 @@ async fn a_window_is_summarised_once_across_a_restart() {
             .or_default() += 1;
     }
     assert!(by_id.values().all(|n| *n == 1), "{by_id:?}");
-    let (ok, log) = daemon.terminate();
-    assert!(ok, "{log}");
-    sink.shutdown().await;
-    home.cleanup().await;
+    daemon.stop();
+    test.finish([]).await;
 }
 
 /// A summary that is due waits in `/preview` until the flush: with `flushInterval` an
@@ -371,20 +299,16 @@ async fn a_window_is_summarised_once_across_a_restart() {
 /// Summary`, and has not reached the sink.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_due_summary_waits_in_the_preview() {
-    let cluster = support::cluster().await;
-    let _lock = summary_lock();
-    let dir = tempdir("summary-preview");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let home = cluster.namespace("summary-preview").await;
-    home.settings(json!({
-        "summaryInterval": format!("{INTERVAL}s"),
-        "flushInterval": "1h",
-        "heartbeatInterval": "1h",
-    }))
-    .await;
+    let test = summary_test("summary-preview").await;
+    test.home
+        .settings(json!({
+            "summaryInterval": format!("{INTERVAL}s"),
+            "flushInterval": "1h",
+            "heartbeatInterval": "1h",
+        }))
+        .await;
 
-    let daemon = start_daemon(&cluster, &sink.api_url(), home.name(), &dir);
+    let daemon = start_daemon(&test);
     daemon.wait_ready().await;
     let due = summary_id((now().div_euclid(INTERVAL) + 1) * INTERVAL);
     let preview = eventually("the due summary in /preview", WAIT, || async {
@@ -400,14 +324,8 @@ async fn a_due_summary_waits_in_the_preview() {
         summary["properties"]["windowSeconds"], INTERVAL,
         "{summary}"
     );
-    assert_eq!(
-        count(&sink_events(&out), &due),
-        0,
-        "not sent before the flush"
-    );
+    assert_eq!(count(&test.sent(), &due), 0, "not sent before the flush");
 
-    let (ok, log) = daemon.terminate();
-    assert!(ok, "{log}");
-    sink.shutdown().await;
-    home.cleanup().await;
+    daemon.stop();
+    test.finish([]).await;
 }

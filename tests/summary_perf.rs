@@ -10,6 +10,7 @@ use konflux_telemetry::summary::activity::{Activity, Own};
 use konflux_telemetry::summary::{Window, count, event};
 use serde_json::json;
 use std::time::Instant;
+use support::bench::cpu_seconds;
 
 #[path = "support/rss.rs"]
 mod rss;
@@ -32,22 +33,19 @@ fn decoded(v: serde_json::Value) -> Object {
     }
 }
 
-/// The CPU time this process has used, seconds (user + system).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+/// Creates Components `c-0` to `c-999` in `ns`, 16 at a time.
+async fn create_components(ns: &support::TestNamespace) {
+    use futures::StreamExt;
+    let api = ns.dynamic_api(&support::crds::component());
+    let made = futures::stream::iter(0..COMPONENTS)
+        .map(|i| {
+            let api = api.clone();
+            async move { support::create_component(&api, &format!("c-{i}")).await }
+        })
+        .buffer_unordered(16)
+        .count()
+        .await;
+    assert_eq!(made, COMPONENTS);
 }
 
 #[test]
@@ -78,7 +76,7 @@ fn counting_10000_runs_and_1000_components_in_a_window_is_cheap_and_bounded() {
         .collect();
 
     let rss_start = rss::start();
-    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    let (cpu, wall) = (cpu_seconds("self"), Instant::now());
     let mut activity = Activity::new(DAY);
     // Each run seen three times (the watch, a relist, the sweep), each Component twice.
     for _ in 0..3 {
@@ -95,7 +93,7 @@ fn counting_10000_runs_and_1000_components_in_a_window_is_cheap_and_bounded() {
     let seen = activity.of(window);
     let identity = ClusterIdentity::new(Some("perf".into()), None, None);
     let e = event::event(&identity, window, &seen, &event::Totals::default()).expect("event");
-    let (cpu, wall) = (cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
+    let (cpu, wall) = (cpu_seconds("self") - cpu, wall.elapsed().as_secs_f64());
     let grown = rss::peak_growth_mib("the window's activity of 10,000 runs", rss_start);
     let bytes = activity.bytes();
     let json = e.to_json();
@@ -122,25 +120,15 @@ fn counting_10000_runs_and_1000_components_in_a_window_is_cheap_and_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_1000_components_is_paged_and_cheap() {
-    use futures::StreamExt;
     let cluster = support::cluster().await;
     let ns = cluster.namespace("summary-perf").await;
-    let api = ns.dynamic_api(&support::crds::component());
-    let made = futures::stream::iter(0..COMPONENTS)
-        .map(|i| {
-            let api = api.clone();
-            async move { support::create_component(&api, &format!("c-{i}")).await }
-        })
-        .buffer_unordered(16)
-        .count()
-        .await;
-    assert_eq!(made, COMPONENTS);
+    create_components(&ns).await;
     let window = Window::last_ended(jiff::Timestamp::now().as_second(), DAY);
     let rss_start = rss::start();
-    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    let (cpu, wall) = (cpu_seconds("self"), Instant::now());
     let mut missing = Default::default();
     let totals = count::totals(&cluster.client(), window, &Default::default(), &mut missing).await;
-    let (cpu, wall) = (cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
+    let (cpu, wall) = (cpu_seconds("self") - cpu, wall.elapsed().as_secs_f64());
     let grown = rss::peak_growth_mib("counting the standing totals", rss_start);
     println!(
         "summary: the standing totals ({} Components) counted in {wall:.3} s wall, {cpu:.2} s CPU (this process, client side)",
@@ -151,50 +139,19 @@ async fn listing_1000_components_is_paged_and_cheap() {
     ns.cleanup().await;
 }
 
-/// A `/proc/PID/status` field in KiB.
-fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// CPU seconds (user + system) of process `pid`.
-fn cpu_of(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// The daemon at 10,000 runs completed in the last hour window and 1,000 Components: its
 /// peak RSS and CPU until the window's summary, with its counts, reaches the sink.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "slow: creates 10,000 PipelineRuns on the API server (minutes); run by hand for docs/performance.md"]
 async fn the_daemon_summarises_10000_runs_and_1000_components() {
     use futures::StreamExt;
-    use support::daemon::{DaemonProcess, sending_flags, start_sink, tempdir, wait_for_ids};
+    use support::bench::proc_status;
+    use support::daemon::{DaemonTest, wait_for_ids};
     const HOUR: i64 = 3_600;
-    let cluster = support::cluster().await;
-    let dir = tempdir("summary-perf");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink("wk-perf", &out).await;
-    let home = cluster.namespace("summary-perf-home").await;
-    home.settings(json!({"summaryInterval": "1h", "heartbeatInterval": "1h"}))
+    let test = DaemonTest::new("summary-perf", "wk-perf").await;
+    let cluster = &test.cluster;
+    test.home
+        .settings(json!({"summaryInterval": "1h", "heartbeatInterval": "1h"}))
         .await;
     let tenants = [("konflux-ci.dev/type", "tenant")];
     let mut namespaces = Vec::new();
@@ -235,15 +192,7 @@ async fn the_daemon_summarises_10000_runs_and_1000_components() {
         .count()
         .await;
     assert_eq!(made, RUNS);
-    let components = namespaces[0].dynamic_api(&support::crds::component());
-    futures::stream::iter(0..COMPONENTS)
-        .map(|i| {
-            let api = components.clone();
-            async move { support::create_component(&api, &format!("c-{i}")).await }
-        })
-        .buffer_unordered(16)
-        .count()
-        .await;
+    create_components(&namespaces[0]).await;
     let now = jiff::Timestamp::now().as_second();
     assert_eq!(
         Window::last_ended(now, HOUR),
@@ -251,18 +200,15 @@ async fn the_daemon_summarises_10000_runs_and_1000_components() {
         "an hour ended meanwhile: run again"
     );
 
-    let args = sending_flags(&sink.api_url(), "wk-perf", "summary-perf", home.name());
+    let args = test.sending_flags("summary-perf");
     let started = Instant::now();
-    let daemon = DaemonProcess::start(&cluster, &args, dir.join("daemon.log"));
+    let daemon = test.start(&args);
     let hash = konflux_telemetry::events::hash::short_hash(&["summary-perf"]);
     let id = format!("{hash}-usage-summary-{}", iso(window.end));
-    let events = wait_for_ids(&out, std::slice::from_ref(&id)).await;
+    let events = wait_for_ids(&test.out, std::slice::from_ref(&id)).await;
     let elapsed = started.elapsed().as_secs_f64();
-    let (peak, rss, cpu) = (
-        status_kib(daemon.pid(), "VmHWM") as f64 / 1024.0,
-        status_kib(daemon.pid(), "VmRSS") as f64 / 1024.0,
-        cpu_of(daemon.pid()),
-    );
+    let mib = |key: &str| proc_status(daemon.pid(), key).unwrap_or(0) as f64 / 1024.0;
+    let (peak, rss, cpu) = (mib("VmHWM:"), mib("VmRSS:"), cpu_seconds(daemon.pid()));
     let summary = events
         .iter()
         .find(|e| e["messageId"] == id.as_str())
@@ -286,11 +232,6 @@ async fn the_daemon_summarises_10000_runs_and_1000_components() {
         p["activeTenantNamespaces"].as_u64().unwrap_or(0) >= 20,
         "{p}"
     );
-    let (ok, log) = daemon.terminate();
-    assert!(ok, "{log}");
-    sink.shutdown().await;
-    for ns in namespaces {
-        ns.cleanup().await;
-    }
-    home.cleanup().await;
+    daemon.stop();
+    test.finish(namespaces).await;
 }

@@ -23,48 +23,20 @@ use konflux_telemetry::sweep::{
     ErrorKind, ResultsClient, ResultsConfig, SweepMetrics, SweepReport, SweepSettings, Sweeper,
     TlsPolicy, TokenSource, WindowKind,
 };
+use results::ResultsServer as Server;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const PIPELINERUN_TYPE: &str = "tekton.dev/v1.PipelineRun";
-
-#[derive(Clone, Debug)]
-struct Server {
-    addr: String,
-    ca: PathBuf,
-}
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// The server of `.cluster/results/env`, started by `results-up.sh` (idempotent, under a
 /// file lock, so parallel test binaries are fine) once per test binary.
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let env_file = repo_root().join(".cluster/results/env");
-        let status = Command::new("bash")
-            .arg(repo_root().join("e2e/tekton-results/results-up.sh"))
-            .current_dir(repo_root())
-            .status()
-            .expect("run e2e/tekton-results/results-up.sh");
-        assert!(
-            status.success(),
-            "e2e/tekton-results/results-up.sh failed ({status}); see its output above"
-        );
-        let env = results::read_env(&env_file).expect(".cluster/results/env after results-up.sh");
-        Server {
-            addr: env["TEKTON_RESULTS_API_ADDR"].clone(),
-            ca: PathBuf::from(&env["TEKTON_RESULTS_CA_FILE"]),
-        }
-    })
+    SERVER.get_or_init(results::results_server)
 }
 
 /// The client's configuration for the test server; installs the TLS crypto provider the
@@ -77,17 +49,6 @@ fn config(server: &Server) -> ResultsConfig {
     c.token = TokenSource::Fixed("test-token-not-checked".into());
     c.timeout = Duration::from_secs(20);
     c
-}
-
-/// A plain HTTP client trusting the test CA, to create records as the watcher would.
-fn admin(server: &Server) -> reqwest::Client {
-    crypto::install_provider();
-    let pem = std::fs::read(&server.ca).expect("read CA");
-    reqwest::Client::builder()
-        .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).expect("CA PEM"))
-        .no_proxy()
-        .build()
-        .expect("client")
 }
 
 fn pipelinerun_json(ns: &str, uid: &str, name: &str) -> Vec<u8> {
@@ -109,50 +70,60 @@ fn pipelinerun_json(ns: &str, uid: &str, name: &str) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
-/// Creates a Result and one Record under it, with `value` as the record's data.
-async fn create_record(http: &reqwest::Client, server: &Server, ns: &str, id: &str, value: &[u8]) {
-    let base = format!("{}/apis/results.tekton.dev/v1alpha2/parents", server.addr);
-    let result = serde_json::json!({ "name": format!("{ns}/results/{id}") });
-    let r = http
-        .post(format!("{base}/{ns}/results"))
-        .header("Content-Type", "application/json")
-        .body(result.to_string())
-        .send()
-        .await
-        .expect("POST result");
-    let status = r.status();
-    assert!(
-        status.is_success(),
-        "create result: {status}: {}",
-        r.text().await.unwrap_or_default()
-    );
-    let record = serde_json::json!({
-        "name": format!("{ns}/results/{id}/records/{id}"),
-        "data": {
-            "type": PIPELINERUN_TYPE,
-            "value": base64::engine::general_purpose::STANDARD.encode(value),
-        }
-    });
-    let r = http
-        .post(format!("{base}/{ns}/results/{id}/records"))
-        .header("Content-Type", "application/json")
-        .body(record.to_string())
-        .send()
-        .await
-        .expect("POST record");
-    let status = r.status();
-    assert!(
-        status.is_success(),
-        "create record: {status}: {}",
-        r.text().await.unwrap_or_default()
-    );
-}
-
 async fn create_runs(server: &Server, ns: &str, uids: &[String]) {
-    let http = admin(server);
     for (i, uid) in uids.iter().enumerate() {
         let value = pipelinerun_json(ns, uid, &format!("sample-on-push-{i:03}"));
-        create_record(&http, server, ns, uid, &value).await;
+        server.record_value(ns, uid, &value).await;
+    }
+}
+
+/// One test's turn at the shared server: `SERIAL`, held until the turn is dropped; a
+/// prefix of its own for the uids of its records, and a namespace `PREFIX-ns` for them.
+struct Turn {
+    server: &'static Server,
+    prefix: String,
+    ns: String,
+    /// When the turn began: before every record the test makes.
+    since: jiff::Timestamp,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Turn {
+    /// Waits for the turn of the test `tag`.
+    async fn take(tag: &str) -> Self {
+        let serial = SERIAL.lock().await;
+        let prefix = unique(tag);
+        Turn {
+            server: server(),
+            ns: format!("{prefix}-ns"),
+            prefix,
+            since: jiff::Timestamp::now(),
+            _serial: serial,
+        }
+    }
+
+    /// `n` uids `PREFIX-TAG-NNNN`, of records not made yet.
+    fn uids(&self, tag: &str, n: usize) -> Vec<String> {
+        uids(&format!("{}-{tag}", self.prefix), n)
+    }
+
+    /// Records the PipelineRuns `uids` in the test's namespace.
+    async fn record(&self, uids: &[String]) {
+        create_runs(self.server, &self.ns, uids).await;
+    }
+
+    /// Records `n` PipelineRuns in the test's namespace (see [`Turn::uids`]); their uids.
+    async fn runs(&self, tag: &str, n: usize) -> Vec<String> {
+        let uids = self.uids(tag, n);
+        self.record(&uids).await;
+        uids
+    }
+
+    /// The client's configuration for the server, listing the test's namespace.
+    fn config(&self) -> ResultsConfig {
+        let mut c = config(self.server);
+        c.parent = self.ns.clone();
+        c
     }
 }
 
@@ -218,9 +189,8 @@ fn past(d: Duration) -> jiff::Timestamp {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_in_the_window_is_delivered_once_across_namespaces() {
-    let _serial = SERIAL.lock().await;
-    let server = server();
-    let prefix = unique("window");
+    let turn = Turn::take("window").await;
+    let (server, prefix) = (turn.server, &turn.prefix);
 
     // Before the window.
     let old = uids(&format!("{prefix}-old"), 3);
@@ -239,7 +209,7 @@ async fn every_record_in_the_window_is_delivered_once_across_namespaces() {
 
     let (report, got, metrics) = sweep(&config(server), since).await;
     assert_eq!(report.error, None, "{report:?}");
-    let counts = delivered_counts(&got, &prefix);
+    let counts = delivered_counts(&got, prefix);
     let delivered: BTreeSet<_> = counts.keys().cloned().collect();
     assert_eq!(
         delivered, expected,
@@ -258,28 +228,23 @@ async fn every_record_in_the_window_is_delivered_once_across_namespaces() {
     // A wider window (the lookback as the daemon computes it) takes the older ones too.
     let (report, got, _) = sweep(&config(server), past(Duration::from_secs(3600))).await;
     assert_eq!(report.error, None);
-    let counts = delivered_counts(&got, &prefix);
+    let counts = delivered_counts(&got, prefix);
     assert_eq!(counts.len(), expected.len() + old.len());
     assert!(counts.values().all(|&n| n == 1), "each once: {counts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_pages_lose_and_repeat_nothing() {
-    let _serial = SERIAL.lock().await;
-    let server = server();
-    let prefix = unique("pages");
-    let ns = format!("{prefix}-ns");
-    let since = jiff::Timestamp::now();
-    let all = uids(&prefix, 23);
-    create_runs(server, &ns, &all).await;
+    let turn = Turn::take("pages").await;
+    turn.runs("all", 23).await;
 
-    for parent in [ns.as_str(), "-"] {
-        let mut config = config(server);
+    for parent in [turn.ns.as_str(), "-"] {
+        let mut config = turn.config();
         config.page_size = 5;
         config.parent = parent.to_owned();
-        let (report, got, _) = sweep(&config, since).await;
+        let (report, got, _) = sweep(&config, turn.since).await;
         assert_eq!(report.error, None, "{report:?}");
-        let counts = delivered_counts(&got, &prefix);
+        let counts = delivered_counts(&got, &turn.prefix);
         assert_eq!(counts.len(), 23, "parent {parent}: {counts:?}");
         assert!(
             counts.values().all(|&n| n == 1),
@@ -298,50 +263,39 @@ async fn small_pages_lose_and_repeat_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_record_values_are_skipped_and_counted() {
-    let _serial = SERIAL.lock().await;
-    let server = server();
-    let prefix = unique("malformed");
-    let ns = format!("{prefix}-ns");
-    let since = jiff::Timestamp::now();
-    let good = uids(&format!("{prefix}-good"), 3);
-    create_runs(server, &ns, &good[..2]).await;
+    let turn = Turn::take("malformed").await;
+    let (server, prefix, ns) = (turn.server, &turn.prefix, &turn.ns);
+    let good = turn.uids("good", 3);
+    turn.record(&good[..2]).await;
     // The server takes any JSON for this type; these are not PipelineRuns we can read.
-    let http = admin(server);
-    create_record(
-        &http,
-        server,
-        &ns,
-        &format!("{prefix}-bad-list"),
-        b"[1,2,3]",
-    )
-    .await;
-    create_record(
-        &http,
-        server,
-        &ns,
+    server
+        .record_value(ns, &format!("{prefix}-bad-list"), b"[1,2,3]")
+        .await;
+    server
+        .record_value(
+        ns,
         &format!("{prefix}-bad-nouid"),
         br#"{"apiVersion":"tekton.dev/v1","kind":"PipelineRun","metadata":{"name":"x","namespace":"y"}}"#,
     )
     .await;
-    create_runs(server, &ns, &good[2..]).await;
+    turn.record(&good[2..]).await;
 
-    let mut config = config(server);
-    config.parent = ns.clone();
+    let mut config = turn.config();
     config.page_size = 5; // the server's smallest
-    let (report, got, metrics) = sweep(&config, since).await;
+    let (report, got, metrics) = sweep(&config, turn.since).await;
     assert_eq!(report.error, None, "{report:?}");
     assert_eq!(report.undecodable, 2, "{report:?}");
     assert_eq!(metrics.errors(ErrorKind::UndecodableRecord), 2);
     assert_eq!(metrics.sweeps("ok"), 1);
-    let counts = delivered_counts(&got, &prefix);
+    let counts = delivered_counts(&got, prefix);
     assert_eq!(counts.keys().cloned().collect::<Vec<_>>(), good);
     assert!(counts.values().all(|&n| n == 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_and_error_answers_are_survived_and_counted() {
-    let _serial = SERIAL.lock().await;
-    let server = server();
+    let turn = Turn::take("unreachable").await;
+    let server = turn.server;
 
     // Nothing listens there.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -392,16 +346,10 @@ async fn unreachable_and_error_answers_are_survived_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_sweeps_at_start_then_on_the_live_interval_and_stops_on_shutdown() {
-    let _serial = SERIAL.lock().await;
-    let server = server();
-    let prefix = unique("run");
-    let ns = format!("{prefix}-ns");
-    let mine = uids(&prefix, 2);
-    create_runs(server, &ns, &mine).await;
+    let turn = Turn::take("run").await;
+    let mine = turn.runs("mine", 2).await;
 
-    let mut config = config(server);
-    config.parent = ns.clone();
-    let client = ResultsClient::new(&config).unwrap();
+    let client = ResultsClient::new(&turn.config()).unwrap();
     let (tx, mut rx) = mpsc::channel(64);
     let (settings_tx, settings_rx) = watch::channel(SweepSettings {
         interval: Duration::from_secs(3600),
@@ -443,8 +391,7 @@ async fn run_sweeps_at_start_then_on_the_live_interval_and_stops_on_shutdown() {
             lookback: Duration::from_secs(600),
         })
         .unwrap();
-    let later = uids(&format!("{prefix}-later"), 1);
-    create_runs(server, &ns, &later).await;
+    let later = turn.runs("later", 1).await;
     // Three incremental sweeps. Only the first can reach back to the first runs (their
     // records may lie within its overlap); a full sweep would deliver them three times.
     let mut delivered = Vec::new();
@@ -541,15 +488,10 @@ async fn list(mut pages: konflux_telemetry::sweep::RecordPages<'_>) -> (Vec<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_time_filter_drops_old_runs_and_survives_a_time_that_is_not_one() {
-    let _serial = SERIAL.lock().await;
-    let server = server();
-    let prefix = unique("narrow");
-    let ns = format!("{prefix}-ns");
-    let since = jiff::Timestamp::now();
-    let fresh = uids(&format!("{prefix}-fresh"), 2);
-    create_runs(server, &ns, &fresh).await;
+    let turn = Turn::take("narrow").await;
+    let (server, prefix, ns, since) = (turn.server, &turn.prefix, &turn.ns, turn.since);
+    let fresh = turn.runs("fresh", 2).await;
     // Recorded now, but started and completed 5 h ago: a late re-write of an old run.
-    let http = admin(server);
     let old = format!("{prefix}-old");
     let hours_ago = |h: i64| {
         (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(h))
@@ -559,10 +501,9 @@ async fn the_time_filter_drops_old_runs_and_survives_a_time_that_is_not_one() {
     let old_run = serde_json::json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
         "metadata": {"name": "old", "namespace": ns, "uid": old},
         "status": {"startTime": hours_ago(6), "completionTime": hours_ago(5)}});
-    create_record(&http, server, &ns, &old, old_run.to_string().as_bytes()).await;
+    server.record(ns, &old_run).await;
 
-    let mut config = config(server);
-    config.parent = ns.clone();
+    let mut config = turn.config();
     config.page_size = 5;
     let client = ResultsClient::new(&config).unwrap();
     let lookback_start = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(4);
@@ -579,10 +520,9 @@ async fn the_time_filter_drops_old_runs_and_survives_a_time_that_is_not_one() {
     // A time that is not a time does not break the filter (a PostgreSQL cast would: the
     // server then answers an empty page with code OK, as measured with v0.20).
     let poison = format!("{prefix}-poison");
-    create_record(
-        &http,
-        server,
-        &ns,
+    server
+        .record_value(
+        ns,
         &poison,
         br#"{"apiVersion":"tekton.dev/v1","kind":"PipelineRun","metadata":{"name":"p","namespace":"n","uid":"p"},"status":{"completionTime":"not a time"}}"#,
     )
@@ -621,39 +561,34 @@ async fn a_sweep_logs_no_address() {
     assert!(!text.contains(&format!(":{port}")), "{text}");
 }
 
-/// A plain-HTTP server answering every request with `page(n)`, `n` counting requests
-/// from 0. Needs no Results server.
+/// A plain-HTTP server (hyper's, as the daemon's own) answering every request with
+/// `page(n)`, `n` counting requests from 0, and closing each connection after its answer.
+/// Needs no Results server.
 async fn fake_pages(
-    page: impl Fn(usize) -> std::sync::Arc<Vec<u8>> + Send + Sync + 'static,
+    page: impl Fn(usize) -> bytes::Bytes + Send + Sync + 'static,
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::Ordering;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let page = std::sync::Arc::new(page);
-    let count = std::sync::Arc::clone(&served);
+    let served = Arc::new(AtomicUsize::new(0));
+    let (page, count) = (Arc::new(page), Arc::clone(&served));
     tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let (page, count) = (std::sync::Arc::clone(&page), std::sync::Arc::clone(&count));
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
+        while let Ok((conn, _)) = listener.accept().await {
+            let (page, count) = (Arc::clone(&page), Arc::clone(&count));
+            let answer = hyper::service::service_fn(move |_| {
                 let body = page(count.fetch_add(1, Ordering::SeqCst));
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = conn.write_all(head.as_bytes()).await;
-                let _ = conn.write_all(&body).await;
-                let _ = conn.shutdown().await;
+                std::future::ready(
+                    hyper::Response::builder()
+                        .header(hyper::header::CONTENT_TYPE, "application/json")
+                        .body(http_body_util::Full::new(body)),
+                )
             });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(hyper_util::rt::TokioIo::new(conn), answer),
+            );
         }
     });
     (format!("http://{addr}"), served)
@@ -684,12 +619,12 @@ async fn list_measured(addr: String, what: &str) -> (Option<ErrorKind>, usize, f
 #[tokio::test]
 #[ignore = "memory figure, run by make test-faults: hostile Results pages"]
 async fn memory_hostile_results_pages() {
-    use std::sync::Arc;
+    use bytes::Bytes;
     // The bodies are made before the measures start, and served as they are.
     let cap = 16 << 20;
     let empties = vec!["{}"; (cap - 16) / 3].join(",");
-    let empties = Arc::new(format!("{{\"records\":[{empties}]}}").into_bytes());
-    let (addr, _) = fake_pages(move |_| Arc::clone(&empties)).await;
+    let empties = Bytes::from(format!("{{\"records\":[{empties}]}}"));
+    let (addr, _) = fake_pages(move |_| empties.clone()).await;
     let (error, _, grown) = list_measured(addr, "a 16 MiB page of 5.5 M empty records").await;
     assert_eq!(error, Some(ErrorKind::MalformedPage));
     assert!(grown < 100.0, "{grown} MiB");
@@ -699,22 +634,20 @@ async fn memory_hostile_results_pages() {
         base64::engine::general_purpose::STANDARD.encode(format!("{{\"items\":[{items}]}}"));
     drop(items);
     let updated = jiff::Timestamp::now();
-    let list = Arc::new(
-        format!(r#"{{"records":[{{"data":{{"value":"{value}"}},"update_time":"{updated}"}}]}}"#)
-            .into_bytes(),
-    );
+    let list = Bytes::from(format!(
+        r#"{{"records":[{{"data":{{"value":"{value}"}},"update_time":"{updated}"}}]}}"#
+    ));
     drop(value);
-    let (addr, _) = fake_pages(move |_| Arc::clone(&list)).await;
+    let (addr, _) = fake_pages(move |_| list.clone()).await;
     let (error, _, grown) = list_measured(addr, "one record holding a 12 MiB List").await;
     assert_eq!(error, None);
     assert!(grown < 100.0, "{grown} MiB");
 
     let tokens = move |n: usize| {
         let token = format!("{n:060000}");
-        Arc::new(
-            format!(r#"{{"records":[{{"update_time":"{updated}"}}],"next_page_token":"{token}"}}"#)
-                .into_bytes(),
-        )
+        Bytes::from(format!(
+            r#"{{"records":[{{"update_time":"{updated}"}}],"next_page_token":"{token}"}}"#
+        ))
     };
     let (addr, served) = fake_pages(tokens).await;
     let (error, pages, grown) = list_measured(addr, "pages with 60 KB page tokens").await;
@@ -737,13 +670,9 @@ fn with_host(server: &Server, host: &str) -> String {
 /// its own, as on kind or vanilla Kubernetes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_tls_policy_against_the_real_results_server() {
-    let _serial = SERIAL.lock().await;
-    let server = server();
-    let prefix = unique("tls");
-    let ns = format!("{prefix}-ns");
-    let since = jiff::Timestamp::now();
-    let mine = uids(&prefix, 1);
-    create_runs(server, &ns, &mine).await;
+    let turn = Turn::take("tls").await;
+    let (server, prefix) = (turn.server, &turn.prefix);
+    turn.runs("mine", 1).await;
     // The local server's certificate carries this service name (not the OpenShift one).
     let service = "tekton-results-api-service.tekton-pipelines.svc.cluster.local";
     let not_in_cert = "tekton-results-api-service.openshift-pipelines.svc.cluster.local";
@@ -760,9 +689,8 @@ async fn each_tls_policy_against_the_real_results_server() {
         (not_in_cert, false, false, true, SKIP, true),
     ];
     for (host, ca_file, service_ca, pinned, policy, swept) in cases {
-        let mut c = config(server);
+        let mut c = turn.config();
         c.addr = with_host(server, host);
-        c.parent = ns.clone();
         c.ca_file = ca_file.then(|| server.ca.clone());
         c.service_ca_files = vec![PathBuf::from("/nonexistent/service-ca.crt")];
         if service_ca {
@@ -777,10 +705,10 @@ async fn each_tls_policy_against_the_real_results_server() {
             client.tls_policy().verifies(),
             *client.tls_policy() != TlsPolicy::InClusterUnverified
         );
-        let (report, got, _) = sweep(&c, since).await;
+        let (report, got, _) = sweep(&c, turn.since).await;
         if swept {
             assert_eq!(report.error, None, "{host} {policy}: {report:?}");
-            assert_eq!(delivered_counts(&got, &prefix).len(), 1, "{host} {policy}");
+            assert_eq!(delivered_counts(&got, prefix).len(), 1, "{host} {policy}");
         } else {
             let error = report.error;
             assert_eq!(error, Some(ErrorKind::Unreachable), "{host} {policy}");

@@ -5,30 +5,23 @@
 
 mod support;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
-use std::path::Path;
 use support::daemon::{
-    DaemonProcess, WAIT, count, free_port, konflux_lock, sending_flags, start_sink, tempdir,
-    wait_for_ids,
+    DaemonProcess, DaemonTest, KONFLUX_CR_LOCK, WAIT, count, konflux_info, wait_for_ids,
 };
-use support::{TestCluster, crds, eventually, marker_run};
+use support::{crds, eventually, marker_run};
 
 const KEY: &str = "wk-upgrade-test";
 const CLUSTER_ID: &str = "upgrade-test";
-const INFO_NS: &str = "konflux-info";
 const INFO: &str = "konflux-public-info";
 
-fn start(cluster: &TestCluster, sink_url: &str, home: &str, dir: &Path) -> DaemonProcess {
-    let mut args = sending_flags(sink_url, KEY, CLUSTER_ID, home);
+fn start(test: &DaemonTest) -> DaemonProcess {
+    let mut args = test.sending_flags(CLUSTER_ID);
     // konflux-public-info is read again each second, not every 5 minutes.
     args.extend(["--public-info-interval", "1s"].map(str::to_owned));
-    DaemonProcess::start(
-        cluster,
-        &args,
-        dir.join(format!("daemon-{}.log", free_port())),
-    )
+    test.start(&args)
 }
 
 /// Says `version` in `konflux-public-info` (created if missing).
@@ -60,36 +53,24 @@ async fn wait_kept(state: &Api<ConfigMap>, version: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_is_sent_once_and_one_while_stopped_is_not_missed() {
-    let cluster = support::cluster().await;
-    let _lock = konflux_lock();
-    let dir = tempdir("upgrade");
-    let out = dir.join("sink.ndjson");
-    let sink = start_sink(KEY, &out).await;
-    let sink_url = sink.api_url();
-    let home = cluster.namespace("upgrade-home").await;
-    let tenant = cluster.namespace("upgrade-runs").await;
+    let test = DaemonTest::locked("upgrade", KEY, KONFLUX_CR_LOCK).await;
+    let out = &test.out;
+    let tenant = test.cluster.namespace("upgrade-runs").await;
     let runs = tenant.dynamic_api(&crds::pipelinerun());
-    let namespaces: Api<Namespace> = Api::all(cluster.client());
-    let _ = namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": INFO_NS}})).expect("ns"),
-        )
-        .await;
-    let infos: Api<ConfigMap> = Api::namespaced(cluster.client(), INFO_NS);
-    let state: Api<ConfigMap> = Api::namespaced(cluster.client(), home.name());
+    let infos = konflux_info(&test.cluster).await;
+    let state: Api<ConfigMap> = test.home.api();
     say_version(&infos, "v1.0.0").await;
     let hash = konflux_telemetry::events::hash::short_hash(&[CLUSTER_ID]);
     let id = |from: &str, to: &str| format!("{hash}-upgrade-{from}-{to}");
 
     // The first version seen is kept, and is no upgrade.
-    let daemon = start(&cluster, &sink_url, home.name(), &dir);
+    let daemon = start(&test);
     daemon.wait_ready().await;
     wait_kept(&state, "v1.0.0").await;
 
     // Upgraded while running: one event, then the new version kept.
     say_version(&infos, "v1.1.0").await;
-    let events = wait_for_ids(&out, &[id("v1.0.0", "v1.1.0")]).await;
+    let events = wait_for_ids(out, &[id("v1.0.0", "v1.1.0")]).await;
     let upgrade = events
         .iter()
         .find(|e| e["messageId"] == id("v1.0.0", "v1.1.0").as_str())
@@ -110,23 +91,21 @@ async fn an_upgrade_is_sent_once_and_one_while_stopped_is_not_missed() {
         .expect("RFC 3339");
     assert!((seen - at.as_second()).abs() < 60, "seen now: {at}");
     wait_kept(&state, "v1.1.0").await;
-    let (ok, log) = daemon.terminate();
-    assert!(ok, "{log}");
+    daemon.stop();
 
     // Upgraded while stopped: the restart sends it, and not the one before again.
     say_version(&infos, "v1.2.0").await;
-    let daemon = start(&cluster, &sink_url, home.name(), &dir);
+    let daemon = start(&test);
     daemon.wait_ready().await;
-    wait_for_ids(&out, &[id("v1.1.0", "v1.2.0")]).await;
+    wait_for_ids(out, &[id("v1.1.0", "v1.2.0")]).await;
     wait_kept(&state, "v1.2.0").await;
-    let (ok, log) = daemon.terminate();
-    assert!(ok, "{log}");
+    daemon.stop();
 
     // A restart with no change sends no upgrade: a marker run after it arrives alone.
-    let daemon = start(&cluster, &sink_url, home.name(), &dir);
+    let daemon = start(&test);
     daemon.wait_ready().await;
     let marker = marker_run(&runs, "after-restart").await;
-    let events = wait_for_ids(&out, &[marker]).await;
+    let events = wait_for_ids(out, &[marker]).await;
     assert_eq!(count(&events, &id("v1.0.0", "v1.1.0")), 1);
     assert_eq!(count(&events, &id("v1.1.0", "v1.2.0")), 1);
     let upgrades = events
@@ -134,11 +113,8 @@ async fn an_upgrade_is_sent_once_and_one_while_stopped_is_not_missed() {
         .filter(|e| e["event"] == "Operator Upgrade Completed")
         .count();
     assert_eq!(upgrades, 2, "only the two upgrades");
-    let (ok, log) = daemon.terminate();
-    assert!(ok, "{log}");
+    daemon.stop();
 
     let _ = infos.delete(INFO, &DeleteParams::default()).await;
-    sink.shutdown().await;
-    tenant.cleanup().await;
-    home.cleanup().await;
+    test.finish([tenant]).await;
 }

@@ -4,12 +4,16 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
 use serde_json::Value;
 
 use super::cluster::{ClusterSource, TestCluster};
 use super::eventually;
+use super::namespace::TestNamespace;
 
 /// How long a test waits for the daemon or an event before it fails.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -183,6 +187,13 @@ impl DaemonProcess {
         (status.success(), self.log())
     }
 
+    /// SIGTERM; asserts that it exited 0; its whole log.
+    pub fn stop(self) -> String {
+        let (ok, log) = self.terminate();
+        assert!(ok, "daemon exit; log:\n{log}");
+        log
+    }
+
     /// SIGKILL (nothing flushed, nothing saved); its whole log.
     pub fn kill(mut self) -> String {
         let _ = self.child.kill();
@@ -235,30 +246,64 @@ pub async fn wait_for_ids(out: &Path, ids: &[String]) -> Vec<Value> {
     .await
 }
 
-/// Serialises the tests that create the one cluster-scoped `konflux` CR (or its CRD).
-pub fn konflux_lock() -> std::fs::File {
+/// An exclusive lock on the file `.cluster/NAME.lock`, held until the file is dropped:
+/// serialises the tests (of every test binary) that take the lock `name`.
+pub fn file_lock(name: &str) -> std::fs::File {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cluster");
     std::fs::create_dir_all(&dir).expect(".cluster");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join("konflux-cr.lock"))
+        .open(dir.join(format!("{name}.lock")))
         .expect("lock file");
-    file.lock().expect("lock the konflux CR");
+    file.lock()
+        .unwrap_or_else(|e| panic!("taking the lock {name}: {e}"));
     file
 }
 
+/// The lock of the tests that create the one cluster-scoped `konflux` CR (or its CRD), or
+/// change `konflux-public-info`.
+pub const KONFLUX_CR_LOCK: &str = "konflux-cr";
+
+/// Serialises the tests that create the one cluster-scoped `konflux` CR (or its CRD).
+pub fn konflux_lock() -> std::fs::File {
+    file_lock(KONFLUX_CR_LOCK)
+}
+
+/// The ConfigMaps of namespace `konflux-info`, where Konflux publishes
+/// `konflux-public-info`. The namespace is created if missing and never deleted: tests
+/// running in parallel use it too.
+pub async fn konflux_info(cluster: &TestCluster) -> Api<ConfigMap> {
+    super::ensure_namespace(cluster, KONFLUX_INFO).await;
+    Api::namespaced(cluster.client(), KONFLUX_INFO)
+}
+
+/// Where Konflux publishes `konflux-public-info`.
+pub const KONFLUX_INFO: &str = "konflux-info";
+
 /// The flags of a daemon that sends to the sink at `sink_url` with `key`, as cluster
 /// `cluster_id`, flushes every 300 ms, and keeps its settings and state in the ConfigMaps
-/// `settings` and `state` of namespace `home`.
+/// `settings` and `state` of namespace `home`: [`destination_flags`] and [`daemon_flags`].
 pub fn sending_flags(sink_url: &str, key: &str, cluster_id: &str, home: &str) -> Vec<String> {
+    let mut flags = destination_flags(sink_url, key);
+    flags.extend(daemon_flags(cluster_id, home));
+    flags
+}
+
+/// Where a daemon sends: the sink at `sink_url`, with the write key `key`.
+pub fn destination_flags(sink_url: &str, key: &str) -> Vec<String> {
+    ["--segment-api-url", sink_url, "--segment-write-key", key]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// The rest of a test daemon's flags, whatever it sends to: cluster `cluster_id`, a flush
+/// every 300 ms, its settings and state in the ConfigMaps `settings` and `state` of
+/// namespace `home`.
+pub fn daemon_flags(cluster_id: &str, home: &str) -> Vec<String> {
     let (settings, state) = (format!("{home}/settings"), format!("{home}/state"));
     [
-        "--segment-api-url",
-        sink_url,
-        "--segment-write-key",
-        key,
         "--cluster-id",
         cluster_id,
         "--flush-interval",
@@ -300,4 +345,104 @@ pub async fn start_sink(key: &str, out: &Path) -> konflux_telemetry_sink::Sink {
     .await
     .expect("start the sink");
     sink
+}
+
+/// What a daemon test starts from: the cluster, a fresh directory for the daemons' logs,
+/// the sink (accepting the test's key) writing to `sink.ndjson` in it, and the daemon's
+/// own namespace (segment-bridge in a real cluster), which holds its ConfigMaps; and,
+/// from before any of it was made, the file lock the test asked for.
+/// [`DaemonTest::finish`] is how a test that passed ends.
+pub struct DaemonTest {
+    pub cluster: TestCluster,
+    pub dir: PathBuf,
+    /// Where the sink writes the events it accepted (see [`sink_events`]).
+    pub out: PathBuf,
+    pub sink: konflux_telemetry_sink::Sink,
+    pub home: TestNamespace,
+    /// The write key the sink accepts.
+    pub key: String,
+    /// How many daemons [`DaemonTest::start`] started.
+    started: AtomicUsize,
+    /// Dropped last: the lock outlives the cleanup.
+    _lock: Option<std::fs::File>,
+}
+
+impl DaemonTest {
+    /// Test `name`'s: the directory [`tempdir`] `name`, a sink accepting `key`, the home
+    /// namespace `NAME-home`.
+    pub async fn new(name: &str, key: &str) -> Self {
+        let cluster = super::cluster().await;
+        Self::make(cluster, name, key, None).await
+    }
+
+    /// [`DaemonTest::new`], holding the [`file_lock`] `lock` until the test ends.
+    pub async fn locked(name: &str, key: &str, lock: &str) -> Self {
+        let cluster = super::cluster().await;
+        let lock = file_lock(lock);
+        Self::make(cluster, name, key, Some(lock)).await
+    }
+
+    async fn make(
+        cluster: TestCluster,
+        name: &str,
+        key: &str,
+        lock: Option<std::fs::File>,
+    ) -> Self {
+        let (dir, out, sink) = sink_in(name, key).await;
+        let home = cluster.namespace(&format!("{name}-home")).await;
+        DaemonTest {
+            cluster,
+            dir,
+            out,
+            sink,
+            home,
+            key: key.to_owned(),
+            started: AtomicUsize::new(0),
+            _lock: lock,
+        }
+    }
+
+    /// The [`sending_flags`] of a daemon of this test: to its sink with its key, as
+    /// `cluster_id`, its ConfigMaps in the home namespace.
+    pub fn sending_flags(&self, cluster_id: &str) -> Vec<String> {
+        sending_flags(
+            &self.sink.api_url(),
+            &self.key,
+            cluster_id,
+            self.home.name(),
+        )
+    }
+
+    /// [`DaemonProcess::start`] with `args`, logging to `daemon-N.log` in the directory
+    /// (`N` counting the daemons of the test from 1).
+    pub fn start(&self, args: &[impl AsRef<OsStr>]) -> DaemonProcess {
+        self.start_with_env(args, &[])
+    }
+
+    /// [`DaemonProcess::start_with_env`], logging as [`DaemonTest::start`] does.
+    pub fn start_with_env(
+        &self,
+        args: &[impl AsRef<OsStr>],
+        env: &[(String, String)],
+    ) -> DaemonProcess {
+        let n = 1 + self.started.fetch_add(1, Ordering::Relaxed);
+        let log = self.dir.join(format!("daemon-{n}.log"));
+        DaemonProcess::start_with_env(&self.cluster, args, env, log)
+    }
+
+    /// The events the sink accepted so far (see [`sink_events`]).
+    pub fn sent(&self) -> Vec<Value> {
+        sink_events(&self.out)
+    }
+
+    /// The end of a test: the sink stopped, the test's other `namespaces` deleted, then
+    /// the home namespace and the directory; the lock released.
+    pub async fn finish(self, namespaces: impl IntoIterator<Item = TestNamespace>) {
+        self.sink.shutdown().await;
+        for ns in namespaces {
+            ns.cleanup().await;
+        }
+        self.home.cleanup().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -72,6 +72,31 @@ impl Kubectl {
         assert!(ok, "kubectl {args:?} failed:\n{err}\n{out}");
         out
     }
+
+    /// Applies the CRDs in `path` (a file or a folder) server-side, taking over fields
+    /// another manager set (as `make cluster-up` does for large CRDs), then
+    /// [`Kubectl::wait_established`].
+    pub fn install_crds(&self, path: &str) {
+        self.must(
+            &["apply", "--server-side", "--force-conflicts", "-f", path],
+            None,
+        );
+        self.wait_established(path);
+    }
+
+    /// Waits (a minute at most) until the CRDs in `path` are Established: served.
+    pub fn wait_established(&self, path: &str) {
+        self.must(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "-f",
+                path,
+            ],
+            None,
+        );
+    }
 }
 
 /// The YAML documents of a rendered kustomization.

@@ -52,6 +52,22 @@ pub async fn set_status(
         .await
 }
 
+/// Creates namespace `name` unless it is there already: a namespace that tests running in
+/// parallel may make too (`konflux-info`, `segment-bridge`), which the caller leaves.
+pub async fn ensure_namespace(cluster: &TestCluster, name: &str) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client());
+    let ns = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+        .expect("a namespace");
+    match namespaces
+        .create(&kube::api::PostParams::default(), &ns)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("create namespace {name}: {e}"),
+    }
+}
+
 /// Now plus `offset_seconds`, as RFC 3339 in whole seconds (a status time).
 pub fn at(offset_seconds: i64) -> String {
     jiff::Timestamp::now()

@@ -59,7 +59,7 @@ impl ResultsServer {
     }
 
     /// An HTTPS client of the server's REST API, trusting its CA.
-    fn client(&self) -> reqwest::Client {
+    pub fn client(&self) -> reqwest::Client {
         super::crypto::install_provider();
         let pem = std::fs::read(&self.ca).expect("CA");
         reqwest::Client::builder()
@@ -72,32 +72,40 @@ impl ResultsServer {
     /// Records a PipelineRun (its JSON, with `metadata.uid`) through the REST API, as
     /// Tekton's watcher would: a Result, then a Record under it.
     pub async fn record(&self, ns: &str, run: &Value) {
+        let uid = run["metadata"]["uid"].as_str().expect("uid");
+        self.record_value(ns, uid, run.to_string().as_bytes()).await;
+    }
+
+    /// Records `value` (any bytes: the server takes any JSON) as PipelineRun `id` of
+    /// namespace `ns`: a Result `id`, then a Record `id` under it (see
+    /// [`ResultsServer::record`]).
+    pub async fn record_value(&self, ns: &str, id: &str, value: &[u8]) {
         let http = self.client();
-        let uid = run["metadata"]["uid"].as_str().expect("uid").to_owned();
         let base = format!(
             "{}/apis/results.tekton.dev/v1alpha2/parents/{ns}/results",
             self.addr
         );
         for (url, body) in [
-            (base.clone(), json!({"name": format!("{ns}/results/{uid}")})),
+            (base.clone(), json!({"name": format!("{ns}/results/{id}")})),
             (
-                format!("{base}/{uid}/records"),
-                json!({"name": format!("{ns}/results/{uid}/records/{uid}"), "data": {
+                format!("{base}/{id}/records"),
+                json!({"name": format!("{ns}/results/{id}/records/{id}"), "data": {
                     "type": "tekton.dev/v1.PipelineRun",
-                    "value": base64::engine::general_purpose::STANDARD.encode(run.to_string()),
+                    "value": base64::engine::general_purpose::STANDARD.encode(value),
                 }}),
             ),
         ] {
             let r = http
-                .post(url)
+                .post(&url)
                 .header("Content-Type", "application/json")
                 .body(body.to_string())
                 .send()
                 .await
-                .expect("POST");
+                .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+            let status = r.status();
             assert!(
-                r.status().is_success(),
-                "{}",
+                status.is_success(),
+                "POST {url}: {status}: {}",
                 r.text().await.unwrap_or_default()
             );
         }
