@@ -306,7 +306,7 @@ impl Daemon {
             core: Arc::clone(&self.core),
             client: self.client.clone(),
             readiness,
-            missing: std::sync::Mutex::default(),
+            missing: tokio::sync::Mutex::default(),
         };
         let run = crate::summary::run(settings.clone(), self.stop.clone(), summaries);
         self.tasks.spawn(run);
@@ -471,7 +471,7 @@ struct DaemonSummaries {
     client: kube::Client,
     readiness: Readiness,
     /// Kinds logged as not served, so each is logged once.
-    missing: std::sync::Mutex<std::collections::HashSet<crate::events::Kind>>,
+    missing: tokio::sync::Mutex<std::collections::HashSet<crate::events::Kind>>,
 }
 
 impl crate::summary::Summaries for DaemonSummaries {
@@ -500,22 +500,8 @@ impl crate::summary::Summaries for DaemonSummaries {
         window: crate::summary::Window,
         activity: &crate::summary::activity::WindowActivity,
     ) -> crate::summary::event::Totals {
-        let take = || {
-            std::mem::take(
-                &mut *self
-                    .missing
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            )
-        };
-        let mut missing = take();
-        let totals =
-            crate::summary::count::totals(&self.client, window, activity, &mut missing).await;
-        *self
-            .missing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = missing;
-        totals
+        let mut missing = self.missing.lock().await;
+        crate::summary::count::totals(&self.client, window, activity, &mut missing).await
     }
 
     fn produce(&self, event: crate::events::Event) {

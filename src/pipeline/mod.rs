@@ -9,7 +9,7 @@ pub mod metrics;
 pub mod observation;
 pub mod preview;
 
-use crate::events::{self, ClusterIdentity, EventName};
+use crate::events::{self, ClusterIdentity};
 use crate::flush::{Buffer, Delivery, FlushOutcome, Flushed, Outgoing};
 use crate::flush::{Limits, batches_of};
 use crate::metrics::OutcomeLabel;
@@ -253,21 +253,12 @@ impl Core {
     /// Produces the heartbeat for `now`.
     pub fn heartbeat(&self, now: events::Timestamp) {
         let event = crate::heartbeat::event(&self.identity(), now);
-        let labels = CoreMetrics::event(EventName::Heartbeat, Source::Clock);
-        let mut ledger = self.ledger();
-        if !self.enabled() {
-            drop(ledger);
-            self.count_off(1);
-            return;
-        }
         let at = event.timestamp.unix_seconds();
-        let offer = ledger.offer(event, at, self.lookback());
-        self.count_offer(&offer, &labels);
-        self.settle(ledger);
+        self.produce(event, at);
     }
 
-    /// Takes an event the daemon made itself (a feature's loop: an upgrade seen, a usage
-    /// summary), as the heartbeat is taken: into the buffer unless telemetry is off, or it
+    /// Takes an event the daemon made itself (a feature's loop: the heartbeat, an upgrade
+    /// seen, a usage summary): into the buffer unless telemetry is off, or it
     /// was produced before (its `messageId` in the record of produced events).
     pub fn produce(&self, event: events::Event, now: i64) {
         let labels = CoreMetrics::event(event.name, Source::Clock);
