@@ -18,10 +18,13 @@ use tracing::{info, warn};
 
 /// Objects a page of a metadata listing.
 pub const PAGE: u32 = 500;
-/// Objects a page of a listing of whole objects.
-pub const OBJECT_PAGE: u32 = 100;
-/// Pages one listing reads at most: every listing ends.
-pub const MAX_PAGES: usize = 10_000;
+/// Objects a page of a listing of whole objects. Bounded by bytes, not by habit: an object
+/// can be as large as the API server takes (etcd's 1.5 MB), so a page is at most ~12 MB
+/// of body whatever tenants put in their Releases, well inside the Pod's 128Mi.
+pub const OBJECT_PAGE: u32 = 8;
+/// Pages one listing reads at most: every listing ends (800,000 whole objects, 50 million
+/// names).
+pub const MAX_PAGES: usize = 100_000;
 
 /// Why a kind could not be counted. Says which kind, never an object's name.
 #[derive(Debug, thiserror::Error)]
