@@ -88,7 +88,8 @@ FUZZ_SECONDS ?= 30
 test-faults: release results-up ## the fault suite (tests/faults.rs): API server and Results restarts, sink faults, SIGKILL, hostile input; serially
 	KONFLUX_TELEMETRY_FUZZ_SECONDS=$(FUZZ_SECONDS) \
 	  $(CARGO) test --release --test faults -- --include-ignored --test-threads=1 --nocapture
-	# Hostile answers to the clients (Segment, Results) and a hostile transform line: the
-	# peak RSS each costs (docs/security.md), one at a time.
-	$(CARGO) test --release --test segment_sender --test sweep_results --test transform_cli \
+	# Hostile answers to the clients (Segment, Results), a hostile transform line, and
+	# Releases of 1.4 MB at the summary's count: the peak RSS each costs (docs/security.md),
+	# one at a time.
+	$(CARGO) test --release --test segment_sender --test sweep_results --test transform_cli --test summary_perf \
 	  -- --ignored --test-threads=1 --nocapture memory_

@@ -7,7 +7,7 @@ mod support;
 
 use konflux_telemetry::events::{ClusterIdentity, Decoded, Object, decode_one};
 use konflux_telemetry::summary::activity::{Activity, Own};
-use konflux_telemetry::summary::{Window, count, event};
+use konflux_telemetry::summary::{Window, count, event, listing};
 use serde_json::json;
 use std::time::Instant;
 use support::bench::cpu_seconds;
@@ -234,4 +234,65 @@ async fn the_daemon_summarises_10000_runs_and_1000_components() {
     );
     daemon.stop();
     test.finish(namespaces).await;
+}
+
+/// Releases as large as the API server takes (etcd's 1.5 MB), counted for the summary:
+/// their listing reads whole objects, a page's body at most `listing::PAGE_BYTES` (asked
+/// again with fewer objects past it), each decoded to its status, so what it holds is one
+/// bounded page whatever their number and size. 40 Releases of 1.4 MB (56 MB in etcd):
+/// one page of them read whole and decoded (`Api::list`) held over 150 MiB.
+// One thread: glibc's per-thread arenas would add their fragmentation to the figure (the
+// image's static musl binary has no such arenas).
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "memory figure, run by make test-faults: 40 Releases of 1.4 MB (56 MB in etcd)"]
+async fn memory_counting_40_releases_of_1_4_mb() {
+    const RELEASES: usize = 40;
+    const PAD: usize = 1_400_000;
+    let cluster = support::cluster().await;
+    let ns = cluster.namespace("summary-big-releases").await;
+    let ar = support::crds::release();
+    let api = ns.dynamic_api(&ar);
+    let now = jiff::Timestamp::now().as_second();
+    let window = Window::containing(now, DAY);
+    for i in 0..RELEASES {
+        let name = format!("big-{i}");
+        // One object built at a time, so the test holds one 1.4 MB body before the measure.
+        let o = support::object(&ar, &name, json!({"pad": "x".repeat(PAD)}));
+        api.create(&kube::api::PostParams::default(), &o)
+            .await
+            .unwrap_or_else(|e| panic!("creating Release {name}: {e}"));
+        let status = json!({"completionTime": iso(now), "conditions": [
+            {"type": "Released", "status": "True", "reason": "Succeeded"}]});
+        support::set_status(&api, &name, status)
+            .await
+            .unwrap_or_else(|e| panic!("status of Release {name}: {e}"));
+    }
+    let rss_start = rss::start();
+    let (cpu, wall) = (cpu_seconds("self"), Instant::now());
+    let mut missing = Default::default();
+    let totals = count::totals(&cluster.client(), window, &Default::default(), &mut missing).await;
+    let (cpu, wall) = (cpu_seconds("self") - cpu, wall.elapsed().as_secs_f64());
+    let grown = rss::peak_growth_mib(
+        &format!("counting {RELEASES} Releases of 1.4 MB"),
+        rss_start,
+    );
+    println!("summary: {RELEASES} Releases of 1.4 MB counted in {wall:.2} s wall, {cpu:.2} s CPU");
+    let succeeded = totals
+        .releases
+        .as_ref()
+        .and_then(|r| r.get("succeeded"))
+        .copied()
+        .unwrap_or(0);
+    assert!(succeeded >= RELEASES as u64, "{:?}", totals.releases);
+    let bound = 2.0 * listing::PAGE_BYTES as f64 / (1024.0 * 1024.0);
+    assert!(
+        grown < bound,
+        "counting Releases held {grown:.1} MiB: more than twice a page's bound of {} bytes",
+        listing::PAGE_BYTES
+    );
+    // 56 MB of etcd: deleted here, not left to the namespace's cleanup.
+    api.delete_collection(&Default::default(), &Default::default())
+        .await
+        .expect("deleting the Releases");
+    ns.cleanup().await;
 }

@@ -99,6 +99,21 @@ if [[ $node_image == konflux-telemetry/* ]]; then
   kubectl -n kube-system scale deployment coredns --replicas=0 >/dev/null
   kubectl -n local-path-storage scale deployment local-path-provisioner --replicas=0 >/dev/null
 fi
+# Pods reach the API server through the kubernetes Service (10.96.0.1:443), which
+# kube-proxy programs on the node a few seconds after the node is Ready. A Pod started
+# before that sends its connection out of the node untranslated: where the machine's
+# egress is intercepted, it meets a foreign TLS certificate ("x509: ... doesn't contain
+# any IP SANs") and cert-manager restarts. No Pod of ours starts before the rule is there.
+node="$cluster-control-plane"
+service_programmed() {
+  docker exec "$node" sh -c '(iptables-nft-save -t nat; iptables-legacy-save -t nat) 2>/dev/null' \
+    | grep -qF '"default/kubernetes:https cluster IP"'
+}
+for _ in $(seq 120); do
+  service_programmed && break
+  sleep 1
+done
+service_programmed || die "kube-proxy did not program the kubernetes Service on $node within 120s"
 kind load docker-image "$IMAGE" "$SINK_IMAGE" --name "$cluster"
 
 say "installing the CRDs and konflux-info"

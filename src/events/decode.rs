@@ -114,7 +114,7 @@ impl fmt::Debug for Watched {
 }
 
 /// serde_json's syntax messages quote no input, but keep only the position to be sure.
-fn redact(e: &serde_json::Error) -> String {
+pub(crate) fn redact(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     let what = match e.classify() {
         Category::Eof => "unexpected end of input",

@@ -10,7 +10,7 @@ pub mod hash;
 pub mod decode;
 pub mod identity;
 pub mod konflux;
-mod lenient;
+pub(crate) mod lenient;
 pub mod namespace;
 pub mod object;
 pub mod pipelinerun;

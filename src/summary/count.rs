@@ -1,139 +1,24 @@
-//! The standing totals, counted at a window's end by listing the cluster page by page:
-//! metadata only ([`PAGE`] objects a page) where the count is all, the objects themselves
-//! ([`OBJECT_PAGE`] a page) where their status says how they ended (Releases). What one
-//! listing holds at a time is one page; nothing is kept of it but the counts.
+//! The standing totals, counted at a window's end by listing the cluster page by page
+//! ([`super::listing`]: bounded by bytes): metadata only where the count is all, the
+//! objects themselves where their status says how they ended (Releases). Nothing is kept
+//! of a listing but the counts.
 //!
 //! A kind whose CRD is not installed (404) is not counted: its property is left out, not
 //! sent as 0, and that is logged once per kind until it is counted again.
 
 use super::activity::{Outcome, WindowActivity};
 use super::event::Totals;
+use super::listing::{self, Form, Listed, Named, WithStatus};
 use super::window::Window;
 use crate::events::Timestamp;
-use crate::events::object::{self, Counted, Kind, WatchedKind};
+use crate::events::object::{self, Counted, Kind};
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, ObjectList};
 use std::collections::{BTreeMap, HashSet};
 use tracing::{info, warn};
 
-/// Objects a page of a metadata listing.
-pub const PAGE: u32 = 500;
-/// Objects a page of a listing of whole objects. Bounded by bytes, not by habit: an object
-/// can be as large as the API server takes (etcd's 1.5 MB), so a page is at most ~12 MB
-/// of body whatever tenants put in their Releases, well inside the Pod's 128Mi.
-pub const OBJECT_PAGE: u32 = 8;
-/// Pages one listing reads at most: every listing ends (800,000 whole objects, 50 million
-/// names).
-pub const MAX_PAGES: usize = 100_000;
-
-/// Why a kind could not be counted. Says which kind, never an object's name.
-#[derive(Debug, thiserror::Error)]
-pub enum CountError {
-    #[error("listing {kind} failed: {source}")]
-    List {
-        kind: Kind,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("listing {kind} did not end within {MAX_PAGES} pages")]
-    TooManyPages { kind: Kind },
-}
-
-/// What a listing found: the kind is not served (its CRD is missing), or it was read.
-enum Listed {
-    NotServed,
-    Read,
-}
-
-fn api(client: &Client, w: &WatchedKind) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk(w.group, w.version, w.name);
-    Api::all_with(
-        client.clone(),
-        &ApiResource::from_gvk_with_plural(&gvk, w.plural),
-    )
-}
-
-fn params(w: &WatchedKind, page: u32) -> ListParams {
-    let lp = ListParams::default().limit(page);
-    match w.selector {
-        Some(selector) => lp.labels(selector),
-        None => lp,
-    }
-}
-
-fn not_served(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
-
-/// Calls `each` with the name of every object of `w` (that matches its selector), page
-/// by page, metadata only.
-async fn each_name(
-    client: &Client,
-    w: &WatchedKind,
-    mut each: impl FnMut(&str),
-) -> Result<Listed, CountError> {
-    let api = api(client, w);
-    let list = |lp: ListParams| {
-        let api = api.clone();
-        async move { api.list_metadata(&lp).await }
-    };
-    each_page(w, PAGE, list, |o| {
-        each(o.metadata.name.as_deref().unwrap_or_default());
-    })
-    .await
-}
-
-/// Calls `each` with every object of `w`, page by page.
-async fn each_object(
-    client: &Client,
-    w: &WatchedKind,
-    mut each: impl FnMut(&serde_json::Value),
-) -> Result<Listed, CountError> {
-    let api = api(client, w);
-    let list = |lp: ListParams| {
-        let api = api.clone();
-        async move { api.list(&lp).await }
-    };
-    each_page(w, OBJECT_PAGE, list, |o: &DynamicObject| each(&o.data)).await
-}
-
-/// Reads `w` with `list`, `page` objects a page, calling `each` with every object, until
-/// the last page (or [`MAX_PAGES`]).
-async fn each_page<T: Clone, F, Fut>(
-    w: &WatchedKind,
-    page: u32,
-    mut list: F,
-    mut each: impl FnMut(&T),
-) -> Result<Listed, CountError>
-where
-    F: FnMut(ListParams) -> Fut,
-    Fut: std::future::Future<Output = Result<ObjectList<T>, kube::Error>>,
-{
-    let mut lp = params(w, page);
-    for _ in 0..MAX_PAGES {
-        let page = match list(lp.clone()).await {
-            Ok(page) => page,
-            Err(e) if not_served(&e) => return Ok(Listed::NotServed),
-            Err(source) => {
-                return Err(CountError::List {
-                    kind: w.kind,
-                    source,
-                });
-            }
-        };
-        page.items.iter().for_each(&mut each);
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => lp = lp.continue_token(&token),
-            None => return Ok(Listed::Read),
-        }
-    }
-    Err(CountError::TooManyPages { kind: w.kind })
-}
-
-/// A Release's outcome if it completed in `window`: its `status.completionTime`, and the
-/// reason of its condition `Released`.
-pub fn release_outcome(release: &serde_json::Value, window: Window) -> Option<Outcome> {
-    let status = release.get("status")?;
+/// A Release's outcome if it completed in `window`, from its status: `completionTime`,
+/// and the reason of its condition `Released`.
+pub fn release_outcome(status: &serde_json::Value, window: Window) -> Option<Outcome> {
     let done = Timestamp::parse(status.get("completionTime")?.as_str()?).ok()?;
     if !window.contains(done.unix_seconds()) {
         return None;
@@ -163,17 +48,18 @@ pub async fn totals(
         let mut releases: BTreeMap<String, u64> = BTreeMap::new();
         let listed = match counted {
             Counted::Total => {
-                each_name(client, w, |name| {
+                listing::each(client, w, Form::Metadata, |o: Named| {
                     n += 1;
-                    if w.kind == Kind::Namespace && activity.ran_in(name) {
+                    if w.kind == Kind::Namespace && activity.ran_in(o.name()) {
                         active += 1;
                     }
                 })
                 .await
             }
             Counted::CompletedByOutcome => {
-                each_object(client, w, |o| {
-                    if let Some(outcome) = release_outcome(o, window) {
+                listing::each(client, w, Form::Whole, |o: WithStatus| {
+                    let outcome = o.status.and_then(|s| release_outcome(&s, window));
+                    if let Some(outcome) = outcome {
                         *releases.entry(outcome.as_str().to_owned()).or_default() += 1;
                     }
                 })
@@ -233,7 +119,7 @@ mod tests {
             if let Some(r) = reason {
                 c["reason"] = r.into();
             }
-            serde_json::json!({"status": {"completionTime": done, "conditions": [c]}})
+            serde_json::json!({"completionTime": done, "conditions": [c]})
         };
         let inside = "2026-01-01T00:30:00Z";
         assert_eq!(
@@ -252,10 +138,7 @@ mod tests {
             release_outcome(&release("2026-01-01T01:00:00Z", Some("Succeeded")), window),
             None
         );
-        assert_eq!(
-            release_outcome(&serde_json::json!({"status": {}}), window),
-            None
-        );
         assert_eq!(release_outcome(&serde_json::json!({}), window), None);
+        assert_eq!(release_outcome(&serde_json::json!("done"), window), None);
     }
 }

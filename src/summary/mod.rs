@@ -12,6 +12,7 @@
 pub mod activity;
 pub mod count;
 pub mod event;
+pub mod listing;
 pub mod window;
 
 pub use window::Window;

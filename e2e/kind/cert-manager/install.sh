@@ -65,5 +65,10 @@ kubectl -n cert-manager rollout status deploy/cert-manager-cainjector --timeout=
 # A container that exits at start (a refused call) was Ready for a moment: it must not
 # have restarted.
 restarts="$(kubectl -n cert-manager get pods -o jsonpath='{range .items[*]}{.status.containerStatuses[0].restartCount}{" "}{end}')"
-[[ $restarts =~ ^(0 )+$ ]] || die "a cert-manager container restarted (restarts: $restarts): kubectl -n cert-manager logs"
+if [[ ! $restarts =~ ^(0 )+$ ]]; then
+  for d in cert-manager cert-manager-cainjector; do
+    kubectl -n cert-manager logs "deploy/$d" --previous --tail=15 >&2 2>/dev/null || true
+  done
+  die "a cert-manager container restarted (restarts: $restarts); the last lines before it are above"
+fi
 log "cert-manager $version running"
