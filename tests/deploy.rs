@@ -263,9 +263,8 @@ async fn deploy_manifests_and_least_privilege() {
         kubectl.must(&konflux_info, None);
     }
     kubectl.must(&["apply", "-f", "e2e/crds/monitoring/"], None);
-    // cert-manager's, for deploy/base's Issuer and Certificate (no cert-manager runs here:
-    // the Secret it would write is not needed, the webhook is never called).
-    kubectl.install_crds("e2e/crds/cert-manager/");
+    // cert-manager's, for deploy/base's Issuer and Certificate.
+    kubectl.install_cert_manager_crds();
     kubectl.wait_established("e2e/crds/monitoring/");
 
     // The kind overlay for real, all but the webhook configuration.

@@ -157,9 +157,9 @@ fn resources(kustomization: &str) -> Vec<String> {
 /// The namespaces the namespaced objects of `deploy/` live in (a dry run creates none of
 /// them). Created if missing and left, as tests/deploy.rs leaves konflux-info.
 /// The namespaces the manifests use, and cert-manager's CRDs (the rendered file holds its
-/// Issuer and Certificate; e2e/crds/cert-manager/, not installed by `make cluster-up`).
+/// Issuer and Certificate; not installed by `make cluster-up`).
 async fn ensure_namespaces(cluster: &support::TestCluster) {
-    Kubectl::for_cluster(cluster).install_crds("e2e/crds/cert-manager/");
+    Kubectl::for_cluster(cluster).install_cert_manager_crds();
     for name in ["segment-bridge", "konflux-info"] {
         support::ensure_namespace(cluster, name).await;
     }

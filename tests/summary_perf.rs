@@ -290,9 +290,5 @@ async fn memory_counting_40_releases_of_1_4_mb() {
         "counting Releases held {grown:.1} MiB: more than twice a page's bound of {} bytes",
         listing::PAGE_BYTES
     );
-    // 56 MB of etcd: deleted here, not left to the namespace's cleanup.
-    api.delete_collection(&Default::default(), &Default::default())
-        .await
-        .expect("deleting the Releases");
     ns.cleanup().await;
 }

@@ -84,6 +84,25 @@ impl Kubectl {
         self.wait_established(path);
     }
 
+    /// cert-manager's CRDs, of the version `make kind-e2e` runs, for deploy/'s Issuer and
+    /// Certificate (no cert-manager runs against the local API server: the Secret it would
+    /// write is not needed). Read from cert-manager's Go module (e2e/kind/cert-manager/crds.sh),
+    /// not copied into this repository.
+    pub fn install_cert_manager_crds(&self) {
+        let out = Command::new("bash")
+            .arg("e2e/kind/cert-manager/crds.sh")
+            .current_dir(repo())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("running e2e/kind/cert-manager/crds.sh: {e}"));
+        assert!(
+            out.status.success(),
+            "e2e/kind/cert-manager/crds.sh failed (its reason is above)"
+        );
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        self.install_crds(&dir);
+    }
+
     /// Waits (a minute at most) until the CRDs in `path` are Established: served.
     pub fn wait_established(&self, path: &str) {
         self.must(

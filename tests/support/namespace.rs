@@ -301,7 +301,10 @@ async fn delete_namespace_inner(client: &Client, name: &str) -> Result<(), Strin
         .await
         .map_err(|e| format!("discovery: {e}"))?;
     for group in discovery.groups() {
-        for (ar, caps) in group.recommended_resources() {
+        // Every kind of the group, each at its most stable version: the group's preferred
+        // version alone would leave out the kinds of its other versions (appstudio.redhat.com
+        // serves IntegrationTestScenario at v1beta2, Component and Release at v1alpha1).
+        for (ar, caps) in group.resources_by_stability() {
             if caps.scope != Scope::Namespaced || !caps.supports_operation(verbs::DELETE_COLLECTION)
             {
                 continue;

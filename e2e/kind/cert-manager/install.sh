@@ -6,8 +6,8 @@
 # 1. the controller and cainjector binaries (build.sh: from the Go module, cached);
 # 2. each alone on scratch (user 65532), tagged konflux-telemetry/cert-manager-<name>:
 #    <version>-<key of the build>, built once, then `kind load`ed into CLUSTER;
-# 3. cert-manager's CRDs from the pinned module's deploy/crds (plain YAML, no Helm
-#    templating), in the Go module cache;
+# 3. cert-manager's CRDs from the pinned module's deploy/crds (crds.sh: plain YAML, no
+#    Helm templating, in the Go module cache);
 # 4. cert-manager.yaml (namespace, RBAC, the two Deployments), waited for.
 # Needs KUBECONFIG for CLUSTER, kubectl, kind, docker, Go and jq on PATH.
 set -euo pipefail
@@ -46,9 +46,7 @@ kind load docker-image "${image[controller]}" "${image[cainjector]}" --name "$cl
 log "loaded ${image[controller]} ${image[cainjector]}"
 
 # --- CRDs ------------------------------------------------------------------------------
-crds="$(cd "$here/binaries" && go mod download -json "github.com/cert-manager/cert-manager@$version" | jq -r .Dir)/deploy/crds"
-[[ -d $crds ]] || die "cert-manager $version's deploy/crds not found in the Go module cache"
-if grep -l '{{' "$crds"/*.yaml >/dev/null 2>&1; then die "$crds holds Helm templating"; fi
+crds="$(bash "$here/crds.sh")"
 # Server-side: the Issuer CRDs are too large for the last-applied annotation.
 for f in "$crds"/*.yaml; do
   kubectl apply --server-side --force-conflicts -f "$f" >/dev/null
