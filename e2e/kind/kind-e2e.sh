@@ -106,14 +106,16 @@ fi
 # any IP SANs") and cert-manager restarts. No Pod of ours starts before the rule is there.
 node="$cluster-control-plane"
 service_programmed() {
-  docker exec "$node" sh -c '(iptables-nft-save -t nat; iptables-legacy-save -t nat) 2>/dev/null' \
-    | grep -qF '"default/kubernetes:https cluster IP"'
+  local rules # read whole first: `grep -q` on a pipe would end docker exec early (SIGPIPE)
+  rules="$(docker exec "$node" sh -c '(iptables-nft-save -t nat; iptables-legacy-save -t nat) 2>/dev/null')"
+  grep -qF '"default/kubernetes:https cluster IP"' <<<"$rules"
 }
 for _ in $(seq 120); do
   service_programmed && break
   sleep 1
 done
 service_programmed || die "kube-proxy did not program the kubernetes Service on $node within 120s"
+say "kube-proxy has programmed the kubernetes Service"
 kind load docker-image "$IMAGE" "$SINK_IMAGE" --name "$cluster"
 
 say "installing the CRDs and konflux-info"
