@@ -99,23 +99,31 @@ if [[ $node_image == konflux-telemetry/* ]]; then
   kubectl -n kube-system scale deployment coredns --replicas=0 >/dev/null
   kubectl -n local-path-storage scale deployment local-path-provisioner --replicas=0 >/dev/null
 fi
-# Pods reach the API server through the kubernetes Service (10.96.0.1:443), which
-# kube-proxy programs on the node a few seconds after the node is Ready. A Pod started
-# before that sends its connection out of the node untranslated: where the machine's
-# egress is intercepted, it meets a foreign TLS certificate ("x509: ... doesn't contain
-# any IP SANs") and cert-manager restarts. No Pod of ours starts before the rule is there.
+# A connection to a Service's cluster IP that kube-proxy has not programmed yet leaves the
+# node untranslated. Where the machine's egress is intercepted (this one's answers any
+# address on 443 with a foreign certificate, and HTTP with 404), it meets a stranger, and
+# a client that keeps the connection keeps the stranger: cert-manager restarted on
+# "x509: ... doesn't contain any IP SANs", and the daemon's pooled connection to the sink
+# got 404 for good. kube-proxy programs a Service a few seconds after the node is Ready,
+# and after its first ready endpoint: each client below starts only once the Services it
+# calls are programmed.
 node="$cluster-control-plane"
+# service_programmed NAMESPACE/NAME:PORT: the node's nat table (nft or legacy) has the
+# Service's cluster IP rule.
 service_programmed() {
   local rules # read whole first: `grep -q` on a pipe would end docker exec early (SIGPIPE)
   rules="$(docker exec "$node" sh -c '(iptables-nft-save -t nat; iptables-legacy-save -t nat) 2>/dev/null')"
-  grep -qF '"default/kubernetes:https cluster IP"' <<<"$rules"
+  grep -qF "\"$1 cluster IP\"" <<<"$rules"
 }
-for _ in $(seq 120); do
-  service_programmed && break
-  sleep 1
-done
-service_programmed || die "kube-proxy did not program the kubernetes Service on $node within 120s"
-say "kube-proxy has programmed the kubernetes Service"
+wait_service() {
+  for _ in $(seq 120); do
+    service_programmed "$1" && break
+    sleep 1
+  done
+  service_programmed "$1" || die "kube-proxy did not program Service $1 on $node within 120s"
+  say "kube-proxy has programmed Service $1"
+}
+wait_service default/kubernetes:https
 kind load docker-image "$IMAGE" "$SINK_IMAGE" --name "$cluster"
 
 say "installing the CRDs and konflux-info"
@@ -139,6 +147,8 @@ jq -s '{apiVersion: "v1", kind: "List", items: [.[] | select(.kind == "Namespace
 kubectl -n "$ns" wait --for=condition=Ready --timeout=120s certificate/konflux-telemetry-webhook >/dev/null \
   || die "cert-manager did not issue the webhook's certificate"
 kubectl apply -f "$here/sink.yaml" >/dev/null
+kubectl -n "$ns" rollout status deploy/segment-sink --timeout=120s >&2
+wait_service "$ns/segment-sink:http" # before the daemon, which sends to it
 kubectl apply -f "$work/overlay.yaml" >/dev/null
 # cert-manager's cainjector fills the webhook configuration's caBundle with the CA of the
 # Secret (cert-manager.io/inject-ca-from).
@@ -150,8 +160,8 @@ for _ in $(seq 60); do
   sleep 1
 done
 [[ $injected == "$ca" ]] || die "cainjector did not inject the webhook's CA into its configuration"
-kubectl -n "$ns" rollout status deploy/segment-sink --timeout=120s >&2
 kubectl -n "$ns" rollout status deploy/konflux-telemetry --timeout=120s >&2
+wait_service "$ns/konflux-telemetry:webhook" # the API server calls the webhook through it
 say "deployed"
 
 # --- 5. suite --------------------------------------------------------------------------

@@ -29,7 +29,12 @@ poll() {
   shift 2
   deadline=$((SECONDS + seconds))
   until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || fail "timed out after ${seconds}s waiting for $what"
+    # `return`, not only `fail`: errexit does not hold in a command substitution
+    # (`event="$(wait_event ...)"`), where a failed `fail` alone polled forever.
+    if ((SECONDS >= deadline)); then
+      fail "timed out after ${seconds}s waiting for $what"
+      return 1
+    fi
     sleep 1
   done
 }
@@ -43,7 +48,7 @@ count() { sink_events | jq -r .messageId | grep -cxF "$1" || true; }
 has_event() { (($(count "$1") > 0)); }
 # wait_event ID: wait until the sink has ID, print that event.
 wait_event() {
-  poll "${2:-90}" "event $1 at the sink" has_event "$1"
+  poll "${2:-90}" "event $1 at the sink" has_event "$1" || return 1
   sink_events | jq -c --arg id "$1" 'select(.messageId == $id)' | head -n 1
 }
 # no_duplicates: every messageId the sink accepted, accepted once.
