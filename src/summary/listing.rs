@@ -17,7 +17,7 @@
 //! error logs the whole body, names included.
 
 use crate::events::decode::redact;
-use crate::events::lenient::ObjectField;
+use crate::events::lenient::{ObjectField, StringField};
 use crate::events::object::{Kind, WatchedKind};
 use kube::Client;
 use kube::Resource;
@@ -93,13 +93,12 @@ pub struct Named {
 
 #[derive(Debug, Deserialize)]
 struct NameOnly {
-    name: Option<crate::events::lenient::StringField>,
+    name: Option<StringField>,
 }
 
 impl Named {
     /// The object's name; empty when it has none (or not a string).
     pub fn name(&self) -> &str {
-        use crate::events::lenient::StringField;
         match &self.metadata {
             Some(ObjectField::Ok(NameOnly {
                 name: Some(StringField::Ok(name)),
@@ -262,7 +261,7 @@ struct ListSeed<'a, T, F> {
 #[derive(Deserialize)]
 struct ListMeta {
     #[serde(rename = "continue")]
-    token: Option<crate::events::lenient::StringField>,
+    token: Option<StringField>,
 }
 
 impl<'de, T: DeserializeOwned, F: FnMut(T)> DeserializeSeed<'de> for ListSeed<'_, T, F> {
@@ -278,7 +277,6 @@ impl<'de, T: DeserializeOwned, F: FnMut(T)> Visitor<'de> for ListSeed<'_, T, F> 
         f.write_str("a list")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        use crate::events::lenient::StringField;
         let mut token = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_ref() {
